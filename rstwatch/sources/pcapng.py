@@ -1,0 +1,152 @@
+"""Fast reader for pcapng: several sections and interfaces, per-interface link type and
+timestamp resolution, Enhanced/Simple/obsolete Packet Blocks."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from . import gather
+from .diagnostics import Diagnostics
+from .segments import RecordIndex
+from .walk import CORRUPT, SHB, walk_pcapng
+
+IDB, PB, SPB, EPB = 1, 2, 3, 6
+PACKET_BLOCKS = (PB, SPB, EPB)
+
+
+def is_pcapng(head: bytes) -> bool:
+    return head[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+@dataclass
+class Interface:
+    linktype: int
+    snaplen: int
+    resol_pow10: int | None = 6      # timestamps in 10^-n s ...
+    resol_pow2: int | None = None    # ... or 2^-n s
+    offset_s: int = 0
+
+    def to_ns(self, ticks: np.ndarray) -> np.ndarray:
+        ticks = ticks.astype(np.uint64)
+        if self.resol_pow2 is not None:
+            ns = (ticks.astype(np.float64) * (1e9 / 2.0 ** self.resol_pow2)).astype(np.int64)
+        elif self.resol_pow10 <= 9:
+            ns = ticks.astype(np.int64) * (10 ** (9 - self.resol_pow10))
+        else:
+            ns = (ticks // np.uint64(10 ** (self.resol_pow10 - 9))).astype(np.int64)
+        return ns + self.offset_s * 1_000_000_000
+
+
+def _parse_idb(body: bytes, big: bool) -> Interface:
+    e = ">" if big else "<"
+    linktype, _, snaplen = struct.unpack(e + "HHI", body[:8])
+    iface = Interface(linktype=linktype, snaplen=snaplen)
+    pos = 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack(e + "HH", body[pos:pos + 4])
+        value = body[pos + 4:pos + 4 + length]
+        if code == 0:
+            break
+        if code == 9 and length >= 1:          # if_tsresol
+            v = value[0]
+            if v & 0x80:
+                iface.resol_pow10, iface.resol_pow2 = None, v & 0x7F
+            else:
+                iface.resol_pow10 = v
+        elif code == 14 and length >= 8:       # if_tsoffset, seconds
+            iface.offset_s = struct.unpack(e + "q", value[:8])[0]
+        pos += 4 + ((length + 3) & ~3)
+    return iface
+
+
+class _State:
+    def __init__(self) -> None:
+        self.big = False
+        self.ifaces: list[Interface] = []
+        self.section_base = 0       # global index of this section's interface 0
+        self.next_frame = 1
+        self.seen_shb = False
+
+
+def read_pcapng(chunks: Iterable[bytes], diag: Diagnostics) -> Iterator[tuple[np.ndarray, RecordIndex]]:
+    st = _State()
+    pending = b""
+    file_off = 0
+    for chunk in chunks:
+        pending = pending + chunk if pending else chunk
+        buf = np.frombuffer(pending, dtype=np.uint8)
+        offs, types, bigs, stop, status, st_big_after = walk_pcapng(buf, 0, st.big)
+        if len(offs):
+            idx = _index_blocks(buf, offs, types, bigs, st, diag)
+            if idx is not None and len(idx):
+                yield buf, idx
+        st.big = bool(st_big_after)
+        if status == CORRUPT:
+            diag.warn(f"corrupt block at byte {file_off + stop} (after frame {st.next_frame - 1}); stopped reading")
+            diag.truncated = True
+            return
+        file_off += stop
+        pending = pending[stop:]
+    if pending:
+        diag.warn(f"truncated: block at byte {file_off} is incomplete ({len(pending)} bytes left, after frame {st.next_frame - 1})")
+        diag.truncated = True
+
+
+def _index_blocks(buf, offs, types, bigs, st: _State, diag: Diagnostics) -> RecordIndex | None:
+    is_pkt = np.isin(types, PACKET_BLOCKS)
+    # Control blocks are rare: handle them in order in Python, remembering for each packet
+    # block which section base applied when it was read.
+    ctrl = np.flatnonzero(~is_pkt)
+    section_base = np.empty(len(offs), np.int64)
+    prev = 0
+    for i in ctrl:
+        section_base[prev:i] = st.section_base
+        prev = i
+        t, off, big = int(types[i]), int(offs[i]), bool(bigs[i])
+        if t == SHB:
+            st.section_base = len(st.ifaces)
+            st.seen_shb = True
+        elif t == IDB:
+            blen = int(gather.uint(buf, np.array([off + 4]), 4, big)[0])
+            st.ifaces.append(_parse_idb(bytes(buf[off + 8:off + blen - 4]), big))
+    section_base[prev:] = st.section_base
+    pk = np.flatnonzero(is_pkt)
+    n = len(pk)
+    if n == 0:
+        return None
+    frames = np.arange(st.next_frame, st.next_frame + n, dtype=np.int64)
+    st.next_frame += n
+    diag.packets += n
+    o, t, big = offs[pk], types[pk], bigs[pk]
+    blen = gather.uint(buf, o + 4, 4, big).astype(np.int64)
+    is_epb, is_spb = t == EPB, t == SPB
+    local = np.where(is_epb, gather.uint(buf, o + 8, 4, big).astype(np.int64),
+                     np.where(is_spb, 0, gather.uint(buf, o + 8, 2, big).astype(np.int64)))
+    data = np.where(is_spb, o + 12, o + 28)
+    caplen = np.where(is_spb, np.minimum(gather.uint(buf, o + 8, 4, big).astype(np.int64), blen - 16),
+                      gather.uint(buf, o + 20, 4, big).astype(np.int64))
+    ticks = (gather.uint(buf, o + 12, 4, big) << np.uint64(32)) | gather.uint(buf, o + 16, 4, big)
+    iface = section_base[pk] + local
+    ok = (iface < len(st.ifaces)) & (data + caplen <= o + blen - 4) & (caplen >= 0)
+    bad = int((~ok).sum())
+    if bad:
+        diag.skip("packet block references an undefined interface or overruns its block", bad)
+        diag.warn(f"{bad} packet block(s) reference an undefined interface or overrun their block; skipped")
+    linktype = np.full(n, -1, np.int32)
+    ts_ns = np.zeros(n, np.int64)
+    for k in np.unique(iface[ok]):
+        sel = ok & (iface == k)
+        itf = st.ifaces[int(k)]
+        linktype[sel] = itf.linktype
+        ts_ns[sel] = itf.to_ns(ticks[sel])
+        if itf.snaplen:
+            caplen[sel & is_spb] = np.minimum(caplen[sel & is_spb], itf.snaplen)
+    if is_spb.any():   # Simple Packet Blocks carry no time: reuse the previous packet's
+        known = np.where(is_spb, 0, np.arange(n))
+        ts_ns = ts_ns[np.maximum.accumulate(known)]
+    keep = np.flatnonzero(ok)
+    return RecordIndex(data=data[keep], caplen=caplen[keep], linktype=linktype[keep],
+                       frame=frames[keep], ts_ns=ts_ns[keep], iface=iface[keep].astype(np.int32))

@@ -1,0 +1,70 @@
+"""Column layouts shared by every engine.
+
+`RecordIndex` points at packets inside a byte buffer (what a walker found); `Segments` holds
+the decoded TCP header fields, one numpy array per field, one row per TCP segment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# name -> dtype of each TCP segment column. Addresses are 128-bit (IPv4 mapped into IPv6).
+SEGMENT_COLUMNS: dict[str, str] = {
+    "frame": "i8",      # the capture's own 1-based frame number
+    "ts_ns": "i8",      # epoch nanoseconds
+    "v6": "?",
+    "src_hi": "u8", "src_lo": "u8", "dst_hi": "u8", "dst_lo": "u8",
+    "sport": "u2", "dport": "u2",
+    "seq": "u4", "ack": "u4",
+    "flags": "u2",      # FIN 1, SYN 2, RST 4, PSH 8, ACK 16, URG 32, ECE 64, CWR 128, NS 256
+    "win": "u2",
+    "hlen": "u1",       # TCP header length in bytes
+    "plen": "i4",       # TCP payload length from the IP length (not the snapped length)
+    "ttl": "u1",        # IPv4 TTL or IPv6 hop limit
+    "ipid": "i4",       # IPv4 identification, -1 for IPv6
+}
+
+FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16
+V4_MAPPED = np.uint64(0xFFFF << 32)
+
+
+@dataclass
+class Segments:
+    cols: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> "Segments":
+        return cls({k: np.zeros(0, dtype=t) for k, t in SEGMENT_COLUMNS.items()})
+
+    @classmethod
+    def concat(cls, parts: list["Segments"]) -> "Segments":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls({k: np.concatenate([p.cols[k] for p in parts]) for k in SEGMENT_COLUMNS})
+
+    def take(self, idx: np.ndarray) -> "Segments":
+        return Segments({k: v[idx] for k, v in self.cols.items()})
+
+    def __len__(self) -> int:
+        return len(self.cols["frame"]) if self.cols else 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name]
+
+
+@dataclass
+class RecordIndex:
+    """Packets found in one buffer: where their bytes start and how to interpret them."""
+    data: np.ndarray       # offset of the first link-layer byte
+    caplen: np.ndarray
+    linktype: np.ndarray   # per packet (pcapng interfaces may differ)
+    frame: np.ndarray
+    ts_ns: np.ndarray
+    iface: np.ndarray      # pcapng interface id (global across sections), 0 for pcap
+
+    def __len__(self) -> int:
+        return len(self.frame)
