@@ -1,0 +1,140 @@
+"""Command line: typer commands only, the work happens in the modules they call."""
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import RstwatchError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Tell why TCP connections were reset: who sent each RST, why, and what to change.")
+rules_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                        help="List, explain, validate and test the rule files.")
+app.add_typer(rules_app, name="rules")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Format(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    typer.echo(f"rstwatch: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"rstwatch: warning: {message}", err=True)
+
+
+RulesOpt = typer.Option(None, "--rules", help="Extra rule folder (repeatable): adds rules, overrides or disables built-ins by id.")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
+
+
+@app.command()
+def read(
+    paths: list[Path] = typer.Argument(..., help="Capture files (pcap, pcapng, optionally .gz) or folders."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="table (default on a terminal), jsonl (default otherwise) or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout (atomically)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
+    rules: Optional[list[Path]] = RulesOpt,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Classify every TCP RST in capture files."""
+    from .run import run_read
+    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs), debug)
+
+
+@rules_app.command("list")
+def rules_list(rules: Optional[list[Path]] = RulesOpt, debug: bool = DebugOpt) -> None:
+    """One line per rule: id, cause, priority, confidence, title."""
+    from .run import run_rules_list
+    _guard(lambda: run_rules_list(rules or []), debug)
+
+
+@rules_app.command("explain")
+def rules_explain(name: str = typer.Argument(..., help="Cause name or rule id."),
+                  rules: Optional[list[Path]] = RulesOpt, debug: bool = DebugOpt) -> None:
+    """What a rule matches, why, what the applications see and what to change."""
+    from .run import run_rules_explain
+    _guard(lambda: run_rules_explain(name, rules or []), debug)
+
+
+@rules_app.command("validate")
+def rules_validate(folders: list[Path] = typer.Argument(None, help="Rule folders (default: the built-in rules)."),
+                   debug: bool = DebugOpt) -> None:
+    """Check rule files; every problem is listed as file:line."""
+    from .run import run_rules_validate
+    _guard(lambda: run_rules_validate(folders or []), debug)
+
+
+@rules_app.command("test")
+def rules_test(folders: list[Path] = typer.Argument(None, help="Rule folders (default: the built-in rules)."),
+               debug: bool = DebugOpt) -> None:
+    """Run each rule's own match / no_match examples."""
+    from .run import run_rules_test
+    _guard(lambda: run_rules_test(folders or []), debug)
+
+
+@rules_app.command("features")
+def rules_features() -> None:
+    """The feature vocabulary rule conditions may use."""
+    from .features.registry import FEATURES
+    for f in FEATURES.values():
+        unit = f" [{f.unit}]" if f.unit else ""
+        typer.echo(f"{f.name:36} {f.kind:6}{unit:9} {f.meaning}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def _guard(action, debug: bool) -> None:
+    """Turn expected failures into one line and an exit code; tracebacks only with --debug."""
+    try:
+        code = action()
+    except typer.Exit:
+        raise
+    except RstwatchError as exc:
+        if debug:
+            raise
+        for line in str(exc).splitlines():
+            typer.echo(f"rstwatch: error: {line}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        typer.echo("rstwatch: interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except Exception as exc:  # an internal bug: say so in one line
+        if debug:
+            raise
+        typer.echo(f"rstwatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", err=True)
+        raise typer.Exit(70)
+    raise typer.Exit(code or EXIT_OK)
+
+
+def _quiet_broken_pipe() -> None:
+    # The reader of our stdout went away (`| head`): stop quietly, like cat does.
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    raise typer.Exit(EXIT_OK)
+
+
+def main() -> None:
+    app()

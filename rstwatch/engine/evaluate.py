@@ -1,0 +1,98 @@
+"""Rule conditions as vectorised boolean masks over the feature table, then one verdict per row."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .model import Rule
+
+UNKNOWN = "unknown"
+
+
+def _test(col: pd.Series, op: str, value: Any) -> pd.Series:
+    if op == "is_null":
+        return col.isna() if value else col.notna()
+    if op == "in":
+        res = col.isin(value)
+    elif op == "eq":
+        res = col == value
+    elif op == "ne":
+        res = col != value
+    elif op == "lt":
+        res = col < value
+    elif op == "lte":
+        res = col <= value
+    elif op == "gt":
+        res = col > value
+    else:
+        res = col >= value
+    # A missing feature (unknown on this capture) never satisfies a test.
+    return res.fillna(False).astype(bool) & col.notna()
+
+
+def condition_mask(df: pd.DataFrame, cond: Any) -> pd.Series:
+    if cond is None or cond == {}:
+        return pd.Series(True, index=df.index)
+    if isinstance(cond, list):
+        mask = pd.Series(False, index=df.index)
+        for item in cond:
+            mask |= condition_mask(df, item)
+        return mask
+    mask = pd.Series(True, index=df.index)
+    for name, test in cond.items():
+        ops = test if isinstance(test, dict) else ({"in": test} if isinstance(test, list) else {"eq": test})
+        for op, value in ops.items():
+            mask &= _test(df[name], op, value)
+    return mask
+
+
+def rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
+    mask = condition_mask(df, rule.when)
+    if rule.unless:
+        mask &= ~condition_mask(df, rule.unless)
+    return mask
+
+
+def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
+    """Add rule, cause, confidence, alternatives to each row: the first matching rule by
+    priority wins; other matching causes and the rule's declared ones become alternatives."""
+    n = len(df)
+    masks = np.zeros((len(rules), n), bool)
+    for k, rule in enumerate(rules):
+        masks[k] = rule_mask(df, rule).to_numpy()
+    has = masks.any(axis=0)
+    winner = np.where(has, masks.argmax(axis=0), -1)
+    out = df.copy()
+    out["rule"] = [rules[w].id if w >= 0 else "RST000" for w in winner]
+    out["cause"] = [rules[w].name if w >= 0 else UNKNOWN for w in winner]
+    out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
+    alts = []
+    for j, w in enumerate(winner):
+        if w < 0:
+            alts.append([])
+            continue
+        names = list(rules[w].alternatives) + [rules[k].name for k in np.flatnonzero(masks[:, j]) if k != w]
+        seen: list[str] = []
+        for a in names:
+            if a != rules[w].name and a not in seen and a != UNKNOWN:
+                seen.append(a)
+        alts.append(seen)
+    out["alternatives"] = alts
+    return out
+
+
+def run_rule_tests(rules: list[Rule], feature_defaults: pd.DataFrame) -> list[str]:
+    """Each rule's own match / no_match examples, evaluated with the same masks. Returns failures."""
+    failures = []
+    for rule in rules:
+        for n, t in enumerate(rule.tests):
+            row = feature_defaults.copy()
+            for name, value in t["features"].items():
+                row[name] = pd.Series([value], dtype=row[name].dtype)
+            got = bool(rule_mask(row, rule).iloc[0])
+            if got != (t["expect"] == "match"):
+                failures.append(f"{rule.source}: test {n + 1} expected {t['expect']} but got "
+                                f"{'match' if got else 'no_match'}")
+    return failures

@@ -1,0 +1,191 @@
+"""Load rule files with file:line errors: built-ins from the package, then user folders that
+may add rules, override a built-in by id, or disable one (`disabled: true`)."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import RuleError
+from .model import ID_PATTERN, KNOWN_KEYS, NAME_PATTERN, REQUIRED, Rule, check_condition, check_template
+
+
+def builtin_rules_dir() -> Path:
+    """rules/ inside the installed wheel, or the repository's rules/ in a source checkout."""
+    packaged = Path(str(resources.files("rstwatch") / "rules"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "rules"
+
+
+def _to_python(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+    """Plain data from a composed YAML node, remembering the line of every mapping key."""
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for k, v in node.value:
+            key = str(_to_python(k, path, lines))
+            sub = f"{path}.{key}" if path else key
+            if key in out:
+                lines.setdefault("__dupes__", []).append((sub, k.start_mark.line + 1))  # type: ignore[union-attr]
+            lines[sub] = k.start_mark.line + 1
+            out[key] = _to_python(v, sub, lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, f"{path}[{n}]", lines) for n, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def parse_rule_file(path: Path, problems: list[str]) -> dict | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}:1: cannot read ({exc})")
+        return None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problems.append(f"{path}:{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})")
+        return None
+    if node is None:
+        problems.append(f"{path}:1: empty rule file")
+        return None
+    lines: dict[str, Any] = {}
+    data = _to_python(node, "", lines)
+    if not isinstance(data, dict):
+        problems.append(f"{path}:1: a rule file holds one mapping")
+        return None
+    for sub, ln in lines.pop("__dupes__", []):
+        problems.append(f"{path}:{ln}: duplicate key `{sub}`")
+    data["__lines__"] = lines
+    return data
+
+
+def validate(data: dict, path: Path, problems: list[str], override: bool = False) -> Rule | None:
+    lines = data.pop("__lines__", {})
+    base = str(path)
+    start = len(problems)
+    ln = lambda key: lines.get(key, 1)  # noqa: E731
+    for key in data:
+        if key not in KNOWN_KEYS:
+            problems.append(f"{base}:{ln(key)}: unknown key `{key}`")
+    if data.get("disabled") is True:
+        if not isinstance(data.get("id"), str):
+            problems.append(f"{base}:1: a disabling file needs the `id` it disables")
+        return Rule(id=str(data.get("id")), name="", title="", when=None, source=base, line=1) \
+            if len(problems) == start else None
+    missing = [k for k in REQUIRED if k not in data]
+    if missing and not override:
+        problems.append(f"{base}:1: missing {', '.join(missing)}")
+        return None
+    rid, name = data.get("id"), data.get("name")
+    if not isinstance(rid, str) or not ID_PATTERN.match(rid):
+        problems.append(f"{base}:{ln('id')}: id must look like RST001, got {rid!r}")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        problems.append(f"{base}:{ln('name')}: name must be lower-case-with-dashes, got {name!r}")
+    elif name != path.stem:
+        problems.append(f"{base}:{ln('name')}: name `{name}` must match the file name `{path.stem}`")
+    conf = data.get("confidence")
+    if not isinstance(conf, (int, float)) or isinstance(conf, bool) or not 0 <= conf <= 1:
+        problems.append(f"{base}:{ln('confidence')}: confidence must be a number in 0..1, got {conf!r}")
+    prio = data.get("priority", 100)
+    if not isinstance(prio, int) or isinstance(prio, bool):
+        problems.append(f"{base}:{ln('priority')}: priority must be an integer")
+    for key in ("title", "explain", "confidence_notes"):
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"{base}:{ln(key)}: {key} must be text")
+    for key in ("remediation", "references", "alternatives"):
+        if key in data and not (isinstance(data[key], list) and all(isinstance(x, str) for x in data[key])):
+            problems.append(f"{base}:{ln(key)}: {key} must be a list of text")
+    errno = data.get("errno", {})
+    if not (isinstance(errno, dict) and set(errno) <= {"receiver", "sender"}
+            and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in errno.values())):
+        problems.append(f"{base}:{ln('errno')}: errno must be {{receiver: [..], sender: [..]}} lists of text")
+    check_condition(data.get("when"), "when", problems, lines, base)
+    check_condition(data.get("unless"), "unless", problems, lines, base)
+    if isinstance(data.get("explain"), str):
+        check_template(data["explain"], base, ln("explain"), problems)
+    tests = data.get("tests", [])
+    if not isinstance(tests, list):
+        problems.append(f"{base}:{ln('tests')}: tests must be a list")
+        tests = []
+    for n, t in enumerate(tests):
+        tl = lines.get(f"tests[{n}].expect", ln("tests"))
+        if not isinstance(t, dict) or t.get("expect") not in ("match", "no_match") or not isinstance(t.get("features"), dict):
+            problems.append(f"{base}:{tl}: each test needs expect: match|no_match and a features mapping")
+            continue
+        check_condition(t["features"], f"tests[{n}].features", problems, lines, base)
+    if len(problems) != start:
+        return None
+    return Rule(id=rid, name=name, title=data.get("title", ""), when=data.get("when"), unless=data.get("unless"),
+                priority=prio, confidence=float(conf), confidence_notes=data.get("confidence_notes", ""),
+                alternatives=list(data.get("alternatives", [])),
+                errno={"receiver": list(errno.get("receiver", [])), "sender": list(errno.get("sender", []))},
+                explain=data.get("explain", ""), remediation=list(data.get("remediation", [])),
+                references=list(data.get("references", [])), tests=tests, source=base, line=1)
+
+
+def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
+    if not directory.is_dir():
+        problems.append(f"{directory}:1: rules folder not found")
+        return []
+    rules = []
+    files = sorted(list(directory.glob("*.yaml")) + list(directory.glob("*.yml")))
+    if not files:
+        problems.append(f"{directory}:1: no .yaml rule files in this folder")
+    seen: dict[str, str] = {}
+    for path in files:
+        data = parse_rule_file(path, problems)
+        if data is None:
+            continue
+        rule = validate(data, path, problems)
+        if rule is None:
+            continue
+        if rule.id in seen:
+            problems.append(f"{path}:1: duplicate id {rule.id} (also in {seen[rule.id]})")
+            continue
+        seen[rule.id] = str(path)
+        rules.append(rule)
+    return rules
+
+
+def load_rules(extra_dirs: list[Path] | None = None, builtin: bool = True) -> list[Rule]:
+    """Built-in rules, then each user folder in order: same id replaces, `disabled` removes."""
+    problems: list[str] = []
+    by_id: dict[str, Rule] = {}
+    if builtin:
+        for r in load_dir(builtin_rules_dir(), problems):
+            by_id[r.id] = r
+    for d in extra_dirs or []:
+        for r in load_dir(Path(d), problems):
+            if not r.name:                       # a disabling stub
+                if r.id not in by_id:
+                    problems.append(f"{r.source}:1: disables {r.id}, which no loaded rule has")
+                by_id.pop(r.id, None)
+                continue
+            by_id[r.id] = r
+    names: dict[str, Rule] = {}
+    for r in by_id.values():
+        if r.name in names:
+            problems.append(f"{r.source}:1: cause `{r.name}` already defined by {names[r.name].id} "
+                            f"({names[r.name].source}); override it by reusing id {names[r.name].id}")
+        names[r.name] = r
+    known = set(names) | {"unknown"}
+    for r in by_id.values():
+        for alt in r.alternatives:
+            if alt not in known:
+                problems.append(f"{r.source}:1: alternative `{alt}` is not a known cause")
+    if problems:
+        raise RuleError(problems)
+    return sorted(by_id.values(), key=lambda r: (r.priority, r.id))

@@ -1,0 +1,96 @@
+"""The rule model: what a rule file may say, checked field by field."""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..features.registry import FEATURES
+
+OPERATORS = {"eq", "ne", "lt", "lte", "gt", "gte", "in", "is_null"}
+ORDERED = {"lt", "lte", "gt", "gte"}
+TEMPLATE_FIELDS = {"src", "sport", "dst", "dport", "sender", "receiver", "frame", "conn_state", "history"}
+ID_PATTERN = re.compile(r"^[A-Z]{2,8}\d{3,5}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
+REQUIRED = ("id", "name", "title", "when", "confidence", "explain", "errno", "remediation", "references", "tests")
+KNOWN_KEYS = set(REQUIRED) | {"unless", "priority", "confidence_notes", "alternatives", "disabled", "maturity"}
+
+
+@dataclass
+class Rule:
+    id: str
+    name: str                       # the cause users see
+    title: str
+    when: Any
+    unless: Any = None
+    priority: int = 100
+    confidence: float = 0.5
+    confidence_notes: str = ""
+    alternatives: list[str] = field(default_factory=list)
+    errno: dict[str, list[str]] = field(default_factory=dict)
+    explain: str = ""
+    remediation: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    tests: list[dict] = field(default_factory=list)
+    source: str = ""                # file path
+    line: int = 1
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def check_condition(cond: Any, where: str, problems: list[str], lines: dict[str, int], base: str) -> None:
+    """A condition is a mapping (all must hold) or a list of mappings (any must hold)."""
+    if cond is None or cond == {}:
+        return
+    if isinstance(cond, list):
+        for item in cond:
+            check_condition(item, where, problems, lines, base)
+        return
+    if not isinstance(cond, dict):
+        problems.append(f"{base}:{lines.get(where, 1)}: `{where}` must be a mapping (AND) or a list (OR), got {type(cond).__name__}")
+        return
+    for name, test in cond.items():
+        ln = lines.get(f"{where}.{name}", lines.get(where, 1))
+        feat = FEATURES.get(name)
+        if feat is None:
+            near = [f for f in FEATURES if f.split(".")[-1] == str(name).split(".")[-1]]
+            hint = f" (did you mean {near[0]}?)" if near else " (see `rstwatch rules features`)"
+            problems.append(f"{base}:{ln}: unknown feature `{name}`{hint}")
+            continue
+        ops = test if isinstance(test, dict) else ({"in": test} if isinstance(test, list) else {"eq": test})
+        for op, value in ops.items():
+            if op not in OPERATORS:
+                problems.append(f"{base}:{ln}: unknown operator `{op}` for {name} (use one of {sorted(OPERATORS)})")
+            elif op == "is_null":
+                if not isinstance(value, bool):
+                    problems.append(f"{base}:{ln}: is_null takes true or false")
+            elif op == "in":
+                if not isinstance(value, list) or not all(_type_ok(feat.kind, v) for v in value):
+                    problems.append(f"{base}:{ln}: `in` for {name} needs a list of {feat.kind}")
+            elif op in ORDERED and feat.kind not in ("int", "float"):
+                problems.append(f"{base}:{ln}: `{op}` needs a numeric feature; {name} is {feat.kind}")
+            elif not _type_ok(feat.kind, value):
+                problems.append(f"{base}:{ln}: {name} is {feat.kind}, got {value!r}")
+
+
+def check_template(text: str, base: str, ln: int, problems: list[str]) -> None:
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        problems.append(f"{base}:{ln}: explain: {exc}")
+        return
+    for _, fname, spec, conv in parts:
+        if fname is None:
+            continue
+        if fname not in TEMPLATE_FIELDS or spec or conv:
+            problems.append(f"{base}:{ln}: explain: placeholder {{{fname}}} not allowed "
+                            f"(use plain {sorted(TEMPLATE_FIELDS)})")

@@ -1,0 +1,28 @@
+"""Findings as plain records with the JSON Lines contract: field names never change."""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pandas as pd
+
+# The contract (issue #2): add fields at the end, never rename.
+CONTRACT_FIELDS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "cause", "rule",
+                   "confidence", "alternatives", "summary", "errno", "evidence", "conn_state", "history",
+                   "wireshark_filter"]
+EXTRA_FIELDS = ["title", "remediation", "sender_inferred"]
+
+
+def _plain(value: Any) -> Any:
+    if value is pd.NA or value is None:
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def iter_records(df: pd.DataFrame) -> Iterator[dict]:
+    cols = [c for c in CONTRACT_FIELDS + EXTRA_FIELDS if c in df.columns]
+    for row in df[cols].itertuples(index=False, name=None):
+        yield {c: _plain(v) for c, v in zip(cols, row)}

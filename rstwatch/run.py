@@ -1,0 +1,142 @@
+"""What each command does, separate from argument parsing."""
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from .analyze import FileResult, analyze_file
+from .engine.evaluate import run_rule_tests
+from .engine.loader import builtin_rules_dir, load_rules
+from .engine.model import Rule
+from .errors import CaptureError, RstwatchError
+from .features.extract import feature_table
+from .report.csvout import write_csv
+from .report.jsonl import write_jsonl
+from .report.output import check_output, open_output
+from .report.table import write_table
+from .sources.capture import expand_inputs
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"rstwatch: warning: {message}", err=True)
+
+
+def _analyze_one(args: tuple[Path, list[Rule]]) -> FileResult | str:
+    path, rules = args
+    try:
+        return analyze_file(path, rules)
+    except CaptureError as exc:
+        return str(exc)
+
+
+def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1) -> tuple[list[FileResult], list[str]]:
+    """Results in input order (deterministic whatever --jobs), and one error line per unreadable file."""
+    files = expand_inputs(paths)
+    work = [(f, rules) for f in files]
+    if jobs > 1 and len(files) > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
+            outcomes = list(pool.map(_analyze_one, work))
+    else:
+        outcomes = [_analyze_one(w) for w in work]
+    results = [o for o in outcomes if isinstance(o, FileResult)]
+    errors = [o for o in outcomes if isinstance(o, str)]
+    return results, errors
+
+
+def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: bool,
+             rule_dirs: list[Path], jobs: int) -> int:
+    check_output(output, force)
+    rules = load_rules(rule_dirs)
+    results, errors = analyze_paths(paths, rules, jobs)
+    for err in errors:
+        typer.echo(f"rstwatch: error: {err}", err=True)
+    for res in results:
+        for w in res.diag.warnings:
+            _warn(f"{res.path}: {w}")
+        for reason, count in res.diag.skipped.items():
+            if reason.startswith("ethertype") or "malformed" in reason or "cut short" in reason:
+                _warn(f"{res.path}: {count} frame(s) skipped: {reason}")
+    if not results:
+        return 2
+    findings = pd.concat([r.findings for r in results], ignore_index=True) if results else pd.DataFrame()
+    fmt = fmt or ("table" if (output is None and sys.stdout.isatty()) else "jsonl")
+    with open_output(output, force) as out:
+        if fmt == "jsonl":
+            write_jsonl(findings, out)
+        elif fmt == "csv":
+            write_csv(findings, out)
+        else:
+            write_table(findings, out, packets=sum(r.diag.packets for r in results), files=len(results))
+    return 1 if errors else 0
+
+
+def run_rules_list(rule_dirs: list[Path]) -> int:
+    for r in load_rules(rule_dirs):
+        typer.echo(f"{r.id}  {r.name:22} prio {r.priority:<5} conf {r.confidence:.2f}  {r.title}")
+    return 0
+
+
+def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
+    rules = load_rules(rule_dirs)
+    match = [r for r in rules if name in (r.name, r.id)]
+    if not match:
+        raise RstwatchError(name, f"no such rule (known: {', '.join(r.name for r in rules)})")
+    r = match[0]
+    lines = [f"{r.name} ({r.id}): {r.title}", f"  file: {r.source}", f"  priority {r.priority}, confidence {r.confidence:.2f}"]
+    if r.confidence_notes:
+        lines.append(f"  why this confidence: {r.confidence_notes}")
+    lines.append(f"  matches when: {_render(r.when)}")
+    if r.unless:
+        lines.append(f"  unless: {_render(r.unless)}")
+    if r.alternatives:
+        lines.append(f"  could also be: {', '.join(r.alternatives)}")
+    lines.append(f"  the RST's receiver sees: {', '.join(r.errno.get('receiver') or ['nothing'])}")
+    lines.append(f"  the RST's sender sees: {', '.join(r.errno.get('sender') or ['nothing'])}")
+    lines.append("  what to change:")
+    lines += [f"    - {x}" for x in r.remediation]
+    lines.append(f"  references: {'; '.join(r.references)}")
+    typer.echo("\n".join(lines))
+    return 0
+
+
+def _render(cond) -> str:
+    if not cond:
+        return "always"
+    if isinstance(cond, list):
+        return " OR ".join(f"({_render(c)})" for c in cond)
+    parts = []
+    for k, v in cond.items():
+        if isinstance(v, dict):
+            parts += [f"{k} {op} {val}" for op, val in v.items()]
+        elif isinstance(v, list):
+            parts.append(f"{k} in {v}")
+        else:
+            parts.append(f"{k} = {str(v).lower() if isinstance(v, bool) else v}")
+    return " AND ".join(parts)
+
+
+def run_rules_validate(folders: list[Path]) -> int:
+    if folders:
+        rules = load_rules(folders, builtin=False)
+        # also check the folders against the built-ins (overrides, duplicate causes)
+        load_rules(folders)
+    else:
+        rules = load_rules()
+    typer.echo(f"{len(rules)} rule(s) valid in {', '.join(map(str, folders or [builtin_rules_dir()]))}")
+    return 0
+
+
+def run_rules_test(folders: list[Path]) -> int:
+    rules = load_rules(folders, builtin=not folders) if folders else load_rules()
+    empty = feature_table("", {}, []).head(0)
+    template = empty.reindex(range(1))
+    failures = run_rule_tests(rules, template)
+    n = sum(len(r.tests) for r in rules)
+    for f in failures:
+        typer.echo(f"FAIL {f}", err=True)
+    typer.echo(f"{n - len(failures)}/{n} rule tests passed")
+    return 2 if failures else 0

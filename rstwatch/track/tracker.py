@@ -1,0 +1,25 @@
+"""From TCP segment columns to the connections that hold a RST."""
+from __future__ import annotations
+
+from ..sources.segments import Segments
+from .connection import Connection, split_connections, walk
+from .flows import group_by_tuple, keep_flows, rst_flow_hashes
+
+
+def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
+    """Walk every connection that contains a RST; returns the column lists and connections
+    (connections in order of their first frame)."""
+    seg = keep_flows(seg, rst_flow_hashes(seg))
+    P = {k: v.tolist() for k, v in seg.cols.items()}
+    conns: list[Connection] = []
+    if not len(seg):
+        return P, conns
+    order, bounds = group_by_tuple(seg)
+    order = order.tolist()
+    for g in range(len(bounds) - 1):
+        idx = order[bounds[g]:bounds[g + 1]]
+        for part in split_connections(P, idx):
+            if any(P["flags"][i] & 4 for i in part):
+                conns.append(walk(P, part))
+    conns.sort(key=lambda c: P["frame"][c.idx[0]])
+    return P, conns
