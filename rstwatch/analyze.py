@@ -60,9 +60,12 @@ def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     for row in df.itertuples(index=False):
         rule = by_id.get(row.rule)
         receiver = {"client": "server", "server": "client"}.get(row.sender, "unknown")
+        client, server = ((row.src, row.sport), (row.dst, row.dport)) if row.sender == "client" else \
+                         ((row.dst, row.dport), (row.src, row.sport))
         values = {"src": row.src, "sport": row.sport, "dst": row.dst, "dport": row.dport,
                   "sender": row.sender, "receiver": receiver, "frame": row.frame,
-                  "conn_state": row.conn_state, "history": row.history}
+                  "conn_state": row.conn_state, "history": row.history,
+                  "client": client[0], "client_port": client[1], "server": server[0], "server_port": server[1]}
         if rule is None:
             summaries.append(f"{row.src}:{row.sport} reset the connection to {row.dst}:{row.dport}; no rule matched")
             errnos.append({"receiver": ["ECONNRESET"], "sender": []})
@@ -71,7 +74,7 @@ def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
             continue
         summaries.append(rule.explain.format_map(values))
         errnos.append({"receiver": list(rule.errno.get("receiver", [])), "sender": list(rule.errno.get("sender", []))})
-        remedies.append([r.replace("{dport}", str(row.dport)) for r in rule.remediation])
+        remedies.append([r.format_map(values) for r in rule.remediation])
         titles.append(rule.title)
     out = df.copy()
     out["summary"] = summaries

@@ -116,6 +116,9 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     check_condition(data.get("unless"), "unless", problems, lines, base)
     if isinstance(data.get("explain"), str):
         check_template(data["explain"], base, ln("explain"), problems)
+    for text in data.get("remediation", []) if isinstance(data.get("remediation"), list) else []:
+        if isinstance(text, str):
+            check_template(text, base, ln("remediation"), problems)
     tests = data.get("tests", [])
     if not isinstance(tests, list):
         problems.append(f"{base}:{ln('tests')}: tests must be a list")

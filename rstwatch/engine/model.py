@@ -10,7 +10,8 @@ from ..features.registry import FEATURES
 
 OPERATORS = {"eq", "ne", "lt", "lte", "gt", "gte", "in", "is_null"}
 ORDERED = {"lt", "lte", "gt", "gte"}
-TEMPLATE_FIELDS = {"src", "sport", "dst", "dport", "sender", "receiver", "frame", "conn_state", "history"}
+TEMPLATE_FIELDS = {"src", "sport", "dst", "dport", "sender", "receiver", "frame", "conn_state", "history",
+                   "client", "client_port", "server", "server_port"}
 ID_PATTERN = re.compile(r"^[A-Z]{2,8}\d{3,5}$")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 REQUIRED = ("id", "name", "title", "when", "confidence", "explain", "errno", "remediation", "references", "tests")

@@ -63,28 +63,27 @@ class Connection:
 
 
 def split_connections(P: dict[str, list], idx: list[int]) -> list[list[int]]:
-    """Split one 4-tuple's segments into connections: a fresh SYN after the previous
-    connection ended, or any packet more than 5 s after a RST, starts a new one."""
+    """Split one 4-tuple's segments into connections: a SYN after a RST or with a new ISN,
+    or any packet more than 5 s after a RST (Zeek's tcp_reset_delay), starts a new one."""
     conns: list[list[int]] = []
     cur: list[int] = []
     syn_seq = None
-    ended = False
     last_rst_ns = None
     flags, seqs, ts = P["flags"], P["seq"], P["ts_ns"]
     for i in idx:
         f = flags[i]
-        fresh_syn = (f & SYN) and not (f & ACK) and syn_seq is not None and seqs[i] != syn_seq
+        # A SYN after a RST, or one with a new ISN, opens a new connection (as in Zeek).
+        syn_only = bool(f & SYN) and not (f & ACK)
+        fresh_syn = syn_only and (last_rst_ns is not None or (syn_seq is not None and seqs[i] != syn_seq))
         stale = last_rst_ns is not None and ts[i] - last_rst_ns > RESET_DELAY_NS
-        if cur and (stale or (fresh_syn and (ended or len(cur) > 0))):
+        if cur and (stale or fresh_syn):
             conns.append(cur)
-            cur, syn_seq, ended, last_rst_ns = [], None, False, None
+            cur, syn_seq, last_rst_ns = [], None, None
         cur.append(i)
         if (f & SYN) and not (f & ACK) and syn_seq is None:
             syn_seq = seqs[i]
         if f & RST:
-            ended, last_rst_ns = True, ts[i]
-        elif f & FIN:
-            ended = True
+            last_rst_ns = ts[i]
     if cur:
         conns.append(cur)
     return conns
