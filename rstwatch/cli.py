@@ -51,7 +51,7 @@ def read(
 ) -> None:
     """Classify every TCP RST in capture files."""
     from .run import run_read
-    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs), debug)
+    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug), debug)
 
 
 @rules_app.command("list")

@@ -25,18 +25,21 @@ def _warn(message: str) -> None:
     typer.echo(f"rstwatch: warning: {message}", err=True)
 
 
-def _analyze_one(args: tuple[Path, list[Rule]]) -> FileResult | str:
-    path, rules = args
+def _analyze_one(args: tuple[Path, list[Rule], bool]) -> FileResult | str:
+    path, rules, debug = args
     try:
         return analyze_file(path, rules)
     except CaptureError as exc:
+        if debug:
+            raise
         return str(exc)
 
 
-def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1) -> tuple[list[FileResult], list[str]]:
+def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1,
+                  debug: bool = False) -> tuple[list[FileResult], list[str]]:
     """Results in input order (deterministic whatever --jobs), and one error line per unreadable file."""
     files = expand_inputs(paths)
-    work = [(f, rules) for f in files]
+    work = [(f, rules, debug) for f in files]
     if jobs > 1 and len(files) > 1:
         with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
             outcomes = list(pool.map(_analyze_one, work))
@@ -48,10 +51,10 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1) -> tuple[
 
 
 def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: bool,
-             rule_dirs: list[Path], jobs: int) -> int:
+             rule_dirs: list[Path], jobs: int, debug: bool = False) -> int:
     check_output(output, force)
     rules = load_rules(rule_dirs)
-    results, errors = analyze_paths(paths, rules, jobs)
+    results, errors = analyze_paths(paths, rules, jobs, debug)
     for err in errors:
         typer.echo(f"rstwatch: error: {err}", err=True)
     for res in results:

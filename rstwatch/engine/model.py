@@ -1,6 +1,7 @@
 """The rule model: what a rule file may say, checked field by field."""
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ def check_condition(cond: Any, where: str, problems: list[str], lines: dict[str,
         ln = lines.get(f"{where}.{name}", lines.get(where, 1))
         feat = FEATURES.get(name)
         if feat is None:
-            near = [f for f in FEATURES if f.split(".")[-1] == str(name).split(".")[-1]]
+            near = difflib.get_close_matches(str(name), list(FEATURES), n=1)
             hint = f" (did you mean {near[0]}?)" if near else " (see `rstwatch rules features`)"
             problems.append(f"{base}:{ln}: unknown feature `{name}`{hint}")
             continue

@@ -1,0 +1,101 @@
+"""Bad input: one line naming the file and the reason, exit 2 when nothing could be read, no
+traceback; a damaged file still yields what was read before the damage."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import CAPTURES, run_cli
+
+GOOD = CAPTURES / "listener-closed.pcap"      # three RSTs near the end
+
+
+def assert_clean_error(res, *words):
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert "Traceback" not in res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, lines
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_missing_file(tmp_path):
+    assert_clean_error(run_cli("read", str(tmp_path / "nope.pcap")), "nope.pcap", "no such file")
+
+
+def test_directory_without_captures(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_clean_error(run_cli("read", str(tmp_path)), str(tmp_path), "no pcap or pcapng")
+
+
+def test_not_a_capture(tmp_path):
+    p = tmp_path / "x.pcap"
+    p.write_text("this is not a capture\n")
+    assert_clean_error(run_cli("read", str(p)), "x.pcap", "not a pcap or pcapng file")
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.pcap"
+    p.write_bytes(b"")
+    assert_clean_error(run_cli("read", str(p)), "empty.pcap", "empty file")
+
+
+def test_gzip_of_something_else(tmp_path):
+    p = tmp_path / "x.pcap.gz"
+    p.write_bytes(gzip.compress(b"hello world, not a capture"))
+    assert_clean_error(run_cli("read", str(p)), "x.pcap.gz", "gzip data that is not a capture")
+
+
+def test_truncated_file_keeps_resets_before_the_damage(tmp_path):
+    data = GOOD.read_bytes()
+    p = tmp_path / "cut.pcap"
+    p.write_bytes(data[:-30])                 # cut inside the last record
+    res = run_cli("read", str(p), "--format", "jsonl")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "cut.pcap" in res.stderr and "truncated" in res.stderr
+    full = [json.loads(x) for x in run_cli("read", str(GOOD), "--format", "jsonl").stdout.splitlines()]
+    cut = [json.loads(x) for x in res.stdout.splitlines()]
+    assert 0 < len(cut) <= len(full)
+    assert [r["frame"] for r in cut] == [r["frame"] for r in full][:len(cut)]
+
+
+def test_truncated_gzip(tmp_path):
+    p = tmp_path / "cut.pcap.gz"
+    p.write_bytes(gzip.compress(GOOD.read_bytes())[:-40])
+    res = run_cli("read", str(p), "--format", "jsonl")
+    assert res.returncode == 0 and "Traceback" not in res.stderr
+    assert "cut.pcap.gz" in res.stderr and ("truncated" in res.stderr or "ends early" in res.stderr)
+
+
+def test_corrupt_record_length(tmp_path):
+    data = bytearray(GOOD.read_bytes())
+    data[24 + 8:24 + 12] = (10**8).to_bytes(4, "little")     # first record claims 100 MB
+    p = tmp_path / "corrupt.pcap"
+    p.write_bytes(bytes(data))
+    res = run_cli("read", str(p), "--format", "jsonl")
+    assert "Traceback" not in res.stderr
+    assert "corrupt.pcap" in res.stderr and "corrupt record header" in res.stderr
+    assert res.stdout == ""
+
+
+def test_one_bad_file_among_good_ones(tmp_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_text("nope")
+    res = run_cli("read", str(GOOD), str(bad), "--format", "jsonl")
+    assert res.returncode == 1
+    assert len(res.stdout.splitlines()) == 3
+    assert "bad.pcap" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    res = run_cli("read", str(tmp_path / "nope.pcap"), "--debug")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_unknown_format_is_a_usage_error():
+    res = run_cli("read", str(GOOD), "--format", "xml")
+    assert res.returncode == 2 and "Traceback" not in res.stderr

@@ -1,0 +1,133 @@
+"""The fast reader decodes every container and link type it claims, identically: each variant
+is built from the same real lab packets and must give the same TCP segments and verdicts.
+Where tshark is installed, the tshark engine must agree with the fast reader."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CAPTURES
+from pcapgen import frame_for, l3_of, read_pcap_raw, write_pcap, write_pcapng
+from rstwatch.analyze import analyze_file
+from rstwatch.sources.capture import read_segments
+from rstwatch.sources.diagnostics import Diagnostics
+from rstwatch.sources.tshark import read_with_tshark
+
+SOURCE = CAPTURES / "data-after-close.pcap"     # nanosecond pcap, Ethernet
+COMPARED = ["frame", "src_lo", "dst_lo", "sport", "dport", "seq", "ack", "flags", "win", "plen", "ttl", "ipid"]
+
+
+def packets():
+    linktype, pk = read_pcap_raw(SOURCE)
+    return [(sec, usec, l3_of(linktype, frame)) for sec, usec, frame in pk]
+
+
+def segs(path: Path):
+    d = Diagnostics(str(path))
+    return read_segments(path, d), d
+
+
+@pytest.fixture(scope="module")
+def reference():
+    seg, diag = segs(SOURCE)
+    assert len(seg) > 5 and not diag.warnings
+    return seg
+
+
+VARIANTS = {
+    "pcap-le-usec": lambda p, pk: write_pcap(p, 1, [(s, u, frame_for(1, ip)) for s, u, ip in pk]),
+    "pcap-be-usec": lambda p, pk: write_pcap(p, 1, [(s, u, frame_for(1, ip)) for s, u, ip in pk], big=True),
+    "pcap-be-nsec": lambda p, pk: write_pcap(p, 1, [(s, u, frame_for(1, ip)) for s, u, ip in pk], big=True, nano=True),
+    "pcap-gzip": lambda p, pk: write_pcap(p, 1, [(s, u, frame_for(1, ip)) for s, u, ip in pk], gz=True),
+    "vlan-8021q": lambda p, pk: write_pcap(p, 1, [(s, u, frame_for(1, ip, tags=1)) for s, u, ip in pk]),
+    "qinq": lambda p, pk: write_pcap(p, 1, [(s, u, frame_for(1, ip, tags=2)) for s, u, ip in pk]),
+    "linux-sll": lambda p, pk: write_pcap(p, 113, [(s, u, frame_for(113, ip)) for s, u, ip in pk]),
+    "linux-sll2": lambda p, pk: write_pcap(p, 276, [(s, u, frame_for(276, ip)) for s, u, ip in pk]),
+    "raw-ip": lambda p, pk: write_pcap(p, 101, [(s, u, ip) for s, u, ip in pk]),
+    "raw-ipv4-228": lambda p, pk: write_pcap(p, 228, [(s, u, ip) for s, u, ip in pk]),
+    "bsd-null-le": lambda p, pk: write_pcap(p, 0, [(s, u, frame_for(0, ip)) for s, u, ip in pk]),
+    "bsd-null-be": lambda p, pk: write_pcap(p, 0, [(s, u, frame_for(0, ip, null_be=True)) for s, u, ip in pk], big=True),
+    "bsd-loop": lambda p, pk: write_pcap(p, 108, [(s, u, frame_for(108, ip)) for s, u, ip in pk]),
+    # pcapng: two interfaces with different link types and resolutions, packets alternate
+    "pcapng-2-ifaces": lambda p, pk: write_pcapng(p, [(1, None), (276, 9)],
+                                                  [(k % 2, s, u, frame_for(1 if k % 2 == 0 else 276, ip)) for k, (s, u, ip) in enumerate(pk)]),
+    "pcapng-be": lambda p, pk: write_pcapng(p, [(101, 6)], [(0, s, u, ip) for s, u, ip in pk], big=True),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variant_reads_like_the_original(variant, tmp_path, reference):
+    path = tmp_path / f"{variant}.cap"
+    VARIANTS[variant](path, packets())
+    seg, diag = segs(path)
+    assert not diag.warnings, diag.warnings
+    assert diag.engine == "fast"
+    for col in COMPARED:
+        assert np.array_equal(seg[col], reference[col]), col
+    # microsecond containers lose the nanoseconds, nothing more
+    assert np.all(np.abs(seg["ts_ns"] - reference["ts_ns"]) < 1000)
+
+
+def test_simple_packet_blocks(tmp_path, reference):
+    path = tmp_path / "spb.pcapng"
+    write_pcapng(path, [(1, None)], [(0, s, u, frame_for(1, ip)) for s, u, ip in packets()], simple=True)
+    seg, diag = segs(path)
+    assert np.array_equal(seg["seq"], reference["seq"]) and np.array_equal(seg["frame"], reference["frame"])
+
+
+def test_verdicts_survive_the_container(tmp_path, builtin_rules):
+    path = tmp_path / "x.pcapng"
+    VARIANTS["pcapng-2-ifaces"](path, packets())
+    a = analyze_file(SOURCE, builtin_rules).findings
+    b = analyze_file(path, builtin_rules).findings
+    assert list(a["frame"]) == list(b["frame"]) and list(a["cause"]) == list(b["cause"])
+
+
+def test_ipv6_pcapng_from_dumpcap(builtin_rules):
+    found = analyze_file(CAPTURES / "closed-port-ipv6.pcapng", builtin_rules).findings
+    assert list(found["cause"]) == ["closed-port"]
+    assert ":" in found["src"].iloc[0] and found["wireshark_filter"].iloc[0].startswith("ipv6.addr==")
+
+
+def test_ipv6_extension_headers_are_walked(tmp_path, reference):
+    """A hop-by-hop and a destination-options header in front of TCP (the lab has none)."""
+    six = [(s, u, _to_ipv6_with_ext(ip)) for s, u, ip in packets()]
+    path = tmp_path / "v6ext.pcap"
+    write_pcap(path, 101, six)
+    seg, diag = segs(path)
+    assert not diag.warnings
+    assert np.array_equal(seg["seq"], reference["seq"]) and np.array_equal(seg["plen"], reference["plen"])
+    assert seg["v6"].all()
+
+
+def _to_ipv6_with_ext(ip4: bytes) -> bytes:
+    import struct
+    ihl = (ip4[0] & 15) * 4
+    tcp = ip4[ihl:struct.unpack("!H", ip4[2:4])[0]]
+    hop = bytes([60, 0]) + b"\x01\x04\0\0\0\0"          # next: dest options, PadN
+    dst = bytes([6, 1]) + b"\x01\x0c" + b"\0" * 12       # next: TCP, 16 bytes
+    payload = hop + dst + tcp
+    src = b"\xfd" + b"\0" * 11 + ip4[12:16]
+    dstaddr = b"\xfd" + b"\0" * 11 + ip4[16:20]
+    return struct.pack("!IHBB", 6 << 28, len(payload), 0, ip4[8]) + src + dstaddr + payload
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is installed by bin/setup")
+@pytest.mark.parametrize("name", ["data-after-close.pcap", "out-of-window-rst.pcapng", "linger-zero-abort.pcap"])
+def test_tshark_engine_agrees_with_fast_reader(name):
+    fast, _ = segs(CAPTURES / name)
+    slow = read_with_tshark(CAPTURES / name, Diagnostics(name))
+    for col in COMPARED + ["ts_ns"]:
+        assert np.array_equal(fast[col], slow[col]), col
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is installed by bin/setup")
+def test_unsupported_link_type_goes_to_tshark(builtin_rules):
+    from conftest import EXTERNAL
+    res = analyze_file(EXTERNAL / "zeek" / "llc.pcap", builtin_rules)
+    assert res.diag.engine == "fast+tshark"
+    assert len(res.findings) == 1333
+    assert any("link type 10" in w for w in res.diag.warnings)
