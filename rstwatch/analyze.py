@@ -4,21 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .engine.evaluate import classify
 from .engine.model import Rule
 from .features.extract import feature_table
-from .sources.capture import iter_segments, read_segments
+from .sources.capture import iter_segments
+from .sources.segments import Segments
 from .sources.diagnostics import Diagnostics
-from .track.flows import keep_flows, rst_flow_hashes
+from .track.flows import forget_closed
 from .track.tracker import rst_connections
-
-# Files above this size are read twice (first pass: which 4-tuples hold a RST) so memory
-# holds only the segments of those flows instead of every segment of the file.
-TWO_PASS_BYTES = 256 * 1024 * 1024
-
 
 @dataclass
 class FileResult:
@@ -27,29 +22,28 @@ class FileResult:
     diag: Diagnostics
 
 
-def _estimated_size(path: Path) -> int:
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            return size * 4 if fh.read(2) == b"\x1f\x8b" else size
-    except OSError:
-        return 0          # open_stream reports the problem with the right words
+# Forgetting closed flows costs a pass over what is kept, so it runs only once the kept
+# segments pass this many rows (~25 MB); the bar doubles when little could be forgotten.
+FORGET_ROWS = 400_000
 
 
-def _rst_hashes(path: Path, label: str) -> np.ndarray:
-    """First pass of a large file: the keys of 4-tuples holding a RST (warnings come in pass two)."""
-    parts = [rst_flow_hashes(seg) for seg in iter_segments(path, Diagnostics(label))]
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+def _read_bounded(path: Path, diag: Diagnostics) -> Segments:
+    parts: list[Segments] = []
+    rows, bar = 0, FORGET_ROWS
+    for chunk in iter_segments(path, diag):
+        parts.append(chunk)
+        rows += len(chunk)
+        if rows > bar:
+            kept = forget_closed(Segments.concat(parts))
+            parts, rows = [kept], len(kept)
+            bar = max(FORGET_ROWS, 2 * rows)
+    return Segments.concat(parts)
 
 
 def analyze_file(path: Path, rules: list[Rule], label: str | None = None) -> FileResult:
     label = label or str(path)
     diag = Diagnostics(label)
-    if _estimated_size(path) > TWO_PASS_BYTES:
-        hashes = _rst_hashes(path, label)
-        seg = read_segments(path, diag, keep=lambda s: keep_flows(s, hashes))
-    else:
-        seg = read_segments(path, diag)
+    seg = _read_bounded(path, diag)
     P, conns = rst_connections(seg)
     table = feature_table(label, P, conns)
     findings = explain(classify(table, rules), rules)

@@ -1,26 +1,42 @@
-"""Vectorised reads of fixed-width fields at many offsets of one byte buffer."""
+"""Reads of fixed-width fields at many offsets of one byte buffer, compiled with numba: one pass,
+no temporary per-byte arrays. Out-of-range offsets read as 0; callers mask them by caplen."""
 from __future__ import annotations
 
 import numpy as np
-
-_AR = {w: np.arange(w, dtype=np.int64) for w in (2, 4, 8)}
-
-
-def _clip(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    # Out-of-range offsets read the last byte; callers mask them out by caplen checks.
-    return np.minimum(idx, len(buf) - 1) if len(buf) else idx
+from numba import njit
 
 
-def u8(buf: np.ndarray, off: np.ndarray) -> np.ndarray:
-    return buf[_clip(buf, off)]
+@njit(cache=True, nogil=True)
+def _read(buf, off, width, big):
+    n = len(off)
+    out = np.zeros(n, np.uint64)
+    end = len(buf)
+    for i in range(n):
+        o = off[i]
+        if o < 0 or o + width > end:
+            continue
+        v = np.uint64(0)
+        if big:
+            for k in range(width):
+                v = (v << np.uint64(8)) | np.uint64(buf[o + k])
+        else:
+            for k in range(width - 1, -1, -1):
+                v = (v << np.uint64(8)) | np.uint64(buf[o + k])
+        out[i] = v
+    return out
+
+
+_DTYPE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def _uint(buf: np.ndarray, off: np.ndarray, width: int, big: bool) -> np.ndarray:
     if len(off) == 0:
-        return np.zeros(0, dtype=f"u{width}")
-    idx = _clip(buf, off[:, None] + _AR[width])
-    raw = np.ascontiguousarray(buf[idx])
-    return raw.view((">" if big else "<") + f"u{width}").ravel().astype(f"u{width}")
+        return np.zeros(0, dtype=_DTYPE[width])
+    return _read(buf, np.ascontiguousarray(off, dtype=np.int64), width, big).astype(_DTYPE[width])
+
+
+def u8(buf, off):
+    return _uint(buf, off, 1, True)
 
 
 def be16(buf, off):
@@ -36,7 +52,7 @@ def be64(buf, off):
 
 
 def uint(buf, off, width: int, big: np.ndarray | bool) -> np.ndarray:
-    """Unsigned read whose byte order may differ per offset (pcapng sections)."""
+    """Unsigned read as uint64 whose byte order may differ per offset (pcapng sections)."""
     if isinstance(big, (bool, np.bool_)):
         return _uint(buf, off, width, bool(big)).astype(np.uint64)
     out = np.empty(len(off), np.uint64)

@@ -33,8 +33,9 @@ def open_stream(path: Path) -> tuple[BinaryIO, bool]:
 
 
 def read_chunks(stream: BinaryIO, diag: Diagnostics, first: bytes = b"",
-                chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+                chunk_bytes: int | None = None) -> Iterator[bytes]:
     """Yield chunks; a damaged gzip stream ends the iteration with a warning instead of an exception."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     if first:
         yield first
     while True:

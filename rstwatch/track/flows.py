@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from ..sources.segments import RST, Segments
-
-_P = [np.uint64(x) for x in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
-                            0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD)]
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> np.uint64(33))
-    x = x * _P[4]
-    return x ^ (x >> np.uint64(29))
-
 
 def src_is_low(seg: Segments) -> np.ndarray:
     """True where (src, sport) sorts before (dst, dport): the canonical 'A' endpoint."""
@@ -23,19 +14,38 @@ def src_is_low(seg: Segments) -> np.ndarray:
     return (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (seg["sport"] <= seg["dport"]))))
 
 
+@njit(cache=True, nogil=True)
+def _hash(sh, sl, dh, dl, sp, dp):
+    n = len(sh)
+    out = np.empty(n, np.uint64)
+    p0, p1, p2, p3, p4 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9),
+                          np.uint64(0xD6E8FEB86659FD93), np.uint64(0xFF51AFD7ED558CCD))
+    s33, s29, s16 = np.uint64(33), np.uint64(29), np.uint64(16)
+    for i in range(n):
+        low = sh[i] < dh[i] or (sh[i] == dh[i] and (sl[i] < dl[i] or (sl[i] == dl[i] and sp[i] <= dp[i])))
+        if low:
+            ah, al, bh, bl, ap, bp = sh[i], sl[i], dh[i], dl[i], np.uint64(sp[i]), np.uint64(dp[i])
+        else:
+            ah, al, bh, bl, ap, bp = dh[i], dl[i], sh[i], sl[i], np.uint64(dp[i]), np.uint64(sp[i])
+        x = ah * p0 + al
+        x ^= x >> s33
+        x *= p4
+        x ^= x >> s29
+        y = bh * p2 + bl
+        y ^= y >> s33
+        y *= p4
+        y ^= y >> s29
+        h = x * p1 + y * p3 + ((ap << s16) | bp)
+        h ^= h >> s33
+        h *= p4
+        h ^= h >> s29
+        out[i] = h
+    return out
+
+
 def flow_hash(seg: Segments) -> np.ndarray:
     """Direction-independent 64-bit key of each segment's 4-tuple (collisions ~n^2/2^65)."""
-    low = src_is_low(seg)
-    a_hi = np.where(low, seg["src_hi"], seg["dst_hi"])
-    a_lo = np.where(low, seg["src_lo"], seg["dst_lo"])
-    b_hi = np.where(low, seg["dst_hi"], seg["src_hi"])
-    b_lo = np.where(low, seg["dst_lo"], seg["src_lo"])
-    a_port = np.where(low, seg["sport"], seg["dport"]).astype(np.uint64)
-    b_port = np.where(low, seg["dport"], seg["sport"]).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        h = _mix(a_hi * _P[0] + a_lo) * _P[1] + _mix(b_hi * _P[2] + b_lo) * _P[3]
-        h = _mix(h + ((a_port << np.uint64(16)) | b_port))
-    return h
+    return _hash(seg["src_hi"], seg["src_lo"], seg["dst_hi"], seg["dst_lo"], seg["sport"], seg["dport"])
 
 
 def rst_flow_hashes(seg: Segments) -> np.ndarray:
@@ -50,7 +60,9 @@ def keep_flows(seg: Segments, hashes: np.ndarray) -> Segments:
     """Only the segments whose 4-tuple key is in `hashes` (vectorised)."""
     if not len(seg) or not len(hashes):
         return seg.take(np.zeros(0, np.int64))
-    return seg.take(np.flatnonzero(np.isin(flow_hash(seg), hashes)))
+    h = flow_hash(seg)
+    pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)   # hashes is sorted: O(n log k)
+    return seg.take(np.flatnonzero(hashes[pos] == h))
 
 
 def group_by_tuple(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
@@ -60,3 +72,31 @@ def group_by_tuple(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     return order, np.concatenate([[0], bounds, [len(order)]])
+
+
+FORGET_AFTER_NS = 2 * 1_000_000_000    # a cleanly closed flow idle this long is forgotten (a later RST on it is rare)
+
+
+def forget_closed(seg: Segments, idle_ns: int = FORGET_AFTER_NS) -> Segments:
+    """Drop the segments of flows that closed cleanly (FIN both ways, no RST) and have been
+    idle for `idle_ns`: this is what keeps memory bounded on long captures. Flows that are
+    still open, or hold a RST, are kept whole."""
+    if not len(seg):
+        return seg
+    codes, uniq = pd.factorize(flow_hash(seg))
+    n = len(uniq)
+    flags = seg["flags"]
+    low = src_is_low(seg)
+    rst = np.zeros(n, bool)
+    fin_a = np.zeros(n, bool)
+    fin_b = np.zeros(n, bool)
+    rst[codes[(flags & RST) != 0]] = True
+    fin = (flags & 1) != 0
+    fin_a[codes[fin & low]] = True
+    fin_b[codes[fin & ~low]] = True
+    last = np.full(n, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, codes, seg["ts_ns"])
+    done = fin_a & fin_b & ~rst & (seg["ts_ns"].max() - last > idle_ns)
+    if not done.any():
+        return seg
+    return seg.take(np.flatnonzero(~done[codes]))

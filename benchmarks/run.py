@@ -1,0 +1,148 @@
+"""Benchmark: rstwatch read against the tools a user would pick instead, on one synthetic capture.
+
+    .venv/bin/python benchmarks/run.py [--packets 1000000] [--big-gb 0]
+
+Writes N-packet synthetic captures (pcap, pcapng, pcap.gz; see synth.py), then times in one run:
+rstwatch read (JSON Lines out, end to end, one process each), tshark -T fields over the same
+pcap, and pyshark on a slice. Prints packets/s, the ratio to tshark, and peak RSS; then the
+peak RSS at 2N packets (memory must not grow with the file) and the marginal rate.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import synth  # noqa: E402
+
+RSTWATCH = [sys.executable, "-m", "rstwatch"]
+
+
+def timed(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[:4]} failed: {err[-500:]}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def pyshark_rate(path: Path, n: int) -> float:
+    import pyshark
+    cap = pyshark.FileCapture(str(path), use_json=True, keep_packets=False)
+    start = time.perf_counter()
+    seen = 0
+    for pkt in cap:
+        _ = (pkt.tcp.flags, pkt.tcp.seq_raw)
+        seen += 1
+        if seen >= n:
+            break
+    cap.close()
+    return seen / (time.perf_counter() - start)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--pyshark-slice", type=int, default=3000)
+    ap.add_argument("--tshark-packets", type=int, default=0, help="time tshark on the first N packets only (0 = all)")
+    ap.add_argument("--big-gb", type=float, default=0, help="also read a capture of this many GB (memory check)")
+    ap.add_argument("--keep", type=Path, help="folder to keep the synthetic captures in")
+    a = ap.parse_args()
+    work = a.keep or Path(tempfile.mkdtemp(prefix="rstwatch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    n = a.packets
+    print(f"machine: {machine()}")
+    print(f"writing synthetic captures of {n:,} packets in {work} ...", flush=True)
+    rec = synth.build(n, 0.02)
+    files = {"pcap": work / "bench.pcap", "pcapng": work / "bench.pcapng", "pcap.gz": work / "bench.pcap.gz"}
+    synth.write(files["pcap"], rec)
+    synth.write(files["pcapng"], rec, pcapng=True)
+    synth.write(files["pcap.gz"], rec, gz=True)
+    del rec
+    rows = []
+    timed(RSTWATCH + ["read", str(files["pcap"]), "-f", "jsonl"])          # warm the numba cache and page cache
+    for kind, path in files.items():
+        wall, rss = timed(RSTWATCH + ["read", str(path), "-f", "jsonl"])
+        rows.append((f"rstwatch read ({kind}, JSON Lines out)", n / wall, rss, wall))
+    base_rate = rows[0][1]
+
+    tshark = shutil.which("tshark")
+    tshark_rate = None
+    if tshark:
+        tpath = files["pcap"]
+        tn = n
+        if a.tshark_packets and a.tshark_packets < n:
+            tpath, tn = work / "slice.pcap", a.tshark_packets
+            synth.write(tpath, synth.build(tn, 0.02))
+        wall, rss = timed([tshark, "-r", str(tpath), "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "ip.dst",
+                           "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.seq_raw", "-e", "tcp.ack_raw",
+                           "-e", "tcp.flags", "-e", "ip.ttl"])
+        tshark_rate = tn / wall
+        rows.append((f"tshark -T fields ({tn:,} packets)", tshark_rate, rss, wall))
+    ps = pyshark_rate(files["pcap"], a.pyshark_slice)
+    rows.append((f"pyshark FileCapture JSON (first {a.pyshark_slice:,} packets)", ps, None, a.pyshark_slice / ps))
+
+    print()
+    print("| reader | packets/s | vs tshark | peak RSS | wall |")
+    print("|---|---:|---:|---:|---:|")
+    for name, rate, rss, wall in rows:
+        ratio = f"{rate / tshark_rate:.0f}x" if tshark_rate else "-"
+        print(f"| {name} | {rate:,.0f} | {ratio} | {f'{rss} MiB' if rss else '-'} | {wall:.2f} s |")
+
+    # memory and marginal rate at twice the size
+    double = work / "double.pcap"
+    synth.write(double, synth.build(2 * n, 0.02))
+    wall2, rss2 = timed(RSTWATCH + ["read", str(double), "-f", "jsonl"])
+    wall1, rss1 = rows[0][3], rows[0][2]
+    print()
+    print(f"2x packets ({2 * n:,}): {wall2:.2f} s, peak RSS {rss2} MiB vs {rss1} MiB at {n:,} "
+          f"(+{100 * (rss2 - rss1) / rss1:.0f}%)")
+    print(f"marginal rate (2N - N packets over the extra time): {n / max(wall2 - wall1, 1e-9):,.0f} packets/s; "
+          f"fixed start-up (imports, compiled-code cache) is about {wall1 - n / max(n / max(wall2 - wall1, 1e-9), 1):.2f} s")
+    if a.big_gb:
+        big = work / "big.pcap"
+        per = 16 + synth.FRAME
+        target = int(a.big_gb * 1e9 / per)
+        with open(big, "wb") as fh:
+            import struct
+            fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            block = synth.build(2_000_000, 0.02)
+            written = 0
+            while written < target:
+                # shift timestamps so blocks follow each other in time
+                block["sec"] += 3600
+                fh.write(block.tobytes())
+                written += len(block)
+        wall, rss = timed(RSTWATCH + ["read", str(big), "-f", "jsonl"])
+        print(f"{big.stat().st_size / 1e9:.1f} GB capture ({written:,} packets): {wall:.1f} s, "
+              f"{written / wall:,.0f} packets/s, peak RSS {rss} MiB")
+    if not a.keep:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Forgetting cleanly closed flows bounds memory and must not change a single verdict."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import ROOT
+from rstwatch import analyze
+from rstwatch.analyze import analyze_file
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import synth  # noqa: E402
+
+
+def test_forgetting_changes_no_verdict(tmp_path, builtin_rules, monkeypatch):
+    path = tmp_path / "s.pcap"
+    synth.write(path, synth.build(60_000, 0.05))
+    whole = analyze_file(path, builtin_rules).findings
+    monkeypatch.setattr(analyze, "FORGET_ROWS", 2_000)           # forget after every chunk
+    monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", 256 * 1024)
+    kept = []
+    real = analyze.forget_closed
+    monkeypatch.setattr(analyze, "forget_closed", lambda s: (kept.append(len(s)), real(s))[1])
+    bounded = analyze_file(path, builtin_rules).findings
+    assert len(kept) > 5, "forgetting really ran"
+    assert len(whole) > 100
+    cols = ["frame", "cause", "sender", "conn_state", "history", "evidence"]
+    pd.testing.assert_frame_equal(whole[cols], bounded[cols])
