@@ -20,11 +20,17 @@ def test_forgetting_changes_no_verdict(tmp_path, builtin_rules, monkeypatch):
     whole = analyze_file(path, builtin_rules).findings
     monkeypatch.setattr(analyze, "FORGET_ROWS", 2_000)           # forget after every chunk
     monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", 256 * 1024)
-    kept = []
+    monkeypatch.setattr("rstwatch.track.flows.FORGET_AFTER_NS", 50_000_000)   # 50 ms
+    sizes = []
     real = analyze.forget_closed
-    monkeypatch.setattr(analyze, "forget_closed", lambda s: (kept.append(len(s)), real(s))[1])
+
+    def spy(seg):
+        out = real(seg)
+        sizes.append((len(seg), len(out)))
+        return out
+    monkeypatch.setattr(analyze, "forget_closed", spy)
     bounded = analyze_file(path, builtin_rules).findings
-    assert len(kept) > 5, "forgetting really ran"
+    assert len(sizes) > 5 and sum(a - b for a, b in sizes) > 30_000, sizes   # really forgot
     assert len(whole) > 100
     cols = ["frame", "cause", "sender", "conn_state", "history", "evidence"]
     pd.testing.assert_frame_equal(whole[cols], bounded[cols])

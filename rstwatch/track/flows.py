@@ -77,12 +77,13 @@ def group_by_tuple(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
 FORGET_AFTER_NS = 2 * 1_000_000_000    # a cleanly closed flow idle this long is forgotten (a later RST on it is rare)
 
 
-def forget_closed(seg: Segments, idle_ns: int = FORGET_AFTER_NS) -> Segments:
+def forget_closed(seg: Segments, idle_ns: int | None = None) -> Segments:
     """Drop the segments of flows that closed cleanly (FIN both ways, no RST) and have been
     idle for `idle_ns`: this is what keeps memory bounded on long captures. Flows that are
     still open, or hold a RST, are kept whole."""
     if not len(seg):
         return seg
+    idle_ns = FORGET_AFTER_NS if idle_ns is None else idle_ns
     codes, uniq = pd.factorize(flow_hash(seg))
     n = len(uniq)
     flags = seg["flags"]
