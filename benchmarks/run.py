@@ -38,6 +38,10 @@ def timed(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
     return wall, usage.ru_maxrss // 1024
 
 
+def make(path: Path, n: int, *flags: str) -> None:
+    subprocess.run([sys.executable, str(HERE / "synth.py"), str(path), str(n), *flags], check=True)
+
+
 def pyshark_rate(path: Path, n: int) -> float:
     import pyshark
     cap = pyshark.FileCapture(str(path), use_json=True, keep_packets=False)
@@ -77,12 +81,12 @@ def main() -> None:
     n = a.packets
     print(f"machine: {machine()}")
     print(f"writing synthetic captures of {n:,} packets in {work} ...", flush=True)
-    rec = synth.build(n, 0.02)
     files = {"pcap": work / "bench.pcap", "pcapng": work / "bench.pcapng", "pcap.gz": work / "bench.pcap.gz"}
-    synth.write(files["pcap"], rec)
-    synth.write(files["pcapng"], rec, pcapng=True)
-    synth.write(files["pcap.gz"], rec, gz=True)
-    del rec
+    # Generated in child processes: a forked child counts its parent's pages in its peak RSS,
+    # so this process stays small while it measures.
+    make(files["pcap"], n)
+    make(files["pcapng"], n, "--pcapng")
+    make(files["pcap.gz"], n, "--gzip")
     rows = []
     timed(RSTWATCH + ["read", str(files["pcap"]), "-f", "jsonl"])          # warm the numba cache and page cache
     for kind, path in files.items():
@@ -97,7 +101,7 @@ def main() -> None:
         tn = n
         if a.tshark_packets and a.tshark_packets < n:
             tpath, tn = work / "slice.pcap", a.tshark_packets
-            synth.write(tpath, synth.build(tn, 0.02))
+            make(tpath, tn)
         wall, rss = timed([tshark, "-r", str(tpath), "-T", "fields", "-e", "frame.number", "-e", "ip.src", "-e", "ip.dst",
                            "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.seq_raw", "-e", "tcp.ack_raw",
                            "-e", "tcp.flags", "-e", "ip.ttl"])
@@ -115,7 +119,7 @@ def main() -> None:
 
     # memory and marginal rate at twice the size
     double = work / "double.pcap"
-    synth.write(double, synth.build(2 * n, 0.02))
+    make(double, 2 * n)
     wall2, rss2 = timed(RSTWATCH + ["read", str(double), "-f", "jsonl"])
     wall1, rss1 = rows[0][3], rows[0][2]
     print()
@@ -125,21 +129,11 @@ def main() -> None:
           f"fixed start-up (imports, compiled-code cache) is about {wall1 - n / max(n / max(wall2 - wall1, 1e-9), 1):.2f} s")
     if a.big_gb:
         big = work / "big.pcap"
-        per = 16 + synth.FRAME
-        target = int(a.big_gb * 1e9 / per)
-        with open(big, "wb") as fh:
-            import struct
-            fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-            block = synth.build(2_000_000, 0.02)
-            written = 0
-            while written < target:
-                # shift timestamps so blocks follow each other in time
-                block["sec"] += 3600
-                fh.write(block.tobytes())
-                written += len(block)
+        subprocess.run([sys.executable, str(HERE / "synth.py"), str(big), "0", "--big-gb", str(a.big_gb)], check=True)
+        packets = (big.stat().st_size - 24) // (16 + synth.FRAME)
         wall, rss = timed(RSTWATCH + ["read", str(big), "-f", "jsonl"])
-        print(f"{big.stat().st_size / 1e9:.1f} GB capture ({written:,} packets): {wall:.1f} s, "
-              f"{written / wall:,.0f} packets/s, peak RSS {rss} MiB")
+        print(f"{big.stat().st_size / 1e9:.1f} GB capture ({packets:,} packets): {wall:.1f} s, "
+              f"{packets / wall:,.0f} packets/s, peak RSS {rss} MiB")
     if not a.keep:
         shutil.rmtree(work)
 

@@ -133,8 +133,26 @@ def main() -> None:
     ap.add_argument("--rst-share", type=float, default=0.02)
     ap.add_argument("--pcapng", action="store_true")
     ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--big-gb", type=float, default=0, help="write blocks of 2M packets until this size")
     a = ap.parse_args()
-    write(a.out, build(a.packets, a.rst_share), a.pcapng, a.gzip)
+    if a.big_gb:
+        write_big(a.out, a.big_gb, a.rst_share)
+    else:
+        write(a.out, build(a.packets, a.rst_share), a.pcapng, a.gzip)
+
+
+def write_big(path: Path, gigabytes: float, rst_share: float) -> None:
+    """A multi-GB pcap written block by block, each block an hour after the previous one."""
+    block = build(2_000_000, rst_share)
+    target = int(gigabytes * 1e9 / block.itemsize)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        written = 0
+        while written < target:
+            take = block[:min(len(block), target - written)]
+            fh.write(take.tobytes())
+            written += len(take)
+            block["sec"] += 3600
 
 
 if __name__ == "__main__":
