@@ -167,6 +167,23 @@ def client_chat(host, port, arg=None):
     return {"rounds": rounds, "clean_eof": rest == b""}
 
 
+def client_scan(host, port, arg=None):
+    """Connect to N consecutive closed ports, as a port scanner does."""
+    n = int(arg or 600)
+    refused = 0
+    for p in range(port, port + n):
+        c = socket.socket()
+        c.settimeout(1)
+        try:
+            c.connect((host, p))
+        except ConnectionRefusedError:
+            refused += 1
+        except OSError:
+            pass
+        c.close()
+    return {"ports": n, "refused": refused}
+
+
 # ---------------------------------------------------------------- servers
 def server_accept_later(host, port, arg=None):
     s = listener(host, port)

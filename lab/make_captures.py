@@ -232,6 +232,31 @@ def _client_rcv_nxt(path: Path, sport: int) -> int:
     return int(ends[-1])
 
 
+@scenario("port-scan", "port-scan.pcap", note="flood: one finding for 600 resets")
+def port_scan(port):
+    """The client connects to 600 consecutive closed ports of the server."""
+    return {"client": App(CLIENT, "client_scan", S_ADDR, 20000, 600).result(timeout=60)}
+
+
+@scenario("rst-storm", "rst-storm.pcap", note="flood: one finding for 600 forged resets")
+def rst_storm(port):
+    """The router sprays 600 RSTs from random spoofed addresses at the client's ports: none
+    belongs to a connection."""
+    N.nsx(ROUTER, f"{sys.executable} {Path(__file__).with_name('forge.py')} --flood rst 10.99.0.1 {C_ADDR} 0 600 50")
+    return {"forged": 600}
+
+
+@scenario("syn-flood", "syn-flood.pcap", iface="s0", ns=SERVER, note="flood: captured on the server side")
+def syn_flood(port):
+    """600 SYNs forged in the client's name reach a listening server; its SYN-ACKs reach the real
+    client, whose kernel knows nothing of them and answers each with a RST (backscatter)."""
+    srv = server("server_echo", port, 4)
+    N.nsx(ROUTER, f"{sys.executable} {Path(__file__).with_name('forge.py')} --flood syn {C_ADDR} {S_ADDR} {port} 600 63")
+    time.sleep(1.5)
+    srv.kill()
+    return {"forged_syns": 600}
+
+
 @scenario("normal-close", "normal-close.pcap", note="no RST: FIN/FIN closes must yield no finding")
 def normal_close(port):
     """Three echo rounds and a clean FIN/FIN close in both directions."""
@@ -306,6 +331,8 @@ def run(out: Path, only: list[str] | None) -> dict:
             cause = sc["cause"].replace("-ipv6", "")
             for r in resets:
                 r["cause"] = cause
+                if name in ("port-scan", "rst-storm", "syn-flood"):
+                    r["storm"] = True      # reported as one flood finding, not row by row
                 if name == "middlebox-reset" and r["src"] == C_ADDR:
                     # The client's kernel lost the flow to the forged RST, then answered the
                     # server's FIN with a RST of its own: the peer (client) lost state.
@@ -321,8 +348,8 @@ def run(out: Path, only: list[str] | None) -> dict:
                 "format": sc["note"] or "pcap", "resets": resets, "applications_saw": apps,
                 "kernel_reasons_seen": trace and sorted({t["reason"] for t in trace}) or [],
             }
-            print(f"{sc['file']:32} {len(resets)} RST(s) kernel={[r['kernel_reason'] for r in resets]} apps={json.dumps(apps)[:150]}",
-                  flush=True)
+            reasons = sorted({str(r["kernel_reason"]) for r in resets})
+            print(f"{sc['file']:32} {len(resets)} RST(s) kernel={reasons} apps={json.dumps(apps)[:150]}", flush=True)
     finally:
         tracer.close()
         N.teardown()

@@ -12,7 +12,9 @@ from .features.extract import feature_table
 from .sources.capture import iter_segments
 from .sources.segments import Segments
 from .sources.diagnostics import Diagnostics
-from .track.flows import forget_closed
+from .track.flows import evict_oldest, forget_closed
+from .track.storms import STORM_MIN_FLOWS, StormTracker
+from .report.storms import storm_rows
 from .track.tracker import rst_connections
 
 @dataclass
@@ -27,26 +29,40 @@ class FileResult:
 FORGET_ROWS = 400_000
 
 
-def _read_bounded(path: Path, diag: Diagnostics) -> Segments:
+MAX_KEPT_ROWS = 4_000_000    # hard cap (~250 MB of segments): beyond it the oldest flows without a RST go
+
+
+def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker) -> Segments:
     parts: list[Segments] = []
     rows, bar = 0, FORGET_ROWS
+    evicted = 0
     for chunk in iter_segments(path, diag):
         parts.append(chunk)
         rows += len(chunk)
         if rows > bar:
-            kept = forget_closed(Segments.concat(parts))
+            kept = storms.absorb(forget_closed(Segments.concat(parts)))
+            kept, n = evict_oldest(kept, MAX_KEPT_ROWS)
+            evicted += n
             parts, rows = [kept], len(kept)
             bar = max(FORGET_ROWS, 2 * rows)
-    return Segments.concat(parts)
+    if evicted:
+        diag.warn(f"flow table full: {evicted} flow(s) without a RST were forgotten early; a RST arriving "
+                  f"later on one of them is reported without its earlier context")
+    return storms.absorb(Segments.concat(parts), final=True)
 
 
-def analyze_file(path: Path, rules: list[Rule], label: str | None = None) -> FileResult:
+def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
+                 storm_min: int = STORM_MIN_FLOWS) -> FileResult:
     label = label or str(path)
     diag = Diagnostics(label)
-    seg = _read_bounded(path, diag)
+    storms = StormTracker(storm_min)
+    seg = _read_bounded(path, diag, storms)
     P, conns = rst_connections(seg)
     table = feature_table(label, P, conns)
     findings = explain(classify(table, rules), rules)
+    if storms.storms:
+        findings = pd.concat([findings, storm_rows(label, storms)], ignore_index=True)
+        findings = findings.sort_values("frame", kind="stable", ignore_index=True)
     return FileResult(label, findings, diag)
 
 

@@ -47,11 +47,12 @@ def read(
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
+    storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a port scan, RST storm or SYN flood of at least this many connections to one host as one finding (0: never)."),
     debug: bool = DebugOpt,
 ) -> None:
     """Classify every TCP RST in capture files."""
     from .run import run_read
-    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug), debug)
+    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min), debug)
 
 
 @rules_app.command("list")

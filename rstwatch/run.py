@@ -19,27 +19,28 @@ from .report.jsonl import write_jsonl
 from .report.output import check_output, open_output
 from .report.table import write_table
 from .sources.capture import expand_inputs
+from .track.storms import STORM_MIN_FLOWS
 
 
 def _warn(message: str) -> None:
     typer.echo(f"rstwatch: warning: {message}", err=True)
 
 
-def _analyze_one(args: tuple[Path, list[Rule], bool]) -> FileResult | str:
-    path, rules, debug = args
+def _analyze_one(args: tuple[Path, list[Rule], bool, int]) -> FileResult | str:
+    path, rules, debug, storm_min = args
     try:
-        return analyze_file(path, rules)
+        return analyze_file(path, rules, storm_min=storm_min)
     except CaptureError as exc:
         if debug:
             raise
         return str(exc)
 
 
-def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1,
-                  debug: bool = False) -> tuple[list[FileResult], list[str]]:
+def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bool = False,
+                  storm_min: int = STORM_MIN_FLOWS) -> tuple[list[FileResult], list[str]]:
     """Results in input order (deterministic whatever --jobs), and one error line per unreadable file."""
     files = expand_inputs(paths)
-    work = [(f, rules, debug) for f in files]
+    work = [(f, rules, debug, storm_min) for f in files]
     if jobs > 1 and len(files) > 1:
         with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
             outcomes = list(pool.map(_analyze_one, work))
@@ -51,10 +52,10 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1,
 
 
 def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: bool,
-             rule_dirs: list[Path], jobs: int, debug: bool = False) -> int:
+             rule_dirs: list[Path], jobs: int, debug: bool = False, storm_min: int = STORM_MIN_FLOWS) -> int:
     check_output(output, force)
     rules = load_rules(rule_dirs)
-    results, errors = analyze_paths(paths, rules, jobs, debug)
+    results, errors = analyze_paths(paths, rules, jobs, debug, storm_min)
     for err in errors:
         typer.echo(f"rstwatch: error: {err}", err=True)
     for res in results:

@@ -28,6 +28,8 @@ def test_jsonl_contract_on_the_bundled_captures():
         assert isinstance(r["alternatives"], list) and isinstance(r["evidence"], list)
         assert r["frame"] in r["evidence"]
         assert isinstance(r["time"], float) and r["time"] > 1.6e9
+        if r["cause"] in ("port-scan", "rst-storm", "syn-flood"):
+            assert r["resets"] >= 500 and r["connections"] >= 500
     # every RST segment exactly once
     keys = [(r["file"], r["frame"]) for r in rows]
     assert len(keys) == len(set(keys))

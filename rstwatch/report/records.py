@@ -9,7 +9,7 @@ import pandas as pd
 CONTRACT_FIELDS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "cause", "rule",
                    "confidence", "alternatives", "summary", "errno", "evidence", "conn_state", "history",
                    "wireshark_filter"]
-EXTRA_FIELDS = ["title", "remediation", "sender_inferred"]
+EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connections", "sources_sample"]
 
 
 def _plain(value: Any) -> Any:
@@ -25,4 +25,11 @@ def _plain(value: Any) -> Any:
 def iter_records(df: pd.DataFrame) -> Iterator[dict]:
     cols = [c for c in CONTRACT_FIELDS + EXTRA_FIELDS if c in df.columns]
     for row in df[cols].itertuples(index=False, name=None):
-        yield {c: _plain(v) for c, v in zip(cols, row)}
+        rec = {c: _plain(v) for c, v in zip(cols, row)}
+        for extra in ("resets", "connections", "sources_sample"):   # only flood findings carry these
+            value = rec.get(extra)
+            if value is None or (isinstance(value, float) and value != value):
+                rec.pop(extra, None)
+            elif isinstance(value, float):
+                rec[extra] = int(value)
+        yield rec

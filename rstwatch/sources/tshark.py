@@ -30,6 +30,15 @@ def _epoch_ns(text: str) -> int:
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
+def _first_line(exc: BaseException) -> str:
+    """tshark's own complaint if pyshark passed it on, else the exception's first line."""
+    text = str(exc)
+    for line in text.splitlines():
+        if line.startswith("Last error line:"):
+            return line.split(":", 1)[1].strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp") -> Segments:
     """Decode the TCP segments of `path` matching `display_filter` with pyshark."""
     if not tshark_available():
@@ -48,21 +57,27 @@ def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp")
             v6 = ip.layer_name == "ipv6"
             s_hi, s_lo = _addr(ip.src)
             d_hi, d_lo = _addr(ip.dst)
-            rows["frame"].append(int(pkt.frame_info.number))
-            rows["ts_ns"].append(_epoch_ns(pkt.frame_info.time_epoch))
-            rows["v6"].append(v6)
-            rows["src_hi"].append(s_hi); rows["src_lo"].append(s_lo)
-            rows["dst_hi"].append(d_hi); rows["dst_lo"].append(d_lo)
-            rows["sport"].append(int(tcp.srcport)); rows["dport"].append(int(tcp.dstport))
-            rows["seq"].append(int(tcp.seq_raw)); rows["ack"].append(int(tcp.ack_raw))
-            rows["flags"].append(int(str(tcp.flags), 16))
-            rows["win"].append(int(tcp.window_size_value))
-            rows["hlen"].append(int(tcp.hdr_len)); rows["plen"].append(int(tcp.len))
-            rows["ttl"].append(int(ip.hlim if v6 else ip.ttl))
-            rows["ipid"].append(-1 if v6 else int(str(ip.id), 16))
+            try:   # build the whole row first so a field tshark left out cannot misalign columns
+                row = (int(pkt.frame_info.number), _epoch_ns(pkt.frame_info.time_epoch), v6, s_hi, s_lo, d_hi, d_lo,
+                       int(tcp.srcport), int(tcp.dstport), int(tcp.seq_raw), int(tcp.ack_raw),
+                       int(str(tcp.flags), 16), int(tcp.window_size_value), int(tcp.hdr_len), int(tcp.len),
+                       int(ip.hlim if v6 else ip.ttl), -1 if v6 else int(str(ip.id), 16))
+            except (AttributeError, ValueError):
+                diag.skip("tshark engine: TCP segment with missing fields", 1)
+                continue
+            for name, value in zip(SEGMENT_COLUMNS, row):
+                rows[name].append(value)
     except Exception as exc:  # tshark stops on damaged files; keep what it gave
-        diag.warn(f"tshark engine stopped early: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    finally:
+        failure = _first_line(exc)
+    else:
+        failure = None
+    try:
         cap.close()
+    except Exception as exc:   # pyshark reports tshark's exit status when closing
+        failure = failure or _first_line(exc)
+    if failure:
+        if not rows["frame"]:
+            raise CaptureError(str(path), f"the tshark engine could not read it ({failure})")
+        diag.warn(f"tshark engine stopped early ({failure})")
     diag.tcp_segments += len(rows["frame"])
     return Segments({k: np.asarray(v, dtype=SEGMENT_COLUMNS[k]) for k, v in rows.items()})

@@ -101,3 +101,25 @@ def forget_closed(seg: Segments, idle_ns: int | None = None) -> Segments:
     if not done.any():
         return seg
     return seg.take(np.flatnonzero(~done[codes]))
+
+
+def evict_oldest(seg: Segments, max_rows: int) -> tuple[Segments, int]:
+    """Hard cap: drop whole flows without a RST, least recently active first, until at most
+    `max_rows` segments remain. Returns (kept, flows evicted)."""
+    if len(seg) <= max_rows:
+        return seg, 0
+    codes, uniq = pd.factorize(flow_hash(seg))
+    n = len(uniq)
+    rst = np.zeros(n, bool)
+    rst[codes[(seg["flags"] & RST) != 0]] = True
+    last = np.full(n, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, codes, seg["ts_ns"])
+    size = np.bincount(codes, minlength=n)
+    order = np.argsort(np.where(rst, np.iinfo(np.int64).max, last), kind="stable")
+    excess = len(seg) - max_rows // 2          # leave room so this does not run on every chunk
+    cut = np.searchsorted(np.cumsum(size[order]), excess) + 1
+    victims = order[:cut]
+    victims = victims[~rst[victims]]
+    drop = np.zeros(n, bool)
+    drop[victims] = True
+    return seg.take(np.flatnonzero(~drop[codes])), len(victims)

@@ -1,0 +1,119 @@
+"""Floods are findings, not millions of rows: port scans, RST storms and SYN floods.
+
+While reading, flows that are nothing but a RST (a storm of blind or spoofed resets), or a SYN
+answered by RST|ACK (a scan of closed ports), or SYNs that got nothing (a SYN flood), are grouped
+by the host they target. Once a group passes `min_flows` it is absorbed into one aggregate and
+its segments are dropped: memory stays bounded and the report gets one row for the flood.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..sources.segments import ACK, RST, SYN, Segments
+from .flows import flow_hash
+
+STORM_MIN_FLOWS = 500
+
+
+@dataclass
+class Storm:
+    kind: str                 # rst-storm | port-scan | syn-flood
+    target: str               # the host under attack (receiver of the RSTs / SYNs)
+    rsts: int = 0
+    syns: int = 0
+    flows: int = 0
+    first_frame: int = 0
+    last_frame: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    senders: set = field(default_factory=set)       # bounded sample
+    ports: set = field(default_factory=set)         # bounded sample
+    frames: list = field(default_factory=list)      # first RST frames as evidence
+    v6: bool = False
+
+
+def _host(v6: bool, hi: int, lo: int) -> str:
+    if not v6:
+        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+class StormTracker:
+    def __init__(self, min_flows: int = STORM_MIN_FLOWS) -> None:
+        self.min_flows = min_flows
+        self.storms: dict[tuple, Storm] = {}
+
+    def absorb(self, seg: Segments, final: bool = False) -> Segments:
+        """Move flood flows out of `seg` into aggregates; return the rest."""
+        if self.min_flows <= 0 or not len(seg):
+            return seg
+        if not self.storms and not final and int(((seg["flags"] & RST) != 0).sum()) < self.min_flows:
+            return seg                                      # too few resets to hold a flood
+        codes, uniq = pd.factorize(flow_hash(seg))
+        n = len(uniq)
+        f = seg["flags"]
+        is_rst = (f & RST) != 0
+        syn_only = ((f & SYN) != 0) & ((f & ACK) == 0) & ~is_rst
+        synack = ((f & SYN) != 0) & ((f & ACK) != 0) & ~is_rst
+        bare_rst = is_rst & ((f & ACK) == 0)
+        count = np.bincount(codes, minlength=n)
+        rst_n = np.bincount(codes, weights=is_rst, minlength=n).astype(np.int64)
+        syn_n = np.bincount(codes, weights=syn_only, minlength=n).astype(np.int64)
+        sa_n = np.bincount(codes, weights=synack, minlength=n).astype(np.int64)
+        bare_n = np.bincount(codes, weights=bare_rst, minlength=n).astype(np.int64)
+        kind = np.full(n, -1)
+        kind[rst_n == count] = 0                                              # lone RSTs
+        kind[(syn_n > 0) & (rst_n > 0) & (syn_n + rst_n == count)] = 1        # SYN -> RST|ACK: closed port
+        # SYN -> SYN-ACK -> bare RST: the spoofed "client" never asked (SYN-flood backscatter)
+        kind[(syn_n > 0) & (sa_n > 0) & (bare_n > 0) & (syn_n + sa_n + bare_n == count)] = 2
+        if final:
+            kind[syn_n == count] = 2                                          # SYNs nobody answered
+        drop = np.zeros(n, bool)
+        for k, name in enumerate(("rst-storm", "port-scan", "syn-flood")):
+            flows = np.flatnonzero(kind == k)
+            if not len(flows):
+                continue
+            # the target: receiver of the RST (storm), the scanned host (scan), the SYNs' destination
+            rows = np.flatnonzero(np.isin(codes, flows) & (is_rst if k == 0 else syn_only))
+            first_row = pd.Series(rows).groupby(codes[rows]).first()
+            t_hi = seg["dst_hi"][first_row.to_numpy()]
+            t_lo = seg["dst_lo"][first_row.to_numpy()]
+            groups = pd.DataFrame({"flow": first_row.index.to_numpy(), "hi": t_hi, "lo": t_lo})
+            for (hi, lo), grp in groups.groupby(["hi", "lo"]):
+                key = (name, int(hi), int(lo))
+                if key not in self.storms and len(grp) < self.min_flows:
+                    continue
+                self._add(key, name, seg, codes, grp["flow"].to_numpy(), is_rst, syn_only)
+                drop[grp["flow"].to_numpy()] = True
+        if not drop.any():
+            return seg
+        return seg.take(np.flatnonzero(~drop[codes]))
+
+    def _add(self, key, name, seg, codes, flows, is_rst, syn_only) -> None:
+        rows = np.flatnonzero(np.isin(codes, flows))
+        v6 = bool(seg["v6"][rows[0]])
+        st = self.storms.get(key)
+        if st is None:
+            target = _host(v6, key[1], key[2])
+            st = self.storms[key] = Storm(kind=name, target=target, v6=v6,
+                                          first_frame=int(seg["frame"][rows[0]]), first_ns=int(seg["ts_ns"][rows[0]]))
+        rst_rows = rows[is_rst[rows]]
+        st.rsts += len(rst_rows)
+        st.syns += int(syn_only[rows].sum())
+        st.flows += len(flows)
+        st.first_frame = min(st.first_frame, int(seg["frame"][rows].min()))
+        st.last_frame = max(st.last_frame, int(seg["frame"][rows].max()))
+        st.first_ns = min(st.first_ns, int(seg["ts_ns"][rows].min()))
+        st.last_ns = max(st.last_ns, int(seg["ts_ns"][rows].max()))
+        src_rows = rst_rows if name == "rst-storm" else rows[syn_only[rows]]
+        for r in src_rows[:64]:
+            if len(st.senders) < 64:
+                st.senders.add(_host(bool(seg["v6"][r]), int(seg["src_hi"][r]), int(seg["src_lo"][r])))
+        if name == "port-scan":
+            st.ports.update(int(p) for p in np.unique(seg["dport"][rows[syn_only[rows]]])[:100000])
+        if len(st.frames) < 10:
+            st.frames.extend(int(x) for x in seg["frame"][rst_rows[:10 - len(st.frames)]])
