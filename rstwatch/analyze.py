@@ -32,11 +32,11 @@ FORGET_ROWS = 400_000
 MAX_KEPT_ROWS = 4_000_000    # hard cap (~250 MB of segments): beyond it the oldest flows without a RST go
 
 
-def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker) -> Segments:
+def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, progress=None) -> Segments:
     parts: list[Segments] = []
     rows, bar = 0, FORGET_ROWS
     evicted = 0
-    for chunk in iter_segments(path, diag):
+    for chunk in iter_segments(path, diag, progress):
         parts.append(chunk)
         rows += len(chunk)
         if rows > bar:
@@ -52,11 +52,11 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker) -> Segmen
 
 
 def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
-                 storm_min: int = STORM_MIN_FLOWS) -> FileResult:
+                 storm_min: int = STORM_MIN_FLOWS, progress=None) -> FileResult:
     label = label or str(path)
     diag = Diagnostics(label)
     storms = StormTracker(storm_min)
-    seg = _read_bounded(path, diag, storms)
+    seg = _read_bounded(path, diag, storms, progress)
     P, conns = rst_connections(seg)
     table = feature_table(label, P, conns)
     findings = explain(classify(table, rules), rules)

@@ -26,14 +26,32 @@ def _warn(message: str) -> None:
     typer.echo(f"rstwatch: warning: {message}", err=True)
 
 
-def _analyze_one(args: tuple[Path, list[Rule], bool, int]) -> FileResult | str:
+def _analyze_one(args: tuple[Path, list[Rule], bool, int], progress=None) -> FileResult | str:
     path, rules, debug, storm_min = args
     try:
-        return analyze_file(path, rules, storm_min=storm_min)
+        return analyze_file(path, rules, storm_min=storm_min, progress=progress)
     except CaptureError as exc:
         if debug:
             raise
         return str(exc)
+
+
+def _with_progress(work: list) -> list:
+    """A progress bar on stderr (bytes and packets) for reads long enough to need one."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[packets]:,} packets"),
+               TimeRemainingColumn()]
+    out = []
+    with Progress(*columns, transient=True, disable=False) as bar:
+        for w in work:
+            try:
+                size = w[0].stat().st_size
+            except OSError:
+                size = None
+            task = bar.add_task(w[0].name, total=size, packets=0)
+            out.append(_analyze_one(w, lambda done, packets, t=task: bar.update(t, completed=done, packets=packets)))
+            bar.update(task, completed=size)
+    return out
 
 
 def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bool = False,
@@ -44,6 +62,8 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     if jobs > 1 and len(files) > 1:
         with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
             outcomes = list(pool.map(_analyze_one, work))
+    elif sys.stderr.isatty():
+        outcomes = _with_progress(work)
     else:
         outcomes = [_analyze_one(w) for w in work]
     results = [o for o in outcomes if isinstance(o, FileResult)]

@@ -50,9 +50,13 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     return out
 
 
-def iter_segments(path: Path, diag: Diagnostics) -> Iterator[Segments]:
+Progress = Callable[[int, int], None]     # (bytes of the file read so far, packets so far)
+
+
+def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = None) -> Iterator[Segments]:
     """Yield TCP segments chunk by chunk; unsupported link types go to the tshark engine."""
     stream, gz = open_stream(path)
+    raw = stream.fileobj if gz else stream      # position in the file on disk, for progress
     with stream:
         try:
             head = stream.read(4)
@@ -71,6 +75,8 @@ def iter_segments(path: Path, diag: Diagnostics) -> Iterator[Segments]:
         linktypes: set[int] = set()
         for buf, rec in reader(read_chunks(stream, diag, first=head), diag):
             seg, odd = decode(buf, rec, diag)
+            if progress:
+                progress(raw.tell(), diag.packets)
             if len(odd):
                 unsupported.append(odd)
                 linktypes.update(int(x) for x in np.unique(rec.linktype[np.isin(rec.frame, odd)]))

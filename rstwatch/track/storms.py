@@ -17,6 +17,7 @@ from ..sources.segments import ACK, RST, SYN, Segments
 from .flows import flow_hash
 
 STORM_MIN_FLOWS = 500
+MIN_RATE_PER_S = 100      # a flood arrives fast; a slow trickle (or a RST-only capture filter) is not one
 
 
 @dataclass
@@ -79,14 +80,19 @@ class StormTracker:
                 continue
             # the target: receiver of the RST (storm), the scanned host (scan), the SYNs' destination
             rows = np.flatnonzero(np.isin(codes, flows) & (is_rst if k == 0 else syn_only))
-            first_row = pd.Series(rows).groupby(codes[rows]).first()
-            t_hi = seg["dst_hi"][first_row.to_numpy()]
-            t_lo = seg["dst_lo"][first_row.to_numpy()]
-            groups = pd.DataFrame({"flow": first_row.index.to_numpy(), "hi": t_hi, "lo": t_lo})
-            for (hi, lo), grp in groups.groupby(["hi", "lo"]):
-                key = (name, int(hi), int(lo))
-                if key not in self.storms and len(grp) < self.min_flows:
-                    continue
+            first_row = pd.Series(rows).groupby(codes[rows]).first().to_numpy()
+            groups = pd.DataFrame({
+                "flow": codes[first_row], "hi": seg["dst_hi"][first_row], "lo": seg["dst_lo"][first_row],
+                # a scan is one source probing many ports; other floods are keyed by target only
+                "src_hi": seg["src_hi"][first_row] if k == 1 else 0, "src_lo": seg["src_lo"][first_row] if k == 1 else 0,
+                "port": seg["dport"][first_row], "ts": seg["ts_ns"][first_row]})
+            for (hi, lo, shi, slo), grp in groups.groupby(["hi", "lo", "src_hi", "src_lo"]):
+                key = (name, int(hi), int(lo), int(shi), int(slo))
+                if key not in self.storms:
+                    size = grp["port"].nunique() if k == 1 else len(grp)
+                    span_s = max((grp["ts"].max() - grp["ts"].min()) / 1e9, 1e-3)
+                    if size < self.min_flows or len(grp) / span_s < MIN_RATE_PER_S:
+                        continue
                 self._add(key, name, seg, codes, grp["flow"].to_numpy(), is_rst, syn_only)
                 drop[grp["flow"].to_numpy()] = True
         if not drop.any():
