@@ -24,7 +24,8 @@ def _day(ts: float) -> str:
 def write_table(df: pd.DataFrame, out: TextIO, packets: int, files: int, width: int | None = None) -> None:
     console = Console(file=out, width=width or (None if out.isatty() else 180), highlight=False)
     days = sorted({_day(t) for t in df["time"]}) if len(df) else []
-    console.print(f"{len(df)} TCP reset(s) in {files} file(s), {packets} packets read"
+    resets = len(df) + (int(df["resets"].fillna(1).sum()) - len(df) if "resets" in df else 0)
+    console.print(f"{len(df)} finding(s) for {resets} TCP reset(s) in {files} file(s), {packets} packets read"
                   + (f"; times are UTC on {', '.join(days)}" if days else ""))
     if not len(df):
         return
@@ -40,7 +41,9 @@ def write_table(df: pd.DataFrame, out: TextIO, packets: int, files: int, width: 
     table.add_column("conf", justify="right")
     table.add_column("why", ratio=1, overflow="fold", min_width=30)
     for row in df.head(MAX_ROWS).itertuples(index=False):
-        cells = [str(row.frame), _clock(row.time), f"{row.src}:{row.sport} -> {row.dst}:{row.dport}",
+        flood = row.sport == 0 and row.dport == 0          # flood findings name hosts, not a connection
+        conn = f"{row.src} -> {row.dst} (flood)" if flood else f"{row.src}:{row.sport} -> {row.dst}:{row.dport}"
+        cells = [str(row.frame), _clock(row.time), conn,
                  row.sender, row.cause, f"{row.confidence:.2f}", row.title]
         if multi:
             cells.insert(0, Path(str(row.file)).name)
@@ -57,8 +60,11 @@ def write_cause_summary(df: pd.DataFrame, console: Console) -> None:
     summary.add_column("resets", justify="right")
     summary.add_column("sent by", no_wrap=True)
     summary.add_column("what to change first", ratio=1, overflow="fold")
-    for cause, grp in sorted(df.groupby("cause"), key=lambda kv: (-len(kv[1]), kv[0])):
+    def count(grp: pd.DataFrame) -> int:   # a flood finding stands for many resets
+        return int(grp["resets"].fillna(1).sum()) if "resets" in grp else len(grp)
+
+    for cause, grp in sorted(df.groupby("cause"), key=lambda kv: (-count(kv[1]), kv[0])):
         senders = ", ".join(f"{k} {v}" for k, v in grp["sender"].value_counts().items())
         fix = grp["remediation"].iloc[0][0] if len(grp["remediation"].iloc[0]) else ""
-        summary.add_row(cause, str(len(grp)), senders, fix)
+        summary.add_row(cause, str(count(grp)), senders, fix)
     console.print(summary)
