@@ -26,15 +26,6 @@ class Format(str, Enum):
     csv = "csv"
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    typer.echo(f"rstwatch: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _warn(message: str) -> None:
-    typer.echo(f"rstwatch: warning: {message}", err=True)
-
-
 RulesOpt = typer.Option(None, "--rules", help="Extra rule folder (repeatable): adds rules, overrides or disables built-ins by id.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
 

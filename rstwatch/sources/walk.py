@@ -66,8 +66,6 @@ def walk_pcapng(buf, start, big):
     while off + 12 <= end:
         btype = _u32(buf, off, big)
         if btype == SHB:
-            if off + 12 > end:
-                break
             # byte-order magic 0x1A2B3C4D decides this section's endianness
             if buf[off + 8] == 0x1A and buf[off + 9] == 0x2B and buf[off + 10] == 0x3C and buf[off + 11] == 0x4D:
                 big = True

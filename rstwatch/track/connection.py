@@ -157,8 +157,8 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
         if (not (syn or fin or rst) and plen <= 1 and me.nxt is not None
                 and sdiff(seq, me.nxt) == -1):
             me.probes.append(P["frame"][i])
-        elif not rst:
-            me.probes.clear() if plen > 0 or syn or fin else None
+        elif not rst and (plen > 0 or syn or fin):
+            me.probes.clear()        # real traffic from us ends a run of probes
         if not rst:
             peer.probes.clear()   # the peer heard from us: its probes are answered
         # --- sequence bookkeeping
