@@ -92,7 +92,6 @@ def main() -> None:
     for kind, path in files.items():
         wall, rss = timed(RSTWATCH + ["read", str(path), "-f", "jsonl"])
         rows.append((f"rstwatch read ({kind}, JSON Lines out)", n / wall, rss, wall))
-    base_rate = rows[0][1]
 
     tshark = shutil.which("tshark")
     tshark_rate = None

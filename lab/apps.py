@@ -115,26 +115,29 @@ def client_write_after_close(host, port, _=None):
     return {"response": len(got), "eof": eof == b"", "first_write": first, "second_write": second}
 
 
-def client_reuse_after_idle(host, port, arg=None):
-    c = connect(host, port)
-    c.sendall(b"GET /1 HTTP/1.1\r\n\r\n")
+def _send_pause_send(host, port, first: bytes, second: bytes, pause: float, timeout: float):
+    """Send, read the answer, stay idle (the lab changes something meanwhile), send again:
+    returns what the second write and the read after it saw."""
+    c = connect(host, port, timeout=timeout)
+    c.sendall(first)
     c.recv(4096)
-    time.sleep(float(arg or 1.5))
-    write = attempt(lambda: c.send(b"GET /2 HTTP/1.1\r\n\r\n"))
+    time.sleep(pause)
+    write = attempt(lambda: c.sendall(second))
     read = attempt(lambda: c.recv(4096))
     c.close()
+    return write, read
+
+
+def client_reuse_after_idle(host, port, arg=None):
+    """A keep-alive client reusing its connection after an idle pause."""
+    write, read = _send_pause_send(host, port, b"GET /1 HTTP/1.1\r\n\r\n", b"GET /2 HTTP/1.1\r\n\r\n",
+                                   float(arg or 1.5), 5)
     return {"reused_write": write, "reused_read": read}
 
 
 def client_echo_pause_echo(host, port, arg=None):
     """Echo once, wait (the lab breaks something meanwhile), echo again."""
-    c = connect(host, port, timeout=15)
-    c.sendall(b"ping-1")
-    c.recv(100)
-    time.sleep(float(arg or 2.0))
-    write = attempt(lambda: c.sendall(b"ping-2"))
-    read = attempt(lambda: c.recv(100))
-    c.close()
+    write, read = _send_pause_send(host, port, b"ping-1", b"ping-2", float(arg or 2.0), 15)
     return {"write": write, "read": read}
 
 

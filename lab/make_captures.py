@@ -190,7 +190,7 @@ def idle_timeout_reset(port):
     """The router tracks connections (conntrack, established timeout 3 s, no loose pickup) and
     rejects packets of flows it forgot; the client pauses 5 s and its next segment is reset."""
     N.nsx(ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0", check=False)
-    N.nft(f"ct state invalid reject with tcp reset")
+    N.nft("ct state invalid reject with tcp reset")
     N.nsx(ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established=3")
     try:
         srv = server("server_echo", port, 15)

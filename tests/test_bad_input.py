@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
-import pytest
 
 from conftest import CAPTURES, run_cli
 

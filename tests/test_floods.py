@@ -3,7 +3,6 @@ out as one finding; a slow trickle of lone RSTs (e.g. a capture filtered to RSTs
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

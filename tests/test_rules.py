@@ -3,12 +3,11 @@ disabling work; rule text is data and never reaches eval/exec."""
 from __future__ import annotations
 
 import builtins
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import CAPTURES, ROOT, run_cli
+from conftest import CAPTURES, run_cli
 from rstwatch.analyze import analyze_file
 from rstwatch.engine.loader import load_rules
 from rstwatch.errors import RuleError

@@ -30,7 +30,8 @@ class Side:
     last_win: int = 0
     data_bytes: int = 0
     size: int = 0
-    last_data_pos: int = -1
+    peer_bytes_since_my_data: int = 0        # what the peer sent after my last data: unread if I abort
+    sent_after_synack: int | None = None     # my segments after my first SYN-ACK (None: no SYN-ACK)
     syn_frame: int | None = None
     fin_seq: int | None = None
     fin_frame: int | None = None
@@ -125,7 +126,7 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
     sides = [Side(), Side()]
     hist = zeek.History(flipped)
     flags, seqs, acks, plens = P["flags"], P["seq"], P["ack"], P["plen"]
-    ts, ttls, wins = P["ts_ns"], P["ttl"], P["win"]
+    ttls, wins = P["ttl"], P["win"]
     for pos, i in enumerate(idx):
         d = dirs[pos]
         me, peer = sides[d], sides[1 - d]
@@ -162,6 +163,11 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
         if not rst:
             peer.probes.clear()   # the peer heard from us: its probes are answered
         # --- sequence bookkeeping
+        if syn and has_ack and not rst:
+            if me.sent_after_synack is None:
+                me.sent_after_synack = 0
+        elif me.sent_after_synack is not None:
+            me.sent_after_synack += 1
         end = (seq + plen + (1 if syn else 0) + (1 if fin else 0)) % SEQ_MOD
         if syn:
             me.isn = seq
@@ -172,7 +178,8 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
             if plen > 0:
                 me.data_bytes += plen
                 me.size += plen
-                me.last_data_pos = pos
+                me.peer_bytes_since_my_data = 0
+                peer.peer_bytes_since_my_data += plen
             if fin and me.fin_seq is None:
                 me.fin_seq = (seq + plen) % SEQ_MOD
                 me.fin_frame = P["frame"][i]
@@ -195,7 +202,6 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
     snd, rcv = sides[d], sides[1 - d]
     f, seq, ack = P["flags"][i], P["seq"][i], P["ack"][i]
     client = conn.client_dir
-    role = "unknown" if client is None else ("client" if d == client else "server")
     cli = None if client is None else sides[client]
     srv = None if client is None else sides[1 - client]
     has_ack = bool(f & ACK)
@@ -225,23 +231,6 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
     ttl_delta = None if usual_ttl is None else abs(P["ttl"][i] - usual_ttl)
     ipid = P["ipid"][i]
     t_ack = P["ack"][trig] if trig is not None else None
-    rcv_after_snd_data = 0
-    for k in range(max(snd.last_data_pos + 1, 0), pos):
-        if dirs[k] != d:
-            rcv_after_snd_data += P["plen"][idx[k]]
-
-    server_after_synack = None
-    if srv is not None and client is not None:
-        seen_synack, n = False, 0
-        for k in range(pos):
-            fk = P["flags"][idx[k]]
-            if dirs[k] != client:
-                if fk & SYN and fk & ACK:
-                    seen_synack = True
-                elif seen_synack:
-                    n += 1
-        server_after_synack = n if seen_synack else None
-
     features = {
         "rst.from_client": None if client is None else d == client,
         "rst.from_server": None if client is None else d != client,
@@ -273,7 +262,7 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "conn.midstream": all(s.syn_frame is None for s in sides),
         "conn.client_bytes": None if cli is None else cli.data_bytes,
         "conn.server_bytes": None if srv is None else srv.data_bytes,
-        "conn.server_packets_after_synack": server_after_synack,
+        "conn.server_packets_after_synack": None if srv is None else srv.sent_after_synack,
         "conn.role_inferred": conn.role_inferred,
         "sender.fin_sent": snd.fin_seq is not None,
         "sender.fin_acked": snd.fin_acked,
@@ -281,7 +270,7 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "sender.keepalive_probes": len(snd.probes),
         "receiver.fin_sent": rcv.fin_seq is not None,
         "receiver.bytes": rcv.data_bytes,
-        "receiver.bytes_after_sender_data": rcv_after_snd_data,
+        "receiver.bytes_after_sender_data": snd.peer_bytes_since_my_data,
         "receiver.retransmissions": rcv.retrans,
     }
     evidence = [x for x in (cli.syn_frame if cli else None, srv.syn_frame if srv else None,

@@ -48,30 +48,20 @@ def flow_hash(seg: Segments) -> np.ndarray:
     return _hash(seg["src_hi"], seg["src_lo"], seg["dst_hi"], seg["dst_lo"], seg["sport"], seg["dport"])
 
 
-def rst_flow_hashes(seg: Segments) -> np.ndarray:
-    """Sorted unique keys of 4-tuples with at least one RST segment."""
-    if not len(seg):
-        return np.zeros(0, np.uint64)
-    rst = (seg["flags"] & RST) != 0
-    return np.unique(flow_hash(seg.take(np.flatnonzero(rst))))
-
-
-def keep_flows(seg: Segments, hashes: np.ndarray) -> Segments:
-    """Only the segments whose 4-tuple key is in `hashes` (vectorised)."""
-    if not len(seg) or not len(hashes):
-        return seg.take(np.zeros(0, np.int64))
+def rst_flows_grouped(seg: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
+    """Keep only the 4-tuples that hold a RST and group them: returns (segments, order,
+    boundaries) where group g is order[boundaries[g]:boundaries[g+1]], capture order kept
+    inside each group. The flow key is computed once."""
     h = flow_hash(seg)
-    pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)   # hashes is sorted: O(n log k)
-    return seg.take(np.flatnonzero(hashes[pos] == h))
-
-
-def group_by_tuple(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
-    """Return (order, boundaries): segment indices grouped by 4-tuple, capture order kept
-    inside each group; group g is order[boundaries[g]:boundaries[g+1]]."""
-    codes, _ = pd.factorize(flow_hash(seg))
+    rst_keys = np.unique(h[(seg["flags"] & RST) != 0])
+    if not len(rst_keys):
+        return seg.take(np.zeros(0, np.int64)), np.zeros(0, np.int64), np.zeros(1, np.int64)
+    pos = np.minimum(np.searchsorted(rst_keys, h), len(rst_keys) - 1)   # sorted keys: O(n log k)
+    keep = np.flatnonzero(rst_keys[pos] == h)
+    codes, _ = pd.factorize(h[keep])
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return order, np.concatenate([[0], bounds, [len(order)]])
+    return seg.take(keep), order, np.concatenate([[0], bounds, [len(order)]])
 
 
 FORGET_AFTER_NS = 2 * 1_000_000_000    # a cleanly closed flow idle this long is forgotten (a later RST on it is rare)

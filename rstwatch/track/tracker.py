@@ -3,18 +3,17 @@ from __future__ import annotations
 
 from ..sources.segments import Segments
 from .connection import Connection, split_connections, walk
-from .flows import group_by_tuple, keep_flows, rst_flow_hashes
+from .flows import rst_flows_grouped
 
 
 def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
     """Walk every connection that contains a RST; returns the column lists and connections
     (connections in order of their first frame)."""
-    seg = keep_flows(seg, rst_flow_hashes(seg))
+    seg, order, bounds = rst_flows_grouped(seg)
     P = {k: v.tolist() for k, v in seg.cols.items()}
     conns: list[Connection] = []
     if not len(seg):
         return P, conns
-    order, bounds = group_by_tuple(seg)
     order = order.tolist()
     for g in range(len(bounds) - 1):
         idx = order[bounds[g]:bounds[g + 1]]
