@@ -57,13 +57,17 @@ def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
     diag = Diagnostics(label)
     storms = StormTracker(storm_min)
     seg = _read_bounded(path, diag, storms, progress)
-    P, conns = rst_connections(seg)
-    table = feature_table(label, P, conns)
-    findings = explain(classify(table, rules), rules)
+    findings = verdicts(label, seg, rules)
     if storms.storms:
         findings = pd.concat([findings, storm_rows(label, storms)], ignore_index=True)
         findings = findings.sort_values("frame", kind="stable", ignore_index=True)
     return FileResult(label, findings, diag)
+
+
+def verdicts(label: str, seg: Segments, rules: list[Rule]) -> pd.DataFrame:
+    """One explained finding per RST in `seg` (which must hold whole connections)."""
+    P, conns = rst_connections(seg)
+    return explain(classify(feature_table(label, P, conns), rules), rules)
 
 
 def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:

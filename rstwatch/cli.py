@@ -46,6 +46,53 @@ def read(
     _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min), debug)
 
 
+class LiveFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+
+
+@app.command()
+def live(
+    interfaces: list[str] = typer.Argument(..., help="Interface(s) to watch (see `rstwatch interfaces`; `any` = all)."),
+    fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-f", help="table (default on a terminal) or jsonl (default otherwise), one line per reset."),
+    bpf: Optional[str] = typer.Option(None, "--bpf", help="Capture filter in libpcap syntax, e.g. 'port 443'."),
+    duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (30s, 10m, 1h)."),
+    write: Optional[Path] = typer.Option(None, "--write", "-w", help="Keep the captured packets in this pcapng file (replay with `rstwatch read`)."),
+    ring_files: int = typer.Option(0, "--ring-files", min=0, help="With --write: keep only the newest N files of --ring-size each (FILE_00001.pcapng, ...)."),
+    ring_size: float = typer.Option(100.0, "--ring-size", min=0.01, help="With --ring-files: MiB per file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --write file(s) that exist."),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this TCP port."),
+    rules: Optional[list[Path]] = RulesOpt,
+    storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a flood (scan, RST storm, SYN flood) of at least this many connections as one finding (0: never)."),
+    snaplen: int = typer.Option(192, "--snaplen", min=64, max=262144, help="Bytes kept per packet (headers only by default)."),
+    max_segments: int = typer.Option(1_000_000, "--max-segments", min=1000, help="Flow table cap in TCP segments (75 bytes each)."),
+    flow_idle: float = typer.Option(600.0, "--flow-idle", min=1.0, help="Forget a flow after this many seconds without a packet."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Watch an interface and classify each TCP reset as it happens."""
+    from .live.flowtable import Limits
+    from .live.session import LiveOptions, parse_duration, run_live
+    if ring_files and not write:
+        raise typer.BadParameter("--ring-files needs --write FILE", param_hint="--ring-files")
+    opts = LiveOptions(interfaces=interfaces, fmt=(fmt.value if fmt else ("table" if sys.stdout.isatty() else "jsonl")),
+                       bpf=bpf, duration_s=parse_duration(duration) if duration else None, write=write,
+                       ring_files=ring_files, ring_mb=ring_size, force=force, metrics_port=metrics_port,
+                       rule_dirs=rules or [], storm_min=storm_min, snaplen=snaplen,
+                       limits=Limits(max_segments=max_segments, flow_idle_s=flow_idle))
+    _guard(lambda: run_live(opts), debug)
+
+
+@app.command()
+def interfaces(debug: bool = DebugOpt) -> None:
+    """List the interfaces `rstwatch live` can capture on."""
+    from .live.dumpcap import list_interfaces
+    def show() -> int:
+        for name, descr in list_interfaces():
+            typer.echo(f"{name:20} {descr}".rstrip())
+        return 0
+    _guard(show, debug)
+
+
 @rules_app.command("list")
 def rules_list(rules: Optional[list[Path]] = RulesOpt, debug: bool = DebugOpt) -> None:
     """One line per rule: id, cause, priority, confidence, title."""

@@ -16,9 +16,12 @@ STORM_TEXT = {
 }
 
 
-def storm_rows(file: str, tracker: StormTracker) -> pd.DataFrame:
+def storm_rows(file: str, tracker: StormTracker, keys=None) -> pd.DataFrame:
+    """One row per flood (only those in `keys` when given)."""
     rows = []
-    for st in tracker.storms.values():
+    for key, st in tracker.storms.items():
+        if keys is not None and key not in keys:
+            continue
         rule, title, fixes = STORM_TEXT[st.kind]
         secs = (st.last_ns - st.first_ns) / 1e9
         fam = "ipv6" if st.v6 else "ip"

@@ -1,0 +1,172 @@
+"""Wireshark's dumpcap as the capture process: found through pyshark, owned by a context manager
+that always reaps it, and its stderr turned into one-line reasons (permissions, no such device)
+and the final drop counts."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import RstwatchError
+
+# Headers only: Ethernet + QinQ (22) + IPv6 (40) + a few extension headers + TCP with options (60).
+SNAPLEN = 192
+
+
+class CaptureStartError(RstwatchError):
+    """dumpcap could not start capturing (no rights, no such interface, bad filter)."""
+
+
+PERMISSION_HELP = ("run rstwatch as root, or let dumpcap capture for you: "
+                   "`sudo dpkg-reconfigure wireshark-common` (answer Yes) and `sudo usermod -aG wireshark $USER` "
+                   "then log in again; or `sudo setcap cap_net_raw,cap_net_admin=eip {dumpcap}`")
+
+
+def find_dumpcap() -> str:
+    """RSTWATCH_DUMPCAP, else where pyshark finds Wireshark's tools, else PATH."""
+    override = os.environ.get("RSTWATCH_DUMPCAP")
+    if override:
+        return override
+    try:
+        from pyshark.tshark.tshark import get_process_path
+        return get_process_path(process_name="dumpcap")
+    except Exception:       # pyshark raises its own not-found exception; fall back to PATH
+        found = shutil.which("dumpcap")
+        if found:
+            return found
+    raise CaptureStartError("dumpcap", "not found: install Wireshark's capture tool (`sudo apt-get install tshark`) "
+                                       "or set RSTWATCH_DUMPCAP")
+
+
+def list_interfaces(dumpcap: str | None = None) -> list[tuple[str, str]]:
+    """(name, description) of every interface dumpcap can open."""
+    dumpcap = dumpcap or find_dumpcap()
+    try:
+        proc = subprocess.run([dumpcap, "-D"], capture_output=True, text=True, timeout=30)
+    except OSError as exc:
+        raise CaptureStartError(dumpcap, exc.strerror or str(exc)) from None
+    if proc.returncode != 0:
+        raise CaptureStartError(dumpcap, _reason(proc.stderr, dumpcap))
+    out = []
+    for line in proc.stdout.splitlines():
+        m = re.match(r"\s*\d+\.\s+(\S+)(?:\s+\((.*)\))?", line)
+        if m:
+            out.append((m.group(1), m.group(2) or ""))
+    return out
+
+
+def _reason(stderr: str, dumpcap: str) -> str:
+    """The one line a user needs out of dumpcap's error text."""
+    text = stderr.strip()
+    if re.search(r"permission|Operation not permitted", text, re.I):
+        return f"no permission to capture; {PERMISSION_HELP.format(dumpcap=dumpcap)}"
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("dumpcap:"):
+            return line[len("dumpcap:"):].strip()
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.startswith("Capturing on")]
+    return lines[0] if lines else "dumpcap failed"
+
+
+_DROPS = re.compile(r"Packets received/dropped on interface '(.*)': (\d+)/(\d+)")
+
+
+@dataclass
+class CaptureStats:
+    received: int = 0
+    dropped: int = 0
+    per_interface: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class Dumpcap:
+    """`with Dumpcap(...) as cap:` read pcapng from cap.stdout; leaving the block stops and reaps it."""
+
+    def __init__(self, interfaces: list[str], bpf: str | None = None, snaplen: int = SNAPLEN,
+                 buffer_mib: int = 16, dumpcap: str | None = None) -> None:
+        self.dumpcap = dumpcap or find_dumpcap()
+        self.interfaces = interfaces
+        self.cmd = [self.dumpcap, "-q", "-n", "-w", "-", "-s", str(snaplen), "-B", str(buffer_mib)]
+        for name in interfaces:
+            self.cmd += ["-i", name]
+        if bpf:
+            self.cmd += ["-f", bpf]
+        self.proc: subprocess.Popen | None = None
+        self.stderr_lines: list[str] = []
+        self._stderr_thread: threading.Thread | None = None
+        self.stopping = False
+
+    def __enter__(self) -> "Dumpcap":
+        try:
+            # Own session: a Ctrl-C in the terminal reaches rstwatch only, which then stops
+            # dumpcap itself and still reads what it flushes on the way out.
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, start_new_session=True)
+        except PermissionError:
+            raise CaptureStartError(self.dumpcap, f"not allowed to run it; {PERMISSION_HELP.format(dumpcap=self.dumpcap)}") from None
+        except OSError as exc:
+            raise CaptureStartError(self.dumpcap, exc.strerror or str(exc)) from None
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+        return self
+
+    def _drain_stderr(self) -> None:
+        for raw in self.proc.stderr:
+            self.stderr_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    @property
+    def stdout_fd(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask dumpcap to finish (it flushes and prints its statistics), then make sure it is gone."""
+        self.stopping = True
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self.proc is not None:
+            self.proc.wait()
+            if self._stderr_thread:
+                self._stderr_thread.join(2.0)
+            for stream in (self.proc.stdout, self.proc.stderr):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def failure(self) -> str:
+        """Why dumpcap ended, in one line (call after it exited)."""
+        if self._stderr_thread:
+            self._stderr_thread.join(2.0)
+        code = self.proc.returncode if self.proc else None
+        text = "\n".join(self.stderr_lines)
+        if text.strip() and not _DROPS.search(text):
+            return _reason(text, self.dumpcap)
+        if code is not None and code < 0:
+            return f"dumpcap was killed by {signal.Signals(-code).name}"
+        return f"dumpcap exited with status {code}" + (f": {_reason(text, self.dumpcap)}" if text.strip() else "")
+
+    def stats(self) -> CaptureStats:
+        """dumpcap's own received/dropped counts (it prints them when it stops)."""
+        st = CaptureStats()
+        for line in self.stderr_lines:
+            m = _DROPS.search(line)
+            if m:
+                rec, drop = int(m.group(2)), int(m.group(3))
+                st.per_interface[m.group(1)] = (rec, drop)
+                st.received += rec
+                st.dropped += drop
+        return st

@@ -1,0 +1,112 @@
+"""The pipe path: pcapng bytes from dumpcap's stdout -> whole blocks -> the fast reader ->
+TCP segment batches on a queue. Runs in a thread so the main loop can keep its clock
+(verdict deadlines, signals) while this one blocks on the pipe."""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..sources.decode import decode
+from ..sources.diagnostics import Diagnostics
+from ..sources.pcapng import PACKET_BLOCKS, read_pcapng
+from ..sources.walk import CORRUPT, walk_pcapng
+
+READ_BYTES = 1 << 20      # one read takes whatever the pipe holds, up to this much
+END = None                # queue sentinel: the pipe reached end of file
+
+
+class BlockSplitter:
+    """Cut a pcapng byte stream at block boundaries, so that whoever gets the bytes (the
+    reader, the evidence file) only ever sees whole blocks. Remembers the header blocks
+    (section header, interfaces) that start the stream, which a new ring file repeats."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.big = False
+        self.header = b""
+        self.header_done = False
+        self.corrupt = False
+
+    def feed(self, data: bytes) -> bytes:
+        self.pending = self.pending + data if self.pending else data
+        buf = np.frombuffer(self.pending, dtype=np.uint8)
+        offs, types, _, stop, status, big_after = walk_pcapng(buf, 0, self.big)
+        self.big = bool(big_after)
+        if status == CORRUPT:
+            self.corrupt = True
+        if not self.header_done and len(offs):
+            pkt = np.flatnonzero(np.isin(types, PACKET_BLOCKS))
+            end = int(offs[pkt[0]]) if len(pkt) else stop
+            self.header += self.pending[:end]
+            self.header_done = bool(len(pkt))
+        whole, self.pending = self.pending[:stop], self.pending[stop:]
+        return whole
+
+
+class PipeFeed:
+    """Reads the capture pipe in its own thread; `batches` gets (Segments, arrival monotonic
+    time) tuples and END once the pipe closes."""
+
+    def __init__(self, fd: int, label: str, on_blocks: Callable[[bytes, bytes], None] | None = None) -> None:
+        self.fd = fd
+        self.diag = Diagnostics(label)
+        self.batches: queue.Queue = queue.Queue(maxsize=256)
+        self.on_blocks = on_blocks          # evidence writer: (header blocks, whole blocks)
+        self.splitter = BlockSplitter()
+        self.bytes_read = 0
+        self.unsupported = 0
+        self.error: BaseException | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rstwatch-feed", daemon=True)
+
+    def start(self) -> "PipeFeed":
+        self._thread.start()
+        return self
+
+    def wait_started(self, timeout: float) -> bool:
+        """True once dumpcap has sent data (its header comes as soon as the interface is open);
+        False if the pipe closed first or nothing came in time."""
+        deadline = time.monotonic() + timeout
+        while not self._started.wait(0.05):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                return self._started.is_set()
+        return True
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            try:
+                data = os.read(self.fd, READ_BYTES)
+            except OSError:
+                return
+            if not data:
+                return
+            self.bytes_read += len(data)
+            self._started.set()
+            whole = self.splitter.feed(data)
+            if whole:
+                if self.on_blocks:
+                    self.on_blocks(self.splitter.header, whole)
+                yield whole
+            if self.splitter.corrupt:
+                self.diag.warn("the capture stream is corrupt; stopped reading")
+                return
+
+    def _run(self) -> None:
+        try:
+            for buf, rec in read_pcapng(self._chunks(), self.diag):
+                seg, odd = decode(buf, rec, self.diag)
+                self.unsupported += len(odd)
+                if len(seg):
+                    self.batches.put((seg, time.monotonic()))
+        except BaseException as exc:       # surfaced by the main loop, never lost in a thread
+            self.error = exc
+        finally:
+            self.batches.put(END)

@@ -1,0 +1,186 @@
+"""`rstwatch live`: dumpcap -> pipe -> fast reader -> live tracker -> verdicts, with a clean stop
+on SIGINT/SIGTERM, --duration, a closed stdout, or a capture that dies."""
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from ..engine.loader import load_rules
+from ..errors import RstwatchError
+from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
+from .evidence import Evidence
+from .feed import END, PipeFeed
+from .flowtable import Limits, SEGMENT_BYTES
+from .metrics import LiveMetrics
+from .sinks import JsonlSink, TableSink, cause_counts
+from .tracker import LiveTracker
+
+START_TIMEOUT_S = 15.0  # dumpcap writes its header as soon as the interface is open
+TICK_S = 0.25           # how often deadlines are checked when no packet arrives
+STOP_GRACE_S = 3.0      # after asking dumpcap to stop: time to drain what it flushes
+EXIT_OK, EXIT_CAPTURE_LOST, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1h', '1h30m' -> seconds."""
+    m = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text or "")
+    if not m or not any(m.groups()):
+        raise typer.BadParameter(f"{text!r} is not a duration (examples: 30s, 10m, 1h)")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise typer.BadParameter("the duration must be positive")
+    return seconds
+
+
+@dataclass
+class LiveOptions:
+    interfaces: list[str]
+    fmt: str = "table"
+    bpf: str | None = None
+    duration_s: float | None = None
+    write: Path | None = None
+    ring_files: int = 0
+    ring_mb: float = 100.0
+    force: bool = False
+    metrics_port: int | None = None
+    rule_dirs: list[Path] = field(default_factory=list)
+    storm_min: int = 500
+    snaplen: int = SNAPLEN
+    limits: Limits = field(default_factory=Limits)
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM; the main loop checks it between batches."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum, frame) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt          # a second Ctrl-C: stop now (children are still reaped)
+        self.signal = signum
+
+
+def _say(message: str) -> None:
+    print(f"rstwatch: {message}", file=sys.stderr, flush=True)
+
+
+def run_live(opts: LiveOptions) -> int:
+    rules = load_rules(opts.rule_dirs)
+    label = "live:" + ",".join(opts.interfaces)
+    evidence = Evidence(opts.write, opts.force, opts.ring_files, opts.ring_mb) if opts.write else None
+    metrics = LiveMetrics(opts.metrics_port) if opts.metrics_port else None
+    sink = JsonlSink(sys.stdout) if opts.fmt == "jsonl" else TableSink(sys.stdout)
+    tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
+    stop = _Stop()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    reported: list[pd.DataFrame] = []
+    started = time.monotonic()
+    try:
+        with Dumpcap(opts.interfaces, opts.bpf, opts.snaplen) as cap:
+            feed = PipeFeed(cap.stdout_fd, label, evidence.write if evidence else None).start()
+            if not feed.wait_started(START_TIMEOUT_S):
+                cap.stop()
+                raise CaptureStartError(", ".join(opts.interfaces), cap.failure())
+            where = ", ".join(opts.interfaces) + (f" (filter: {opts.bpf})" if opts.bpf else "")
+            _say(f"watching {where}; each reset is reported about {tracker.hold_s:.0f} s after it is seen; "
+                 f"Ctrl-C to stop")
+            sink.start(where)
+
+            def emit(df: pd.DataFrame) -> None:
+                if len(df):
+                    sink.write(df)
+                    reported.append(df)
+                if metrics:
+                    metrics.findings(df)
+                    for d in tracker.delays:
+                        metrics.delay.observe(d)
+
+            ended = _loop(feed, tracker, stop, emit, metrics, opts.duration_s, started)
+            # Stop dumpcap, take what it flushed, then decide every pending RST.
+            cap.stop()
+            if not ended:
+                _drain(feed, tracker, time.monotonic() + STOP_GRACE_S)
+            feed.join(1.0)
+            emit(tracker.poll(final=True))
+        capture_lost = ended                    # the pipe closed before we asked dumpcap to stop
+        failure = cap.failure() if capture_lost else ""
+        stats = cap.stats()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if evidence:
+            evidence.close()
+    if feed.error is not None:
+        raise feed.error
+    if metrics:
+        metrics.drops.set(stats.dropped)
+    everything = pd.concat(reported, ignore_index=True) if reported else pd.DataFrame()
+    sink.finish(everything)
+    _summary(label, feed, tracker, stats, everything, time.monotonic() - started, evidence)
+    if capture_lost:
+        _say(f"error: capture on {', '.join(opts.interfaces)} stopped: {failure}")
+        return EXIT_CAPTURE_LOST
+    return EXIT_INTERRUPTED if stop.signal == signal.SIGINT else EXIT_OK
+
+
+def _loop(feed: PipeFeed, tracker: LiveTracker, stop: _Stop, emit, metrics, duration_s, started) -> bool:
+    """Run until a signal, the duration, or the end of the pipe (returns True for the latter)."""
+    next_tick = time.monotonic() + TICK_S
+    while True:
+        try:
+            item = feed.batches.get(timeout=TICK_S)
+        except queue.Empty:
+            item = ()
+        if item is END:
+            return True
+        if item:
+            tracker.ingest(*item)
+        now = time.monotonic()
+        if now >= next_tick:
+            emit(tracker.poll(now))
+            next_tick = now + TICK_S
+            if metrics:
+                metrics.update(feed.diag.packets, tracker.segments, tracker.evicted_total,
+                               tracker.prune_stats.flows, tracker.rows)
+        if stop.signal is not None or (duration_s and now - started >= duration_s):
+            return False
+
+
+def _drain(feed: PipeFeed, tracker: LiveTracker, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            item = feed.batches.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            return
+        if item is END:
+            return
+        tracker.ingest(*item)
+
+
+def _summary(label, feed, tracker, stats, df, seconds, evidence) -> None:
+    counts = cause_counts(df)
+    causes = ", ".join(f"{c} {n}" for c, n in counts.most_common()) or "none"
+    drops = f"capture dropped {stats.dropped} of {stats.received} packets" if stats.received or stats.dropped \
+        else "capture drops unknown (dumpcap gave no statistics)"
+    _say(f"{label}: {seconds:.1f} s, {feed.diag.packets:,} packets ({tracker.segments:,} TCP), "
+         f"{sum(counts.values()):,} resets: {causes}; {drops}")
+    if tracker.evicted_total:
+        _say(f"warning: flow table full: {tracker.evicted_total:,} flow(s) forgotten early "
+             f"(cap {tracker.limits.max_segments:,} segments, about {tracker.limits.max_segments * SEGMENT_BYTES / 2**20:.0f} MiB)")
+    if feed.unsupported:
+        _say(f"warning: {feed.unsupported:,} packet(s) with a link type the fast reader does not decode were ignored")
+    for w in feed.diag.warnings:
+        _say(f"warning: {w}")
+    if evidence and evidence.files:
+        names = ", ".join(str(p) for p in evidence.files[-3:])
+        _say(f"packets kept in {names}" + (f" (+{len(evidence.files) - 3} more)" if len(evidence.files) > 3 else ""))
