@@ -1,0 +1,247 @@
+"""`rstwatch live` on real interfaces in network namespaces (root only; CI runs as root).
+
+The lab scenarios make real resets while one `rstwatch live` session watches the client's veth;
+its streamed verdicts must match the ground truth, arrive within 2 s of each RST, and replay
+identically from the evidence file. Then the ways a session ends: SIGTERM, Ctrl-C, a closed
+stdout, an interface that vanishes, and no capture rights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+sys.path.insert(0, str(ROOT))
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture tests need root (network namespaces)")
+RSTWATCH = [sys.executable, "-m", "rstwatch"]
+NS = "rwlive"
+
+
+class Session:
+    """A `rstwatch live` process whose stdout lines are timestamped as they arrive."""
+
+    def __init__(self, ns: str, *args: str, stdout=subprocess.PIPE) -> None:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, *RSTWATCH, "live", *args], stdout=stdout,
+                                     stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.lines: list[tuple[float, str]] = []
+        self.err: list[str] = []
+        self.watching = threading.Event()
+        threads = [threading.Thread(target=self._err, daemon=True)]
+        if stdout is subprocess.PIPE:
+            threads.append(threading.Thread(target=self._out, daemon=True))
+        for t in threads:
+            t.start()
+        self.threads = threads
+
+    def _out(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append((time.time(), line))
+
+    def _err(self) -> None:
+        for line in self.proc.stderr:
+            self.err.append(line)
+            if "watching" in line:
+                self.watching.set()
+
+    def wait_watching(self) -> None:
+        assert self.watching.wait(30), "".join(self.err)
+
+    def finish(self, timeout: float = 10) -> int:
+        rc = self.proc.wait(timeout)
+        for t in self.threads:
+            t.join(5)
+        return rc
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for _, line in self.lines]
+
+
+def ns_pids(ns: str) -> list[str]:
+    return subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+
+
+@pytest.fixture
+def lone_ns():
+    """A namespace with loopback up and a veth pair (d0, d1), for the session-ending tests."""
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    for cmd in ("ip link set lo up", "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up"):
+        subprocess.run(["ip", "netns", "exec", NS, *cmd.split()], check=True)
+    yield NS
+    subprocess.run(f"ip netns pids {NS} | xargs -r kill -9", shell=True)
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+
+
+def refuse(ns: str, n: int, port: int = 9) -> None:
+    """n connections to a closed port on loopback: n real RST|ACKs."""
+    code = ("import socket\nfor _ in range(%d):\n    s = socket.socket()\n    try: s.connect(('127.0.0.1', %d))\n"
+            "    except OSError: pass\n    s.close()\n" % (n, port))
+    subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], check=True)
+
+
+# Scenarios whose resets all cross the client's veth, each on its own server port.
+LIVE_SCENARIOS = ["closed-port", "late-synack", "abort-before-accept", "listener-closed", "unread-data-close",
+                  "linger-zero-abort", "data-after-close", "peer-lost-state", "rst-storm"]
+
+
+@needs_root
+def test_live_verdicts_on_a_veth_match_ground_truth(tmp_path: Path):
+    from lab import make_captures as M
+    from lab import netlab as N
+    evidence = tmp_path / "evidence.pcapng"
+    N.setup()
+    try:
+        s = Session(N.CLIENT, "c0", "--format", "jsonl", "--write", str(evidence))
+        s.wait_watching()
+        expected: dict[int, str] = {}
+        for n, name in enumerate(LIVE_SCENARIOS):
+            port = 9101 + n
+            expected[port] = M.SCENARIOS[name]["cause"]
+            try:
+                M.SCENARIOS[name]["fn"](port)
+            finally:
+                N.nft_flush()
+        time.sleep(2.5)                        # every verdict is due by now: it must already be out
+        streamed_before_stop = len(s.lines)
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        rc = s.finish()
+        stop_s = time.monotonic() - t0
+    finally:
+        N.teardown()
+    err = "".join(s.err)
+    assert rc == 0, err
+    assert stop_s < 5, stop_s
+    assert "resets:" in err and "capture dropped 0 of" in err, err
+    recs = s.records()
+    assert streamed_before_stop == len(recs), "verdicts were held back until the stop"
+
+    storms = [r for r in recs if r["cause"] == "rst-storm"]
+    assert len(storms) == 1 and storms[0]["resets"] >= 500, storms
+    wrong, causes = [], set()
+    for (seen_at, _), r in zip(s.lines, recs):
+        assert seen_at - r["time"] <= 2.0, f"frame {r['frame']} reported {seen_at - r['time']:.2f} s after the RST"
+        if r["cause"] == "rst-storm":
+            continue
+        port = r["sport"] if r["sport"] in expected else r["dport"]
+        assert port in expected, r
+        causes.add(r["cause"])
+        if r["cause"] != expected[port]:
+            wrong.append(f"frame {r['frame']} port {port}: {r['cause']} != {expected[port]}")
+    assert not wrong, wrong
+    assert causes == {M.SCENARIOS[n]["cause"] for n in LIVE_SCENARIOS} - {"rst-storm"}
+
+    # The evidence file replays to the same verdicts, frame for frame.
+    replay = run_cli("read", str(evidence), "--format", "jsonl")
+    assert replay.returncode == 0, replay.stderr
+    again = [json.loads(line) for line in replay.stdout.splitlines()]
+    assert [(r["frame"], r["cause"]) for r in again if r["cause"] != "rst-storm"] == \
+           [(r["frame"], r["cause"]) for r in recs if r["cause"] != "rst-storm"]
+    assert [r["cause"] for r in again].count("rst-storm") == 1
+
+
+@needs_root
+def test_sigint_flushes_summary_and_reaps_dumpcap(lone_ns):
+    s = Session(lone_ns, "lo", "--format", "jsonl")
+    s.wait_watching()
+    refuse(lone_ns, 3)
+    s.proc.send_signal(signal.SIGINT)          # before the 1 s hold: pending verdicts must still come out
+    t0 = time.monotonic()
+    rc = s.finish()
+    assert time.monotonic() - t0 < 5
+    assert rc == 130, "".join(s.err)
+    assert [r["cause"] for r in s.records()] == ["closed-port"] * 3
+    assert any("3 resets: closed-port 3" in line for line in s.err), s.err
+    assert ns_pids(lone_ns) == [], "dumpcap outlived rstwatch"
+
+
+@needs_root
+def test_closed_stdout_ends_quietly(lone_ns):
+    reader = subprocess.Popen(["head", "-1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    s = Session(lone_ns, "lo", "--format", "jsonl", stdout=reader.stdin)
+    reader.stdin.close()                       # only `head` holds the pipe now
+    s.wait_watching()
+    refuse(lone_ns, 2)
+    first = reader.stdout.readline()
+    assert json.loads(first)["cause"] == "closed-port"
+    reader.wait(5)
+    refuse(lone_ns, 2)                         # the next verdicts hit the closed pipe
+    rc = s.finish(15)
+    err = "".join(s.err)
+    assert rc == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert ns_pids(lone_ns) == []
+
+
+@needs_root
+def test_interface_that_vanishes_is_one_line_and_nonzero(lone_ns):
+    s = Session(lone_ns, "d0", "--format", "jsonl")
+    s.wait_watching()
+    subprocess.run(["ip", "netns", "exec", lone_ns, "ip", "link", "del", "d0"], check=True)
+    rc = s.finish(15)
+    errors = [line for line in s.err if "error" in line]
+    assert rc == 1, s.err
+    assert len(errors) == 1 and "capture on d0 stopped" in errors[0], s.err
+    assert "Traceback" not in "".join(s.err)
+    assert ns_pids(lone_ns) == []
+
+
+@needs_root
+def test_missing_interface_and_bad_filter_are_usage_errors(lone_ns):
+    for args, words in ((["nosuch0"], "no device"), (["lo", "--bpf", "port banana"], "")):
+        s = Session(lone_ns, *args)
+        rc = s.finish(30)
+        err = "".join(s.err)
+        assert rc == 2, err
+        assert len(s.err) == 1 and s.err[0].startswith("rstwatch: error: "), err
+        assert words.lower() in err.lower()
+
+
+@pytest.fixture
+def nobody_home():
+    """A folder the unprivileged user can write (pytest's tmp_path is root-only)."""
+    home = Path(tempfile.mkdtemp(prefix="rstwatch-nobody-"))
+    os.chmod(home, 0o777)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@needs_root
+def test_without_capture_rights_one_line_says_how_to_fix(lone_ns, nobody_home: Path):
+    env = dict(os.environ, HOME=str(nobody_home))
+    cmd = ["ip", "netns", "exec", lone_ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+           *RSTWATCH, "live", "lo"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and "permission" in lines[0] and "wireshark" in lines[0] and "setcap" in lines[0], lines
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("setcap"), reason="setcap (libcap2-bin) is not installed")
+def test_unprivileged_user_captures_through_a_capable_dumpcap(lone_ns, nobody_home: Path):
+    """rstwatch itself needs no root: only dumpcap needs the capture capabilities."""
+    dumpcap = nobody_home / "dumpcap"
+    shutil.copy(shutil.which("dumpcap"), dumpcap)
+    os.chmod(dumpcap, 0o755)
+    subprocess.run(["setcap", "cap_net_raw,cap_net_admin=eip", str(dumpcap)], check=True)
+    env = dict(os.environ, HOME=str(nobody_home), RSTWATCH_DUMPCAP=str(dumpcap))
+    cmd = ["ip", "netns", "exec", lone_ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+           *RSTWATCH, "live", "lo", "--format", "jsonl", "--duration", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    time.sleep(2.5)
+    refuse(lone_ns, 2)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["cause"] for line in out.splitlines()] == ["closed-port"] * 2, err
