@@ -245,3 +245,69 @@ def test_unprivileged_user_captures_through_a_capable_dumpcap(lone_ns, nobody_ho
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert [json.loads(line)["cause"] for line in out.splitlines()] == ["closed-port"] * 2, err
+
+
+@needs_root
+def test_metrics_endpoint_counts_resets_by_cause_and_sender(lone_ns):
+    s = Session(lone_ns, "lo", "--format", "jsonl", "--metrics-port", "19108")
+    s.wait_watching()
+    refuse(lone_ns, 3)
+    time.sleep(2.0)
+    scrape = subprocess.run(["ip", "netns", "exec", lone_ns, sys.executable, "-c",
+                             "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:19108/metrics').read().decode())"],
+                            capture_output=True, text=True, timeout=30)
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.finish() == 0, s.err
+    text = scrape.stdout
+    assert 'rstwatch_resets_total{cause="closed-port",sender="server"} 3.0' in text, text
+    packets = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("rstwatch_packets_total ")]
+    assert packets and packets[0] >= 6, text
+    for name in ("rstwatch_flows_tracked", "rstwatch_capture_dropped_packets", "rstwatch_verdict_delay_seconds_count"):
+        assert name in text, name
+
+
+@needs_root
+def test_evidence_ring_keeps_the_newest_files_each_valid(lone_ns, tmp_path: Path):
+    s = Session(lone_ns, "lo", "--format", "jsonl", "--write", str(tmp_path / "ev.pcapng"),
+                "--ring-files", "2", "--ring-size", "0.01")
+    s.wait_watching()
+    for _ in range(10):                    # ~300 packets in bursts, well over 2 x 10 KiB
+        refuse(lone_ns, 15)
+        time.sleep(0.1)
+    time.sleep(1.5)
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.finish() == 0, s.err
+    files = sorted(tmp_path.glob("ev_*.pcapng"))
+    assert len(files) == 2 and files[-1].name > "ev_00002.pcapng", files
+    for f in files:
+        res = run_cli("read", str(f), "--format", "jsonl", "--storm-min", "0")
+        assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+        assert {json.loads(l)["cause"] for l in res.stdout.splitlines()} == {"closed-port"}
+
+
+@needs_root
+def test_evidence_file_stays_valid_when_rstwatch_is_killed(lone_ns, tmp_path: Path):
+    ev = tmp_path / "ev.pcapng"
+    s = Session(lone_ns, "lo", "--format", "jsonl", "--write", str(ev))
+    s.wait_watching()
+    refuse(lone_ns, 20)
+    time.sleep(0.5)
+    s.proc.kill()
+    s.finish()
+    time.sleep(0.5)
+    assert ns_pids(lone_ns) == [], "dumpcap outlived a killed rstwatch"
+    res = run_cli("read", str(ev), "--format", "jsonl")
+    assert res.returncode == 0 and "truncated" not in res.stderr, res.stderr
+    assert len(res.stdout.splitlines()) == 20
+    tshark = subprocess.run(["tshark", "-r", str(ev), "-Y", "tcp.flags.reset==1"], capture_output=True, text=True)
+    assert tshark.returncode == 0 and len(tshark.stdout.splitlines()) == 20, tshark.stderr
+
+
+@needs_root
+def test_existing_evidence_file_is_not_overwritten(lone_ns, tmp_path: Path):
+    ev = tmp_path / "ev.pcapng"
+    ev.write_bytes(b"precious")
+    s = Session(lone_ns, "lo", "--write", str(ev))
+    assert s.finish(30) == 2
+    assert "already exists" in "".join(s.err)
+    assert ev.read_bytes() == b"precious"

@@ -72,6 +72,17 @@ def _reason(stderr: str, dumpcap: str) -> str:
     return lines[0] if lines else "dumpcap failed"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: if rstwatch is killed outright (SIGKILL), the kernel stops dumpcap
+    too instead of leaving it capturing into a dead pipe. (Linux clears this for binaries with file
+    capabilities; those still stop at their next write into the closed pipe.)"""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 _DROPS = re.compile(r"Packets received/dropped on interface '(.*)': (\d+)/(\d+)")
 
 
@@ -104,7 +115,8 @@ class Dumpcap:
             # Own session: a Ctrl-C in the terminal reaches rstwatch only, which then stops
             # dumpcap itself and still reads what it flushes on the way out.
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, start_new_session=True)
+                                         stderr=subprocess.PIPE, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         except PermissionError:
             raise CaptureStartError(self.dumpcap, f"not allowed to run it; {PERMISSION_HELP.format(dumpcap=self.dumpcap)}") from None
         except OSError as exc:
