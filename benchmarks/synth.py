@@ -32,12 +32,14 @@ AFTER_CLOSE = [(C2S, SYN, 0, 0), (S2C, SYN | ACK, 0, 1), (C2S, ACK, 0, 2), (C2S,
 TEMPLATES = [NORMAL, REFUSED, ABORT, AFTER_CLOSE]
 
 
-def build(n_packets: int, rst_share: float, seed: int = 7) -> np.ndarray:
-    """Structured records (ts, caplen, len, frame bytes) in time order."""
+def build(n_packets: int, rst_share: float, seed: int = 7, templates: list | None = None) -> np.ndarray:
+    """Structured records (ts, caplen, len, frame bytes) in time order. `templates[0]` is the
+    normal flow, the others are the reset shapes (default: TEMPLATES)."""
+    TEMPLATES = templates or globals()["TEMPLATES"]
     rng = np.random.default_rng(seed)
-    mean_len = len(NORMAL) * (1 - rst_share) + rst_share * np.mean([len(t) for t in TEMPLATES[1:]])
+    mean_len = len(TEMPLATES[0]) * (1 - rst_share) + rst_share * np.mean([len(t) for t in TEMPLATES[1:] or TEMPLATES])
     n_flows = int(n_packets / mean_len) + 1
-    kind = np.where(rng.random(n_flows) < rst_share, rng.integers(1, len(TEMPLATES), n_flows), 0)
+    kind = np.where(rng.random(n_flows) < rst_share, rng.integers(1, max(len(TEMPLATES), 2), n_flows), 0)
     cols = {k: [] for k in ("flow", "dir", "flags", "plen", "dt", "step")}
     for t, tpl in enumerate(TEMPLATES):
         flows = np.flatnonzero(kind == t)

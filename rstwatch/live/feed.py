@@ -18,6 +18,7 @@ from ..sources.walk import CORRUPT, walk_pcapng
 
 READ_BYTES = 1 << 20      # one read takes whatever the pipe holds, up to this much
 END = None                # queue sentinel: the pipe reached end of file
+QUEUE_BATCHES = 16        # a slow consumer blocks the reader (and so the pipe, then dumpcap): memory stays bounded
 
 
 class BlockSplitter:
@@ -55,7 +56,7 @@ class PipeFeed:
     def __init__(self, fd: int, label: str, on_blocks: Callable[[bytes, bytes], None] | None = None) -> None:
         self.fd = fd
         self.diag = Diagnostics(label)
-        self.batches: queue.Queue = queue.Queue(maxsize=256)
+        self.batches: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
         self.on_blocks = on_blocks          # evidence writer: (header blocks, whole blocks)
         self.splitter = BlockSplitter()
         self.bytes_read = 0

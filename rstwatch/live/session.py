@@ -58,7 +58,7 @@ class LiveOptions:
     limits: Limits = field(default_factory=Limits)
 
 
-class _Stop:
+class Stop:
     """Set by SIGINT/SIGTERM; the main loop checks it between batches."""
 
     def __init__(self) -> None:
@@ -81,7 +81,7 @@ def run_live(opts: LiveOptions) -> int:
     metrics = LiveMetrics(opts.metrics_port) if opts.metrics_port else None
     sink = JsonlSink(sys.stdout) if opts.fmt == "jsonl" else TableSink(sys.stdout)
     tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
-    stop = _Stop()
+    stop = Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     reported: list[pd.DataFrame] = []
     started = time.monotonic()
@@ -105,7 +105,7 @@ def run_live(opts: LiveOptions) -> int:
                     for d in tracker.delays:
                         metrics.delay.observe(d)
 
-            ended = _loop(feed, tracker, stop, emit, metrics, opts.duration_s, started)
+            ended = run_loop(feed, tracker, stop, emit, metrics, opts.duration_s, started)
             # Stop dumpcap, take what it flushed, then decide every pending RST.
             cap.stop()
             if not ended:
@@ -133,7 +133,7 @@ def run_live(opts: LiveOptions) -> int:
     return EXIT_INTERRUPTED if stop.signal == signal.SIGINT else EXIT_OK
 
 
-def _loop(feed: PipeFeed, tracker: LiveTracker, stop: _Stop, emit, metrics, duration_s, started) -> bool:
+def run_loop(feed: PipeFeed, tracker: LiveTracker, stop: Stop, emit, metrics, duration_s, started) -> bool:
     """Run until a signal, the duration, or the end of the pipe (returns True for the latter)."""
     next_tick = time.monotonic() + TICK_S
     while True:
