@@ -198,6 +198,21 @@ def test_interface_that_vanishes_is_one_line_and_nonzero(lone_ns):
 
 
 @needs_root
+def test_killed_capture_process_is_one_line_and_nonzero(lone_ns):
+    s = Session(lone_ns, "lo", "--format", "jsonl")
+    s.wait_watching()
+    refuse(lone_ns, 2)
+    time.sleep(0.2)
+    subprocess.run(f"ip netns pids {lone_ns} | xargs -r ps -o pid=,comm= -p | awk '$2==\"dumpcap\"{{print $1}}' | xargs -r kill -9",
+                   shell=True, check=True)
+    rc = s.finish(15)
+    errors = [line for line in s.err if "error" in line]
+    assert rc == 1, s.err
+    assert errors == ["rstwatch: error: capture on lo stopped: dumpcap was killed by SIGKILL\n"], s.err
+    assert [r["cause"] for r in s.records()] == ["closed-port"] * 2      # verdicts already read still come out
+
+
+@needs_root
 def test_missing_interface_and_bad_filter_are_usage_errors(lone_ns):
     for args, words in ((["nosuch0"], "no device"), (["lo", "--bpf", "port banana"], "")):
         s = Session(lone_ns, *args)

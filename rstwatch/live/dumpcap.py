@@ -164,12 +164,13 @@ class Dumpcap:
         if self._stderr_thread:
             self._stderr_thread.join(2.0)
         code = self.proc.returncode if self.proc else None
-        text = "\n".join(self.stderr_lines)
-        if text.strip() and not _DROPS.search(text):
+        chatter = ("Capturing on", "File:", "Packets captured", "Packets received/dropped")
+        text = "\n".join(l for l in self.stderr_lines if l.strip() and not l.startswith(chatter))
+        if text:
             return _reason(text, self.dumpcap)
         if code is not None and code < 0:
             return f"dumpcap was killed by {signal.Signals(-code).name}"
-        return f"dumpcap exited with status {code}" + (f": {_reason(text, self.dumpcap)}" if text.strip() else "")
+        return f"dumpcap exited with status {code}"
 
     def stats(self) -> CaptureStats:
         """dumpcap's own received/dropped counts (it prints them when it stops)."""
