@@ -173,7 +173,7 @@ def _summary(label, feed, tracker, stats, df, seconds, evidence) -> None:
     drops = f"capture dropped {stats.dropped} of {stats.received} packets" if stats.received or stats.dropped \
         else "capture drops unknown (dumpcap gave no statistics)"
     _say(f"{label}: {seconds:.1f} s, {feed.diag.packets:,} packets ({tracker.segments:,} TCP), "
-         f"{sum(counts.values()):,} resets: {causes}; {drops}")
+         f"{sum(counts.values()):,} reset{'' if sum(counts.values()) == 1 else 's'}: {causes}; {drops}")
     if tracker.evicted_total:
         _say(f"warning: flow table full: {tracker.evicted_total:,} flow(s) forgotten early "
              f"(cap {tracker.limits.max_segments:,} segments, about {tracker.limits.max_segments * SEGMENT_BYTES / 2**20:.0f} MiB)")
