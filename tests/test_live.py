@@ -297,7 +297,10 @@ def test_evidence_ring_keeps_the_newest_files_each_valid(lone_ns, tmp_path: Path
     for f in files:
         res = run_cli("read", str(f), "--format", "jsonl", "--storm-min", "0")
         assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
-        assert {json.loads(l)["cause"] for l in res.stdout.splitlines()} == {"closed-port"}
+        rows = [json.loads(l) for l in res.stdout.splitlines()]
+        assert any(r["cause"] == "closed-port" for r in rows)
+        # A file may start with a RST whose SYN went into the previous file: no handshake, no cause.
+        assert all(r["cause"] == "closed-port" or r["frame"] == 1 for r in rows), rows
 
 
 @needs_root

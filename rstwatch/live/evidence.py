@@ -7,6 +7,7 @@ newest `ring_files` files are kept; each new file starts with the stream's heade
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +24,8 @@ class Evidence:
         self.fh: BinaryIO | None = None
         self.size = 0
         self.bytes_written = 0
+        self.closed = False
+        self._lock = threading.Lock()       # the feed thread writes, the main thread closes
         self._check(force)
 
     def _name(self, index: int) -> Path:
@@ -68,13 +71,18 @@ class Evidence:
 
     def write(self, header: bytes, blocks: bytes) -> None:
         """Called with whole pcapng blocks; the first call's blocks include the header itself."""
-        if self.fh is None:
-            self._open_next(b"")
-        elif self.ring_files and self.size >= self.ring_bytes:
-            self._open_next(header)
-        self._write(blocks)
+        with self._lock:
+            if self.closed:
+                return
+            if self.fh is None:
+                self._open_next(b"")
+            elif self.ring_files and self.size >= self.ring_bytes:
+                self._open_next(header)
+            self._write(blocks)
 
     def close(self) -> None:
-        if self.fh:
-            self.fh.close()
-            self.fh = None
+        with self._lock:
+            self.closed = True
+            if self.fh:
+                self.fh.close()
+                self.fh = None

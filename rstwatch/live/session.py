@@ -20,7 +20,7 @@ from .evidence import Evidence
 from .feed import END, PipeFeed
 from .flowtable import Limits, SEGMENT_BYTES
 from .metrics import LiveMetrics
-from .sinks import JsonlSink, TableSink, cause_counts
+from .sinks import CauseTally, JsonlSink, TableSink
 from .tracker import LiveTracker
 
 START_TIMEOUT_S = 15.0  # dumpcap writes its header as soon as the interface is open
@@ -83,7 +83,7 @@ def run_live(opts: LiveOptions) -> int:
     tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    reported: list[pd.DataFrame] = []
+    tally = CauseTally()
     started = time.monotonic()
     try:
         with Dumpcap(opts.interfaces, opts.bpf, opts.snaplen) as cap:
@@ -99,7 +99,7 @@ def run_live(opts: LiveOptions) -> int:
             def emit(df: pd.DataFrame) -> None:
                 if len(df):
                     sink.write(df)
-                    reported.append(df)
+                    tally.add(df)
                 if metrics:
                     metrics.findings(df)
                     for d in tracker.delays:
@@ -124,9 +124,8 @@ def run_live(opts: LiveOptions) -> int:
         raise feed.error
     if metrics:
         metrics.drops.set(stats.dropped)
-    everything = pd.concat(reported, ignore_index=True) if reported else pd.DataFrame()
-    sink.finish(everything)
-    _summary(label, feed, tracker, stats, everything, time.monotonic() - started, evidence)
+    sink.finish(tally)
+    _summary(label, feed, tracker, stats, tally, time.monotonic() - started, evidence)
     if capture_lost:
         _say(f"error: capture on {', '.join(opts.interfaces)} stopped: {failure}")
         return EXIT_CAPTURE_LOST
@@ -167,13 +166,15 @@ def _drain(feed: PipeFeed, tracker: LiveTracker, deadline: float) -> None:
         tracker.ingest(*item)
 
 
-def _summary(label, feed, tracker, stats, df, seconds, evidence) -> None:
-    counts = cause_counts(df)
-    causes = ", ".join(f"{c} {n}" for c, n in counts.most_common()) or "none"
+def _summary(label, feed, tracker, stats, tally: CauseTally, seconds, evidence) -> None:
+    causes = ", ".join(f"{c} {n}" for c, n in tally.resets.most_common()) or "none"
     drops = f"capture dropped {stats.dropped} of {stats.received} packets" if stats.received or stats.dropped \
         else "capture drops unknown (dumpcap gave no statistics)"
     _say(f"{label}: {seconds:.1f} s, {feed.diag.packets:,} packets ({tracker.segments:,} TCP), "
-         f"{sum(counts.values()):,} reset{'' if sum(counts.values()) == 1 else 's'}: {causes}; {drops}")
+         f"{tally.total():,} reset{'' if tally.total() == 1 else 's'}: {causes}; {drops}")
+    for st in tracker.storms.storms.values():
+        _say(f"{st.kind} against {st.target}: {st.rsts:,} resets, {st.syns:,} SYNs on {st.flows:,} connections "
+             f"(frames {st.first_frame}-{st.last_frame})")
     if tracker.evicted_total:
         _say(f"warning: flow table full: {tracker.evicted_total:,} flow(s) forgotten early "
              f"(cap {tracker.limits.max_segments:,} segments, about {tracker.limits.max_segments * SEGMENT_BYTES / 2**20:.0f} MiB)")

@@ -25,7 +25,7 @@ class JsonlSink:
             self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
             self.out.flush()
 
-    def finish(self, df: pd.DataFrame) -> None:
+    def finish(self, tally: "CauseTally") -> None:
         pass
 
 
@@ -50,22 +50,42 @@ class TableSink:
                            f"{row.confidence:>4.2f}  {row.title}\n")
         self.out.flush()
 
-    def finish(self, df: pd.DataFrame) -> None:
+    def finish(self, tally: "CauseTally") -> None:
+        if not tally.total():
+            return
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+        console = Console(file=self.out, width=None if self.out.isatty() else 160, highlight=False)
+        table = Table(title="By cause", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for name, opts in (("cause", {"no_wrap": True}), ("resets", {"justify": "right"}),
+                           ("sent by", {"no_wrap": True}), ("what to change first", {"ratio": 1, "overflow": "fold"})):
+            table.add_column(name, **opts)
+        for cause, n in sorted(tally.resets.items(), key=lambda kv: (-kv[1], kv[0])):
+            senders = ", ".join(f"{k} {v}" for k, v in tally.senders[cause].most_common())
+            table.add_row(cause, str(n), senders, tally.fix.get(cause, ""))
+        console.print()
+        console.print(table)
+
+
+class CauseTally:
+    """Resets per cause and sender for the closing summary: a few counters, not every finding,
+    so a session that runs for days keeps constant memory."""
+
+    def __init__(self) -> None:
+        self.resets: Counter = Counter()
+        self.senders: dict[str, Counter] = {}
+        self.fix: dict[str, str] = {}
+
+    def add(self, df: pd.DataFrame) -> None:
         if not len(df):
             return
-        from rich.console import Console
-        from ..report.table import write_cause_summary
-        console = Console(file=self.out, width=None if self.out.isatty() else 160, highlight=False)
-        console.print()
-        write_cause_summary(df, console)
+        weights = df["resets"].fillna(1).astype(int) if "resets" in df else pd.Series(1, index=df.index)
+        for cause, sender, fixes, n in zip(df["cause"], df["sender"], df["remediation"], weights):
+            self.resets[cause] += int(n)
+            self.senders.setdefault(cause, Counter())[sender] += 1
+            if cause not in self.fix and len(fixes):
+                self.fix[cause] = fixes[0]
 
-
-def cause_counts(df: pd.DataFrame) -> Counter:
-    """Resets per cause (a flood finding counts all its resets)."""
-    counts: Counter = Counter()
-    if not len(df):
-        return counts
-    weights = df["resets"].fillna(1).astype(int) if "resets" in df else pd.Series(1, index=df.index)
-    for cause, n in zip(df["cause"], weights):
-        counts[cause] += int(n)
-    return counts
+    def total(self) -> int:
+        return sum(self.resets.values())
