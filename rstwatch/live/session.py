@@ -14,7 +14,6 @@ import pandas as pd
 import typer
 
 from ..engine.loader import load_rules
-from ..errors import RstwatchError
 from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
 from .evidence import Evidence
 from .feed import END, PipeFeed
