@@ -156,7 +156,8 @@ def test_sigint_flushes_summary_and_reaps_dumpcap(lone_ns):
     s = Session(lone_ns, "lo", "--format", "jsonl")
     s.wait_watching()
     refuse(lone_ns, 3)
-    s.proc.send_signal(signal.SIGINT)          # before the 1 s hold: pending verdicts must still come out
+    time.sleep(0.5)                            # read (dumpcap hands over within 250 ms), not yet decided:
+    s.proc.send_signal(signal.SIGINT)          # the 1 s hold is not over, pending verdicts must still come out
     t0 = time.monotonic()
     rc = s.finish()
     assert time.monotonic() - t0 < 5
@@ -202,7 +203,9 @@ def test_killed_capture_process_is_one_line_and_nonzero(lone_ns):
     s = Session(lone_ns, "lo", "--format", "jsonl")
     s.wait_watching()
     refuse(lone_ns, 2)
-    time.sleep(0.2)
+    # dumpcap hands packets over within its 250 ms ring-buffer timeout; the verdicts wait 1 s.
+    # Killing it in between checks that RSTs already read are still decided.
+    time.sleep(0.7)
     subprocess.run(f"ip netns pids {lone_ns} | xargs -r ps -o pid=,comm= -p | awk '$2==\"dumpcap\"{{print $1}}' | xargs -r kill -9",
                    shell=True, check=True)
     rc = s.finish(15)
@@ -309,7 +312,7 @@ def test_evidence_file_stays_valid_when_rstwatch_is_killed(lone_ns, tmp_path: Pa
     s = Session(lone_ns, "lo", "--format", "jsonl", "--write", str(ev))
     s.wait_watching()
     refuse(lone_ns, 20)
-    time.sleep(0.5)
+    time.sleep(1.0)
     s.proc.kill()
     s.finish()
     time.sleep(0.5)
