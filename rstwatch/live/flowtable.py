@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from ..sources.segments import FIN, RST, SEGMENT_COLUMNS, Segments
+from ..sources.segments import RST, SEGMENT_COLUMNS, Segments
 from ..track.connection import RESET_DELAY_NS
-from ..track.flows import FORGET_AFTER_NS, flow_hash, src_is_low
+from ..track.flows import FORGET_AFTER_NS, summarize_flows
 
 SEGMENT_BYTES = sum(np.dtype(t).itemsize for t in SEGMENT_COLUMNS.values())
 
@@ -41,51 +40,42 @@ def prune(seg: Segments, now_ns: int, pending_frames: np.ndarray, limits: Limits
     st = PruneStats()
     if not len(seg):
         return seg, st
-    codes, uniq = pd.factorize(flow_hash(seg))
-    n = len(uniq)
-    flags, ts = seg["flags"], seg["ts_ns"]
-    low = src_is_low(seg)
-    rst, fin_a, fin_b, pending = (np.zeros(n, bool) for _ in range(4))
-    rst[codes[(flags & RST) != 0]] = True
-    fin = (flags & FIN) != 0
-    fin_a[codes[fin & low]] = True
-    fin_b[codes[fin & ~low]] = True
+    f = summarize_flows(seg)
+    codes, size, last = f.codes, f.size, f.last
+    pending = np.zeros(len(f), bool)
     if len(pending_frames):
         pending[codes[np.isin(seg["frame"], pending_frames)]] = True
-    last = np.full(n, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, codes, ts)
     idle = now_ns - last
-    done = ~pending & ((fin_a & fin_b & ~rst & (idle > FORGET_AFTER_NS))      # closed cleanly
-                       | (rst & (idle > RESET_DELAY_NS))                      # reset, reported, quiet
-                       | (idle > limits.flow_idle_s * 1e9))                   # silent too long
+    done = ~pending & ((f.closed & (idle > FORGET_AFTER_NS))                 # closed cleanly
+                       | (f.rst & (idle > RESET_DELAY_NS))                   # reset, reported, quiet
+                       | (idle > limits.flow_idle_s * 1e9))                  # silent too long
     st.forgotten = int(done.sum())
     keep_row = ~done[codes]
 
     # Trim: rank of each row inside its flow, from the front and from the back.
-    size = np.bincount(codes, minlength=n)
     if size.max() > limits.head + limits.tail:
         order = np.argsort(codes, kind="stable")
         starts = np.concatenate([[0], np.cumsum(size)[:-1]])
         rank = np.empty(len(codes), np.int64)
         rank[order] = np.arange(len(codes)) - starts[codes[order]]
-        middle = (rank >= limits.head) & (rank < size[codes] - limits.tail) & ((flags & RST) == 0)
+        middle = (rank >= limits.head) & (rank < size[codes] - limits.tail) & ((seg["flags"] & RST) == 0)
         st.trimmed = int((middle & keep_row).sum())
         keep_row &= ~middle
 
     # Hard cap: least recently active flows first, never one with a verdict pending.
     kept_rows = int(keep_row.sum())
     if kept_rows > limits.max_segments:
-        alive = np.bincount(codes, weights=keep_row, minlength=n).astype(np.int64)
+        alive = np.bincount(codes, weights=keep_row, minlength=len(f)).astype(np.int64)
         candidates = np.flatnonzero((alive > 0) & ~pending)
         candidates = candidates[np.argsort(last[candidates], kind="stable")]
         excess = kept_rows - int(limits.max_segments * 0.9)      # headroom: the cap is not hit every tick
         cut = min(int(np.searchsorted(np.cumsum(alive[candidates]), excess)) + 1, len(candidates))
         victims = candidates[:cut]
         st.evicted = len(victims)
-        drop = np.zeros(n, bool)
+        drop = np.zeros(len(f), bool)
         drop[victims] = True
         keep_row &= ~drop[codes]
-    st.flows = n - st.forgotten - st.evicted
+    st.flows = len(f) - st.forgotten - st.evicted
     if keep_row.all():
         return seg, st
     return seg.take(np.flatnonzero(keep_row)), st

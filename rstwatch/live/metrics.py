@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import RstwatchError
+from .sinks import reset_weights
 
 
 class MetricsError(RstwatchError):
@@ -43,6 +44,5 @@ class LiveMetrics:
     def findings(self, df: pd.DataFrame) -> None:
         if not len(df):
             return
-        weights = df["resets"].fillna(1).astype(int) if "resets" in df else pd.Series(1, index=df.index)
-        for cause, sender, n in zip(df["cause"], df["sender"], weights):
+        for cause, sender, n in zip(df["cause"], df["sender"], reset_weights(df)):
             self.resets.labels(cause=cause, sender=sender).inc(int(n))

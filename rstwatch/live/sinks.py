@@ -68,6 +68,11 @@ class TableSink:
         console.print(table)
 
 
+def reset_weights(df: pd.DataFrame) -> pd.Series:
+    """How many resets each finding stands for (a flood finding counts all of its own)."""
+    return df["resets"].fillna(1).astype(int) if "resets" in df else pd.Series(1, index=df.index)
+
+
 class CauseTally:
     """Resets per cause and sender for the closing summary: a few counters, not every finding,
     so a session that runs for days keeps constant memory."""
@@ -80,8 +85,7 @@ class CauseTally:
     def add(self, df: pd.DataFrame) -> None:
         if not len(df):
             return
-        weights = df["resets"].fillna(1).astype(int) if "resets" in df else pd.Series(1, index=df.index)
-        for cause, sender, fixes, n in zip(df["cause"], df["sender"], df["remediation"], weights):
+        for cause, sender, fixes, n in zip(df["cause"], df["sender"], df["remediation"], reset_weights(df)):
             self.resets[cause] += int(n)
             self.senders.setdefault(cause, Counter())[sender] += 1
             if cause not in self.fix and len(fixes):

@@ -72,8 +72,7 @@ class LiveTracker:
         if due.any():
             out.append(self._classify(self.pend_frame[due]))
             self.delays = (now - self.pend_seen[due]).tolist()
-            keep = ~due
-            self.pend_frame, self.pend_due, self.pend_seen = self.pend_frame[keep], self.pend_due[keep], self.pend_seen[keep]
+            self._keep_pending(~due)
         if now - self.last_prune >= PRUNE_EVERY_S or len(self.table) > self.limits.max_segments:
             self._prune(now)
         found = [d for d in out if d is not None and len(d)]
@@ -81,12 +80,14 @@ class LiveTracker:
             return pd.DataFrame()
         return pd.concat(found, ignore_index=True).sort_values("frame", kind="stable", ignore_index=True)
 
+    def _keep_pending(self, keep: np.ndarray) -> None:
+        self.pend_frame, self.pend_due, self.pend_seen = self.pend_frame[keep], self.pend_due[keep], self.pend_seen[keep]
+
     def _floods(self, final: bool) -> pd.DataFrame | None:
         before = len(self.table)
         self.table = self.storms.absorb(self.table, final=final)
         if len(self.table) != before and len(self.pend_frame):      # absorbed RSTs get no row of their own
-            keep = np.isin(self.pend_frame, self.table["frame"])
-            self.pend_frame, self.pend_due, self.pend_seen = self.pend_frame[keep], self.pend_due[keep], self.pend_seen[keep]
+            self._keep_pending(np.isin(self.pend_frame, self.table["frame"]))
         new = set(self.storms.storms) - self.announced
         if not new:
             return None

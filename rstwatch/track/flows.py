@@ -2,11 +2,13 @@
 that keeps only the segments of 4-tuples that contain a RST."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from numba import njit
 
-from ..sources.segments import RST, Segments
+from ..sources.segments import FIN, RST, Segments
 
 def src_is_low(seg: Segments) -> np.ndarray:
     """True where (src, sport) sorts before (dst, dport): the canonical 'A' endpoint."""
@@ -67,6 +69,35 @@ def rst_flows_grouped(seg: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
 FORGET_AFTER_NS = 2 * 1_000_000_000    # a cleanly closed flow idle this long is forgotten (a later RST on it is rare)
 
 
+@dataclass
+class FlowSummary:
+    """Per-flow facts the memory bounds decide on; `codes` maps each segment to its flow."""
+    codes: np.ndarray
+    rst: np.ndarray          # the flow holds a RST
+    closed: np.ndarray       # FIN seen both ways and no RST
+    last: np.ndarray         # newest timestamp (ns)
+    size: np.ndarray         # segments
+
+    def __len__(self) -> int:
+        return len(self.rst)
+
+
+def summarize_flows(seg: Segments) -> FlowSummary:
+    codes, uniq = pd.factorize(flow_hash(seg))
+    n = len(uniq)
+    flags = seg["flags"]
+    rst = np.zeros(n, bool)
+    rst[codes[(flags & RST) != 0]] = True
+    fin = (flags & FIN) != 0
+    low = src_is_low(seg)
+    fin_a, fin_b = np.zeros(n, bool), np.zeros(n, bool)
+    fin_a[codes[fin & low]] = True
+    fin_b[codes[fin & ~low]] = True
+    last = np.full(n, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, codes, seg["ts_ns"])
+    return FlowSummary(codes, rst, fin_a & fin_b & ~rst, last, np.bincount(codes, minlength=n))
+
+
 def forget_closed(seg: Segments, idle_ns: int | None = None) -> Segments:
     """Drop the segments of flows that closed cleanly (FIN both ways, no RST) and have been
     idle for `idle_ns`: this is what keeps memory bounded on long captures. Flows that are
@@ -74,23 +105,11 @@ def forget_closed(seg: Segments, idle_ns: int | None = None) -> Segments:
     if not len(seg):
         return seg
     idle_ns = FORGET_AFTER_NS if idle_ns is None else idle_ns
-    codes, uniq = pd.factorize(flow_hash(seg))
-    n = len(uniq)
-    flags = seg["flags"]
-    low = src_is_low(seg)
-    rst = np.zeros(n, bool)
-    fin_a = np.zeros(n, bool)
-    fin_b = np.zeros(n, bool)
-    rst[codes[(flags & RST) != 0]] = True
-    fin = (flags & 1) != 0
-    fin_a[codes[fin & low]] = True
-    fin_b[codes[fin & ~low]] = True
-    last = np.full(n, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, codes, seg["ts_ns"])
-    done = fin_a & fin_b & ~rst & (seg["ts_ns"].max() - last > idle_ns)
+    f = summarize_flows(seg)
+    done = f.closed & (seg["ts_ns"].max() - f.last > idle_ns)
     if not done.any():
         return seg
-    return seg.take(np.flatnonzero(~done[codes]))
+    return seg.take(np.flatnonzero(~done[f.codes]))
 
 
 def evict_oldest(seg: Segments, max_rows: int) -> tuple[Segments, int]:
@@ -98,18 +117,12 @@ def evict_oldest(seg: Segments, max_rows: int) -> tuple[Segments, int]:
     `max_rows` segments remain. Returns (kept, flows evicted)."""
     if len(seg) <= max_rows:
         return seg, 0
-    codes, uniq = pd.factorize(flow_hash(seg))
-    n = len(uniq)
-    rst = np.zeros(n, bool)
-    rst[codes[(seg["flags"] & RST) != 0]] = True
-    last = np.full(n, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, codes, seg["ts_ns"])
-    size = np.bincount(codes, minlength=n)
-    order = np.argsort(np.where(rst, np.iinfo(np.int64).max, last), kind="stable")
+    f = summarize_flows(seg)
+    order = np.argsort(np.where(f.rst, np.iinfo(np.int64).max, f.last), kind="stable")
     excess = len(seg) - max_rows // 2          # leave room so this does not run on every chunk
-    cut = np.searchsorted(np.cumsum(size[order]), excess) + 1
+    cut = np.searchsorted(np.cumsum(f.size[order]), excess) + 1
     victims = order[:cut]
-    victims = victims[~rst[victims]]
-    drop = np.zeros(n, bool)
+    victims = victims[~f.rst[victims]]
+    drop = np.zeros(len(f), bool)
     drop[victims] = True
-    return seg.take(np.flatnonzero(~drop[codes])), len(victims)
+    return seg.take(np.flatnonzero(~drop[f.codes])), len(victims)
