@@ -58,7 +58,7 @@ def test_truncation_at_every_offset(seed, tmp_path):
 def _record_ends(data: bytes) -> set[int]:
     """Offsets where a prefix of `data` is itself a complete capture."""
     import numpy as np
-    from rstwatch.sources.walk import walk_pcap, walk_pcapng
+    from rstwatch.hotloops import walk_pcap, walk_pcapng
     buf = np.frombuffer(data, np.uint8)
     if data[:4] == b"\x0a\x0d\x0d\x0a":
         offs = walk_pcapng(buf, 0, False)[0]

@@ -14,7 +14,7 @@ import numpy as np
 from ..sources.decode import decode
 from ..sources.diagnostics import Diagnostics
 from ..sources.pcapng import PACKET_BLOCKS, read_pcapng
-from ..sources.walk import CORRUPT, walk_pcapng
+from ..hotloops import CORRUPT, walk_pcapng
 
 READ_BYTES = 1 << 20      # one read takes whatever the pipe holds, up to this much
 END = None                # queue sentinel: the pipe reached end of file

@@ -1,29 +1,10 @@
-"""Reads of fixed-width fields at many offsets of one byte buffer, compiled with numba: one pass,
-no temporary per-byte arrays. Out-of-range offsets read as 0; callers mask them by caplen."""
+"""Reads of fixed-width fields at many offsets of one byte buffer (the loop is in hotloops).
+Out-of-range offsets read as 0; callers mask them by caplen."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-
-@njit(cache=True, nogil=True)
-def _read(buf, off, width, big):
-    n = len(off)
-    out = np.zeros(n, np.uint64)
-    end = len(buf)
-    for i in range(n):
-        o = off[i]
-        if o < 0 or o + width > end:
-            continue
-        v = np.uint64(0)
-        if big:
-            for k in range(width):
-                v = (v << np.uint64(8)) | np.uint64(buf[o + k])
-        else:
-            for k in range(width - 1, -1, -1):
-                v = (v << np.uint64(8)) | np.uint64(buf[o + k])
-        out[i] = v
-    return out
+from ..hotloops import read_uint
 
 
 _DTYPE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -32,7 +13,7 @@ _DTYPE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 def _uint(buf: np.ndarray, off: np.ndarray, width: int, big: bool) -> np.ndarray:
     if len(off) == 0:
         return np.zeros(0, dtype=_DTYPE[width])
-    return _read(buf, np.ascontiguousarray(off, dtype=np.int64), width, big).astype(_DTYPE[width])
+    return read_uint(buf, np.ascontiguousarray(off, dtype=np.int64), width, big).astype(_DTYPE[width])
 
 
 def u8(buf, off):

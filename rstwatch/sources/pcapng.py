@@ -11,7 +11,7 @@ import numpy as np
 from . import gather
 from .diagnostics import Diagnostics
 from .segments import RecordIndex
-from .walk import CORRUPT, SHB, walk_pcapng
+from ..hotloops import CORRUPT, SHB, walk_pcapng
 
 IDB, PB, SPB, EPB = 1, 2, 3, 6
 PACKET_BLOCKS = (PB, SPB, EPB)

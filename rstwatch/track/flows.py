@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
+from ..hotloops import flow_hash_columns
 from ..sources.segments import FIN, RST, Segments
 
 def src_is_low(seg: Segments) -> np.ndarray:
@@ -16,38 +16,9 @@ def src_is_low(seg: Segments) -> np.ndarray:
     return (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (seg["sport"] <= seg["dport"]))))
 
 
-@njit(cache=True, nogil=True)
-def _hash(sh, sl, dh, dl, sp, dp):
-    n = len(sh)
-    out = np.empty(n, np.uint64)
-    p0, p1, p2, p3, p4 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9),
-                          np.uint64(0xD6E8FEB86659FD93), np.uint64(0xFF51AFD7ED558CCD))
-    s33, s29, s16 = np.uint64(33), np.uint64(29), np.uint64(16)
-    for i in range(n):
-        low = sh[i] < dh[i] or (sh[i] == dh[i] and (sl[i] < dl[i] or (sl[i] == dl[i] and sp[i] <= dp[i])))
-        if low:
-            ah, al, bh, bl, ap, bp = sh[i], sl[i], dh[i], dl[i], np.uint64(sp[i]), np.uint64(dp[i])
-        else:
-            ah, al, bh, bl, ap, bp = dh[i], dl[i], sh[i], sl[i], np.uint64(dp[i]), np.uint64(sp[i])
-        x = ah * p0 + al
-        x ^= x >> s33
-        x *= p4
-        x ^= x >> s29
-        y = bh * p2 + bl
-        y ^= y >> s33
-        y *= p4
-        y ^= y >> s29
-        h = x * p1 + y * p3 + ((ap << s16) | bp)
-        h ^= h >> s33
-        h *= p4
-        h ^= h >> s29
-        out[i] = h
-    return out
-
-
 def flow_hash(seg: Segments) -> np.ndarray:
     """Direction-independent 64-bit key of each segment's 4-tuple (collisions ~n^2/2^65)."""
-    return _hash(seg["src_hi"], seg["src_lo"], seg["dst_hi"], seg["dst_lo"], seg["sport"], seg["dport"])
+    return flow_hash_columns(seg["src_hi"], seg["src_lo"], seg["dst_hi"], seg["dst_lo"], seg["sport"], seg["dport"])
 
 
 def rst_flows_grouped(seg: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:

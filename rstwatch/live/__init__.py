@@ -1,0 +1,1 @@
+"""rstwatch live: watch an interface through dumpcap and stream verdicts."""
