@@ -9,7 +9,7 @@ reading a million packets. Everything else in rstwatch is numpy over columns.
 """
 import numpy as np
 
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 # Status codes returned by the walkers.
 cdef enum:
@@ -161,3 +161,236 @@ def flow_hash_columns(const uint64_t[:] sh, const uint64_t[:] sl, const uint64_t
             y = _mix(bh * 0x165667B19E3779F9ULL + bl)
             out[i] = _mix(x * 0xC2B2AE3D27D4EB4FULL + y * 0xD6E8FEB86659FD93ULL + ((ap << 16) | bp))
     return out_arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Link, IP and TCP decoding: one pass over the packets a walker found.
+
+
+# Link types (LINKTYPE_*) the decoder understands; others go to the tshark engine.
+cdef enum:
+    LT_NULL = 0
+    LT_ETHERNET = 1
+    LT_RAW_OPENBSD = 12
+    LT_RAW_BSD = 14
+    LT_RAW = 101
+    LT_LOOP = 108
+    LT_SLL = 113
+    LT_RAW4 = 228
+    LT_RAW6 = 229
+    LT_SLL2 = 276
+
+# Why a frame is not a TCP segment: indexes into the `skipped` counts decode_tcp returns.
+cdef enum:
+    SKIP_NOT_IP = 0            # ARP, other ethertypes, frames too short for their link header
+    SKIP_IP_SHORT = 1          # IP header cut short, or the version nibble disagrees with the link
+    SKIP_V4_FRAGMENT = 2       # IPv4 non-first fragment or bad header length
+    SKIP_V6_FRAGMENT = 3       # IPv6 non-first fragment
+    SKIP_TCP_SHORT = 4         # TCP header cut short by the snap length
+    SKIP_TCP_OFFSET = 5        # TCP data offset below 5 (malformed)
+    N_SKIP = 6
+
+SKIP_NAMES = ("not_ip", "ip_short", "v4_fragment", "v6_fragment", "tcp_short", "tcp_offset")
+
+cdef uint64_t V4_MAPPED_BITS = 0xFFFF00000000ULL
+cdef int MAX_EXT_HEADERS = 8
+
+
+cdef inline uint64_t _be(const uint8_t* b, int width) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int k
+    for k in range(width):
+        v = (v << 8) | b[k]
+    return v
+
+
+cdef inline int _ethertype_version(uint64_t et) noexcept nogil:
+    if et == 0x0800:
+        return 4
+    if et == 0x86DD:
+        return 6
+    return 0
+
+
+cdef inline bint _is_ext_header(int64_t nh) noexcept nogil:
+    return nh == 0 or nh == 43 or nh == 60     # hop-by-hop, routing, destination options
+
+
+def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::1] caplen,
+               const int32_t[::1] linktype, const int64_t[::1] frame, const int64_t[::1] ts_ns):
+    """Decode link, IP and TCP headers of every packet (Ethernet with up to two VLAN tags,
+    Linux cooked v1/v2, raw IP, BSD loopback; IPv4, IPv6 with its extension-header chain).
+
+    Returns (columns, skipped, ethertypes, unsupported): the Segments columns of the TCP
+    segments in packet order; frames not decoded per reason (in SKIP_NAMES order); the ethertype of every
+    Ethernet frame that was neither IPv4 nor IPv6; indexes of packets with an unknown link type.
+    """
+    cdef Py_ssize_t n = data.shape[0], blen = buf.shape[0]
+    cols = {
+        "frame": np.empty(n, np.int64), "ts_ns": np.empty(n, np.int64), "v6": np.empty(n, np.bool_),
+        "src_hi": np.empty(n, np.uint64), "src_lo": np.empty(n, np.uint64),
+        "dst_hi": np.empty(n, np.uint64), "dst_lo": np.empty(n, np.uint64),
+        "sport": np.empty(n, np.uint16), "dport": np.empty(n, np.uint16),
+        "seq": np.empty(n, np.uint32), "ack": np.empty(n, np.uint32),
+        "flags": np.empty(n, np.uint16), "win": np.empty(n, np.uint16),
+        "hlen": np.empty(n, np.uint8), "plen": np.empty(n, np.int32),
+        "ttl": np.empty(n, np.uint8), "ipid": np.empty(n, np.int32),
+    }
+    cdef int64_t[::1] o_frame = cols["frame"], o_ts = cols["ts_ns"]
+    cdef uint8_t[::1] o_v6 = cols["v6"].view(np.uint8)
+    cdef uint64_t[::1] o_sh = cols["src_hi"], o_sl = cols["src_lo"], o_dh = cols["dst_hi"], o_dl = cols["dst_lo"]
+    cdef uint16_t[::1] o_sport = cols["sport"], o_dport = cols["dport"], o_flags = cols["flags"], o_win = cols["win"]
+    cdef uint32_t[::1] o_seq = cols["seq"], o_ack = cols["ack"]
+    cdef uint8_t[::1] o_hlen = cols["hlen"], o_ttl = cols["ttl"]
+    cdef int32_t[::1] o_plen = cols["plen"], o_ipid = cols["ipid"]
+    skipped_arr = np.zeros(N_SKIP, np.int64)
+    ethertypes_arr = np.empty(n, np.int64)
+    unsupported_arr = np.empty(n, np.int64)
+    cdef int64_t[::1] skipped = skipped_arr, ethertypes = ethertypes_arr, unsupported = unsupported_arr
+    cdef Py_ssize_t i, t = 0, n_et = 0, n_un = 0
+    cdef int64_t off, end, l3, pos, l4, l4_len, b, ihl, total, payload, nh, hdr_len, hlen, fam, le, be
+    cdef int32_t lt
+    cdef int ver, k, ttl, ipid, proto
+    cdef uint64_t et, sh, sl, dh, dl
+    cdef bint alive, is_ext, is_frag, is_ah
+    cdef const uint8_t* B
+    if blen == 0:
+        n = 0
+    else:
+        B = &buf[0]
+    with nogil:
+        for i in range(n):
+            off = data[i]
+            end = min(off + caplen[i], <int64_t>blen)
+            lt = linktype[i]
+            ver = 0
+            l3 = -1
+            # --- link layer: where the IP header starts and which version the link says it is
+            if lt == LT_ETHERNET:
+                if end - off >= 14:
+                    pos = off + 12
+                    et = _be(B + pos, 2)
+                    for k in range(2):                 # 802.1Q, then QinQ
+                        if (et == 0x8100 or et == 0x88A8 or et == 0x9100) and pos + 6 <= end:
+                            pos += 4
+                            et = _be(B + pos, 2)
+                    ver = _ethertype_version(et)
+                    l3 = pos + 2
+                    if ver == 0:
+                        ethertypes[n_et] = <int64_t>et
+                        n_et += 1
+            elif lt == LT_SLL:
+                if end - off >= 16:
+                    ver = _ethertype_version(_be(B + off + 14, 2))
+                    l3 = off + 16
+            elif lt == LT_SLL2:
+                if end - off >= 20:
+                    ver = _ethertype_version(_be(B + off, 2))
+                    l3 = off + 20
+            elif lt == LT_RAW or lt == LT_RAW4 or lt == LT_RAW6 or lt == LT_RAW_OPENBSD or lt == LT_RAW_BSD:
+                if end > off:
+                    ver = B[off] >> 4
+                    if ver != 4 and ver != 6:
+                        ver = 0
+                    l3 = off
+            elif lt == LT_NULL or lt == LT_LOOP:
+                if end - off >= 4:
+                    # DLT_NULL stores the family in the writer's byte order; accept either.
+                    be = <int64_t>_be(B + off, 4)
+                    le = <int64_t>_u32(B + off, False)
+                    fam = be if lt == LT_LOOP else (le if le < 256 else be)
+                    ver = 4 if fam == 2 else (6 if (fam == 10 or fam == 24 or fam == 28 or fam == 30) else 0)
+                    l3 = off + 4
+            else:
+                unsupported[n_un] = i
+                n_un += 1
+                continue
+            if ver == 0:
+                skipped[SKIP_NOT_IP] += 1
+                continue
+            # --- IP: the version nibble must agree with what the link layer said
+            if not ((ver == 4 and l3 + 20 <= end and (B[l3] >> 4) == 4) or
+                    (ver == 6 and l3 + 40 <= end and (B[l3] >> 4) == 6)):
+                skipped[SKIP_IP_SHORT] += 1
+                continue
+            b = l3
+            ipid = -1
+            if ver == 4:
+                ihl = (B[b] & 0x0F) * 4
+                total = <int64_t>_be(B + b + 2, 2)
+                if total == 0:            # TCP segmentation offload captures: trust the capture
+                    total = end - b
+                if ihl < 20 or (_be(B + b + 6, 2) & 0x1FFF) != 0 or total < ihl:
+                    skipped[SKIP_V4_FRAGMENT] += 1
+                    continue
+                l4 = b + ihl
+                l4_len = total - ihl
+                proto = B[b + 9]
+                ttl = B[b + 8]
+                ipid = <int>_be(B + b + 4, 2)
+                sh = 0
+                dh = 0
+                sl = V4_MAPPED_BITS | _be(B + b + 12, 4)
+                dl = V4_MAPPED_BITS | _be(B + b + 16, 4)
+            else:
+                payload = <int64_t>_be(B + b + 4, 2)
+                if payload == 0:          # jumbogram / offload
+                    payload = end - b - 40
+                nh = B[b + 6]
+                pos = b + 40
+                alive = True
+                for k in range(MAX_EXT_HEADERS):     # walk the extension-header chain
+                    if pos + 8 > end:
+                        break
+                    is_ext = _is_ext_header(nh)
+                    is_frag = nh == 44
+                    is_ah = nh == 51
+                    if not (is_ext or is_frag or is_ah):
+                        break
+                    if is_frag and (_be(B + pos + 2, 2) >> 3) != 0:
+                        alive = False
+                        break
+                    hdr_len = (B[pos + 1] + 1) * 8 if is_ext else ((B[pos + 1] + 2) * 4 if is_ah else 8)
+                    nh = B[pos]
+                    pos += hdr_len
+                if not alive:
+                    skipped[SKIP_V6_FRAGMENT] += 1
+                    continue
+                l4 = pos
+                l4_len = payload - (pos - b - 40)
+                proto = <int>nh
+                ttl = B[b + 7]
+                sh = _be(B + b + 8, 8)
+                sl = _be(B + b + 16, 8)
+                dh = _be(B + b + 24, 8)
+                dl = _be(B + b + 32, 8)
+            if proto != 6:
+                continue                  # not TCP: counted by no reason, as before
+            # --- TCP
+            if l4 + 20 > end:
+                skipped[SKIP_TCP_SHORT] += 1
+                continue
+            hlen = (B[l4 + 12] >> 4) * 4
+            if hlen < 20:
+                skipped[SKIP_TCP_OFFSET] += 1
+                continue
+            o_frame[t] = frame[i]
+            o_ts[t] = ts_ns[i]
+            o_v6[t] = ver == 6
+            o_sh[t] = sh
+            o_sl[t] = sl
+            o_dh[t] = dh
+            o_dl[t] = dl
+            o_sport[t] = <uint16_t>_be(B + l4, 2)
+            o_dport[t] = <uint16_t>_be(B + l4 + 2, 2)
+            o_seq[t] = <uint32_t>_be(B + l4 + 4, 4)
+            o_ack[t] = <uint32_t>_be(B + l4 + 8, 4)
+            o_flags[t] = B[l4 + 13] | ((B[l4 + 12] & 1) << 8)
+            o_win[t] = <uint16_t>_be(B + l4 + 14, 2)
+            o_hlen[t] = <uint8_t>hlen
+            o_plen[t] = <int32_t>max(l4_len - hlen, 0)
+            o_ttl[t] = <uint8_t>ttl
+            o_ipid[t] = ipid
+            t += 1
+    cols = {name: column[:t] for name, column in cols.items()}
+    return cols, skipped_arr, ethertypes_arr[:n_et], unsupported_arr[:n_un]

@@ -62,10 +62,7 @@ class StormTracker:
         synack = ((f & SYN) != 0) & ((f & ACK) != 0) & ~is_rst
         bare_rst = is_rst & ((f & ACK) == 0)
         count = np.bincount(codes, minlength=n)
-        rst_n = np.bincount(codes, weights=is_rst, minlength=n).astype(np.int64)
-        syn_n = np.bincount(codes, weights=syn_only, minlength=n).astype(np.int64)
-        sa_n = np.bincount(codes, weights=synack, minlength=n).astype(np.int64)
-        bare_n = np.bincount(codes, weights=bare_rst, minlength=n).astype(np.int64)
+        rst_n, syn_n, sa_n, bare_n = (np.bincount(codes[m], minlength=n) for m in (is_rst, syn_only, synack, bare_rst))
         kind = np.full(n, -1)
         kind[rst_n == count] = 0                                              # lone RSTs
         kind[(syn_n > 0) & (rst_n > 0) & (syn_n + rst_n == count)] = 1        # SYN -> RST|ACK: closed port
@@ -76,8 +73,8 @@ class StormTracker:
         drop = np.zeros(n, bool)
         for k, name in enumerate(("rst-storm", "port-scan", "syn-flood")):
             flows = np.flatnonzero(kind == k)
-            if not len(flows):
-                continue
+            if not len(flows) or (len(flows) < self.min_flows and not any(key[0] == name for key in self.storms)):
+                continue                  # too few such flows in all for a new flood of this kind
             # the target: receiver of the RST (storm), the scanned host (scan), the SYNs' destination
             rows = np.flatnonzero(np.isin(codes, flows) & (is_rst if k == 0 else syn_only))
             first_row = pd.Series(rows).groupby(codes[rows]).first().to_numpy()
@@ -86,15 +83,23 @@ class StormTracker:
                 # a scan is one source probing many ports; other floods are keyed by target only
                 "src_hi": seg["src_hi"][first_row] if k == 1 else 0, "src_lo": seg["src_lo"][first_row] if k == 1 else 0,
                 "port": seg["dport"][first_row], "ts": seg["ts_ns"][first_row]})
-            for (hi, lo, shi, slo), grp in groups.groupby(["hi", "lo", "src_hi", "src_lo"]):
-                key = (name, int(hi), int(lo), int(shi), int(slo))
-                if key not in self.storms:
-                    size = grp["port"].nunique() if k == 1 else len(grp)
-                    span_s = max((grp["ts"].max() - grp["ts"].min()) / 1e9, 1e-3)
-                    if size < self.min_flows or len(grp) / span_s < MIN_RATE_PER_S:
-                        continue
-                self._add(key, name, seg, codes, grp["flow"].to_numpy(), is_rst, syn_only)
-                drop[grp["flow"].to_numpy()] = True
+            by_target = groups.groupby(["hi", "lo", "src_hi", "src_lo"])
+            # judge every group at once; only floods (new or already known) are visited one by one
+            stats = by_target.agg(flows=("flow", "size"), ports=("port", "nunique"), t0=("ts", "min"), t1=("ts", "max"))
+            size = stats["ports"] if k == 1 else stats["flows"]
+            span_s = np.maximum((stats["t1"] - stats["t0"]).to_numpy() / 1e9, 1e-3)
+            chosen = ((size >= self.min_flows) & (stats["flows"] / span_s >= MIN_RATE_PER_S)).to_numpy()
+            keys = [(name, *map(int, idx)) for idx in stats.index]
+            if any(key[0] == name for key in self.storms):
+                chosen = chosen | np.array([key in self.storms for key in keys])
+            if not chosen.any():
+                continue
+            group_of_row = by_target.ngroup().to_numpy()
+            flow_col = groups["flow"].to_numpy()
+            for g in np.flatnonzero(chosen):
+                group_flows = flow_col[group_of_row == g]
+                self._add(keys[g], name, seg, codes, group_flows, is_rst, syn_only)
+                drop[group_flows] = True
         if not drop.any():
             return seg
         return seg.take(np.flatnonzero(~drop[codes]))
