@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +13,8 @@ from .engine.loader import builtin_rules_dir, load_rules
 from .engine.model import Rule
 from .errors import CaptureError, RstwatchError
 from .features.extract import feature_table
-from .report.csvout import write_csv
 from .report.jsonl import write_jsonl
 from .report.output import check_output, open_output
-from .report.table import write_table
 from .sources.capture import expand_inputs
 from .track.storms import STORM_MIN_FLOWS
 
@@ -60,6 +57,7 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     files = expand_inputs(paths)
     work = [(f, rules, debug, storm_min) for f in files]
     if jobs > 1 and len(files) > 1:
+        from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
             outcomes = list(pool.map(_analyze_one, work))
     elif sys.stderr.isatty():
@@ -92,8 +90,10 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
         if fmt == "jsonl":
             write_jsonl(findings, out)
         elif fmt == "csv":
+            from .report.csvout import write_csv      # imported on use: every import is start-up time
             write_csv(findings, out)
         else:
+            from .report.table import write_table
             write_table(findings, out, packets=sum(r.diag.packets for r in results), files=len(results))
     return 1 if errors else 0
 
