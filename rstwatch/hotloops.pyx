@@ -33,29 +33,35 @@ cdef inline int64_t _u32(const uint8_t* b, bint big) noexcept nogil:
     return (<int64_t>b[3] << 24) | (<int64_t>b[2] << 16) | (<int64_t>b[1] << 8) | <int64_t>b[0]
 
 
-def walk_pcap(const uint8_t[::1] buf, Py_ssize_t start, bint big):
-    """Offsets of complete pcap record headers from `start`; returns (offsets, stop, status)."""
+def walk_pcap(const uint8_t[::1] buf, Py_ssize_t start, bint big, int64_t tick_ns=1000):
+    """Complete pcap records from `start`: returns (offsets of their headers, captured lengths,
+    timestamps in ns, stop, status). `tick_ns` is 1000 for microsecond files, 1 for nanosecond."""
     cdef Py_ssize_t end = buf.shape[0]
-    out_arr = np.empty(max((end - start) // 16, 0), np.int64)
-    cdef int64_t[::1] out = out_arr
+    cdef Py_ssize_t n_max = max((end - start) // 16, 0)
+    offs_arr = np.empty(n_max, np.int64)
+    caplen_arr = np.empty(n_max, np.int64)
+    ts_arr = np.empty(n_max, np.int64)
+    cdef int64_t[::1] offs = offs_arr, caplens = caplen_arr, ts = ts_arr
     cdef Py_ssize_t n = 0, off = start
     cdef int64_t caplen
     cdef int status = C_NEED_MORE
-    if end == 0:
-        return out_arr[:0], off, status
-    cdef const uint8_t* b = &buf[0]
-    with nogil:
-        while off + 16 <= end:
-            caplen = _u32(b + off + 8, big)
-            if caplen > C_MAX_CAPLEN:
-                status = C_CORRUPT
-                break
-            if off + 16 + caplen > end:
-                break
-            out[n] = off
-            n += 1
-            off += 16 + caplen
-    return out_arr[:n], off, status
+    cdef const uint8_t* b
+    if end > 0:
+        b = &buf[0]
+        with nogil:
+            while off + 16 <= end:
+                caplen = _u32(b + off + 8, big)
+                if caplen > C_MAX_CAPLEN:
+                    status = C_CORRUPT
+                    break
+                if off + 16 + caplen > end:
+                    break
+                offs[n] = off
+                caplens[n] = caplen
+                ts[n] = _u32(b + off, big) * 1000000000 + _u32(b + off + 4, big) * tick_ns
+                n += 1
+                off += 16 + caplen
+    return offs_arr[:n], caplen_arr[:n], ts_arr[:n], off, status
 
 
 def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big):

@@ -131,3 +131,17 @@ def test_unsupported_link_type_goes_to_tshark(builtin_rules):
     assert res.diag.engine == "fast+tshark"
     assert len(res.findings) == 1333
     assert any("link type 10" in w for w in res.diag.warnings)
+
+
+@pytest.mark.parametrize("variant", ["pcap-le-usec", "pcap-gzip", "pcapng-2-ifaces"])
+@pytest.mark.parametrize("buffer_bytes", [64, 1000])
+def test_read_buffer_smaller_than_records(variant, buffer_bytes, tmp_path, reference, monkeypatch):
+    """The reader's one buffer must carry a record cut at its end over to the next fill, and
+    grow when one record is larger than all of it (64 bytes is smaller than every lab frame)."""
+    monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", buffer_bytes)
+    path = tmp_path / f"{variant}.cap"
+    VARIANTS[variant](path, packets())
+    seg, diag = segs(path)
+    assert not diag.warnings and not diag.truncated
+    for col in COMPARED:
+        assert np.array_equal(seg[col], reference[col]), col

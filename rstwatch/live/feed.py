@@ -14,6 +14,7 @@ import numpy as np
 from ..sources.decode import decode
 from ..sources.diagnostics import Diagnostics
 from ..sources.pcapng import PACKET_BLOCKS, read_pcapng
+from ..sources.stream import ChunkBuffer
 from ..hotloops import CORRUPT, walk_pcapng
 
 READ_BYTES = 1 << 20      # one read takes whatever the pipe holds, up to this much
@@ -102,7 +103,7 @@ class PipeFeed:
 
     def _run(self) -> None:
         try:
-            for buf, rec in read_pcapng(self._chunks(), self.diag):
+            for buf, rec in read_pcapng(ChunkBuffer.from_chunks(self._chunks(), self.diag), self.diag):
                 seg, odd = decode(buf, rec, self.diag)
                 self.unsupported += len(odd)
                 if len(seg):

@@ -14,7 +14,7 @@ from .diagnostics import Diagnostics
 from .pcap import is_pcap, read_pcap
 from .pcapng import is_pcapng, read_pcapng
 from .segments import Segments
-from .stream import open_stream, read_chunks
+from .stream import ChunkBuffer, open_stream
 from .tshark import read_with_tshark
 
 SegmentFilter = Callable[[Segments], Segments]
@@ -73,7 +73,7 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             raise CaptureError(str(path), f"{kind} (starts with {head.hex()})")
         unsupported: list[np.ndarray] = []
         linktypes: set[int] = set()
-        for buf, rec in reader(read_chunks(stream, diag, first=head), diag):
+        for buf, rec in reader(ChunkBuffer.from_stream(stream, diag, first=head), diag):
             seg, odd = decode(buf, rec, diag)
             if progress:
                 progress(raw.tell(), diag.packets)

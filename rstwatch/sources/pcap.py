@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from . import gather
 from .diagnostics import Diagnostics
 from .segments import RecordIndex
+from .stream import ChunkBuffer
 from ..hotloops import CORRUPT, walk_pcap
 
 MAGICS = {
@@ -24,52 +24,38 @@ def is_pcap(head: bytes) -> bool:
     return head[:4] in MAGICS
 
 
-def read_pcap(chunks: Iterable[bytes], diag: Diagnostics) -> Iterator[tuple[np.ndarray, RecordIndex]]:
-    """Yield (buffer, records) per chunk. The global header must be in the first chunk."""
-    it = iter(chunks)
-    data = b""
-    for chunk in it:
-        data += chunk
-        if len(data) >= HEADER_BYTES:
-            break
-    if len(data) < HEADER_BYTES:
-        diag.warn("truncated: the pcap file header is incomplete")
-        diag.truncated = True
-        return
-    big, tick_ns = MAGICS[data[:4]]
-    linktype = struct.unpack((">" if big else "<") + "I", data[20:24])[0] & 0xFFFF
-    carry = data[HEADER_BYTES:]
-    file_off = HEADER_BYTES
+def read_pcap(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarray, RecordIndex]]:
+    """Yield (buffer, records) per buffer-full of the file."""
+    big = tick_ns = linktype = None
+    file_off = 0                  # where the current view starts in the file
     next_frame = 1
-
-    def batches() -> Iterator[bytes]:
-        yield carry
-        yield from it
-
-    pending = b""
-    for chunk in batches():
-        pending = pending + chunk if pending else chunk
-        buf = np.frombuffer(pending, dtype=np.uint8)
-        offs, stop, status = walk_pcap(buf, 0, big)
-        if len(offs):
-            sec = gather.uint(buf, offs, 4, big).astype(np.int64)
-            frac = gather.uint(buf, offs + 4, 4, big).astype(np.int64)
-            caplen = gather.uint(buf, offs + 8, 4, big).astype(np.int64)
-            n = len(offs)
+    for buf in src.views():
+        start = 0
+        if big is None:
+            if len(buf) < HEADER_BYTES:
+                continue
+            big, tick_ns = MAGICS[bytes(buf[:4])]
+            linktype = struct.unpack((">" if big else "<") + "I", bytes(buf[20:24]))[0] & 0xFFFF
+            start = HEADER_BYTES
+        offs, caplen, ts_ns, stop, status = walk_pcap(buf, start, big, tick_ns)
+        n = len(offs)
+        if n:
             yield buf, RecordIndex(
                 data=offs + 16, caplen=caplen,
                 linktype=np.full(n, linktype, np.int32),
                 frame=np.arange(next_frame, next_frame + n, dtype=np.int64),
-                ts_ns=sec * 1_000_000_000 + frac * tick_ns,
-                iface=np.zeros(n, np.int32))
+                ts_ns=ts_ns, iface=np.zeros(n, np.int32))
             next_frame += n
             diag.packets += n
         if status == CORRUPT:
             diag.warn(f"corrupt record header at byte {file_off + stop} (after frame {next_frame - 1}); stopped reading")
             diag.truncated = True
             return
+        src.consume(stop)
         file_off += stop
-        pending = pending[stop:]
-    if pending:
-        diag.warn(f"truncated: record at byte {file_off} is incomplete ({len(pending)} bytes left, after frame {next_frame - 1})")
+    if big is None:
+        diag.warn("truncated: the pcap file header is incomplete")
+        diag.truncated = True
+    elif src.leftover:
+        diag.warn(f"truncated: record at byte {file_off} is incomplete ({src.leftover} bytes left, after frame {next_frame - 1})")
         diag.truncated = True

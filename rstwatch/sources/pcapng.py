@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from . import gather
 from .diagnostics import Diagnostics
 from .segments import RecordIndex
+from .stream import ChunkBuffer
 from ..hotloops import CORRUPT, SHB, walk_pcapng
 
 IDB, PB, SPB, EPB = 1, 2, 3, 6
@@ -71,13 +72,10 @@ class _State:
         self.seen_shb = False
 
 
-def read_pcapng(chunks: Iterable[bytes], diag: Diagnostics) -> Iterator[tuple[np.ndarray, RecordIndex]]:
+def read_pcapng(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarray, RecordIndex]]:
     st = _State()
-    pending = b""
-    file_off = 0
-    for chunk in chunks:
-        pending = pending + chunk if pending else chunk
-        buf = np.frombuffer(pending, dtype=np.uint8)
+    file_off = 0                  # where the current view starts in the file
+    for buf in src.views():
         offs, types, bigs, stop, status, st_big_after = walk_pcapng(buf, 0, st.big)
         if len(offs):
             idx = _index_blocks(buf, offs, types, bigs, st, diag)
@@ -88,10 +86,10 @@ def read_pcapng(chunks: Iterable[bytes], diag: Diagnostics) -> Iterator[tuple[np
             diag.warn(f"corrupt block at byte {file_off + stop} (after frame {st.next_frame - 1}); stopped reading")
             diag.truncated = True
             return
+        src.consume(stop)
         file_off += stop
-        pending = pending[stop:]
-    if pending:
-        diag.warn(f"truncated: block at byte {file_off} is incomplete ({len(pending)} bytes left, after frame {st.next_frame - 1})")
+    if src.leftover:
+        diag.warn(f"truncated: block at byte {file_off} is incomplete ({src.leftover} bytes left, after frame {st.next_frame - 1})")
         diag.truncated = True
 
 
