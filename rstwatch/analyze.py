@@ -74,7 +74,8 @@ def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     """Summary sentence, errno per side and remediation from each row's winning rule."""
     by_id = {r.id: r for r in rules}
     summaries, errnos, remedies, titles = [], [], [], []
-    for row in df.itertuples(index=False):
+    used = ["rule", "sender", "src", "sport", "dst", "dport", "frame", "conn_state", "history"]
+    for row in df[used].itertuples(index=False):      # only the columns the templates use: ~5x faster
         rule = by_id.get(row.rule)
         receiver = {"client": "server", "server": "client"}.get(row.sender, "unknown")
         client, server = ((row.src, row.sport), (row.dst, row.dport)) if row.sender == "client" else \

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender
                 "sender_inferred"]
 
 
+@lru_cache(maxsize=65536)          # the same hosts recur across resets
 def _addr(v6: bool, hi: int, lo: int) -> str:
     if not v6:
         return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))

@@ -22,10 +22,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _column(col: pd.Series) -> list:
+    values = col.tolist()           # Python scalars for numpy dtypes, pd.NA for missing values
+    if col.dtype.kind in "iufb" and not col.isna().any():
+        return values
+    return [_plain(v) for v in values]
+
+
 def iter_records(df: pd.DataFrame) -> Iterator[dict]:
     cols = [c for c in CONTRACT_FIELDS + EXTRA_FIELDS if c in df.columns]
-    for row in df[cols].itertuples(index=False, name=None):
-        rec = {c: _plain(v) for c, v in zip(cols, row)}
+    for row in zip(*(_column(df[c]) for c in cols)):
+        rec = dict(zip(cols, row))
         for extra in ("resets", "connections", "sources_sample"):   # only flood findings carry these
             value = rec.get(extra)
             if value is None or (isinstance(value, float) and value != value):
