@@ -90,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         mixed = Path(tmp) / "mixed.pcapng"
         synth.write(mixed, synth.build(a.packets, 0.02), pcapng=True)
-        run_child(mixed, a.max_segments)            # warm the numba cache outside the timing
+        run_child(mixed, a.max_segments)            # warm the page cache outside the timing
         r = run_child(mixed, a.max_segments)
         print(f"mixed  {r['packets']:>9,} packets in {r['seconds']:6.2f} s = {r['packets_per_s']:>9,} packets/s, "
               f"{r['verdicts']:,} verdicts, peak RSS {r['peak_rss_mib']} MiB")

@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/run.py [--packets 1000000] [--big-gb 0]
 
 Writes N-packet synthetic captures (pcap, pcapng, pcap.gz; see synth.py), then times in one run:
-rstwatch read (JSON Lines out, end to end, one process each), tshark -T fields over the same
-pcap, and pyshark on a slice. Prints packets/s, the ratio to tshark, and peak RSS; then the
-peak RSS at 2N packets (memory must not grow with the file) and the marginal rate.
+rstwatch read (JSON Lines out, end to end, one process each, median of --repeat runs), tshark
+-T fields over the same pcap, and pyshark on a slice. Prints packets/s, the ratio to tshark, and
+peak RSS; then the start-up on a 2-packet file, the peak RSS at 2N packets (memory must not grow
+with the file) and the marginal rate.
 """
 from __future__ import annotations
 
@@ -36,6 +37,12 @@ def timed(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{cmd[:4]} failed: {err[-500:]}")
     return wall, usage.ru_maxrss // 1024
+
+
+def timed_median(cmd: list[str], repeat: int) -> tuple[float, int, float, float]:
+    """(median wall, peak RSS of the slowest run, fastest, slowest) over `repeat` runs."""
+    runs = sorted(timed(cmd) for _ in range(repeat))
+    return runs[len(runs) // 2][0], max(r[1] for r in runs), runs[0][0], runs[-1][0]
 
 
 def make(path: Path, n: int, *flags: str) -> None:
@@ -75,6 +82,7 @@ def main() -> None:
     ap.add_argument("--tshark-packets", type=int, default=0, help="time tshark on the first N packets only (0 = all)")
     ap.add_argument("--big-gb", type=float, default=0, help="also read a capture of this many GB (memory check)")
     ap.add_argument("--keep", type=Path, help="folder to keep the synthetic captures in")
+    ap.add_argument("--repeat", type=int, default=5, help="rstwatch runs per file; the median is reported")
     a = ap.parse_args()
     work = a.keep or Path(tempfile.mkdtemp(prefix="rstwatch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -88,10 +96,12 @@ def main() -> None:
     make(files["pcapng"], n, "--pcapng")
     make(files["pcap.gz"], n, "--gzip")
     rows = []
-    timed(RSTWATCH + ["read", str(files["pcap"]), "-f", "jsonl"])          # warm the numba cache and page cache
+    spread = []
+    timed(RSTWATCH + ["read", str(files["pcap"]), "-f", "jsonl"])          # warm the page cache
     for kind, path in files.items():
-        wall, rss = timed(RSTWATCH + ["read", str(path), "-f", "jsonl"])
+        wall, rss, fast, slow = timed_median(RSTWATCH + ["read", str(path), "-f", "jsonl"], a.repeat)
         rows.append((f"rstwatch read ({kind}, JSON Lines out)", n / wall, rss, wall))
+        spread.append(f"{kind} {fast:.2f}-{slow:.2f} s ({n / slow:,.0f}-{n / fast:,.0f} packets/s)")
 
     tshark = shutil.which("tshark")
     tshark_rate = None
@@ -116,16 +126,20 @@ def main() -> None:
         ratio = f"{rate / tshark_rate:.0f}x" if tshark_rate else "-"
         print(f"| {name} | {rate:,.0f} | {ratio} | {f'{rss} MiB' if rss else '-'} | {wall:.2f} s |")
 
+    print()
+    print(f"rstwatch over {a.repeat} runs (fastest-slowest): " + "; ".join(spread))
+    tiny = work / "tiny.pcap"
+    make(tiny, 2)
+    start, _, _, _ = timed_median(RSTWATCH + ["read", str(tiny), "-f", "jsonl"], a.repeat)
+    print(f"start-up (a 2-packet file, median): {start:.2f} s")
     # memory and marginal rate at twice the size
     double = work / "double.pcap"
     make(double, 2 * n)
-    wall2, rss2 = timed(RSTWATCH + ["read", str(double), "-f", "jsonl"])
+    wall2, rss2, _, _ = timed_median(RSTWATCH + ["read", str(double), "-f", "jsonl"], a.repeat)
     wall1, rss1 = rows[0][3], rows[0][2]
-    print()
     print(f"2x packets ({2 * n:,}): {wall2:.2f} s, peak RSS {rss2} MiB vs {rss1} MiB at {n:,} "
           f"(+{100 * (rss2 - rss1) / rss1:.0f}%)")
-    print(f"marginal rate (2N - N packets over the extra time): {n / max(wall2 - wall1, 1e-9):,.0f} packets/s; "
-          f"fixed start-up (imports, compiled-code cache) is about {wall1 - n / max(n / max(wall2 - wall1, 1e-9), 1):.2f} s")
+    print(f"marginal rate (2N - N packets over the extra time): {n / max(wall2 - wall1, 1e-9):,.0f} packets/s")
     if a.big_gb:
         big = work / "big.pcap"
         subprocess.run([sys.executable, str(HERE / "synth.py"), str(big), "0", "--big-gb", str(a.big_gb)], check=True)

@@ -145,3 +145,18 @@ def test_read_buffer_smaller_than_records(variant, buffer_bytes, tmp_path, refer
     assert not diag.warnings and not diag.truncated
     for col in COMPARED:
         assert np.array_equal(seg[col], reference[col]), col
+
+
+def test_pcapng_from_odd_chunks_as_a_pipe_delivers_them():
+    """The live path feeds the reader whatever the pipe returned: 37-byte pieces and empty
+    reads must give the same packets as reading the file."""
+    from rstwatch.sources.pcapng import read_pcapng
+    from rstwatch.sources.stream import ChunkBuffer
+    path = CAPTURES / "out-of-window-rst.pcapng"
+    data = path.read_bytes()
+    pieces = [p for i in range(0, len(data), 37) for p in (data[i:i + 37], b"")]
+    diag = Diagnostics("pipe")
+    frames = np.concatenate([rec.frame for _, rec in read_pcapng(ChunkBuffer.from_chunks(pieces, diag), diag)])
+    seg, _ = segs(path)
+    assert not diag.warnings and diag.packets == len(frames)
+    assert list(frames) == list(range(1, diag.packets + 1)) and diag.packets >= len(seg) > 0

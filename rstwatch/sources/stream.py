@@ -91,13 +91,14 @@ class ChunkBuffer:
     def _fill(self) -> bool:
         """Read more; True if there are bytes no view has shown yet."""
         if self._chunks is not None:
-            if not self._fresh:
+            chunk = next(self._chunks, None)
+            while chunk is not None and not len(chunk):     # an empty chunk is not the end
                 chunk = next(self._chunks, None)
-                if chunk is not None:
-                    self._room(len(chunk))
-                    self._mem[self._have:self._have + len(chunk)] = np.frombuffer(chunk, np.uint8)
-                    self._have += len(chunk)
-                    self._fresh = len(chunk)
+            if chunk is not None:
+                self._room(len(chunk))
+                self._mem[self._have:self._have + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                self._have += len(chunk)
+                self._fresh = len(chunk)
         else:
             self._room(1)
             while self._have < len(self._mem) and not self._eof:
