@@ -23,8 +23,8 @@ def _plain(value: Any) -> Any:
 
 
 def _column(col: pd.Series) -> list:
-    values = col.tolist()           # Python scalars for numpy dtypes, pd.NA for missing values
-    if col.dtype.kind in "iufb" and not col.isna().any():
+    values = col.tolist()           # Python scalars for numpy and string dtypes, pd.NA for missing values
+    if col.dtype != object and not col.isna().any():
         return values
     return [_plain(v) for v in values]
 

@@ -21,7 +21,7 @@ def sdiff(a: int, b: int) -> int:
     return ((a - b + (1 << 31)) % SEQ_MOD) - (1 << 31)
 
 
-@dataclass
+@dataclass(slots=True)        # slots: ~2x faster attribute access in the walk
 class Side:
     state: int = zeek.INACTIVE
     isn: int | None = None
@@ -118,7 +118,10 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
     client_dir, inferred = _roles(P, idx)
     f0 = P["flags"][idx[0]]
     flipped = bool(f0 & SYN and f0 & ACK)       # first packet a SYN-ACK: its receiver originated
-    dirs = [_direction(P, i, idx[0]) for i in idx]
+    first = idx[0]
+    sports, src_los, src_his = P["sport"], P["src_lo"], P["src_hi"]
+    a_port, a_lo, a_hi = sports[first], src_los[first], src_his[first]
+    dirs = [0 if (sports[i] == a_port and src_los[i] == a_lo and src_his[i] == a_hi) else 1 for i in idx]
     if flipped:
         dirs = [1 - d for d in dirs]
         client_dir = 0
