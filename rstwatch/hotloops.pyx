@@ -64,53 +64,85 @@ def walk_pcap(const uint8_t[::1] buf, Py_ssize_t start, bint big, int64_t tick_n
     return offs_arr[:n], caplen_arr[:n], ts_arr[:n], off, status
 
 
+cdef enum:
+    BT_PB = 2        # obsolete Packet Block
+    BT_SPB = 3       # Simple Packet Block
+    BT_EPB = 6       # Enhanced Packet Block
+
+
+cdef inline int64_t _u16(const uint8_t* b, bint big) noexcept nogil:
+    if big:
+        return (<int64_t>b[0] << 8) | <int64_t>b[1]
+    return (<int64_t>b[1] << 8) | <int64_t>b[0]
+
+
 def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big):
     """Complete pcapng blocks from `start`.
 
-    Returns (offsets, types, big_endian_flags, stop, status, big_at_stop). A Section Header
-    Block sets the byte order of the blocks that follow it.
+    Returns (offsets, types, big_endian_flags, stop, status, big_at_stop, packet_fields). A
+    Section Header Block sets the byte order of the blocks that follow it. `packet_fields` is
+    (interface id within its section, timestamp ticks, captured length, offset of the packet
+    data), one entry per block, read from Enhanced, Simple and obsolete Packet Blocks (0 for
+    other blocks; a Simple Packet Block has no interface id or time).
     """
     cdef Py_ssize_t end = buf.shape[0]
     cdef Py_ssize_t n_max = max((end - start) // 12, 0)
     offs_arr = np.empty(n_max, np.int64)
     types_arr = np.empty(n_max, np.int64)
     bigs_arr = np.empty(n_max, np.bool_)
-    cdef int64_t[::1] offs = offs_arr
-    cdef int64_t[::1] types = types_arr
+    local_arr = np.empty(n_max, np.int64)
+    ticks_arr = np.empty(n_max, np.uint64)
+    caplen_arr = np.empty(n_max, np.int64)
+    data_arr = np.empty(n_max, np.int64)
+    cdef int64_t[::1] offs = offs_arr, types = types_arr, local = local_arr, caplen = caplen_arr, data = data_arr
+    cdef uint64_t[::1] ticks = ticks_arr
     cdef uint8_t[::1] bigs = bigs_arr.view(np.uint8)
     cdef Py_ssize_t n = 0, off = start
     cdef int64_t btype, blen
     cdef int status = C_NEED_MORE
-    if end == 0:
-        return offs_arr[:0], types_arr[:0], bigs_arr[:0], off, status, big
-    cdef const uint8_t* b = &buf[0]
-    with nogil:
-        while off + 12 <= end:
-            btype = _u32(b + off, big)
-            if btype == C_SHB:
-                # the byte-order magic 0x1A2B3C4D decides this section's endianness
-                if b[off + 8] == 0x1A and b[off + 9] == 0x2B and b[off + 10] == 0x3C and b[off + 11] == 0x4D:
-                    big = True
-                elif b[off + 8] == 0x4D and b[off + 9] == 0x3C and b[off + 10] == 0x2B and b[off + 11] == 0x1A:
-                    big = False
-                else:
+    cdef const uint8_t* b
+    if end > 0:
+        b = &buf[0]
+        with nogil:
+            while off + 12 <= end:
+                btype = _u32(b + off, big)
+                if btype == C_SHB:
+                    # the byte-order magic 0x1A2B3C4D decides this section's endianness
+                    if b[off + 8] == 0x1A and b[off + 9] == 0x2B and b[off + 10] == 0x3C and b[off + 11] == 0x4D:
+                        big = True
+                    elif b[off + 8] == 0x4D and b[off + 9] == 0x3C and b[off + 10] == 0x2B and b[off + 11] == 0x1A:
+                        big = False
+                    else:
+                        status = C_CORRUPT
+                        break
+                blen = _u32(b + off + 4, big)
+                if blen < 12 or blen > C_MAX_BLOCK or (blen & 3) != 0:
                     status = C_CORRUPT
                     break
-            blen = _u32(b + off + 4, big)
-            if blen < 12 or blen > C_MAX_BLOCK or (blen & 3) != 0:
-                status = C_CORRUPT
-                break
-            if off + blen > end:
-                break
-            if _u32(b + off + blen - 4, big) != blen:
-                status = C_CORRUPT
-                break
-            offs[n] = off
-            types[n] = btype
-            bigs[n] = big
-            n += 1
-            off += blen
-    return offs_arr[:n], types_arr[:n], bigs_arr[:n], off, status, big
+                if off + blen > end:
+                    break
+                if _u32(b + off + blen - 4, big) != blen:
+                    status = C_CORRUPT
+                    break
+                offs[n] = off
+                types[n] = btype
+                bigs[n] = big
+                local[n] = 0
+                ticks[n] = 0
+                caplen[n] = 0
+                data[n] = off + 28
+                if btype == BT_SPB:
+                    data[n] = off + 12
+                    # the packet's original length, bounded by the block (a negative result is skipped)
+                    caplen[n] = min(_u32(b + off + 8, big), blen - 16)
+                elif (btype == BT_EPB or btype == BT_PB) and blen >= 28:
+                    local[n] = _u32(b + off + 8, big) if btype == BT_EPB else _u16(b + off + 8, big)
+                    ticks[n] = (<uint64_t>_u32(b + off + 12, big) << 32) | <uint64_t>_u32(b + off + 16, big)
+                    caplen[n] = _u32(b + off + 20, big)
+                n += 1
+                off += blen
+    fields = (local_arr[:n], ticks_arr[:n], caplen_arr[:n], data_arr[:n])
+    return offs_arr[:n], types_arr[:n], bigs_arr[:n], off, status, big, fields
 
 
 def read_uint(const uint8_t[::1] buf, const int64_t[::1] off, int width, bint big):

@@ -76,6 +76,7 @@ def test_simple_packet_blocks(tmp_path, reference):
     write_pcapng(path, [(1, None)], [(0, s, u, frame_for(1, ip)) for s, u, ip in packets()], simple=True)
     seg, diag = segs(path)
     assert np.array_equal(seg["seq"], reference["seq"]) and np.array_equal(seg["frame"], reference["frame"])
+    assert (seg["ts_ns"] == 0).all()        # no timed packet before them: the epoch, as Wireshark shows
 
 
 def test_verdicts_survive_the_container(tmp_path, builtin_rules):

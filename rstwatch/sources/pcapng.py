@@ -70,15 +70,16 @@ class _State:
         self.section_base = 0       # global index of this section's interface 0
         self.next_frame = 1
         self.seen_shb = False
+        self.last_ts_ns = 0         # time of the last timed packet, for Simple Packet Blocks
 
 
 def read_pcapng(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarray, RecordIndex]]:
     st = _State()
     file_off = 0                  # where the current view starts in the file
     for buf in src.views():
-        offs, types, bigs, stop, status, st_big_after = walk_pcapng(buf, 0, st.big)
+        offs, types, bigs, stop, status, st_big_after, fields = walk_pcapng(buf, 0, st.big)
         if len(offs):
-            idx = _index_blocks(buf, offs, types, bigs, st, diag)
+            idx = _index_blocks(buf, offs, types, bigs, stop, fields, st, diag)
             if idx is not None and len(idx):
                 yield buf, idx
         st.big = bool(st_big_after)
@@ -93,7 +94,7 @@ def read_pcapng(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarra
         diag.truncated = True
 
 
-def _index_blocks(buf, offs, types, bigs, st: _State, diag: Diagnostics) -> RecordIndex | None:
+def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: Diagnostics) -> RecordIndex | None:
     is_pkt = np.isin(types, PACKET_BLOCKS)
     # Control blocks are rare: handle them in order in Python, remembering for each packet
     # block which section base applied when it was read.
@@ -118,33 +119,34 @@ def _index_blocks(buf, offs, types, bigs, st: _State, diag: Diagnostics) -> Reco
     frames = np.arange(st.next_frame, st.next_frame + n, dtype=np.int64)
     st.next_frame += n
     diag.packets += n
-    o, t, big = offs[pk], types[pk], bigs[pk]
-    blen = gather.uint(buf, o + 4, 4, big).astype(np.int64)
-    is_epb, is_spb = t == EPB, t == SPB
-    local = np.where(is_epb, gather.uint(buf, o + 8, 4, big).astype(np.int64),
-                     np.where(is_spb, 0, gather.uint(buf, o + 8, 2, big).astype(np.int64)))
-    data = np.where(is_spb, o + 12, o + 28)
-    caplen = np.where(is_spb, np.minimum(gather.uint(buf, o + 8, 4, big).astype(np.int64), blen - 16),
-                      gather.uint(buf, o + 20, 4, big).astype(np.int64))
-    ticks = (gather.uint(buf, o + 12, 4, big) << np.uint64(32)) | gather.uint(buf, o + 16, 4, big)
+    block_end = np.append(offs[1:], stop)[pk]          # blocks are contiguous
+    local, ticks, caplen, data = (f[pk] for f in fields)
+    is_spb = types[pk] == SPB
     iface = section_base[pk] + local
-    ok = (iface < len(st.ifaces)) & (data + caplen <= o + blen - 4) & (caplen >= 0)
+    ok = (iface < len(st.ifaces)) & (data + caplen <= block_end - 4) & (caplen >= 0)
     bad = int((~ok).sum())
     if bad:
         diag.skip("packet block references an undefined interface or overruns its block", bad)
         diag.warn(f"{bad} packet block(s) reference an undefined interface or overrun their block; skipped")
     linktype = np.full(n, -1, np.int32)
     ts_ns = np.zeros(n, np.int64)
-    for k in np.unique(iface[ok]):
+    used = iface[ok]
+    one_iface = len(used) and (used == used[0]).all()       # the common case: skip the sort
+    for k in (used[:1] if one_iface else np.unique(used)):
         sel = ok & (iface == k)
         itf = st.ifaces[int(k)]
         linktype[sel] = itf.linktype
         ts_ns[sel] = itf.to_ns(ticks[sel])
         if itf.snaplen:
             caplen[sel & is_spb] = np.minimum(caplen[sel & is_spb], itf.snaplen)
-    if is_spb.any():   # Simple Packet Blocks carry no time: reuse the previous packet's
-        known = np.where(is_spb, 0, np.arange(n))
-        ts_ns = ts_ns[np.maximum.accumulate(known)]
+    timed = ok & ~is_spb
+    if is_spb.any():
+        # Simple Packet Blocks carry no time: reuse the previous timed packet's, or the last
+        # one of the previous buffer (0, the epoch, as Wireshark shows, before any).
+        last_timed = np.maximum.accumulate(np.where(timed, np.arange(n), -1))
+        ts_ns = np.where(last_timed >= 0, ts_ns[np.maximum(last_timed, 0)], st.last_ts_ns)
+    if timed.any():
+        st.last_ts_ns = int(ts_ns[np.flatnonzero(timed)[-1]])
     keep = np.flatnonzero(ok)
     return RecordIndex(data=data[keep], caplen=caplen[keep], linktype=linktype[keep],
                        frame=frames[keep], ts_ns=ts_ns[keep], iface=iface[keep].astype(np.int32))
