@@ -75,6 +75,9 @@ def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp")
         cap.close()
     except Exception as exc:   # pyshark reports tshark's exit status when closing
         failure = failure or _first_line(exc)
+        # pyshark keeps the dead process listed when close() raises, and its __del__ would
+        # raise the same error again at garbage collection: it has been reported once here.
+        getattr(cap, "_running_processes", set()).clear()
     if failure:
         if not rows["frame"]:
             raise CaptureError(str(path), f"the tshark engine could not read it ({failure})")
