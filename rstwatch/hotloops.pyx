@@ -145,33 +145,6 @@ def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big):
     return offs_arr[:n], types_arr[:n], bigs_arr[:n], off, status, big, fields
 
 
-def read_uint(const uint8_t[::1] buf, const int64_t[::1] off, int width, bint big):
-    """Unsigned `width`-byte fields at many offsets of one buffer, as uint64, in one pass with
-    no per-byte temporaries. Offsets outside the buffer read as 0; callers mask them by caplen."""
-    cdef Py_ssize_t n = off.shape[0], end = buf.shape[0], i, o
-    cdef int k
-    out_arr = np.zeros(n, np.uint64)
-    cdef uint64_t[::1] out = out_arr
-    cdef uint64_t v
-    if end == 0:
-        return out_arr
-    cdef const uint8_t* b = &buf[0]
-    with nogil:
-        for i in range(n):
-            o = off[i]
-            if o < 0 or o + width > end:
-                continue
-            v = 0
-            if big:
-                for k in range(width):
-                    v = (v << 8) | b[o + k]
-            else:
-                for k in range(width - 1, -1, -1):
-                    v = (v << 8) | b[o + k]
-            out[i] = v
-    return out_arr
-
-
 cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
     x ^= x >> 33
     x *= 0xFF51AFD7ED558CCDULL

@@ -8,7 +8,6 @@ from typing import Iterator
 
 import numpy as np
 
-from . import gather
 from .diagnostics import Diagnostics
 from .segments import RecordIndex
 from .stream import ChunkBuffer
@@ -99,18 +98,18 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
     # Control blocks are rare: handle them in order in Python, remembering for each packet
     # block which section base applied when it was read.
     ctrl = np.flatnonzero(~is_pkt)
+    block_end = np.append(offs[1:], stop)          # blocks are contiguous
     section_base = np.empty(len(offs), np.int64)
     prev = 0
     for i in ctrl:
         section_base[prev:i] = st.section_base
         prev = i
-        t, off, big = int(types[i]), int(offs[i]), bool(bigs[i])
+        t, off, end, big = int(types[i]), int(offs[i]), int(block_end[i]), bool(bigs[i])
         if t == SHB:
             st.section_base = len(st.ifaces)
             st.seen_shb = True
         elif t == IDB:
-            blen = int(gather.uint(buf, np.array([off + 4]), 4, big)[0])
-            st.ifaces.append(_parse_idb(bytes(buf[off + 8:off + blen - 4]), big))
+            st.ifaces.append(_parse_idb(bytes(buf[off + 8:end - 4]), big))
     section_base[prev:] = st.section_base
     pk = np.flatnonzero(is_pkt)
     n = len(pk)
@@ -119,7 +118,7 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
     frames = np.arange(st.next_frame, st.next_frame + n, dtype=np.int64)
     st.next_frame += n
     diag.packets += n
-    block_end = np.append(offs[1:], stop)[pk]          # blocks are contiguous
+    block_end = block_end[pk]
     local, ticks, caplen, data = (f[pk] for f in fields)
     is_spb = types[pk] == SPB
     iface = section_base[pk] + local
