@@ -90,12 +90,7 @@ def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big):
     offs_arr = np.empty(n_max, np.int64)
     types_arr = np.empty(n_max, np.int64)
     bigs_arr = np.empty(n_max, np.bool_)
-    local_arr = np.empty(n_max, np.int64)
-    ticks_arr = np.empty(n_max, np.uint64)
-    caplen_arr = np.empty(n_max, np.int64)
-    data_arr = np.empty(n_max, np.int64)
-    cdef int64_t[::1] offs = offs_arr, types = types_arr, local = local_arr, caplen = caplen_arr, data = data_arr
-    cdef uint64_t[::1] ticks = ticks_arr
+    cdef int64_t[::1] offs = offs_arr, types = types_arr
     cdef uint8_t[::1] bigs = bigs_arr.view(np.uint8)
     cdef Py_ssize_t n = 0, off = start
     cdef int64_t btype, blen
@@ -127,22 +122,41 @@ def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big):
                 offs[n] = off
                 types[n] = btype
                 bigs[n] = big
-                local[n] = 0
-                ticks[n] = 0
-                caplen[n] = 0
-                data[n] = off + 28
-                if btype == BT_SPB:
-                    data[n] = off + 12
-                    # the packet's original length, bounded by the block (a negative result is skipped)
-                    caplen[n] = min(_u32(b + off + 8, big), blen - 16)
-                elif (btype == BT_EPB or btype == BT_PB) and blen >= 28:
-                    local[n] = _u32(b + off + 8, big) if btype == BT_EPB else _u16(b + off + 8, big)
-                    ticks[n] = (<uint64_t>_u32(b + off + 12, big) << 32) | <uint64_t>_u32(b + off + 16, big)
-                    caplen[n] = _u32(b + off + 20, big)
                 n += 1
                 off += blen
-    fields = (local_arr[:n], ticks_arr[:n], caplen_arr[:n], data_arr[:n])
+    fields = _packet_fields(b if end > 0 else NULL, offs_arr[:n], types_arr[:n], bigs_arr[:n].view(np.uint8), off)
     return offs_arr[:n], types_arr[:n], bigs_arr[:n], off, status, big, fields
+
+
+cdef tuple _packet_fields(const uint8_t* b, const int64_t[::1] offs, const int64_t[::1] types,
+                          const uint8_t[::1] bigs_u8, int64_t stop):
+    """Second pass over the blocks found, into arrays of exactly their number (the first pass
+    can only guess an upper bound, and numpy backs big arrays with huge pages)."""
+    cdef Py_ssize_t n = offs.shape[0], i
+    local_arr = np.zeros(n, np.int64)
+    ticks_arr = np.zeros(n, np.uint64)
+    caplen_arr = np.zeros(n, np.int64)
+    data_arr = np.empty(n, np.int64)
+    cdef int64_t[::1] local = local_arr, caplen = caplen_arr, data = data_arr
+    cdef uint64_t[::1] ticks = ticks_arr
+    cdef int64_t off, blen, btype
+    cdef bint big
+    with nogil:
+        for i in range(n):
+            off = offs[i]
+            blen = (offs[i + 1] if i + 1 < n else stop) - off
+            btype = types[i]
+            big = bigs_u8[i]
+            data[i] = off + 28
+            if btype == BT_SPB:
+                data[i] = off + 12
+                # the packet's original length, bounded by the block (a negative result is skipped)
+                caplen[i] = min(_u32(b + off + 8, big), blen - 16)
+            elif (btype == BT_EPB or btype == BT_PB) and blen >= 28:
+                local[i] = _u32(b + off + 8, big) if btype == BT_EPB else _u16(b + off + 8, big)
+                ticks[i] = (<uint64_t>_u32(b + off + 12, big) << 32) | <uint64_t>_u32(b + off + 16, big)
+                caplen[i] = _u32(b + off + 20, big)
+    return local_arr, ticks_arr, caplen_arr, data_arr
 
 
 cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
