@@ -47,8 +47,7 @@ def _with_progress(work: list) -> list:
                 size = None
             task = bar.add_task(w[0].name, total=size, packets=0)
             out.append(_analyze_one(w, lambda done, packets, t=task: bar.update(t, completed=done, packets=packets)))
-            final = out[-1].diag.packets if isinstance(out[-1], FileResult) else 0
-            bar.update(task, completed=size, packets=final)
+            bar.remove_task(task)           # one line for the file being read, not a growing list
     return out
 
 
