@@ -171,6 +171,8 @@ def flow_hash_columns(const uint64_t[:] sh, const uint64_t[:] sl, const uint64_t
     """Direction-independent 64-bit key of each 4-tuple: the endpoint that sorts lower is
     always hashed first, so both directions of a connection get the same key."""
     cdef Py_ssize_t n = sh.shape[0], i
+    if not (sl.shape[0] == dh.shape[0] == dl.shape[0] == sp.shape[0] == dp.shape[0] == n):
+        raise ValueError("flow_hash_columns: columns of different lengths")     # bounds are not checked below
     out_arr = np.empty(n, np.uint64)
     cdef uint64_t[::1] out = out_arr
     cdef uint64_t ah, al, bh, bl, ap, bp, x, y
@@ -251,6 +253,8 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
     Ethernet frame that was neither IPv4 nor IPv6; indexes of packets with an unknown link type.
     """
     cdef Py_ssize_t n = data.shape[0], blen = buf.shape[0]
+    if not (caplen.shape[0] == linktype.shape[0] == frame.shape[0] == ts_ns.shape[0] == n):
+        raise ValueError("decode_tcp: record columns of different lengths")     # bounds are not checked below
     cols = {
         "frame": np.empty(n, np.int64), "ts_ns": np.empty(n, np.int64), "v6": np.empty(n, np.bool_),
         "src_hi": np.empty(n, np.uint64), "src_lo": np.empty(n, np.uint64),
