@@ -266,7 +266,7 @@ def normal_close(port):
 
 # ------------------------------------------------------------------ ground truth
 def rst_frames(path: Path) -> list[dict]:
-    from rstwatch.features.extract import _addr
+    from rstwatch.sources.segments import address_text
     from rstwatch.sources.capture import read_segments
     from rstwatch.sources.diagnostics import Diagnostics
     seg = read_segments(path, Diagnostics(str(path)))
@@ -275,8 +275,8 @@ def rst_frames(path: Path) -> list[dict]:
         if seg["flags"][i] & 4:
             v6 = bool(seg["v6"][i])
             out.append({"frame": int(seg["frame"][i]),
-                        "src": _addr(v6, int(seg["src_hi"][i]), int(seg["src_lo"][i])), "sport": int(seg["sport"][i]),
-                        "dst": _addr(v6, int(seg["dst_hi"][i]), int(seg["dst_lo"][i])), "dport": int(seg["dport"][i])})
+                        "src": address_text(v6, int(seg["src_hi"][i]), int(seg["src_lo"][i])), "sport": int(seg["sport"][i]),
+                        "dst": address_text(v6, int(seg["dst_hi"][i]), int(seg["dst_lo"][i])), "dport": int(seg["dport"][i])})
     return out
 
 

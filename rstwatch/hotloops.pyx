@@ -76,14 +76,15 @@ cdef inline int64_t _u16(const uint8_t* b, bint big) noexcept nogil:
     return (<int64_t>b[1] << 8) | <int64_t>b[0]
 
 
-def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big):
+def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big, bint with_fields=True):
     """Complete pcapng blocks from `start`.
 
     Returns (offsets, types, big_endian_flags, stop, status, big_at_stop, packet_fields). A
     Section Header Block sets the byte order of the blocks that follow it. `packet_fields` is
     (interface id within its section, timestamp ticks, captured length, offset of the packet
     data), one entry per block, read from Enhanced, Simple and obsolete Packet Blocks (0 for
-    other blocks; a Simple Packet Block has no interface id or time).
+    other blocks; a Simple Packet Block has no interface id or time), or None when not
+    `with_fields` (a caller that only cuts the stream at block boundaries).
     """
     cdef Py_ssize_t end = buf.shape[0]
     cdef Py_ssize_t n_max = max((end - start) // 12, 0)
@@ -124,7 +125,9 @@ def walk_pcapng(const uint8_t[::1] buf, Py_ssize_t start, bint big):
                 bigs[n] = big
                 n += 1
                 off += blen
-    fields = _packet_fields(b if end > 0 else NULL, offs_arr[:n], types_arr[:n], bigs_arr[:n].view(np.uint8), off)
+    fields = None
+    if with_fields:
+        fields = _packet_fields(b if end > 0 else NULL, offs_arr[:n], types_arr[:n], bigs_arr[:n].view(np.uint8), off)
     return offs_arr[:n], types_arr[:n], bigs_arr[:n], off, status, big, fields
 
 

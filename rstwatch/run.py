@@ -155,7 +155,7 @@ def run_rules_validate(folders: list[Path]) -> int:
 
 
 def run_rules_test(folders: list[Path]) -> int:
-    rules = load_rules(folders, builtin=not folders) if folders else load_rules()
+    rules = load_rules(folders, builtin=False) if folders else load_rules()
     empty = feature_table("", {}, []).head(0)
     template = empty.reindex(range(1))
     failures = run_rule_tests(rules, template)

@@ -1,25 +1,16 @@
 """One row per RST segment: identity columns plus every registered feature, typed."""
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
-
 import numpy as np
 import pandas as pd
 
+from ..sources.segments import address_text
 from ..track.connection import Connection
 from .registry import FEATURES, PANDAS_DTYPE
 
 META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "conn_state",
                 "history", "evidence", "wireshark_filter", "conn_first_frame", "conn_last_frame",
                 "sender_inferred"]
-
-
-@lru_cache(maxsize=65536)          # the same hosts recur across resets
-def _addr(v6: bool, hi: int, lo: int) -> str:
-    if not v6:
-        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
 def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last: int) -> str:
@@ -35,8 +26,8 @@ def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.
         for r in c.rsts:
             i = c.idx[r.pos]
             v6 = P["v6"][i]
-            src = _addr(v6, P["src_hi"][i], P["src_lo"][i])
-            dst = _addr(v6, P["dst_hi"][i], P["dst_lo"][i])
+            src = address_text(v6, P["src_hi"][i], P["src_lo"][i])
+            dst = address_text(v6, P["dst_hi"][i], P["dst_lo"][i])
             sport, dport = P["sport"][i], P["dport"][i]
             row = {
                 "file": file, "frame": r.frame, "time": P["ts_ns"][i] / 1e9,

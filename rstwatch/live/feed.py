@@ -37,7 +37,7 @@ class BlockSplitter:
     def feed(self, data: bytes) -> bytes:
         self.pending = self.pending + data if self.pending else data
         buf = np.frombuffer(self.pending, dtype=np.uint8)
-        offs, types, _, stop, status, big_after, _ = walk_pcapng(buf, 0, self.big)
+        offs, types, _, stop, status, big_after, _ = walk_pcapng(buf, 0, self.big, with_fields=False)
         self.big = bool(big_after)
         if status == CORRUPT:
             self.corrupt = True

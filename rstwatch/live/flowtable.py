@@ -12,7 +12,7 @@ import numpy as np
 
 from ..sources.segments import RST, SEGMENT_COLUMNS, Segments
 from ..track.connection import RESET_DELAY_NS
-from ..track.flows import FORGET_AFTER_NS, summarize_flows
+from ..track.flows import FORGET_AFTER_NS, oldest_flows, summarize_flows
 
 SEGMENT_BYTES = sum(np.dtype(t).itemsize for t in SEGMENT_COLUMNS.values())
 
@@ -66,11 +66,8 @@ def prune(seg: Segments, now_ns: int, pending_frames: np.ndarray, limits: Limits
     kept_rows = int(keep_row.sum())
     if kept_rows > limits.max_segments:
         alive = np.bincount(codes, weights=keep_row, minlength=len(f)).astype(np.int64)
-        candidates = np.flatnonzero((alive > 0) & ~pending)
-        candidates = candidates[np.argsort(last[candidates], kind="stable")]
         excess = kept_rows - int(limits.max_segments * 0.9)      # headroom: the cap is not hit every tick
-        cut = min(int(np.searchsorted(np.cumsum(alive[candidates]), excess)) + 1, len(candidates))
-        victims = candidates[:cut]
+        victims = oldest_flows(last, alive, pending, excess)
         st.evicted = len(victims)
         drop = np.zeros(len(f), bool)
         drop[victims] = True

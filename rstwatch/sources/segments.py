@@ -5,7 +5,9 @@ the decoded TCP header fields, one numpy array per field, one row per TCP segmen
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -27,6 +29,14 @@ SEGMENT_COLUMNS: dict[str, str] = {
 
 FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16
 V4_MAPPED = np.uint64(0xFFFF << 32)
+
+
+@lru_cache(maxsize=65536)          # the same hosts recur across resets
+def address_text(v6: bool, hi: int, lo: int) -> str:
+    """The printable address of a 128-bit (hi, lo) column pair."""
+    if not v6:
+        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
 @dataclass

@@ -90,22 +90,23 @@ def split_connections(P: dict[str, list], idx: list[int]) -> list[list[int]]:
     return conns
 
 
-def _direction(P, i: int, first: int) -> int:
-    """0 when segment i travels like segment `first`, else 1."""
-    return 0 if (P["sport"][i] == P["sport"][first] and P["src_lo"][i] == P["src_lo"][first]
-                 and P["src_hi"][i] == P["src_hi"][first]) else 1
+def _directions(P, idx: list[int]) -> list[int]:
+    """Per segment: 0 when it travels like the first one, else 1."""
+    sports, src_los, src_his = P["sport"], P["src_lo"], P["src_hi"]
+    first = idx[0]
+    a_port, a_lo, a_hi = sports[first], src_los[first], src_his[first]
+    return [0 if (sports[i] == a_port and src_los[i] == a_lo and src_his[i] == a_hi) else 1 for i in idx]
 
 
-def _roles(P, idx: list[int]) -> tuple[int | None, bool]:
+def _roles(P, idx: list[int], dirs: list[int]) -> tuple[int | None, bool]:
     """Client direction relative to the first segment (0 = it came from the client), and
     whether that was inferred from the ports because no SYN or SYN-ACK was seen."""
-    first = idx[0]
-    for i in idx:
+    for i, d in zip(idx, dirs):
         f = P["flags"][i]
         if f & SYN:
-            d = _direction(P, i, first)
             return (1 - d if f & ACK else d), False
     # Midstream: guess the server from the ports (well-known below ephemeral).
+    first = idx[0]
     sp, dp = P["sport"][first], P["dport"][first]
     if dp < 1024 <= sp or (dp < sp and sp >= 32768 > dp):
         return 0, True
@@ -115,13 +116,10 @@ def _roles(P, idx: list[int]) -> tuple[int | None, bool]:
 
 
 def walk(P: dict[str, list], idx: list[int]) -> Connection:
-    client_dir, inferred = _roles(P, idx)
+    dirs = _directions(P, idx)
+    client_dir, inferred = _roles(P, idx, dirs)
     f0 = P["flags"][idx[0]]
     flipped = bool(f0 & SYN and f0 & ACK)       # first packet a SYN-ACK: its receiver originated
-    first = idx[0]
-    sports, src_los, src_his = P["sport"], P["src_lo"], P["src_hi"]
-    a_port, a_lo, a_hi = sports[first], src_los[first], src_his[first]
-    dirs = [0 if (sports[i] == a_port and src_los[i] == a_lo and src_his[i] == a_hi) else 1 for i in idx]
     if flipped:
         dirs = [1 - d for d in dirs]
         client_dir = 0

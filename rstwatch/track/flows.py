@@ -83,17 +83,23 @@ def forget_closed(seg: Segments, idle_ns: int | None = None) -> Segments:
     return seg.take(np.flatnonzero(~done[f.codes]))
 
 
+def oldest_flows(last: np.ndarray, size: np.ndarray, protected: np.ndarray, excess: int) -> np.ndarray:
+    """Flows to drop so that at least `excess` segments go: least recently active first, never
+    a protected one (fewer if the unprotected ones do not hold that many)."""
+    candidates = np.flatnonzero(~protected & (size > 0))
+    candidates = candidates[np.argsort(last[candidates], kind="stable")]
+    cut = min(int(np.searchsorted(np.cumsum(size[candidates]), excess)) + 1, len(candidates))
+    return candidates[:cut]
+
+
 def evict_oldest(seg: Segments, max_rows: int) -> tuple[Segments, int]:
     """Hard cap: drop whole flows without a RST, least recently active first, until at most
     `max_rows` segments remain. Returns (kept, flows evicted)."""
     if len(seg) <= max_rows:
         return seg, 0
     f = summarize_flows(seg)
-    order = np.argsort(np.where(f.rst, np.iinfo(np.int64).max, f.last), kind="stable")
-    excess = len(seg) - max_rows // 2          # leave room so this does not run on every chunk
-    cut = np.searchsorted(np.cumsum(f.size[order]), excess) + 1
-    victims = order[:cut]
-    victims = victims[~f.rst[victims]]
+    # leave room so this does not run on every chunk
+    victims = oldest_flows(f.last, f.size, f.rst, len(seg) - max_rows // 2)
     drop = np.zeros(len(f), bool)
     drop[victims] = True
     return seg.take(np.flatnonzero(~drop[f.codes])), len(victims)

@@ -7,13 +7,12 @@ its segments are dropped: memory stays bounded and the report gets one row for t
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..sources.segments import ACK, RST, SYN, Segments
+from ..sources.segments import ACK, RST, SYN, Segments, address_text
 from .flows import flow_hash
 
 STORM_MIN_FLOWS = 500
@@ -35,12 +34,6 @@ class Storm:
     ports: set = field(default_factory=set)         # bounded sample
     frames: list = field(default_factory=list)      # first RST frames as evidence
     v6: bool = False
-
-
-def _host(v6: bool, hi: int, lo: int) -> str:
-    if not v6:
-        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
 class StormTracker:
@@ -73,7 +66,8 @@ class StormTracker:
         drop = np.zeros(n, bool)
         for k, name in enumerate(("rst-storm", "port-scan", "syn-flood")):
             flows = np.flatnonzero(kind == k)
-            if not len(flows) or (len(flows) < self.min_flows and not any(key[0] == name for key in self.storms)):
+            known = any(key[0] == name for key in self.storms)
+            if not len(flows) or (len(flows) < self.min_flows and not known):
                 continue                  # too few such flows in all for a new flood of this kind
             # the target: receiver of the RST (storm), the scanned host (scan), the SYNs' destination
             rows = np.flatnonzero(np.isin(codes, flows) & (is_rst if k == 0 else syn_only))
@@ -90,7 +84,7 @@ class StormTracker:
             span_s = np.maximum((stats["t1"] - stats["t0"]).to_numpy() / 1e9, 1e-3)
             chosen = ((size >= self.min_flows) & (stats["flows"] / span_s >= MIN_RATE_PER_S)).to_numpy()
             keys = [(name, *map(int, idx)) for idx in stats.index]
-            if any(key[0] == name for key in self.storms):
+            if known:
                 chosen = chosen | np.array([key in self.storms for key in keys])
             if not chosen.any():
                 continue
@@ -109,7 +103,7 @@ class StormTracker:
         v6 = bool(seg["v6"][rows[0]])
         st = self.storms.get(key)
         if st is None:
-            target = _host(v6, key[1], key[2])
+            target = address_text(v6, key[1], key[2])
             st = self.storms[key] = Storm(kind=name, target=target, v6=v6,
                                           first_frame=int(seg["frame"][rows[0]]), first_ns=int(seg["ts_ns"][rows[0]]))
         rst_rows = rows[is_rst[rows]]
@@ -123,7 +117,7 @@ class StormTracker:
         src_rows = rst_rows if name == "rst-storm" else rows[syn_only[rows]]
         for r in src_rows[:64]:
             if len(st.senders) < 64:
-                st.senders.add(_host(bool(seg["v6"][r]), int(seg["src_hi"][r]), int(seg["src_lo"][r])))
+                st.senders.add(address_text(bool(seg["v6"][r]), int(seg["src_hi"][r]), int(seg["src_lo"][r])))
         if name == "port-scan":
             st.ports.update(int(p) for p in np.unique(seg["dport"][rows[syn_only[rows]]])[:100000])
         if len(st.frames) < 10:
