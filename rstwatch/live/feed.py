@@ -15,7 +15,7 @@ from ..sources.decode import decode
 from ..sources.diagnostics import Diagnostics
 from ..sources.pcapng import PACKET_BLOCKS, read_pcapng
 from ..sources.stream import ChunkBuffer
-from ..hotloops import CORRUPT, walk_pcapng
+from ..loops import CORRUPT, walk_pcapng
 
 READ_BYTES = 1 << 20      # one read takes whatever the pipe holds, up to this much
 END = None                # queue sentinel: the pipe reached end of file

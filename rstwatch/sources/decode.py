@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hotloops import SKIP_NAMES, decode_tcp
+from ..loops import SKIP_NAMES, decode_tcp
 from .diagnostics import Diagnostics
 from .segments import RecordIndex, Segments
 

@@ -9,7 +9,7 @@ import numpy as np
 from .diagnostics import Diagnostics
 from .segments import RecordIndex
 from .stream import ChunkBuffer
-from ..hotloops import CORRUPT, walk_pcap
+from ..loops import CORRUPT, walk_pcap
 
 MAGICS = {
     b"\xd4\xc3\xb2\xa1": (False, 1000),       # little-endian, microseconds

@@ -11,7 +11,7 @@ import numpy as np
 from .diagnostics import Diagnostics
 from .segments import RecordIndex
 from .stream import ChunkBuffer
-from ..hotloops import CORRUPT, SHB, walk_pcapng
+from ..loops import CORRUPT, SHB, walk_pcapng
 
 IDB, PB, SPB, EPB = 1, 2, 3, 6
 PACKET_BLOCKS = (PB, SPB, EPB)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..hotloops import flow_hash_columns
+from ..loops import flow_hash_columns
 from ..sources.segments import FIN, RST, Segments
 
 def src_is_low(seg: Segments) -> np.ndarray:
