@@ -9,7 +9,9 @@ import pandas as pd
 from .engine.evaluate import classify
 from .engine.model import Rule
 from .features.extract import feature_table
+from .interop import add_join_keys, frame_times
 from .sources.capture import iter_segments
+from .sources.readfilter import ReadFilter
 from .sources.segments import Segments
 from .sources.diagnostics import Diagnostics
 from .track.flows import evict_oldest, forget_closed
@@ -32,11 +34,12 @@ FORGET_ROWS = 400_000
 MAX_KEPT_ROWS = 4_000_000    # hard cap (~250 MB of segments): beyond it the oldest flows without a RST go
 
 
-def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, progress=None) -> Segments:
+def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, progress=None,
+                  keep: ReadFilter | None = None) -> Segments:
     parts: list[Segments] = []
     rows, bar = 0, FORGET_ROWS
     evicted = 0
-    for chunk in iter_segments(path, diag, progress):
+    for chunk in iter_segments(path, diag, progress, keep.fresh() if keep else None):
         parts.append(chunk)
         rows += len(chunk)
         if rows > bar:
@@ -52,14 +55,15 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, progress=
 
 
 def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
-                 storm_min: int = STORM_MIN_FLOWS, progress=None) -> FileResult:
+                 storm_min: int = STORM_MIN_FLOWS, progress=None, keep: ReadFilter | None = None) -> FileResult:
     label = label or str(path)
     diag = Diagnostics(label)
     storms = StormTracker(storm_min)
-    seg = _read_bounded(path, diag, storms, progress)
+    seg = _read_bounded(path, diag, storms, progress, keep)
     findings = verdicts(label, seg, rules)
     if storms.storms:
-        findings = pd.concat([findings, storm_rows(label, storms)], ignore_index=True)
+        floods = add_join_keys(storm_rows(label, storms), [st.first_ns for st in storms.storms.values()])
+        findings = pd.concat([findings, floods], ignore_index=True)
         findings = findings.sort_values("frame", kind="stable", ignore_index=True)
     return FileResult(label, findings, diag)
 
@@ -67,7 +71,9 @@ def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
 def verdicts(label: str, seg: Segments, rules: list[Rule]) -> pd.DataFrame:
     """One explained finding per RST in `seg` (which must hold whole connections)."""
     P, conns = rst_connections(seg)
-    return explain(classify(feature_table(label, P, conns), rules), rules)
+    out = explain(classify(feature_table(label, P, conns), rules), rules)
+    # join keys (community_id, ts with nanoseconds) for every finding, read and live alike
+    return add_join_keys(out, frame_times(out["frame"].to_numpy(), seg["frame"], seg["ts_ns"]))
 
 
 def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:

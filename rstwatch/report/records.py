@@ -9,7 +9,8 @@ import pandas as pd
 CONTRACT_FIELDS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "cause", "rule",
                    "confidence", "alternatives", "summary", "errno", "evidence", "conn_state", "history",
                    "wireshark_filter"]
-EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connections", "sources_sample"]
+EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connections", "sources_sample",
+                "ts", "community_id"]     # join keys with Zeek/Suricata (rstwatch/interop.py)
 
 
 def _plain(value: Any) -> Any:

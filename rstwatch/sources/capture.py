@@ -14,6 +14,8 @@ from .diagnostics import Diagnostics
 from .pcap import is_pcap, read_pcap
 from .pcapng import is_pcapng, read_pcapng
 from .segments import Segments
+from .readfilter import ReadFilter
+from .stdin import is_stdin, open_input
 from .stream import ChunkBuffer, open_stream
 from .tshark import read_with_tshark
 
@@ -53,9 +55,11 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 Progress = Callable[[int, int], None]     # (bytes of the file read so far, packets so far)
 
 
-def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = None) -> Iterator[Segments]:
-    """Yield TCP segments chunk by chunk; unsupported link types go to the tshark engine."""
-    stream, gz = open_stream(path)
+def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = None,
+                  keep: ReadFilter | None = None) -> Iterator[Segments]:
+    """Yield TCP segments chunk by chunk; unsupported link types go to the tshark engine.
+    `keep` (--bpf, --since/--until, -c) picks packets before decoding; `-` is standard input."""
+    stream, gz = open_input(path)
     raw = stream.fileobj if gz else stream      # position in the file on disk, for progress
     with stream:
         try:
@@ -74,6 +78,8 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
         unsupported: list[np.ndarray] = []
         linktypes: set[int] = set()
         for buf, rec in reader(ChunkBuffer.from_stream(stream, diag, first=head), diag):
+            if keep is not None:
+                rec = keep(buf, rec)
             seg, odd = decode(buf, rec, diag)
             if progress:
                 progress(raw.tell(), diag.packets)
@@ -81,12 +87,19 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
                 unsupported.append(odd)
                 linktypes.update(int(x) for x in np.unique(rec.linktype[np.isin(rec.frame, odd)]))
             yield seg
+            if keep is not None and keep.done:
+                break
+    if unsupported and is_stdin(path):          # the tshark engine reads files, and a pipe is gone
+        diag.warn(f"{sum(len(f) for f in unsupported)} frame(s) with link type "
+                  f"{', '.join(map(str, sorted(linktypes)))} skipped: only the tshark engine decodes them "
+                  f"and it needs a file (save the stream, then `rstwatch read FILE`)")
+        return
     if unsupported:
         frames = np.concatenate(unsupported)
         names = ", ".join(str(x) for x in sorted(linktypes))
         diag.warn(f"{len(frames)} frame(s) with link type {names} decoded by the tshark engine")
         diag.engine = "fast+tshark"
-        if len(frames) == diag.packets:
+        if len(frames) == diag.packets and keep is None:
             yield read_with_tshark(path, diag)
         else:
             yield read_with_tshark(path, diag, _frame_filter(frames))

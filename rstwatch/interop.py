@@ -1,0 +1,77 @@
+"""Join keys other tools share: the Community ID flow hash (Zeek, Suricata, Arkime, Elastic)
+and an ISO 8601 UTC time with every nanosecond the capture gave (`time`, a float, keeps only
+about a quarter of a microsecond)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+TCP = 6
+
+
+def iso_ns(ts_ns: int) -> str:
+    """Epoch nanoseconds -> '2026-11-21T06:19:12.737123456Z' (always nine digits, always UTC)."""
+    sec, ns = divmod(int(ts_ns), 1_000_000_000)
+    return datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
+
+
+def iso_ns_column(ts_ns: Iterable[int]) -> list[str]:
+    """Many at once: the date part is formatted once per second, not once per row."""
+    day = _second_text
+    return [day(int(t) // 1_000_000_000) + f".{int(t) % 1_000_000_000:09d}Z" for t in ts_ns]
+
+
+@lru_cache(maxsize=4096)
+def _second_text(sec: int) -> str:
+    return datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@lru_cache(maxsize=1)
+def _hasher():
+    import communityid          # imported on use: 25 ms that a run without findings need not pay
+    return communityid.CommunityID()
+
+
+@lru_cache(maxsize=65536)        # one flow can hold several resets (and live re-sees flows)
+def community_id(src: str, dst: str, sport: int, dport: int, proto: int = TCP) -> str | None:
+    """Community ID v1 (seed 0) of a flow; None when an end is not one address (a flood from
+    many sources). The package orders the two ends itself, so both directions give one id."""
+    import communityid
+    try:
+        tpl = communityid.FlowTuple(int(proto), src, dst, int(sport), int(dport))
+    except Exception:          # the package raises its own error for text that is no address
+        return None
+    return _hasher().calc(tpl)
+
+
+def community_id_column(df: pd.DataFrame) -> list[str | None]:
+    if not len(df):
+        return []
+    # a flood finding (ports 0) names hosts, not one flow: no id rather than a made-up one
+    return [community_id(s, d, int(sp), int(dp)) if (sp or dp) else None for s, d, sp, dp in
+            zip(df["src"].tolist(), df["dst"].tolist(), df["sport"].tolist(), df["dport"].tolist())]
+
+
+def add_join_keys(df: pd.DataFrame, ts_ns: np.ndarray | list[int] | None = None) -> pd.DataFrame:
+    """Add `ts` (from `ts_ns`, else from `time`, which has lost the last digits) and
+    `community_id` to findings, in place; returns `df`. Flood findings stand for many flows
+    and get None."""
+    if ts_ns is None:
+        ts_ns = np.round(df["time"].to_numpy(dtype="float64") * 1e9).astype("int64") if len(df) else []
+    df["ts"] = pd.Series(iso_ns_column(ts_ns), index=df.index, dtype=object)
+    df["community_id"] = pd.Series(community_id_column(df), index=df.index, dtype=object)
+    return df
+
+
+def frame_times(frames: np.ndarray, seg_frames: np.ndarray, seg_ts_ns: np.ndarray) -> np.ndarray:
+    """Nanosecond time of each of `frames`, looked up among the segments' frames."""
+    if not len(frames):
+        return np.zeros(0, np.int64)
+    order = np.argsort(seg_frames, kind="stable")
+    at = np.searchsorted(seg_frames[order], frames)
+    at = np.minimum(at, len(order) - 1)
+    return np.asarray(seg_ts_ns)[order][at].astype(np.int64)

@@ -1,0 +1,66 @@
+"""Suricata EVE-shaped JSON: one event per finding, so pipelines that ingest eve.json (Filebeat,
+Logstash, Vector, Splunk, jq recipes) take rstwatch's findings as they are.
+
+The envelope uses Suricata's field names and formats (`timestamp` with microseconds and a
++0000 offset, `src_ip`, `dest_port`, `proto: "TCP"`, `community_id`, `pcap_filename`,
+`pcap_cnt` = the frame number); the finding itself, every JSON Lines field, sits under
+`rstwatch`, as an alert sits under `alert`."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Iterator, TextIO
+
+import pandas as pd
+
+from .records import iter_records
+
+EVENT_TYPE = "rstwatch"
+
+
+def suricata_time(iso_ns: str | None, epoch: float) -> str:
+    """'2026-11-21T06:19:12.737123456Z' -> '2026-11-21T06:19:12.737123+0000' (Suricata's form)."""
+    if iso_ns:
+        return iso_ns[:26] + "+0000"
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
+
+
+def eve_event(rec: dict) -> dict:
+    event = {"timestamp": suricata_time(rec.get("ts"), rec["time"]), "event_type": EVENT_TYPE}
+    if rec["src"] != "*":                       # a flood from many sources has no one source
+        event["src_ip"] = rec["src"]
+        event["src_port"] = rec["sport"]
+    event.update({"dest_ip": rec["dst"], "dest_port": rec["dport"], "proto": "TCP"})
+    if rec.get("community_id"):
+        event["community_id"] = rec["community_id"]
+    event["pcap_filename"] = rec["file"]
+    event["pcap_cnt"] = rec["frame"]
+    event[EVENT_TYPE] = rec
+    return event
+
+
+def iter_events(df: pd.DataFrame) -> Iterator[dict]:
+    for rec in iter_records(df):
+        yield eve_event(rec)
+
+
+def write_eve(df: pd.DataFrame, out: TextIO, info=None) -> None:
+    for event in iter_events(df):
+        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+
+class EveSink:
+    """`live`: one event per reset, flushed as it is decided (tail -F eve.json habits)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def start(self, what: str) -> None:
+        pass
+
+    def write(self, df: pd.DataFrame) -> None:
+        write_eve(df, self.out)
+        self.out.flush()
+
+    def finish(self, tally=None) -> None:
+        pass
