@@ -14,6 +14,7 @@ import pandas as pd
 import typer
 
 from ..engine.loader import load_rules
+from ..kernel.live import KernelSide
 from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
 from .evidence import Evidence
 from .feed import END, PipeFeed
@@ -55,6 +56,7 @@ class LiveOptions:
     storm_min: int = 500
     snaplen: int = SNAPLEN
     limits: Limits = field(default_factory=Limits)
+    kernel: bool = True                  # join tcp_send_reset reasons when the kernel offers them
 
 
 class Stop:
@@ -80,6 +82,8 @@ def run_live(opts: LiveOptions) -> int:
     metrics = LiveMetrics(opts.metrics_port) if opts.metrics_port else None
     sink = JsonlSink(sys.stdout) if opts.fmt == "jsonl" else TableSink(sys.stdout)
     tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
+    kernel = KernelSide.open(opts.interfaces, rules, label, metrics) if opts.kernel else None
+    tracker = kernel.wrap(tracker) if kernel else tracker
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     tally = CauseTally()
@@ -119,6 +123,8 @@ def run_live(opts: LiveOptions) -> int:
             signal.signal(s, handler)
         if evidence:
             evidence.close()
+        if kernel:
+            kernel.close()
     if feed.error is not None:
         raise feed.error
     if metrics:
