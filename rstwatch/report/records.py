@@ -10,7 +10,10 @@ CONTRACT_FIELDS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sen
                    "confidence", "alternatives", "summary", "errno", "evidence", "conn_state", "history",
                    "wireshark_filter"]
 EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connections", "sources_sample",
-                "ts", "community_id"]     # join keys with Zeek/Suricata (rstwatch/interop.py)
+                "ts", "community_id",     # join keys with Zeek/Suricata (rstwatch/interop.py)
+                # live with kernel reasons (rstwatch/kernel/join.py KERNEL_FIELDS)
+                "kernel_match", "kernel_reason", "kernel_state", "kernel_context", "kernel_pid", "kernel_comm",
+                "decided_by", "wire_cause", "kernel_agrees"]
 
 
 def _plain(value: Any) -> Any:
