@@ -24,6 +24,29 @@ class Format(str, Enum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
+    eve = "eve"
+    zeek = "zeek"
+    zeek_json = "zeek-json"
+
+
+def _filter_not_format(value: Optional[str]) -> Optional[str]:
+    """-f is a capture filter, as in tcpdump and tshark; say so to whoever meant a format."""
+    if value and value.strip() in {"table", "jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md"}:
+        raise typer.BadParameter(f"-f is the capture filter (as in tcpdump and tshark); "
+                                 f"for the output format use --format {value.strip()}", param_hint="-f/--bpf")
+    return value
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_show_version,
+                                       help="Print the version and exit.")) -> None:
+    """Tell why TCP connections were reset: who sent each RST, why, and what to change."""
 
 
 RulesOpt = typer.Option(None, "--rules", help="Extra rule folder (repeatable): adds rules, overrides or disables built-ins by id.")
@@ -32,8 +55,12 @@ DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
 
 @app.command()
 def read(
-    paths: list[Path] = typer.Argument(..., help="Capture files (pcap, pcapng, optionally .gz) or folders."),
-    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="table (default on a terminal), jsonl (default otherwise) or csv."),
+    paths: list[Path] = typer.Argument(..., help="Capture files (pcap, pcapng, optionally .gz) or folders; - reads standard input (tcpdump -w - | rstwatch read -)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="table (default on a terminal), jsonl (default otherwise), csv, eve (Suricata EVE JSON), zeek (Zeek TSV log) or zeek-json."),
+    bpf: Optional[str] = typer.Option(None, "--bpf", "-f", callback=_filter_not_format, help="Read only the packets this capture filter accepts (libpcap syntax, as in tcpdump), e.g. 'port 443'."),
+    since: Optional[str] = typer.Option(None, "--since", help="Skip packets before this time: ISO 8601 (UTC unless a zone is given) or epoch seconds."),
+    until: Optional[str] = typer.Option(None, "--until", help="Skip packets at or after this time."),
+    count: Optional[int] = typer.Option(None, "--count", "-c", min=1, help="Stop reading each input after this many packets (those the filters keep), like tcpdump -c."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout (atomically)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
     rules: Optional[list[Path]] = RulesOpt,
@@ -43,7 +70,8 @@ def read(
 ) -> None:
     """Classify every TCP RST in capture files."""
     from .run import run_read
-    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min), debug)
+    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min,
+                            filters=(bpf, since, until, count)), debug)
 
 
 class LiveFormat(str, Enum):
@@ -54,8 +82,8 @@ class LiveFormat(str, Enum):
 @app.command()
 def live(
     interfaces: list[str] = typer.Argument(..., help="Interface(s) to watch (see `rstwatch interfaces`; `any` = all)."),
-    fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-f", help="table (default on a terminal) or jsonl (default otherwise), one line per reset."),
-    bpf: Optional[str] = typer.Option(None, "--bpf", help="Capture filter in libpcap syntax, e.g. 'port 443'."),
+    fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-T", help="table (default on a terminal) or jsonl (default otherwise), one line per reset."),
+    bpf: Optional[str] = typer.Option(None, "--bpf", "-f", callback=_filter_not_format, help="Capture filter in libpcap syntax, e.g. 'port 443'."),
     duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (30s, 10m, 1h)."),
     write: Optional[Path] = typer.Option(None, "--write", "-w", help="Keep the captured packets in this pcapng file (replay with `rstwatch read`)."),
     ring_files: int = typer.Option(0, "--ring-files", min=0, help="With --write: keep only the newest N files of --ring-size each (FILE_00001.pcapng, ...)."),
@@ -131,6 +159,16 @@ def rules_features() -> None:
     for f in FEATURES.values():
         unit = f" [{f.unit}]" if f.unit else ""
         typer.echo(f"{f.name:36} {f.kind:6}{unit:9} {f.meaning}")
+
+
+@app.command()
+def completion(shell: str = typer.Argument(..., help="bash, zsh or fish")) -> None:
+    """Print the shell completion script: `rstwatch completion bash > /etc/bash_completion.d/rstwatch`,
+    `rstwatch completion fish > ~/.config/fish/completions/rstwatch.fish`, zsh: a file `_rstwatch` on $fpath."""
+    from typer._completion_shared import get_completion_script    # typer's own scripts, not a copy
+    if shell not in ("bash", "zsh", "fish"):
+        raise typer.BadParameter(f"{shell!r}: choose bash, zsh or fish", param_hint="SHELL")
+    typer.echo(get_completion_script(prog_name="rstwatch", complete_var="_RSTWATCH_COMPLETE", shell=shell))
 
 
 @app.command()

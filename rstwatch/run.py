@@ -23,10 +23,10 @@ def _warn(message: str) -> None:
     typer.echo(f"rstwatch: warning: {message}", err=True)
 
 
-def _analyze_one(args: tuple[Path, list[Rule], bool, int], progress=None) -> FileResult | str:
-    path, rules, debug, storm_min = args
+def _analyze_one(args: tuple, progress=None) -> FileResult | str:
+    path, rules, debug, storm_min, *keep = args           # keep: the read filter, if any
     try:
-        return analyze_file(path, rules, storm_min=storm_min, progress=progress)
+        return analyze_file(path, rules, storm_min=storm_min, progress=progress, keep=keep[0] if keep else None)
     except CaptureError as exc:
         if debug:
             raise
@@ -52,10 +52,10 @@ def _with_progress(work: list) -> list:
 
 
 def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bool = False,
-                  storm_min: int = STORM_MIN_FLOWS) -> tuple[list[FileResult], list[str]]:
+                  storm_min: int = STORM_MIN_FLOWS, keep=None) -> tuple[list[FileResult], list[str]]:
     """Results in input order (deterministic whatever --jobs), and one error line per unreadable file."""
     files = expand_inputs(paths)
-    work = [(f, rules, debug, storm_min) for f in files]
+    work = [(f, rules, debug, storm_min, keep) for f in files]
     if jobs > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
@@ -70,10 +70,13 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
 
 
 def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: bool,
-             rule_dirs: list[Path], jobs: int, debug: bool = False, storm_min: int = STORM_MIN_FLOWS) -> int:
+             rule_dirs: list[Path], jobs: int, debug: bool = False, storm_min: int = STORM_MIN_FLOWS,
+             filters: tuple = ()) -> int:
+    from .sources.readfilter import make_filter
+    keep = make_filter(*filters) if filters else None     # bad --bpf/--since/--until: exit 2 before any work
     check_output(output, force)
     rules = load_rules(rule_dirs)
-    results, errors = analyze_paths(paths, rules, jobs, debug, storm_min)
+    results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
     for err in errors:
         typer.echo(f"rstwatch: error: {err}", err=True)
     for res in results:
@@ -89,6 +92,10 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     with open_output(output, force) as out:
         if fmt == "jsonl":
             write_jsonl(findings, out)
+        elif fmt in ("eve", "zeek", "zeek-json"):
+            from .report.eve import write_eve
+            from .report.zeeklog import write_zeek, write_zeek_json
+            {"eve": write_eve, "zeek": write_zeek, "zeek-json": write_zeek_json}[fmt](findings, out)
         elif fmt == "csv":
             from .report.csvout import write_csv      # imported on use: every import is start-up time
             write_csv(findings, out)
@@ -108,7 +115,11 @@ def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
     rules = load_rules(rule_dirs)
     match = [r for r in rules if name in (r.name, r.id)]
     if not match:
-        raise RstwatchError(name, f"no such rule (known: {', '.join(r.name for r in rules)})")
+        from .floodinfo import explain_flood, flood_causes
+        if (flood := explain_flood(name)) is not None:         # causes from flood detection, not rule files
+            typer.echo("\n".join(flood))
+            return 0
+        raise RstwatchError(name, f"no such rule (known: {', '.join([r.name for r in rules] + flood_causes())})")
     r = match[0]
     lines = [f"{r.name} ({r.id}): {r.title}", f"  file: {r.source}", f"  priority {r.priority}, confidence {r.confidence:.2f}"]
     if r.confidence_notes:
