@@ -95,6 +95,7 @@ def live(
     snaplen: int = typer.Option(192, "--snaplen", min=64, max=262144, help="Bytes kept per packet (headers only by default)."),
     max_segments: int = typer.Option(1_000_000, "--max-segments", min=1000, help="Flow table cap in TCP segments (75 bytes each)."),
     flow_idle: float = typer.Option(600.0, "--flow-idle", min=1.0, help="Forget a flow after this many seconds without a packet."),
+    no_kernel: bool = typer.Option(False, "--no-kernel", help="Wire only: do not join the kernel's tcp_send_reset reasons (joined by default when available)."),
     debug: bool = DebugOpt,
 ) -> None:
     """Watch an interface and classify each TCP reset as it happens."""
@@ -107,7 +108,21 @@ def live(
                        ring_files=ring_files, ring_mb=ring_size, force=force, metrics_port=metrics_port,
                        rule_dirs=rules or [], storm_min=storm_min, snaplen=snaplen,
                        limits=Limits(max_segments=max_segments, flow_idle_s=flow_idle))
+    opts.kernel = not no_kernel
     _guard(lambda: run_live(opts), debug)
+
+
+@app.command()
+def kernel(
+    fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-f", help="table (default on a terminal) or jsonl (default otherwise), one line per reset."),
+    duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (30s, 10m, 1h)."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Stream this host's TCP resets as its kernel reports them (reason, state, process); Linux >= 6.10, root."""
+    from .kernel.stream import run_kernel
+    from .live.session import parse_duration
+    seconds = parse_duration(duration) if duration else None
+    _guard(lambda: run_kernel(fmt.value if fmt else ("table" if sys.stdout.isatty() else "jsonl"), seconds), debug)
 
 
 @app.command()
