@@ -27,6 +27,8 @@ class LiveMetrics:
                            registry=reg)
         self.delay = Histogram("rstwatch_verdict_delay_seconds", "Time from a RST reaching rstwatch to its verdict",
                                buckets=(0.5, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0), registry=reg)
+        self.kernel = Counter("rstwatch_kernel_resets", "Resets this host's kernel sent (tcp:tcp_send_reset), by its reason",
+                              ["reason"], registry=reg)       # fed by rstwatch/kernel/live.py
         self._totals: dict = {}
         try:
             start_http_server(port, addr=addr or "0.0.0.0", registry=reg)
