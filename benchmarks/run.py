@@ -97,9 +97,9 @@ def main() -> None:
     make(files["pcap.gz"], n, "--gzip")
     rows = []
     spread = []
-    timed(RSTWATCH + ["read", str(files["pcap"]), "-f", "jsonl"])          # warm the page cache
+    timed(RSTWATCH + ["read", str(files["pcap"]), "--format", "jsonl"])          # warm the page cache
     for kind, path in files.items():
-        wall, rss, fast, slow = timed_median(RSTWATCH + ["read", str(path), "-f", "jsonl"], a.repeat)
+        wall, rss, fast, slow = timed_median(RSTWATCH + ["read", str(path), "--format", "jsonl"], a.repeat)
         rows.append((f"rstwatch read ({kind}, JSON Lines out)", n / wall, rss, wall))
         spread.append(f"{kind} {fast:.2f}-{slow:.2f} s ({n / slow:,.0f}-{n / fast:,.0f} packets/s)")
 
@@ -130,12 +130,12 @@ def main() -> None:
     print(f"rstwatch over {a.repeat} runs (fastest-slowest): " + "; ".join(spread))
     tiny = work / "tiny.pcap"
     make(tiny, 2)
-    start, _, _, _ = timed_median(RSTWATCH + ["read", str(tiny), "-f", "jsonl"], a.repeat)
+    start, _, _, _ = timed_median(RSTWATCH + ["read", str(tiny), "--format", "jsonl"], a.repeat)
     print(f"start-up (a 2-packet file, median): {start:.2f} s")
     # memory and marginal rate at twice the size
     double = work / "double.pcap"
     make(double, 2 * n)
-    wall2, rss2, _, _ = timed_median(RSTWATCH + ["read", str(double), "-f", "jsonl"], a.repeat)
+    wall2, rss2, _, _ = timed_median(RSTWATCH + ["read", str(double), "--format", "jsonl"], a.repeat)
     wall1, rss1 = rows[0][3], rows[0][2]
     print(f"2x packets ({2 * n:,}): {wall2:.2f} s, peak RSS {rss2} MiB vs {rss1} MiB at {n:,} "
           f"(+{100 * (rss2 - rss1) / rss1:.0f}%)")
@@ -144,7 +144,7 @@ def main() -> None:
         big = work / "big.pcap"
         subprocess.run([sys.executable, str(HERE / "synth.py"), str(big), "0", "--big-gb", str(a.big_gb)], check=True)
         packets = (big.stat().st_size - 24) // (16 + synth.FRAME)
-        wall, rss = timed(RSTWATCH + ["read", str(big), "-f", "jsonl"])
+        wall, rss = timed(RSTWATCH + ["read", str(big), "--format", "jsonl"])
         print(f"{big.stat().st_size / 1e9:.1f} GB capture ({packets:,} packets): {wall:.1f} s, "
               f"{packets / wall:,.0f} packets/s, peak RSS {rss} MiB")
     if not a.keep:

@@ -49,7 +49,7 @@ def test_million_tuple_rst_flood_is_one_finding_in_bounded_memory(tmp_path):
     code = ("import resource,subprocess,sys;p=subprocess.run(sys.argv[1:],capture_output=True);"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
             "sys.stdout.write(p.stdout.decode());sys.stderr.write(p.stderr.decode());sys.exit(p.returncode)")
-    res = subprocess.run([sys.executable, "-c", code, exe, "read", str(path), "-f", "jsonl"], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", code, exe, "read", str(path), "--format", "jsonl"], capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
@@ -64,6 +64,6 @@ def test_slow_trickle_of_lone_rsts_is_not_a_storm(tmp_path):
     path = tmp_path / "trickle.pcap"
     write(path, rst_frames(600, per_second=2))
     exe = shutil.which("rstwatch", path=str(Path(sys.executable).parent))
-    res = subprocess.run([exe, "read", str(path), "-f", "jsonl"], capture_output=True, text=True)
+    res = subprocess.run([exe, "read", str(path), "--format", "jsonl"], capture_output=True, text=True)
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(rows) == 600 and "rst-storm" not in {r["cause"] for r in rows}

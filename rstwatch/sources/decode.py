@@ -25,6 +25,17 @@ SKIP_TEXT = {
 PLAINLY_NOT_TCP = (0x0806, 0x88CC, 0x8035)     # ARP, LLDP, RARP: not worth a line of their own
 
 
+def _compact(cols: dict[str, np.ndarray], allocated: int) -> dict[str, np.ndarray]:
+    """The compiled pass fills columns sized for every packet and returns views of the TCP
+    rows; a view keeps its whole base alive. When most packets were not TCP (a capture of
+    zero-length records, ARP, UDP), copy the few rows out so the chunk's arrays are freed:
+    otherwise memory grows ~75 bytes per non-TCP frame for as long as the chunk is held."""
+    rows = len(cols["frame"])
+    if rows * 2 > allocated:
+        return cols
+    return {name: column.copy() for name, column in cols.items()}
+
+
 def decode(buf: np.ndarray, rec: RecordIndex, diag: Diagnostics) -> tuple[Segments, np.ndarray]:
     """Return (TCP segments, frames whose link type is unsupported)."""
     cols, skipped, ethertypes, unsupported = decode_tcp(
@@ -40,6 +51,6 @@ def decode(buf: np.ndarray, rec: RecordIndex, diag: Diagnostics) -> tuple[Segmen
     malformed = int(skipped[SKIP_NAMES.index("tcp_offset")])
     if malformed:
         diag.warn(f"{malformed} TCP segment(s) with data offset < 5 skipped (malformed)")
-    seg = Segments(cols)
+    seg = Segments(_compact(cols, len(rec)))
     diag.tcp_segments += len(seg)
     return seg, rec.frame[unsupported]
