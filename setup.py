@@ -1,11 +1,22 @@
 """Build steps pyproject.toml cannot express: compile rstwatch/hotloops.pyx (the per-packet loops)
-with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules."""
+with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules.
+
+The extension is optional: without a C compiler (or Cython, or Python's headers) the build
+says so in one warning and goes on, and rstwatch runs on its numpy twin (rstwatch/hotloops_py.py,
+chosen by rstwatch/loops.py). RSTWATCH_NO_EXTENSION=1 skips it on purpose: that is how the
+pure, any-platform wheel (py3-none-any) is built.
+"""
+import os
 import shutil
+import sys
 from pathlib import Path
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError, PlatformError
+
+BUILD_FAILURES = (CCompilerError, CompileError, ExecError, LinkError, PlatformError, OSError)
 
 
 class BuildPyWithRules(build_py):
@@ -16,10 +27,41 @@ class BuildPyWithRules(build_py):
         shutil.copytree(Path(__file__).parent / "rules", target)
 
 
+class OptionalBuildExt(build_ext):
+    """Build the compiled loops if this machine can; never fail the install because it cannot."""
+
+    def run(self):
+        try:
+            super().run()
+        except BUILD_FAILURES as exc:
+            _skipped(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except BUILD_FAILURES as exc:
+            _skipped(exc)
+
+
+def _skipped(exc: Exception) -> None:
+    print(f"rstwatch: warning: the compiled loops were not built ({type(exc).__name__}: {exc}); "
+          "rstwatch will use its slower numpy fallback", file=sys.stderr)
+
+
+def extensions() -> list:
+    if os.environ.get("RSTWATCH_NO_EXTENSION", "") not in ("", "0"):
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError as exc:          # an offline build without Cython: still installable
+        _skipped(exc)
+        return []
+    strip = ["-s"] if sys.platform.startswith("linux") else []    # no debug symbols: 1.6 MiB -> ~0.2 MiB
+    return cythonize([Extension("rstwatch.hotloops", ["rstwatch/hotloops.pyx"], extra_compile_args=["-O3"],
+                                extra_link_args=strip)], language_level=3)
+
+
 setup(
-    ext_modules=cythonize(
-        [Extension("rstwatch.hotloops", ["rstwatch/hotloops.pyx"], extra_compile_args=["-O3"])],
-        language_level=3,
-    ),
-    cmdclass={"build_py": BuildPyWithRules},
+    ext_modules=extensions(),
+    cmdclass={"build_py": BuildPyWithRules, "build_ext": OptionalBuildExt},
 )

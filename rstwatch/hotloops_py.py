@@ -39,17 +39,19 @@ def walk_pcap(buf, start: int, big: bool, tick_ns: int = 1000):
     caplens: list[int] = []
     ts: list[int] = []
     off, status = start, NEED_MORE
+    append_off, append_cap, append_ts = offs.append, caplens.append, ts.append
     while off + 16 <= end:
         sec, frac, caplen = hdr(mv, off)
         if caplen > MAX_CAPLEN:
             status = CORRUPT
             break
-        if off + 16 + caplen > end:
+        nxt = off + 16 + caplen
+        if nxt > end:
             break
-        offs.append(off)
-        caplens.append(caplen)
-        ts.append(sec * 1_000_000_000 + frac * tick_ns)
-        off += 16 + caplen
+        append_off(off)
+        append_cap(caplen)
+        append_ts(sec * 1_000_000_000 + frac * tick_ns)
+        off = nxt
     return (np.array(offs, np.int64), np.array(caplens, np.int64), np.array(ts, np.int64), off, status)
 
 
@@ -63,9 +65,10 @@ def walk_pcapng(buf, start: int, big: bool, with_fields: bool = True):
     types: list[int] = []
     bigs: list[bool] = []
     off, status = start, NEED_MORE
+    head, u32 = _BLOCK_HDR[big].unpack_from, _U32[big].unpack_from
     while off + 12 <= end:
-        btype = _U32[big].unpack_from(mv, off)[0]
-        if btype == SHB:
+        btype, blen = head(mv, off)
+        if btype == SHB:                     # 0x0A0D0D0A reads the same in either byte order
             # the byte-order magic decides this section's endianness
             magic = bytes(mv[off + 8:off + 12])
             if magic == _SHB_BIG:
@@ -75,13 +78,14 @@ def walk_pcapng(buf, start: int, big: bool, with_fields: bool = True):
             else:
                 status = CORRUPT
                 break
-        blen = _U32[big].unpack_from(mv, off + 4)[0]
+            head, u32 = _BLOCK_HDR[big].unpack_from, _U32[big].unpack_from
+            btype, blen = head(mv, off)
         if blen < 12 or blen > MAX_BLOCK or blen & 3:
             status = CORRUPT
             break
         if off + blen > end:
             break
-        if _U32[big].unpack_from(mv, off + blen - 4)[0] != blen:
+        if u32(mv, off + blen - 4)[0] != blen:
             status = CORRUPT
             break
         offs.append(off)
@@ -94,18 +98,19 @@ def walk_pcapng(buf, start: int, big: bool, with_fields: bool = True):
 
 
 def _uint(buf: np.ndarray, pos: np.ndarray, width: int, big) -> np.ndarray:
-    """Unsigned `width`-byte integers at byte offsets `pos`; `big` is a bool or a bool array."""
-    v_be = np.zeros(len(pos), np.uint64)
-    v_le = np.zeros(len(pos), np.uint64)
-    for k in range(width):
-        byte = buf[pos + k].astype(np.uint64)
-        v_be = (v_be << np.uint64(8)) | byte
-        v_le |= byte << np.uint64(8 * k)
-    return np.where(big, v_be, v_le)
+    """Unsigned `width`-byte integers at byte offsets `pos` (one gather of width bytes each);
+    `big` is a bool or, for pcapng sections of both byte orders, a bool array."""
+    raw = buf[np.asarray(pos, np.int64)[:, None] + np.arange(width)]
+    if isinstance(big, (bool, np.bool_)):
+        return raw.view((">u" if big else "<u") + str(width)).ravel().astype(np.uint64)
+    return np.where(big, raw.view(f">u{width}").ravel(), raw.view(f"<u{width}").ravel()).astype(np.uint64)
 
 
 def _packet_fields(buf: np.ndarray, offs, types, bigs, stop: int):
     n = len(offs)
+    # one byte order in the whole buffer (the usual case): a scalar takes the cheaper path
+    uniform = bool(bigs[0]) if n and (bigs.all() or not bigs.any()) else None
+    order = (lambda idx: bigs[idx]) if uniform is None else (lambda idx: uniform)
     local = np.zeros(n, np.int64)
     ticks = np.zeros(n, np.uint64)
     caplen = np.zeros(n, np.int64)
@@ -113,9 +118,9 @@ def _packet_fields(buf: np.ndarray, offs, types, bigs, stop: int):
     blen = np.append(offs[1:], stop) - offs
     spb = np.flatnonzero(types == BT_SPB)
     data[spb] = offs[spb] + 12
-    caplen[spb] = np.minimum(_uint(buf, offs[spb] + 8, 4, bigs[spb]).astype(np.int64), blen[spb] - 16)
+    caplen[spb] = np.minimum(_uint(buf, offs[spb] + 8, 4, order(spb)).astype(np.int64), blen[spb] - 16)
     pb = np.flatnonzero(((types == BT_EPB) | (types == BT_PB)) & (blen >= 28))
-    o, b = offs[pb], bigs[pb]
+    o, b = offs[pb], order(pb)
     local[pb] = np.where(types[pb] == BT_EPB, _uint(buf, o + 8, 4, b), _uint(buf, o + 8, 2, b)).astype(np.int64)
     ticks[pb] = (_uint(buf, o + 12, 4, b) << np.uint64(32)) | _uint(buf, o + 16, 4, b)
     caplen[pb] = _uint(buf, o + 20, 4, b).astype(np.int64)
