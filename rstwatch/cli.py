@@ -20,13 +20,9 @@ app.add_typer(rules_app, name="rules")
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class Format(str, Enum):
-    table = "table"
-    jsonl = "jsonl"
-    csv = "csv"
-    eve = "eve"
-    zeek = "zeek"
-    zeek_json = "zeek-json"
+from .report.formats import FORMATS  # noqa: E402  (the one output registry: a format added there shows up here)
+
+Format = Enum("Format", {name.replace("-", "_"): name for name in FORMATS}, type=str)
 
 
 def _filter_not_format(value: Optional[str]) -> Optional[str]:
@@ -66,17 +62,35 @@ def read(
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
     storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a port scan, RST storm or SYN flood of at least this many connections to one host as one finding (0: never)."),
+    extract: Optional[Path] = typer.Option(None, "--extract", help="Write the packets of each finding's connection as a small pcapng into this folder (named after the finding)."),
     debug: bool = DebugOpt,
 ) -> None:
     """Classify every TCP RST in capture files."""
     from .run import run_read
     _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min,
-                            filters=(bpf, since, until, count)), debug)
+                            filters=(bpf, since, until, count), extract=extract), debug)
 
 
-class LiveFormat(str, Enum):
-    table = "table"
-    jsonl = "jsonl"
+@app.command()
+def report(
+    paths: list[Path] = typer.Argument(..., help="Capture files or folders, and/or findings saved by `rstwatch read -o x.parquet`."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The report: NAME.html (one self-contained file) or NAME.md (images in NAME_files/); default: HTML on stdout."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="Default html, or md; any `read` format works."),
+    title: Optional[str] = typer.Option(None, "--title", help="The report's title, e.g. \"INC-2291 checkout 502s\"."),
+    extract: Optional[Path] = typer.Option(None, "--extract", help="Also write each finding's packets as pcapng into this folder; the report links them."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the report and evidence files if they exist."),
+    rules: Optional[list[Path]] = RulesOpt,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
+    storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a flood of at least this many connections to one host as one finding (0: never)."),
+    debug: bool = DebugOpt,
+) -> None:
+    """An incident report to hand over: headline, timeline, causes with packet ladders, all findings."""
+    from .run_report import run_report
+    _guard(lambda: run_report(paths, output, fmt.value if fmt else None, force, rules or [], title, extract, jobs,
+                              debug, storm_min), debug)
+
+
+LiveFormat = Enum("LiveFormat", {n.replace("-", "_"): n for n, f in FORMATS.items() if f.stream}, type=str)
 
 
 @app.command()
@@ -96,6 +110,8 @@ def live(
     max_segments: int = typer.Option(1_000_000, "--max-segments", min=1000, help="Flow table cap in TCP segments (75 bytes each)."),
     flow_idle: float = typer.Option(600.0, "--flow-idle", min=1.0, help="Forget a flow after this many seconds without a packet."),
     no_kernel: bool = typer.Option(False, "--no-kernel", help="Wire only: do not join the kernel's tcp_send_reset reasons (joined by default when available)."),
+    report_to: Optional[Path] = typer.Option(None, "--report", help="When the session ends, write an incident report here (.html, .md, or any `read` format such as .parquet); with --write its examples get packet ladders."),
+    title: Optional[str] = typer.Option(None, "--title", help="With --report: the report's title."),
     debug: bool = DebugOpt,
 ) -> None:
     """Watch an interface and classify each TCP reset as it happens."""
@@ -108,6 +124,9 @@ def live(
                        ring_files=ring_files, ring_mb=ring_size, force=force, metrics_port=metrics_port,
                        rule_dirs=rules or [], storm_min=storm_min, snaplen=snaplen,
                        limits=Limits(max_segments=max_segments, flow_idle_s=flow_idle))
+    if report_to is not None:
+        from .live.report import LiveReport
+        opts.report = LiveReport(report_to, force, title)         # checked before the capture starts
     opts.kernel = not no_kernel
     _guard(lambda: run_live(opts), debug)
 

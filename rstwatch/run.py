@@ -71,8 +71,10 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
 
 def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: bool,
              rule_dirs: list[Path], jobs: int, debug: bool = False, storm_min: int = STORM_MIN_FLOWS,
-             filters: tuple = ()) -> int:
+             filters: tuple = (), extract: Path | None = None) -> int:
+    from .run_report import finish, plan
     from .sources.readfilter import make_filter
+    chosen = plan(fmt, output, extract)         # md to stdout, an --extract folder that cannot be made: exit 2 now
     keep = make_filter(*filters) if filters else None     # bad --bpf/--since/--until: exit 2 before any work
     check_output(output, force)
     rules = load_rules(rule_dirs)
@@ -88,20 +90,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     if not results:
         return 2
     findings = pd.concat([r.findings for r in results], ignore_index=True) if results else pd.DataFrame()
-    fmt = fmt or ("table" if (output is None and sys.stdout.isatty()) else "jsonl")
-    with open_output(output, force) as out:
-        if fmt == "jsonl":
-            write_jsonl(findings, out)
-        elif fmt in ("eve", "zeek", "zeek-json"):
-            from .report.eve import write_eve
-            from .report.zeeklog import write_zeek, write_zeek_json
-            {"eve": write_eve, "zeek": write_zeek, "zeek-json": write_zeek_json}[fmt](findings, out)
-        elif fmt == "csv":
-            from .report.csvout import write_csv      # imported on use: every import is start-up time
-            write_csv(findings, out)
-        else:
-            from .report.table import write_table
-            write_table(findings, out, packets=sum(r.diag.packets for r in results), files=len(results))
+    finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
     return 1 if errors else 0
 
 

@@ -20,7 +20,8 @@ from .evidence import Evidence
 from .feed import END, PipeFeed
 from .flowtable import Limits, SEGMENT_BYTES
 from .metrics import LiveMetrics
-from .sinks import CauseTally, JsonlSink, TableSink
+from .report import LiveReport
+from .sinks import CauseTally, make_sink
 from .tracker import LiveTracker
 
 START_TIMEOUT_S = 15.0  # dumpcap writes its header as soon as the interface is open
@@ -57,6 +58,7 @@ class LiveOptions:
     snaplen: int = SNAPLEN
     limits: Limits = field(default_factory=Limits)
     kernel: bool = True                  # join tcp_send_reset reasons when the kernel offers them
+    report: "LiveReport | None" = None   # --report FILE: written when the session ends (live/report.py)
 
 
 class Stop:
@@ -78,9 +80,11 @@ def _say(message: str) -> None:
 def run_live(opts: LiveOptions) -> int:
     rules = load_rules(opts.rule_dirs)
     label = "live:" + ",".join(opts.interfaces)
+    if opts.report:
+        opts.report.check()                 # an unwritable --report: exit 2 before capturing
     evidence = Evidence(opts.write, opts.force, opts.ring_files, opts.ring_mb) if opts.write else None
     metrics = LiveMetrics(opts.metrics_port) if opts.metrics_port else None
-    sink = JsonlSink(sys.stdout) if opts.fmt == "jsonl" else TableSink(sys.stdout)
+    sink = make_sink(opts.fmt, sys.stdout)  # table, jsonl, csv, ... (report/formats.py)
     tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
     kernel = KernelSide.open(opts.interfaces, rules, label, metrics) if opts.kernel else None
     tracker = kernel.wrap(tracker) if kernel else tracker
@@ -103,6 +107,8 @@ def run_live(opts: LiveOptions) -> int:
                 if len(df):
                     sink.write(df)
                     tally.add(df)
+                    if opts.report:
+                        opts.report.add(df)
                 if metrics:
                     metrics.findings(df)
                     for d in tracker.delays:
@@ -131,6 +137,10 @@ def run_live(opts: LiveOptions) -> int:
         metrics.drops.set(stats.dropped)
     sink.finish(tally)
     _summary(label, feed, tracker, stats, tally, time.monotonic() - started, evidence)
+    if opts.report:
+        opts.report.write(label, feed.diag.packets, rules, opts.rule_dirs, stats.dropped if (stats.received or stats.dropped)
+                          else None, stats.received or None, list(evidence.files) if evidence else [])
+        _say(f"report written to {opts.report.path}")
     if capture_lost:
         _say(f"error: capture on {', '.join(opts.interfaces)} stopped: {failure}")
         return EXIT_CAPTURE_LOST

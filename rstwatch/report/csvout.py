@@ -1,6 +1,12 @@
+"""CSV: the JSON Lines columns, one flat row per RST.
+
+A list becomes one cell of `;`-separated items; an item that holds a `;` or a quote is quoted
+CSV-style inside the cell (remediation text does), so `csv.reader([cell], delimiter=";")`
+gives the list back. errno becomes JSON."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from typing import TextIO
 
@@ -8,14 +14,51 @@ import pandas as pd
 
 from .records import CONTRACT_FIELDS, EXTRA_FIELDS, iter_records
 
+LIST_FIELDS = ("alternatives", "evidence", "remediation", "sources_sample")
+FIELDS = CONTRACT_FIELDS + EXTRA_FIELDS
 
-def write_csv(df: pd.DataFrame, out: TextIO) -> None:
-    """Lists become `;`-joined text, the errno object becomes JSON: one flat row per RST."""
-    fields = CONTRACT_FIELDS + EXTRA_FIELDS
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+
+def join_list(items) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=";", lineterminator="").writerow([str(x) for x in items or []])
+    return buf.getvalue()
+
+
+def split_list(cell: str) -> list[str]:
+    """The inverse of join_list (items come back as text)."""
+    return next(csv.reader([cell], delimiter=";")) if cell else []
+
+
+def _flat(rec: dict) -> dict:
+    for key in LIST_FIELDS:
+        if key in rec:
+            rec[key] = join_list(rec[key])
+    rec["errno"] = json.dumps(rec["errno"], separators=(",", ":"))
+    return rec
+
+
+def write_csv(df: pd.DataFrame, out: TextIO, info=None) -> None:
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     for rec in iter_records(df):
-        for key in ("alternatives", "evidence", "remediation"):
-            rec[key] = ";".join(str(x) for x in rec.get(key) or [])
-        rec["errno"] = json.dumps(rec["errno"], separators=(",", ":"))
-        writer.writerow(rec)
+        writer.writerow(_flat(rec))
+
+
+class CsvSink:
+    """`live --format csv`: the header once, then rows as resets are decided."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+
+    def start(self, what: str) -> None:
+        self.writer.writeheader()
+        self.out.flush()
+
+    def write(self, df: pd.DataFrame) -> None:
+        for rec in iter_records(df):
+            self.writer.writerow(_flat(rec))
+        self.out.flush()
+
+    def finish(self, tally) -> None:
+        pass

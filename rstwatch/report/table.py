@@ -1,4 +1,10 @@
-"""The terminal view: per file, one row per RST; then a summary by cause with what to change."""
+"""The terminal view: one row per RST, then a summary by cause with what to change.
+
+The same layout serves `read` (whole table) and `live` (rows as they come). On a narrow
+terminal columns give way in a fixed order (confidence, sender role, time, then the addresses
+wrap, the file becomes a heading, the addresses go) so that the frame, the cause and a short
+why always fit; the why wraps rather than being cut.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -10,7 +16,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from .summary import cause_rows, reset_count
+
 MAX_ROWS = 200
+WHY_MIN = 24            # the why column never gets narrower than this
+GAP = 2                 # rich's padding between two columns
+PIPED_WIDTH = 180       # not a terminal: wide, so each row stays one line for grep
 
 
 def _clock(ts: float) -> str:
@@ -21,50 +32,143 @@ def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def write_table(df: pd.DataFrame, out: TextIO, packets: int, files: int, width: int | None = None) -> None:
-    console = Console(file=out, width=width or (None if out.isatty() else 180), highlight=False)
+def connection_text(src, sport, dst, dport) -> str:
+    if sport == 0 and dport == 0:            # flood findings name hosts, not a connection
+        return f"{src} -> {dst} (flood)"
+    return f"{src}:{sport} -> {dst}:{dport}"
+
+
+def layout(width: int, widths: dict[str, int]) -> tuple[list[str], bool]:
+    """Which columns fit in `width` (in order), and whether the addresses must wrap.
+    `widths` holds each optional column's natural width; frame, cause and why always stay."""
+    cols = [c for c in ("file", "frame", "time", "conn", "by", "cause", "conf") if c in widths]
+    wrap = False
+
+    def need() -> int:
+        w = {**widths, "conn": (widths["conn"] + 1) // 2 + 2 if wrap else widths.get("conn", 0)}
+        return sum(w[c] for c in cols) + WHY_MIN + GAP * len(cols)
+
+    for step in ("conf", "by", "time", "wrap", "file", "conn"):
+        if need() <= width:
+            break
+        if step == "wrap":
+            wrap = "conn" in cols
+        elif step in cols:
+            cols.remove(step)
+    return cols, wrap
+
+
+HEADERS = {"file": "file", "frame": "frame", "time": "time", "conn": "sender -> receiver", "by": "by",
+           "cause": "cause", "conf": "conf"}
+
+
+def _new_table(cols: list[str], widths: dict[str, int], wrap: bool, header: bool = True) -> Table:
+    table = Table(box=box.SIMPLE_HEAD if header else None, pad_edge=False, show_edge=False, show_header=header)
+    for c in cols:
+        justify = "right" if c in ("frame", "conf") else "left"
+        if c == "conn" and wrap:
+            table.add_column(HEADERS[c], min_width=(widths[c] + 1) // 2, overflow="fold")
+        else:
+            table.add_column(HEADERS[c], justify=justify, no_wrap=True, width=widths[c] if not header else None)
+    table.add_column("why", ratio=1, overflow="fold", min_width=WHY_MIN)
+    return table
+
+
+def _cells(row, cols: list[str]) -> list[str]:
+    values = {"file": lambda: Path(str(row.file)).name, "frame": lambda: str(row.frame),
+              "time": lambda: _clock(row.time), "conn": lambda: connection_text(row.src, row.sport, row.dst, row.dport),
+              "by": lambda: str(row.sender), "cause": lambda: str(row.cause), "conf": lambda: f"{row.confidence:.2f}"}
+    return [values[c]() for c in cols] + [str(row.title)]
+
+
+def _console(out: TextIO, width: int | None) -> Console:
+    return Console(file=out, width=width or (None if out.isatty() else PIPED_WIDTH), highlight=False)
+
+
+def write_table(df: pd.DataFrame, out: TextIO, info=None, width: int | None = None) -> None:
+    console = _console(out, width)
     days = sorted({_day(t) for t in df["time"]}) if len(df) else []
-    resets = len(df) + (int(df["resets"].fillna(1).sum()) - len(df) if "resets" in df else 0)
-    console.print(f"{len(df)} finding(s) for {resets} TCP reset(s) in {files} file(s), {packets} packets read"
+    packets, files = (info.packets, info.files) if info is not None else (0, df["file"].nunique() if len(df) else 0)
+    console.print(f"{len(df)} finding(s) for {reset_count(df)} TCP reset(s) in {files} file(s), {packets} packets read"
                   + (f"; times are UTC on {', '.join(days)}" if days else ""))
     if not len(df):
         return
+    shown = df.head(MAX_ROWS)
+    widths = {"frame": max(5, len(str(shown["frame"].max()))), "time": 12, "by": 7, "conf": 4,
+              "cause": max(5, int(shown["cause"].str.len().max())),
+              "conn": max(18, max(len(connection_text(*t)) for t in
+                                  zip(shown["src"], shown["sport"], shown["dst"], shown["dport"])))}
     multi = df["file"].nunique() > 1
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     if multi:
-        table.add_column("file", no_wrap=True)
-    table.add_column("frame", justify="right")
-    table.add_column("time", no_wrap=True)
-    table.add_column("sender -> receiver", no_wrap=True)
-    table.add_column("by")
-    table.add_column("cause", no_wrap=True)
-    table.add_column("conf", justify="right")
-    table.add_column("why", ratio=1, overflow="fold", min_width=30)
-    for row in df.head(MAX_ROWS).itertuples(index=False):
-        flood = row.sport == 0 and row.dport == 0          # flood findings name hosts, not a connection
-        conn = f"{row.src} -> {row.dst} (flood)" if flood else f"{row.src}:{row.sport} -> {row.dst}:{row.dport}"
-        cells = [str(row.frame), _clock(row.time), conn,
-                 row.sender, row.cause, f"{row.confidence:.2f}", row.title]
-        if multi:
-            cells.insert(0, Path(str(row.file)).name)
-        table.add_row(*cells)
-    console.print(table)
+        widths["file"] = max(4, max(len(Path(str(f)).name) for f in shown["file"]))
+    cols, wrap = layout(console.width, widths)
+    if multi and "file" not in cols:            # too narrow for a file column: one block per file
+        for name, grp in shown.groupby("file", sort=False):
+            console.print(f"[bold]{Path(str(name)).name}[/bold]")
+            table = _new_table(cols, widths, wrap)
+            for row in grp.itertuples(index=False):
+                table.add_row(*_cells(row, cols))
+            console.print(table)
+    else:
+        table = _new_table(cols, widths, wrap)
+        for row in shown.itertuples(index=False):
+            table.add_row(*_cells(row, cols))
+        console.print(table)
     if len(df) > MAX_ROWS:
-        console.print(f"... {len(df) - MAX_ROWS} more rows not shown (use --format jsonl or csv for all)")
-    write_cause_summary(df, console)
+        console.print(f"... {len(df) - MAX_ROWS} more rows not shown (use --format jsonl, csv or html for all)")
+    write_cause_summary(cause_rows(df), console)
 
 
-def write_cause_summary(df: pd.DataFrame, console: Console) -> None:
+def write_cause_summary(rows: list[tuple[str, int, str, str]], console: Console) -> None:
+    """rows: (cause, resets, sent by, first remediation), most resets first."""
     summary = Table(title="By cause", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     summary.add_column("cause", no_wrap=True)
     summary.add_column("resets", justify="right")
-    summary.add_column("sent by", no_wrap=True)
-    summary.add_column("what to change first", ratio=1, overflow="fold")
-    def count(grp: pd.DataFrame) -> int:   # a flood finding stands for many resets
-        return int(grp["resets"].fillna(1).sum()) if "resets" in grp else len(grp)
-
-    for cause, grp in sorted(df.groupby("cause"), key=lambda kv: (-count(kv[1]), kv[0])):
-        senders = ", ".join(f"{k} {v}" for k, v in grp["sender"].value_counts().items())
-        fix = grp["remediation"].iloc[0][0] if len(grp["remediation"].iloc[0]) else ""
-        summary.add_row(cause, str(count(grp)), senders, fix)
+    summary.add_column("sent by", no_wrap=console.width >= 100)
+    summary.add_column("what to change first", ratio=1, overflow="fold", min_width=WHY_MIN)
+    for cause, n, senders, fix in rows:
+        summary.add_row(cause, str(n), senders, fix)
     console.print(summary)
+
+
+class TableSink:
+    """`live` on a terminal: the same columns, fixed widths, one row per reset as it is decided."""
+
+    WIDTHS = {"frame": 8, "time": 12, "conn": 45, "by": 7, "cause": 22, "conf": 4}
+
+    def __init__(self, out: TextIO, width: int | None = None) -> None:
+        self.out = out
+        self.console = Console(file=out, width=width or (None if out.isatty() else 160), highlight=False)
+        self.cols, self.wrap = layout(self.console.width, self.WIDTHS)
+        if "time" in self.cols:                         # live leads with the clock
+            self.cols = ["time"] + [c for c in self.cols if c != "time"]
+
+    def _table(self, header: bool) -> Table:
+        table = Table(box=None, pad_edge=False, show_edge=False, show_header=header, header_style="")
+        for c in self.cols:
+            name = "time (UTC)" if c == "time" else HEADERS[c]
+            wrap = c == "conn" and self.wrap
+            width = (self.WIDTHS[c] + 1) // 2 if wrap else self.WIDTHS[c]
+            table.add_column(name, justify="right" if c in ("frame", "conf") else "left", width=width,
+                             no_wrap=not wrap, overflow="fold")
+        table.add_column("why", ratio=1, overflow="fold", min_width=WHY_MIN)
+        return table
+
+    def start(self, what: str) -> None:
+        self.console.print(self._table(header=True))
+        self.out.flush()
+
+    def write(self, df: pd.DataFrame) -> None:
+        if not len(df):
+            return
+        table = self._table(header=False)
+        for row in df.itertuples(index=False):
+            table.add_row(*_cells(row, self.cols))
+        self.console.print(table)
+        self.out.flush()
+
+    def finish(self, tally) -> None:
+        if not tally.total():
+            return
+        self.console.print()
+        write_cause_summary(tally.rows(), self.console)

@@ -1,0 +1,218 @@
+"""--extract DIR: per finding, the packets of its connection as a small pcapng named after the
+finding (`closed-port.pcap` frame 2 -> `closed-port-f2-closed-port.pcapng`), so a reviewer opens
+exactly the proof in Wireshark. Each packet carries a comment with its frame number in the
+original capture; the RST's comment also names the cause. A flood finding gets the packets
+around its first sample resets that touch its target host.
+
+One pass per capture: the fast reader's record index gives each packet's bytes, and the
+decoded TCP columns select the ones that belong to a finding (ports and frame range first,
+vectorised, then the exact addresses)."""
+from __future__ import annotations
+
+import os
+import re
+import struct
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CaptureError, OutputError
+from ..sources.decode import decode
+from ..sources.diagnostics import Diagnostics
+from ..sources.pcap import is_pcap, read_pcap
+from ..sources.pcapng import is_pcapng, read_pcapng
+from ..sources.segments import address_text
+from ..sources.stream import ChunkBuffer, open_stream
+from .packets import frame_range, is_flood
+
+FLOOD_PACKETS = 2000            # at most this many packets in a flood finding's file
+
+
+@dataclass
+class _Want:
+    name: str
+    cause: str
+    rst: int
+    first: int
+    last: int
+    ends: frozenset | None              # {(addr, port), (addr, port)}, None for a flood
+    target: str = ""
+    packets: list = field(default_factory=list)     # (frame, linktype, ts_ns, origlen, bytes)
+
+
+def evidence_name(label: str, frame: int, cause: str) -> str:
+    stem = Path(label).name
+    stem = re.sub(r"(\.gz)?$", "", stem)
+    stem = re.sub(r"\.(pcapng|pcap|cap|dmp)$", "", stem)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
+    return f"{stem}-f{frame}-{cause}.pcapng"
+
+
+def plan(findings: pd.DataFrame, folder: Path, force: bool) -> dict[tuple[str, int], Path]:
+    """The file each finding goes to; refuses to overwrite files that exist (without --force)."""
+    out: dict[tuple[str, int], Path] = {}
+    used: set[str] = set()
+    for label, frame, cause in zip(findings["file"], findings["frame"], findings["cause"]):
+        name = evidence_name(str(label), int(frame), str(cause))
+        base, n = name, 2
+        while name in used:                        # same capture name in two folders
+            name = base.replace(".pcapng", f"-{n}.pcapng")
+            n += 1
+        used.add(name)
+        out[(str(label), int(frame))] = folder / name
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(str(folder), "exists and is not a folder")
+    clash = [p for p in out.values() if p.exists()]
+    if clash and not force:
+        raise OutputError(str(clash[0]), f"already exists (use --force to overwrite; {len(clash)} file(s) would be)")
+    return out
+
+
+def check_folder(folder: Path) -> None:
+    """Before any work: the folder can be made or written."""
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(str(folder), "exists and is not a folder")
+    if not folder.exists() and not parent.is_dir():
+        raise OutputError(str(folder), f"folder {parent} does not exist")
+    target = folder if folder.exists() else parent
+    if not os.access(target, os.W_OK):
+        raise OutputError(str(folder), f"folder {target} is not writable")
+
+
+def extract(findings: pd.DataFrame, where: dict[str, Path], folder: Path, force: bool) -> tuple[dict, list[str]]:
+    """Write one pcapng per finding; returns ((file, frame) -> path written, problems)."""
+    targets = plan(findings, folder, force)
+    folder.mkdir(parents=False, exist_ok=True)
+    written: dict[tuple[str, int], Path] = {}
+    problems: list[str] = []
+    for label, grp in findings.groupby("file", sort=False):
+        path = where.get(str(label), Path(str(label)))
+        wants = [_want(row, targets[(str(label), int(row.frame))].name) for row in grp.itertuples(index=False)]
+        try:
+            _collect(path, wants)
+        except (CaptureError, OSError) as exc:
+            problems.append(f"{label}: evidence not extracted ({exc})")
+            continue
+        from .. import __version__
+        for w in wants:
+            if not any(p[0] == w.rst for p in w.packets):
+                problems.append(f"{label}: frame {w.rst}: not extracted (its link type is not decoded by the fast reader)")
+                continue
+            dest = folder / w.name
+            _write_atomic(dest, pcapng_bytes(w.packets, w.rst, f"{w.cause}", str(label), __version__))
+            written[(str(label), w.rst)] = dest
+    return written, problems
+
+
+def _want(row, name: str) -> _Want:
+    first, last, rst = frame_range(row)
+    if is_flood(row):
+        ev = [int(x) for x in (row.evidence or [rst])][:10]
+        return _Want(name, str(row.cause), rst, max(1, min(ev) - 200), max(ev) + 200, None, target=str(row.dst))
+    return _Want(name, str(row.cause), rst, first, last,
+                 frozenset({(str(row.src), int(row.sport)), (str(row.dst), int(row.dport))}))
+
+
+def _big_endian(path: Path) -> bool:
+    stream, _ = open_stream(path)
+    with stream:
+        head = stream.read(12)
+    if is_pcap(head):
+        return head[:4] in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
+    return head[8:12] == b"\x1a\x2b\x3c\x4d"
+
+
+def _collect(path: Path, wants: list[_Want]) -> None:
+    big = _big_endian(path)
+    by_ports: dict[int, list[_Want]] = defaultdict(list)
+    floods = [w for w in wants if w.ends is None]
+    for w in wants:
+        if w.ends is not None:
+            (_, a), (_, b) = sorted(w.ends) if len(w.ends) == 2 else (next(iter(w.ends)),) * 2
+            by_ports[min(a, b) << 16 | max(a, b)].append(w)
+    keys = np.array(sorted(by_ports), np.int64)
+    lo = min((w.first for w in wants), default=0)
+    hi = max((w.last for w in wants), default=0)
+    diag = Diagnostics(str(path))
+    stream, _ = open_stream(path)
+    with stream:
+        head = stream.read(4)
+        if not head:
+            raise CaptureError(str(path), "empty file")
+        reader = read_pcap if is_pcap(head) else read_pcapng if is_pcapng(head) else None
+        if reader is None:
+            raise CaptureError(str(path), "not a pcap or pcapng file")
+        for buf, rec in reader(ChunkBuffer.from_stream(stream, diag, first=head), diag):
+            if rec.frame[-1] < lo or rec.frame[0] > hi:
+                if rec.frame[0] > hi:
+                    break
+                continue
+            seg, _ = decode(buf, rec, diag)
+            f = seg["frame"]
+            sp, dp = seg["sport"].astype(np.int64), seg["dport"].astype(np.int64)
+            pk = np.minimum(sp, dp) << 16 | np.maximum(sp, dp)
+            hit = (f >= lo) & (f <= hi) & np.isin(pk, keys)
+            rows = np.flatnonzero(hit)
+            if floods:
+                rows = np.union1d(rows, np.flatnonzero((f >= lo) & (f <= hi)))
+            pos = np.searchsorted(rec.frame, f)
+            for i in rows:
+                _take(seg, int(i), buf, rec, int(pos[i]), big, by_ports.get(int(pk[i]), []), floods)
+
+
+def _take(seg, i: int, buf, rec, j: int, big: bool, cands: list[_Want], floods: list[_Want]) -> None:
+    frame = int(seg["frame"][i])
+    v6 = bool(seg["v6"][i])
+    src = (address_text(v6, int(seg["src_hi"][i]), int(seg["src_lo"][i])), int(seg["sport"][i]))
+    dst = (address_text(v6, int(seg["dst_hi"][i]), int(seg["dst_lo"][i])), int(seg["dport"][i]))
+    ends = frozenset({src, dst})
+    owners = [w for w in cands if w.first <= frame <= w.last and w.ends == ends]
+    owners += [w for w in floods if w.first <= frame <= w.last and len(w.packets) < FLOOD_PACKETS
+               and w.target in (src[0], dst[0])]
+    if not owners:
+        return
+    start, cap = int(rec.data[j]), int(rec.caplen[j])
+    data = bytes(buf[start:start + cap])
+    origlen = struct.unpack(">I" if big else "<I", bytes(buf[start - 4:start]))[0] if start >= 4 else cap
+    item = (frame, int(rec.linktype[j]), int(rec.ts_ns[j]), max(origlen, cap), data)
+    for w in owners:
+        w.packets.append(item)
+
+
+def _opt(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+def pcapng_bytes(packets: list, rst_frame: int, cause: str, label: str, version: str) -> bytes:
+    """A little-endian pcapng: one interface per link type, nanosecond timestamps, a comment per packet."""
+    shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+                 + _opt(1, f"rstwatch evidence: {cause} at frame {rst_frame} of {label}".encode())
+                 + _opt(4, f"rstwatch {version}".encode()) + _opt(0, b""))
+    ifaces: dict[int, int] = {}
+    blocks = [shb]
+    for _, linktype, _, _, _ in packets:
+        if linktype not in ifaces:
+            ifaces[linktype] = len(ifaces)
+            blocks.append(_block(1, struct.pack("<HHI", linktype, 0, 0) + _opt(9, b"\x09") + _opt(0, b"")))
+    for frame, linktype, ts_ns, origlen, data in sorted(packets, key=lambda p: p[0]):
+        note = f"frame {frame} of {Path(label).name}" + (f"; the RST: {cause}" if frame == rst_frame else "")
+        body = struct.pack("<IIIII", ifaces[linktype], ts_ns >> 32 & 0xFFFFFFFF, ts_ns & 0xFFFFFFFF, len(data), origlen)
+        body += data + b"\0" * (-len(data) % 4) + _opt(1, note.encode()) + _opt(0, b"")
+        blocks.append(_block(6, body))
+    return b"".join(blocks)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)

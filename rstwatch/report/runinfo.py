@@ -1,0 +1,71 @@
+"""What a writer may say besides the findings: how many packets were read, from which files,
+with which rules, and where the extracted evidence went. Provenance (sizes, SHA-256) is
+computed only by the writers that print it."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class InputFile:
+    path: str
+    size: int | None = None
+    sha256: str | None = None
+    packets: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "packets": self.packets}
+
+
+@dataclass
+class RunInfo:
+    packets: int = 0
+    files: int = 0
+    inputs: list[InputFile] = field(default_factory=list)
+    rules: list[Any] = field(default_factory=list)          # engine.model.Rule
+    rule_dirs: list[str] = field(default_factory=list)
+    title: str | None = None
+    output: Path | None = None                              # the file being written, when there is one
+    evidence: dict[tuple[str, int], Path] = field(default_factory=dict)   # (file, frame) -> extracted pcap
+    dropped: int | None = None                              # capture drops, when known (live)
+    received: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    source: str = "read"                                    # read | live | parquet
+    carried: dict[str, Any] = field(default_factory=dict)   # provenance found in a Parquet file
+    force: bool = False
+    packets_for: dict[str, Path] = field(default_factory=dict)   # finding `file` label -> capture to re-read
+
+
+def file_digest(path: str | Path) -> tuple[int | None, str | None]:
+    """(size, SHA-256) of a file, or (None, None) when it cannot be read."""
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return os.path.getsize(path), h.hexdigest()
+    except OSError:
+        return None, None
+
+
+def with_digests(inputs: list[InputFile]) -> list[InputFile]:
+    for f in inputs:
+        if f.sha256 is None:
+            f.size, f.sha256 = file_digest(f.path)
+    return inputs
+
+
+def rules_digest(rules: list[Any]) -> str:
+    """One SHA-256 over the rule files in use, so two reports can be compared for the rule set."""
+    h = hashlib.sha256()
+    for r in sorted(rules, key=lambda r: r.id):
+        h.update(r.id.encode())
+        try:
+            h.update(Path(r.source).read_bytes())
+        except OSError:
+            h.update(r.name.encode())
+    return h.hexdigest()

@@ -1,0 +1,51 @@
+"""Resets per cause: counted from a findings table (`read`) or tallied batch by batch (`live`),
+for the same "By cause" summary. A flood finding stands for all of its resets."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+
+def reset_weights(df: pd.DataFrame) -> pd.Series:
+    """How many resets each finding stands for (a flood finding counts all of its own)."""
+    if "resets" not in df:
+        return pd.Series(1, index=df.index, dtype="int64")
+    return pd.to_numeric(df["resets"], errors="coerce").fillna(1).astype("int64")
+
+
+def reset_count(df: pd.DataFrame) -> int:
+    return int(reset_weights(df).sum()) if len(df) else 0
+
+
+class CauseTally:
+    """Resets per cause and sender for the closing summary: a few counters, not every finding,
+    so a session that runs for days keeps constant memory."""
+
+    def __init__(self) -> None:
+        self.resets: Counter = Counter()
+        self.senders: dict[str, Counter] = {}
+        self.fix: dict[str, str] = {}
+
+    def add(self, df: pd.DataFrame) -> None:
+        if not len(df):
+            return
+        for cause, sender, fixes, n in zip(df["cause"], df["sender"], df["remediation"], reset_weights(df)):
+            self.resets[cause] += int(n)
+            self.senders.setdefault(cause, Counter())[sender] += 1
+            if cause not in self.fix and fixes is not None and len(fixes):
+                self.fix[cause] = fixes[0]
+
+    def total(self) -> int:
+        return sum(self.resets.values())
+
+    def rows(self) -> list[tuple[str, int, str, str]]:
+        """(cause, resets, "client 2, server 1", first remediation), most resets first."""
+        return [(cause, n, ", ".join(f"{k} {v}" for k, v in self.senders[cause].most_common()), self.fix.get(cause, ""))
+                for cause, n in sorted(self.resets.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def cause_rows(df: pd.DataFrame) -> list[tuple[str, int, str, str]]:
+    tally = CauseTally()
+    tally.add(df)
+    return tally.rows()

@@ -1,0 +1,83 @@
+"""`rstwatch report` and the output end of `read`: findings -> evidence files -> any format."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from .engine.loader import load_rules
+from .engine.model import Rule
+from .report.formats import Format, choose
+from .report.runinfo import InputFile, RunInfo
+
+
+def plan(fmt: str | None, output: Path | None, extract: Path | None, default: str | None = None) -> Format:
+    """Refuse impossible outputs before any work (Markdown to stdout, an --extract folder that
+    cannot be made)."""
+    chosen = choose(fmt, output, sys.stdout.isatty(), default)
+    if extract is not None:
+        from .report.extract import check_folder
+        check_folder(extract)
+    return chosen
+
+
+def finish(chosen: Format, findings: pd.DataFrame, results: list, rules: list[Rule], rule_dirs: list[Path],
+           output: Path | None, force: bool, extract: Path | None = None, title: str | None = None,
+           info: RunInfo | None = None) -> None:
+    """Write `findings` (from `results`, the FileResults read) as `chosen`, after --extract."""
+    from .report.emit import extract_evidence, write_findings
+    info = info or RunInfo()
+    info.packets += sum(r.diag.packets for r in results)
+    info.files += len(results)
+    info.inputs += [InputFile(r.path, packets=r.diag.packets) for r in results]
+    info.packets_for.update({r.path: Path(r.path) for r in results})
+    info.rules, info.rule_dirs, info.title = rules, [str(d) for d in rule_dirs], title
+    if extract is not None:
+        for line in extract_evidence(findings, extract, info, force):
+            typer.echo(f"rstwatch: warning: {line}", err=True)
+        typer.echo(f"rstwatch: {len(info.evidence)} evidence file(s) in {extract}", err=True)
+    write_findings(chosen, findings, output, force, info)
+
+
+def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: bool, rule_dirs: list[Path],
+               title: str | None, extract: Path | None, jobs: int = 1, debug: bool = False,
+               storm_min: int = 500) -> int:
+    """Captures and/or saved findings (Parquet) -> an incident report (HTML unless told otherwise)."""
+    from .report.output import check_output
+    from .report.parquet import is_parquet, read_parquet
+    from .run import analyze_paths
+    from .sources.capture import expand_inputs
+    chosen = plan(fmt, output, extract, default="html")
+    saved = [p for p in paths if p.is_file() and is_parquet(p)]
+    captures = [p for p in paths if p not in saved]
+    files = expand_inputs(captures) if captures else []
+    check_output(output, force)
+    rules = load_rules(rule_dirs)
+    info = RunInfo(source="parquet" if saved and not captures else "read")
+    frames, errors, results = [], [], []
+    for p in saved:
+        df, meta = read_parquet(p)
+        frames.append(df)
+        info.inputs.append(InputFile(str(p)))
+        info.carried = meta if len(saved) == 1 else {}
+        info.packets += int(meta.get("packets") or 0)
+        info.files += int(meta.get("files") or 0)
+        info.inputs += [InputFile(f["path"], f.get("size"), f.get("sha256"), f.get("packets"))
+                        for f in meta.get("inputs", [])]
+    if files:
+        results, errors = analyze_paths(files, rules, jobs, debug, storm_min)
+        frames += [r.findings for r in results]
+        for err in errors:
+            typer.echo(f"rstwatch: error: {err}", err=True)
+        for res in results:
+            for w in res.diag.warnings:
+                typer.echo(f"rstwatch: warning: {res.path}: {w}", err=True)
+    if not frames:
+        return 2                            # nothing could be read
+    findings = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    finish(chosen, findings, results, rules, rule_dirs, output, force, extract, title, info)
+    if output is not None:
+        typer.echo(f"rstwatch: report written to {output}", err=True)
+    return 1 if errors else 0              # 1: some inputs could not be read
