@@ -10,6 +10,7 @@ import typer
 
 from . import __version__
 from .errors import RstwatchError
+from .exitcodes import ExitStatus
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Tell why TCP connections were reset: who sent each RST, why, and what to change.")
@@ -17,7 +18,6 @@ rules_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no
                         help="List, explain, validate and test the rule files.")
 app.add_typer(rules_app, name="rules")
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 from .report.formats import FORMATS  # noqa: E402  (the one output registry: a format added there shows up here)
@@ -212,28 +212,39 @@ def version() -> None:
 
 
 def _guard(action, debug: bool) -> None:
-    """Turn expected failures into one line and an exit code; tracebacks only with --debug."""
+    """Turn expected failures into one line and an ExitStatus; tracebacks only with --debug."""
+    from .errors import OutputClosed
+    from .report.output import flush_stdout
     try:
         code = action()
+        flush_stdout()          # a full disk or a closed pipe is reported here, not at Python's exit
     except typer.Exit:
         raise
     except RstwatchError as exc:
         if debug:
             raise
         for line in str(exc).splitlines():
-            typer.echo(f"rstwatch: error: {line}", err=True)
-        raise typer.Exit(EXIT_USAGE)
+            _tell(f"rstwatch: error: {line}")
+        raise typer.Exit(ExitStatus.USAGE)
     except KeyboardInterrupt:
-        typer.echo("rstwatch: interrupted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
+        _tell("rstwatch: interrupted")
+        raise typer.Exit(ExitStatus.INTERRUPTED)
+    except (BrokenPipeError, OutputClosed):
         _quiet_broken_pipe()
     except Exception as exc:  # an internal bug: say so in one line
         if debug:
             raise
-        typer.echo(f"rstwatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", err=True)
-        raise typer.Exit(70)
-    raise typer.Exit(code or EXIT_OK)
+        _tell(f"rstwatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+        raise typer.Exit(ExitStatus.INTERNAL)
+    raise typer.Exit(int(code or ExitStatus.OK))
+
+
+def _tell(line: str) -> None:
+    """One line on stderr; if stderr itself is gone (a hung-up terminal) there is no one to tell."""
+    try:
+        typer.echo(line, err=True)
+    except OSError:
+        pass
 
 
 def _quiet_broken_pipe() -> None:
@@ -244,7 +255,7 @@ def _quiet_broken_pipe() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitStatus.OK)
 
 
 def main() -> None:

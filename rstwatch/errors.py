@@ -29,3 +29,12 @@ class RuleError(RstwatchError):
 
 class OutputError(RstwatchError):
     """The output file cannot be written (exists without --force, directory missing...)."""
+
+
+class OutputClosed(Exception):
+    """Whoever read our output went away (`| head`, a hung-up terminal): stop quietly.
+    Not a BrokenPipeError on purpose: rich swallows those and exits 1 itself."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"{where}: the reader went away")
+        self.where = where

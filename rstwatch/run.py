@@ -12,10 +12,11 @@ from .engine.evaluate import run_rule_tests
 from .engine.loader import builtin_rules_dir, load_rules
 from .engine.model import Rule
 from .errors import CaptureError, RstwatchError
+from .exitcodes import ExitStatus
 from .features.extract import feature_table
 from .report.jsonl import write_jsonl
 from .report.output import check_output, open_output
-from .sources.capture import expand_inputs
+from .sources.capture import Skipped, expand_inputs
 from .track.storms import STORM_MIN_FLOWS
 
 
@@ -76,9 +77,12 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     from .sources.readfilter import make_filter
     chosen = plan(fmt, output, extract)         # md to stdout, an --extract folder that cannot be made: exit 2 now
     keep = make_filter(*filters) if filters else None     # bad --bpf/--since/--until: exit 2 before any work
-    check_output(output, force)
+    skipped: list[Skipped] = []
+    paths = expand_inputs(paths, skipped)       # folders -> files, once, before any work
+    check_output(output, force, inputs=paths)  # also refuses an output that is one of the inputs
     rules = load_rules(rule_dirs)
     results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
+    errors = _skipped_lines(skipped) + errors
     for err in errors:
         typer.echo(f"rstwatch: error: {err}", err=True)
     for res in results:
@@ -88,10 +92,24 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
             if reason.startswith("ethertype") or "malformed" in reason or "cut short" in reason:
                 _warn(f"{res.path}: {count} frame(s) skipped: {reason}")
     if not results:
-        return 2
+        return ExitStatus.USAGE
     findings = pd.concat([r.findings for r in results], ignore_index=True) if results else pd.DataFrame()
     finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
-    return 1 if errors else 0
+    return ExitStatus.PARTIAL if errors else ExitStatus.OK
+
+
+def _skipped_lines(skipped: list[Skipped]) -> list[str]:
+    """Error lines for what a folder held but could not be read; one warning per folder for the
+    files that are not captures (they do not change the exit status)."""
+    notes: dict[Path, list[str]] = {}
+    for s in skipped:
+        if not s.error:
+            notes.setdefault(s.folder, []).append(f"{s.path.relative_to(s.folder)} ({s.reason})"
+                                                  if s.reason != "not a capture" else str(s.path.relative_to(s.folder)))
+    for folder, names in notes.items():
+        more = f" (+{len(names) - 10} more)" if len(names) > 10 else ""
+        _warn(f"{folder}: skipped {len(names)} file(s) that are not captures: {', '.join(names[:10])}{more}")
+    return [f"{s.path}: {s.reason}" for s in skipped if s.error]
 
 
 def run_rules_list(rule_dirs: list[Path]) -> int:

@@ -100,6 +100,8 @@ class Dumpcap:
                  buffer_mib: int = 16, dumpcap: str | None = None) -> None:
         self.dumpcap = dumpcap or find_dumpcap()
         self.interfaces = interfaces
+        # dumpcap writes only into our pipe (`-w -`) and never opens a path, so a planted symlink
+        # cannot redirect it; evidence files are created by evidence.py (O_EXCL|O_NOFOLLOW).
         self.cmd = [self.dumpcap, "-q", "-n", "-w", "-", "-s", str(snaplen), "-B", str(buffer_mib)]
         for name in interfaces:
             self.cmd += ["-i", name]

@@ -1,5 +1,5 @@
 """`rstwatch live`: dumpcap -> pipe -> fast reader -> live tracker -> verdicts, with a clean stop
-on SIGINT/SIGTERM, --duration, a closed stdout, or a capture that dies."""
+on SIGINT/SIGTERM/SIGHUP, --duration, a closed stdout, or a capture that dies."""
 from __future__ import annotations
 
 import queue
@@ -14,6 +14,8 @@ import pandas as pd
 import typer
 
 from ..engine.loader import load_rules
+from ..exitcodes import ExitStatus
+from ..report.output import guarded_stdout
 from ..kernel.live import KernelSide
 from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
 from .evidence import Evidence
@@ -27,7 +29,8 @@ from .tracker import LiveTracker
 START_TIMEOUT_S = 15.0  # dumpcap writes its header as soon as the interface is open
 TICK_S = 0.25           # how often deadlines are checked when no packet arrives
 STOP_GRACE_S = 3.0      # after asking dumpcap to stop: time to drain what it flushes
-EXIT_OK, EXIT_CAPTURE_LOST, EXIT_INTERRUPTED = 0, 1, 130
+# SIGHUP (a dropped SSH session) ends the session like SIGTERM: every verdict, the summary, exit 0.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def parse_duration(text: str) -> float:
@@ -62,7 +65,7 @@ class LiveOptions:
 
 
 class Stop:
-    """Set by SIGINT/SIGTERM; the main loop checks it between batches."""
+    """Set by SIGINT/SIGTERM/SIGHUP; the main loop checks it between batches."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -74,7 +77,10 @@ class Stop:
 
 
 def _say(message: str) -> None:
-    print(f"rstwatch: {message}", file=sys.stderr, flush=True)
+    try:
+        print(f"rstwatch: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass                                # stderr is gone (a hung-up terminal): no one to tell
 
 
 def run_live(opts: LiveOptions) -> int:
@@ -82,14 +88,16 @@ def run_live(opts: LiveOptions) -> int:
     label = "live:" + ",".join(opts.interfaces)
     if opts.report:
         opts.report.check()                 # an unwritable --report: exit 2 before capturing
-    evidence = Evidence(opts.write, opts.force, opts.ring_files, opts.ring_mb) if opts.write else None
+    evidence = Evidence(opts.write, opts.force, opts.ring_files, opts.ring_mb,
+                        warn=lambda m: _say(f"warning: {m}")) if opts.write else None
     metrics = LiveMetrics(opts.metrics_port) if opts.metrics_port else None
-    sink = make_sink(opts.fmt, sys.stdout)  # table, jsonl, csv, ... (report/formats.py)
+    out = guarded_stdout()                  # a full stdout: one error line; a closed one: a quiet end
+    sink = make_sink(opts.fmt, out)         # table, jsonl, csv, ... (report/formats.py)
     tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
     kernel = KernelSide.open(opts.interfaces, rules, label, metrics) if opts.kernel else None
     tracker = kernel.wrap(tracker) if kernel else tracker
     stop = Stop()
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     tally = CauseTally()
     started = time.monotonic()
     try:
@@ -143,8 +151,8 @@ def run_live(opts: LiveOptions) -> int:
         _say(f"report written to {opts.report.path}")
     if capture_lost:
         _say(f"error: capture on {', '.join(opts.interfaces)} stopped: {failure}")
-        return EXIT_CAPTURE_LOST
-    return EXIT_INTERRUPTED if stop.signal == signal.SIGINT else EXIT_OK
+        return ExitStatus.PARTIAL
+    return ExitStatus.INTERRUPTED if stop.signal == signal.SIGINT else ExitStatus.OK
 
 
 def run_loop(feed: PipeFeed, tracker: LiveTracker, stop: Stop, emit, metrics, duration_s, started) -> bool:
@@ -199,4 +207,5 @@ def _summary(label, feed, tracker, stats, tally: CauseTally, seconds, evidence) 
         _say(f"warning: {w}")
     if evidence and evidence.files:
         names = ", ".join(str(p) for p in evidence.files[-3:])
-        _say(f"packets kept in {names}" + (f" (+{len(evidence.files) - 3} more)" if len(evidence.files) > 3 else ""))
+        _say(f"packets kept in {names}" + (f" (+{len(evidence.files) - 3} more)" if len(evidence.files) > 3 else "")
+             + (f"; writing stopped early ({evidence.failed})" if evidence.failed else ""))

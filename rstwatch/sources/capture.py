@@ -3,6 +3,10 @@ tshark engine for link types the fast reader does not decode."""
 from __future__ import annotations
 
 import gzip
+import os
+import re
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -37,19 +41,88 @@ def sniff(path: Path) -> str | None:
     return None
 
 
-def expand_inputs(paths: list[Path]) -> list[Path]:
+@dataclass
+class Skipped:
+    """Something a folder holds that is not read, and why. `error`: an input that could not be
+    read (the exit status says so); otherwise a note (a file that is not a capture)."""
+    folder: Path
+    path: Path
+    reason: str
+    error: bool
+
+
+# Named like a capture: if such a file is not one (empty, corrupt at byte 0), that is an error.
+CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap|ntar)\d*(\.gz)?$", re.IGNORECASE)
+
+
+def expand_inputs(paths: list[Path], skipped: list[Skipped] | None = None) -> list[Path]:
     """Files named directly are kept as given (errors surface when read); directories contribute
-    every capture file below them, sorted, so the order is deterministic."""
+    every capture file below them, sorted, so the order is deterministic. What a folder holds but
+    is not read (unreadable entries, files that are not captures) goes to `skipped` with the
+    reason; without `skipped`, a folder with no capture at all raises CaptureError."""
     out: list[Path] = []
     for p in paths:
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and sniff(f))
-            if not found:
-                raise CaptureError(str(p), "directory holds no pcap or pcapng files")
-            out.extend(found)
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        found, problems = _walk(p)
+        if not found and not any(s.error and s.path == p for s in problems):
+            others = [str(s.path.relative_to(p)) for s in problems if not s.error]
+            reason = "directory holds no pcap or pcapng files" + (
+                f" (only {', '.join(others[:5])}{' ...' if len(others) > 5 else ''})" if others else "")
+            if skipped is None:
+                raise CaptureError(str(p), reason)
+            problems = [s for s in problems if s.error] + [Skipped(p, p, reason, True)]   # one line, not two
+        out.extend(found)
+        if skipped is not None:
+            skipped.extend(problems)
     return out
+
+
+def _walk(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    found: list[Path] = []
+    problems: list[Skipped] = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(Skipped(folder, Path(exc.filename), f"{_why(exc)} (folder skipped)", True))
+
+    for top, dirs, files in os.walk(folder, onerror=unreadable):   # never follows links to folders
+        for name in dirs:
+            if os.path.islink(os.path.join(top, name)):
+                problems.append(Skipped(folder, Path(top, name), "symbolic link to a folder, not followed", False))
+        for name in files:
+            path = Path(top, name)
+            kind = _probe(folder, path)
+            if isinstance(kind, Skipped):
+                problems.append(kind)
+            else:
+                found.append(path)
+    found.sort()
+    problems.sort(key=lambda s: s.path)
+    return found, problems
+
+
+def _probe(folder: Path, path: Path) -> Path | Skipped:
+    """The file if it is to be read (a capture, or named like one), else why it is skipped."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):        # a FIFO would block the read; devices are not captures
+            return Skipped(folder, path, "not a regular file", False)
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return Skipped(folder, path, _why(exc), True)
+    if sniff(path) or CAPTURE_NAME.search(path.name):
+        return path
+    return Skipped(folder, path, "not a capture", False)
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError) and exc.filename and os.path.islink(exc.filename):
+        return "broken symbolic link"
+    return exc.strerror or str(exc)
 
 
 Progress = Callable[[int, int], None]     # (bytes of the file read so far, packets so far)
