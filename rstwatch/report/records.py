@@ -17,8 +17,8 @@ EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connection
 
 
 def _plain(value: Any) -> Any:
-    if value is pd.NA or value is None:
-        return None
+    if value is pd.NA or value is None or (isinstance(value, float) and value != value):
+        return None                 # NaN is not JSON: a missing value is null
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, list):

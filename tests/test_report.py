@@ -1,0 +1,234 @@
+"""The incident report as a reader sees it: the HTML report of the bundled captures rendered by
+headless Chromium (bin/setup --lab installs Debian's chromium), checked in the page itself
+(timeline, one section per cause, ladders, evidence links that load), plus the Markdown
+variant, Parquet round trips, the empty capture and the evidence files in tshark."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import CAPTURES, ROOT, run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# Run inside the page (a test copy of the report): what a reader would see, and whether every
+# evidence link loads. Chromium reads file:// links with --allow-file-access-from-files.
+PROBE = """
+<script>
+(function () {
+  const box = (el) => { const r = el.getBoundingClientRect(); return [Math.round(r.width), Math.round(r.height)]; };
+  const timeline = document.querySelector('#timeline svg');
+  const links = [...document.querySelectorAll('a.evidence')];
+  const loaded = links.map((a) => {
+    const x = new XMLHttpRequest();
+    try { x.open('GET', a.href, false); x.overrideMimeType('text/plain; charset=x-user-defined'); x.send(); }
+    catch (e) { return [a.getAttribute('href'), -1]; }
+    return [a.getAttribute('href'), x.responseText.length];
+  });
+  const out = {
+    timeline: timeline ? box(timeline) : null,
+    timeline_bars: timeline ? timeline.querySelectorAll('path, rect').length : 0,
+    sections: [...document.querySelectorAll('section.cause')].map((s) => [s.dataset.cause, box(s)[1]]),
+    ladders: [...document.querySelectorAll('svg.ladder')].map((s) => [box(s), s.querySelectorAll('g.seg').length,
+                                                                     s.querySelectorAll('g.rst').length]),
+    links: loaded,
+    table_rows: document.querySelectorAll('#findings-table tbody tr').length,
+    csv: (document.querySelector('#full-csv') || {}).href ? document.querySelector('#full-csv').href.slice(0, 30) : null,
+    external: [...document.querySelectorAll('[src],link[href],script[src]')].map((e) => e.src || e.href),
+  };
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>
+"""
+
+
+def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
+    assert CHROMIUM, "chromium is not installed (bin/setup --lab installs it)"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           f"--user-data-dir={tmp / 'chromium-profile'}", "--allow-file-access-from-files", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(tmp)})
+
+
+@pytest.fixture(scope="module")
+def truth():
+    """The findings of the bundled captures, as `read` gives them."""
+    res = run_cli("read", str(CAPTURES), "--format", "jsonl")
+    assert res.returncode == 0, res.stderr
+    return [json.loads(x) for x in res.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def html_report(tmp_path_factory, truth):
+    out = tmp_path_factory.mktemp("report")
+    res = run_cli("report", str(CAPTURES), "-o", str(out / "incident.html"), "--extract", str(out / "evidence"),
+                  "--title", "INC-2291 checkout 502s")
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_html_report_in_chromium(html_report, truth, tmp_path):
+    page = (html_report / "incident.html").read_text()
+    probe = html_report / "probe.html"                  # beside the report, so relative links resolve alike
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    dom = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), tmp=tmp_path)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert m, dom.stderr[-2000:]
+    seen = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+
+    # the timeline is drawn at a readable size, with bars
+    w, h = seen["timeline"]
+    assert w >= 500 and h >= 150 and seen["timeline_bars"] > 10
+    # one visible section per cause found, in the order of most resets
+    causes = {r["cause"] for r in truth}
+    assert {c for c, _ in seen["sections"]} == causes and len(seen["sections"]) == len(causes)
+    assert all(height > 100 for _, height in seen["sections"])
+    # every section has at least one ladder, each with packets and exactly one RST arrow drawn in red
+    assert len(seen["ladders"]) >= len(causes)
+    for (lw, lh), segments, rsts in seen["ladders"]:
+        assert lw > 300 and lh > 60 and segments >= 1 and rsts == 1
+    # every evidence link loads a pcapng from disk (a pcapng starts with its section header block)
+    assert len(seen["links"]) >= len(truth)
+    for href, size in seen["links"]:
+        assert size > 100, href
+        assert (html_report / href).read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    assert seen["table_rows"] == len(truth)
+    assert seen["csv"].startswith("data:text/csv;base64,")
+    assert seen["external"] == []                       # nothing loaded from anywhere: works offline
+
+    shot = tmp_path / "report.png"
+    res = chromium("--window-size=1280,2200", f"--screenshot={shot}", (html_report / "incident.html").as_uri(), tmp=tmp_path)
+    assert shot.is_file() and shot.stat().st_size > 50_000, res.stderr[-2000:]
+    if os.environ.get("RSTWATCH_REPORT_SCREENSHOT"):    # the README's picture: RSTWATCH_REPORT_SCREENSHOT=docs/img/report.png
+        shutil.copy(shot, ROOT / os.environ["RSTWATCH_REPORT_SCREENSHOT"])
+
+
+def test_html_report_content(html_report, truth):
+    page = (html_report / "incident.html").read_text()
+    assert "<title>INC-2291 checkout 502s</title>" in page
+    resets = sum(r.get("resets", 1) for r in truth)
+    assert f"{resets:,} TCP resets" in page
+    for rule_id in {r["rule"] for r in truth}:
+        assert rule_id in page
+    # provenance: every input file with its size and SHA-256
+    import hashlib
+    for f in sorted(CAPTURES.glob("*.pcap*")):
+        assert hashlib.sha256(f.read_bytes()).hexdigest() in page, f.name
+        assert f"{f.stat().st_size:,}" in page
+    # nothing from the network: no http(s) resource, no @import
+    assert not re.search(r'(src|href)="https?:', page) and "@import" not in page and "url(http" not in page
+
+
+def _payloads() -> list[bytes]:
+    """Application bytes the captures carry (via tshark), which a report must never show."""
+    found = []
+    for f in ("keepalive-race.pcap", "unread-data-close.pcap", "data-after-close.pcap"):
+        res = subprocess.run(["tshark", "-r", str(CAPTURES / f), "-Y", "tcp.len > 8", "-T", "fields", "-e", "tcp.payload"],
+                             capture_output=True, text=True)
+        found += [bytes.fromhex(x.replace(":", "")) for x in res.stdout.split() if x]
+    return found
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is installed by bin/setup")
+def test_no_payload_bytes_in_reports(html_report, tmp_path):
+    payloads = _payloads()
+    assert payloads, "the lab captures carry request/response bytes"
+    run_cli("report", str(CAPTURES), "-o", str(tmp_path / "r.md"))
+    texts = [(html_report / "incident.html").read_bytes(), (tmp_path / "r.md").read_bytes()]
+    texts += [p.read_bytes() for p in (tmp_path / "r_files").iterdir()]
+    for data in payloads:
+        probe = data[:24]
+        for text in texts:
+            assert probe not in text
+            assert probe.hex() not in text.decode("utf-8", "replace")
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is installed by bin/setup")
+def test_extracted_evidence_opens_in_tshark_and_holds_the_rst(html_report, truth):
+    files = sorted((html_report / "evidence").iterdir())
+    assert len(files) == len(truth)
+    for r in truth:
+        stem = re.sub(r"\.(pcapng|pcap)(\.gz)?$", "", Path(r["file"]).name)
+        path = html_report / "evidence" / f"{stem}-f{r['frame']}-{r['cause']}.pcapng"
+        res = subprocess.run(["tshark", "-r", str(path), "-Y", "tcp.flags.reset == 1", "-T", "fields",
+                              "-e", "frame.comment"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert f"frame {r['frame']} of {Path(r['file']).name}; the RST: {r['cause']}" in res.stdout, path.name
+        if r["sport"]:                              # one connection: nothing else in the file
+            res = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport"],
+                                 capture_output=True, text=True)
+            assert {frozenset(map(int, line.split())) for line in res.stdout.splitlines()} == {frozenset((r["sport"], r["dport"]))}
+
+
+def test_markdown_report_and_its_images(tmp_path, truth):
+    res = run_cli("report", str(CAPTURES), "-o", str(tmp_path / "inc.md"))
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "inc.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert images[0] == "inc_files/timeline.svg"
+    assert len(images) >= 1 + len({r["cause"] for r in truth})
+    for rel in images:
+        svg = (tmp_path / rel).read_text()
+        assert svg.lstrip().startswith("<?xml") and "prefers-color-scheme: dark" in svg
+    for cause in {r["cause"] for r in truth}:
+        assert f"### {cause}" in text
+    # the full findings beside it, one row per finding
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "inc_files" / "findings.csv")))
+    assert len(rows) == len(truth)
+    # refused to stdout: its images need a folder
+    res = run_cli("report", str(CAPTURES / "closed-port.pcap"), "--format", "md")
+    assert res.returncode == 2 and "needs -o FILE" in res.stderr
+
+
+def test_empty_capture_gives_a_short_report(tmp_path):
+    res = run_cli("report", str(CAPTURES / "normal-close.pcap"), "-o", str(tmp_path / "none.html"))
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "none.html").read_text()
+    assert "No TCP resets were found" in page and "section class=\"cause\"" not in page
+    assert len(page) < 20_000
+
+
+def test_parquet_round_trip_and_report_from_saved_findings(tmp_path, truth):
+    saved = tmp_path / "findings.parquet"
+    res = run_cli("read", str(CAPTURES), "-o", str(saved))          # the suffix picks Parquet
+    assert res.returncode == 0, res.stderr
+    assert saved.read_bytes()[:4] == b"PAR1"
+    import pyarrow.parquet as pq
+    columns = pq.read_schema(saved).names
+    assert {"conn_first_frame", "rst.answers_syn", "errno", "remediation"} <= set(columns)   # every column kept
+    from rstwatch.report.jsonl import write_jsonl
+    from rstwatch.report.parquet import read_parquet
+    import io
+    df, meta = read_parquet(saved)
+    buf = io.StringIO()
+    write_jsonl(df, buf)
+    direct = run_cli("read", str(CAPTURES), "--format", "jsonl").stdout
+    assert buf.getvalue() == direct                                  # byte for byte
+    assert len(meta["inputs"]) == len(list(CAPTURES.glob("*.pcap*"))) and all(len(f["sha256"]) == 64 for f in meta["inputs"])
+    res = run_cli("report", str(saved), "-o", str(tmp_path / "later.html"))
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "later.html").read_text()
+    assert page.count('class="ladder"') >= len({r["cause"] for r in truth})   # the captures were re-read
+    assert meta["inputs"][0]["sha256"] in page
+
+
+def test_report_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "r.html"
+    out.write_text("mine")
+    res = run_cli("report", str(CAPTURES / "closed-port.pcap"), "-o", str(out))
+    assert res.returncode == 2 and "already exists" in res.stderr and out.read_text() == "mine"
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "closed-port-f2-closed-port.pcapng").write_text("mine")
+    res = run_cli("read", str(CAPTURES / "closed-port.pcap"), "--format", "jsonl", "--extract", str(ev))
+    assert res.returncode == 2 and "already exists" in res.stderr
+    assert (ev / "closed-port-f2-closed-port.pcapng").read_text() == "mine"
