@@ -154,9 +154,10 @@ def test_an_instance_being_read_is_never_taken_for_stale():
 
 @needs_root
 def test_kernel_command_streams_resets_with_reason_and_context():
-    proc = subprocess.Popen([*RSTWATCH, "kernel", "--format", "jsonl", "--duration", "4"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*RSTWATCH, "kernel", "--format", "jsonl", "--duration", "8"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(2.0)
+    started = proc.stderr.readline()          # the instance is enabled before this line is written
+    assert "tracing tcp:tcp_send_reset" in started, started
     code = ("import socket\nfor p in (9, 10, 11):\n    s = socket.socket()\n    try: s.connect(('127.0.0.1', p))\n"
             "    except OSError: pass\n    s.close()\n")
     subprocess.run([sys.executable, "-c", code], check=True)
