@@ -216,17 +216,23 @@ def test_live_without_kernel_or_without_tracefs_gives_wire_verdicts(tmp_path: Pa
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        refuse = ("import socket, time\ntime.sleep(2.5)\nfor _ in range(2):\n    s = socket.socket()\n"
+        refuse = ("import socket\nfor _ in range(2):\n    s = socket.socket()\n"
                   "    try: s.connect(('127.0.0.1', 9))\n    except OSError: pass\n    s.close()\n")
         runs = {}
         # --no-kernel; and a process that may not mount tracefs (no CAP_SYS_ADMIN in a fresh /sys)
         for key, prefix, extra in (("off", [], ["--no-kernel"]),
                                    ("unavailable", ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin"], [])):
             proc = subprocess.Popen(["ip", "netns", "exec", ns, *prefix, *RSTWATCH, "live", "lo", "--format", "jsonl",
-                                     "--duration", "5", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     "--duration", "6", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, cwd=ROOT)
+            head = []
+            while not head or "watching" not in head[-1]:
+                head.append(proc.stderr.readline())
+                assert head[-1], "".join(head)
+            time.sleep(0.5)
             subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", refuse], check=True)
             out, err = proc.communicate(timeout=60)
+            err = "".join(head) + err
             runs[key] = (proc.returncode, [json.loads(line) for line in out.splitlines()], err)
         for key, (rc, recs, err) in runs.items():
             assert rc == 0, err
