@@ -3,6 +3,7 @@ is built from the same real lab packets and must give the same TCP segments and 
 Where tshark is installed, the tshark engine must agree with the fast reader."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -161,3 +162,76 @@ def test_pcapng_from_odd_chunks_as_a_pipe_delivers_them():
     seg, _ = segs(path)
     assert not diag.warnings and diag.packets == len(frames)
     assert list(frames) == list(range(1, diag.packets + 1)) and diag.packets >= len(seg) > 0
+
+
+# ---- output formats (rstwatch/report/formats.py): one registry for read, report and live ----
+
+@pytest.fixture(scope="module")
+def all_findings(builtin_rules):
+    import pandas as pd
+    files = sorted(p for p in CAPTURES.glob("*.pcap*"))
+    return pd.concat([analyze_file(p, builtin_rules).findings for p in files], ignore_index=True)
+
+
+def test_csv_list_items_with_the_separator_survive(all_findings):
+    import csv
+    import io
+    from rstwatch.report.csvout import split_list, write_csv
+    buf = io.StringIO()
+    write_csv(all_findings, buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert len(rows) == len(all_findings)
+    with_semicolon = 0
+    for row, want in zip(rows, all_findings["remediation"]):
+        assert split_list(row["remediation"]) == list(want)
+        with_semicolon += any(";" in item for item in want)
+    assert with_semicolon > 0                  # closed-port's "ss -ltnp ...; is the service running"
+    for row, want in zip(rows, all_findings["evidence"]):
+        assert row["evidence"] == ";".join(str(x) for x in want)      # plain lists read as before
+
+
+@pytest.mark.parametrize("width", [80, 100, 180])
+def test_table_fits_the_terminal_and_keeps_frame_cause_and_why(all_findings, width):
+    import io
+    from rstwatch.report.table import write_table
+    buf = io.StringIO()
+    write_table(all_findings, buf, width=width)
+    lines = buf.getvalue().splitlines()
+    assert max(len(x) for x in lines) <= width
+    text = buf.getvalue()
+    for row in all_findings.itertuples():      # frame, cause and the why's first word on one line
+        first = re.escape(row.title.split()[0])
+        assert re.search(rf"^\s*(\S+\s+)?{row.frame}\s.*\s{re.escape(row.cause)}\s.*{first}", text, re.M), row.cause
+    if width == 180:
+        assert "sender -> receiver" in text and "conf" in text
+
+
+def test_live_table_sink_at_80_columns(all_findings):
+    import io
+    from rstwatch.report.summary import CauseTally
+    from rstwatch.report.table import TableSink
+    buf = io.StringIO()
+    sink = TableSink(buf, width=80)
+    sink.start("lo")
+    sink.write(all_findings.head(5))
+    tally = CauseTally()
+    tally.add(all_findings)
+    sink.finish(tally)
+    lines = buf.getvalue().splitlines()
+    assert max(len(x) for x in lines) <= 80
+    assert "By cause" in buf.getvalue() and all(c in buf.getvalue() for c in all_findings["cause"].head(5))
+
+
+def test_output_suffix_picks_the_format():
+    from pathlib import Path
+    from rstwatch.errors import OutputError
+    from rstwatch.report.formats import FORMATS, by_suffix, choose
+    assert by_suffix(Path("x.parquet")) == "parquet" and by_suffix(Path("r.HTML")) == "html"
+    assert by_suffix(Path("a.eve.json")) == "eve" and by_suffix(Path("a.json")) == "jsonl"
+    assert by_suffix(Path("notes.txt")) is None
+    assert choose(None, Path("x.csv"), False).name == "csv"
+    assert choose("jsonl", Path("x.csv"), False).name == "jsonl"             # --format wins
+    with pytest.raises(OutputError):
+        choose("md", None, False)                                           # its images need a folder
+    for fmt in FORMATS.values():                                            # every registration resolves
+        assert callable(fmt.writer())

@@ -45,7 +45,8 @@ def layout(width: int, widths: dict[str, int]) -> tuple[list[str], bool]:
     wrap = False
 
     def need() -> int:
-        w = {**widths, "conn": (widths["conn"] + 1) // 2 + 2 if wrap else widths.get("conn", 0)}
+        half = widths.get("conn_half", (widths.get("conn", 0) + 1) // 2 + 2)
+        w = {**widths, "conn": half if wrap else widths.get("conn", 0)}
         return sum(w[c] for c in cols) + WHY_MIN + GAP * len(cols)
 
     for step in ("conf", "by", "time", "wrap", "file", "conn"):
@@ -62,14 +63,15 @@ HEADERS = {"file": "file", "frame": "frame", "time": "time", "conn": "sender -> 
            "cause": "cause", "conf": "conf"}
 
 
-def _new_table(cols: list[str], widths: dict[str, int], wrap: bool, header: bool = True) -> Table:
-    table = Table(box=box.SIMPLE_HEAD if header else None, pad_edge=False, show_edge=False, show_header=header)
+def _new_table(cols: list[str], widths: dict[str, int], wrap: bool) -> Table:
+    """Fixed widths for every column but the why, so tables printed one per file line up."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for c in cols:
         justify = "right" if c in ("frame", "conf") else "left"
         if c == "conn" and wrap:
-            table.add_column(HEADERS[c], min_width=(widths[c] + 1) // 2, overflow="fold")
+            table.add_column(HEADERS[c], width=widths["conn_half"], overflow="fold")
         else:
-            table.add_column(HEADERS[c], justify=justify, no_wrap=True, width=widths[c] if not header else None)
+            table.add_column(HEADERS[c], justify=justify, no_wrap=True, width=widths[c])
     table.add_column("why", ratio=1, overflow="fold", min_width=WHY_MIN)
     return table
 
@@ -98,6 +100,8 @@ def write_table(df: pd.DataFrame, out: TextIO, info=None, width: int | None = No
               "cause": max(5, int(shown["cause"].str.len().max())),
               "conn": max(18, max(len(connection_text(*t)) for t in
                                   zip(shown["src"], shown["sport"], shown["dst"], shown["dport"])))}
+    widths["conn_half"] = max(max(len(f"{a}:{p} ->"), len(f"{b}:{q}")) for a, p, b, q in
+                              zip(shown["src"], shown["sport"], shown["dst"], shown["dport"]))
     multi = df["file"].nunique() > 1
     if multi:
         widths["file"] = max(4, max(len(Path(str(f)).name) for f in shown["file"]))
