@@ -151,7 +151,7 @@ def interfaces(debug: bool = DebugOpt) -> None:
     def show() -> int:
         for name, descr in list_interfaces():
             typer.echo(f"{name:20} {descr}".rstrip())
-        return 0
+        return ExitStatus.OK
     _guard(show, debug)
 
 
@@ -190,9 +190,13 @@ def rules_test(folders: list[Path] = typer.Argument(None, help="Rule folders (de
 def rules_features() -> None:
     """The feature vocabulary rule conditions may use."""
     from .features.registry import FEATURES
-    for f in FEATURES.values():
-        unit = f" [{f.unit}]" if f.unit else ""
-        typer.echo(f"{f.name:36} {f.kind:6}{unit:9} {f.meaning}")
+
+    def show() -> int:
+        for f in FEATURES.values():
+            unit = f" [{f.unit}]" if f.unit else ""
+            typer.echo(f"{f.name:36} {f.kind:6}{unit:9} {f.meaning}")
+        return ExitStatus.OK
+    _guard(show, False)
 
 
 @app.command()
@@ -208,11 +212,22 @@ def completion(shell: str = typer.Argument(..., help="bash, zsh or fish")) -> No
 @app.command()
 def version() -> None:
     """Print the version."""
-    typer.echo(__version__)
+    _guard(lambda: typer.echo(__version__), False)
 
 
 def _guard(action, debug: bool) -> None:
     """Turn expected failures into one line and an ExitStatus; tracebacks only with --debug."""
+    from .report.output import guarded_stdout, settle_stdout
+    real_stdout = sys.stdout
+    sys.stdout = guarded_stdout()   # every write to stdout (echo, print, rich) fails as one line, not exit 70
+    try:
+        _run_guarded(action, debug)
+    finally:
+        sys.stdout = real_stdout
+        settle_stdout()
+
+
+def _run_guarded(action, debug: bool) -> None:
     from .errors import OutputClosed
     from .report.output import flush_stdout
     try:

@@ -115,7 +115,7 @@ def _skipped_lines(skipped: list[Skipped]) -> list[str]:
 def run_rules_list(rule_dirs: list[Path]) -> int:
     for r in load_rules(rule_dirs):
         typer.echo(f"{r.id}  {r.name:22} prio {r.priority:<5} conf {r.confidence:.2f}  {r.title}")
-    return 0
+    return ExitStatus.OK
 
 
 def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
@@ -125,7 +125,7 @@ def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
         from .floodinfo import explain_flood, flood_causes
         if (flood := explain_flood(name)) is not None:         # causes from flood detection, not rule files
             typer.echo("\n".join(flood))
-            return 0
+            return ExitStatus.OK
         raise RstwatchError(name, f"no such rule (known: {', '.join([r.name for r in rules] + flood_causes())})")
     r = match[0]
     lines = [f"{r.name} ({r.id}): {r.title}", f"  file: {r.source}", f"  priority {r.priority}, confidence {r.confidence:.2f}"]
@@ -142,7 +142,7 @@ def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
     lines += [f"    - {x}" for x in r.remediation]
     lines.append(f"  references: {'; '.join(r.references)}")
     typer.echo("\n".join(lines))
-    return 0
+    return ExitStatus.OK
 
 
 def _render(cond) -> str:
@@ -169,7 +169,7 @@ def run_rules_validate(folders: list[Path]) -> int:
     else:
         rules = load_rules()
     typer.echo(f"{len(rules)} rule(s) valid in {', '.join(map(str, folders or [builtin_rules_dir()]))}")
-    return 0
+    return ExitStatus.OK
 
 
 def run_rules_test(folders: list[Path]) -> int:
@@ -181,4 +181,4 @@ def run_rules_test(folders: list[Path]) -> int:
     for f in failures:
         typer.echo(f"FAIL {f}", err=True)
     typer.echo(f"{n - len(failures)}/{n} rule tests passed")
-    return 2 if failures else 0
+    return ExitStatus.USAGE if failures else ExitStatus.OK

@@ -198,10 +198,12 @@ def test_readme_exit_table_matches_the_code():
     assert documented == sorted(int(s) for s in ExitStatus), documented
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "table"])
-def test_full_stdout_is_one_line_not_an_internal_error(fmt: str):
+@pytest.mark.parametrize("args", [["read", str(CAPTURES), "--format", "jsonl"], ["read", str(CAPTURES), "--format", "csv"],
+                                  ["read", str(CAPTURES), "--format", "table"], ["rules", "list"], ["rules", "features"],
+                                  ["version"]], ids=["jsonl", "csv", "table", "rules-list", "rules-features", "version"])
+def test_full_stdout_is_one_line_not_an_internal_error(args: list[str]):
     with open("/dev/full", "w") as full:
-        res = run("read", str(CAPTURES), "--format", fmt, stdout=full, stderr=subprocess.PIPE)
+        res = run(*args, stdout=full, stderr=subprocess.PIPE)
     assert res.returncode == 2, res.stderr
     errors = [l for l in res.stderr.splitlines() if "error" in l]
     assert errors == ["rstwatch: error: stdout: No space left on device; the output is incomplete"], res.stderr

@@ -104,10 +104,9 @@ class GuardedStream:
     """A stream whose write errors say which output failed: a reader that went away becomes
     OutputClosed (a quiet end), anything else (a full disk, a quota) one OutputError line."""
 
-    def __init__(self, stream: IO, name: str, shared: bool = False, lost: str = "the output is incomplete") -> None:
+    def __init__(self, stream: IO, name: str, lost: str = "the output is incomplete") -> None:
         self._stream = stream
         self.name = name
-        self._shared = shared       # stdout/stderr: Python flushes them again at exit
         self._lost = lost           # what a failed write means for the user
 
     def write(self, data):
@@ -134,32 +133,36 @@ class GuardedStream:
             return False
 
     def _translate(self, exc: OSError) -> Exception:
-        gone = self._gone(exc)
-        if self._shared:
-            _silence(self._stream)  # what is left in the buffer would fail again at interpreter exit
-        if gone:
+        # No silencing here: a library probe (click writes b"" to test a stream) may swallow the
+        # error, and the next write must fail again rather than vanish.
+        if self._gone(exc):
             return OutputClosed(self.name)
         return OutputError(self.name, f"{exc.strerror or exc}; {self._lost}")
-
-
-def _silence(stream: IO) -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def flush_stdout() -> None:
     """Flush stdout while the command still runs, so a full disk or a closed pipe is reported
     (or ignored) by rstwatch rather than by Python's exit."""
     if sys.stdout is not None:
-        GuardedStream(sys.stdout, "stdout", shared=True).flush()
+        GuardedStream(sys.stdout, "stdout").flush()
+
+
+def settle_stdout() -> None:
+    """At the very end: if stdout cannot take what is still buffered (the error was already
+    reported), send it to /dev/null so Python's own flush at exit neither fails nor prints."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError, AttributeError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def guarded_stdout(binary: bool = False) -> GuardedStream:
-    return GuardedStream(sys.stdout.buffer if binary else sys.stdout, "stdout", shared=True)
+    return GuardedStream(sys.stdout.buffer if binary else sys.stdout, "stdout")
 
 
 @contextmanager
@@ -168,7 +171,7 @@ def open_output(path: Path | None, force: bool, binary: bool = False) -> Iterato
     fd = stream_fd(path)
     if fd in (1, 2):
         stream = sys.stdout if fd == 1 else sys.stderr
-        yield GuardedStream(stream.buffer if binary else stream, "stdout" if path is None else str(path), shared=True)
+        yield GuardedStream(stream.buffer if binary else stream, "stdout" if path is None else str(path))
         return
     if fd is not None:
         with _through_fd(os.dup(fd), str(path), binary) as out:
