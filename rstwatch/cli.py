@@ -1,6 +1,7 @@
 """Command line: typer commands only, the work happens in the modules they call."""
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -274,4 +275,7 @@ def _quiet_broken_pipe() -> None:
 
 
 def main() -> None:
+    if "_RSTWATCH_COMPLETE" in os.environ:    # a shell asking for completions (`rstwatch completion`)
+        from typer._completion_classes import completion_init
+        completion_init()
     app()

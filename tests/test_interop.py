@@ -1,0 +1,337 @@
+"""Interop with the tools SREs already run: Community ID and 4-tuple+time joins with Zeek's
+conn.log on real traces, Wireshark's own Community ID per frame, the EVE events through a JSON
+schema, Zeek logs parsed back by their header, and tcpdump habits (`read -`, filters, -c)."""
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import rstwatch
+from conftest import CAPTURES, EXTERNAL, ROOT, run_cli
+
+EXTERNAL_FILES = sorted(p for p in EXTERNAL.rglob("*") if p.is_file() and p.suffix in (".pcap", ".pcapng"))
+
+
+def tshark_fields(path: Path, *fields: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
+    out = subprocess.run(["tshark", "-r", str(path), *extra, "-T", "fields", *[a for f in fields for a in ("-e", f)]],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+# ---------------------------------------------------------------- Community ID and time
+
+def test_community_id_is_wiresharks_for_every_rst_of_every_external_trace():
+    """An independent implementation (Wireshark's Community ID dissector) agrees on every finding."""
+    checked = 0
+    for path in EXTERNAL_FILES:
+        df = rstwatch.read(path)
+        per_frame = {int(f): cid for f, cid in tshark_fields(path, "frame.number", "communityid",
+                                                             extra=("--enable-protocol", "communityid"))}
+        for frame, cid in zip(df["frame"], df["community_id"]):
+            assert cid == per_frame[frame], (path, frame)
+            checked += 1
+    assert checked >= 1383                  # every RST tshark lists in tests/external
+
+
+def test_ts_keeps_the_nanoseconds_time_rounds():
+    df = rstwatch.read(CAPTURES / "closed-port-ipv6.pcapng")     # a nanosecond-resolution capture
+    epoch = tshark_fields(CAPTURES / "closed-port-ipv6.pcapng", "frame.time_epoch", extra=("-Y", "frame.number==2"))[0][0]
+    assert df["ts"][0] == "2026-11-21T06:19:06." + epoch.split(".")[1][:9] + "Z"
+    assert df["ts"][0].endswith("394382201Z")                   # 9 digits; the float `time` cannot hold them
+    assert abs(df["time"][0] - float(epoch)) < 1e-6
+
+
+def zeek_conn_logs() -> list[tuple[Path, list[dict]]]:
+    """Traces whose Zeek conn.log is complete (4-tuple, duration, conn_state)."""
+    out = []
+    for log in sorted(EXTERNAL.rglob("*.pcap.conn.log")):
+        fields, rows = None, []
+        for line in log.read_text().splitlines():
+            if line.startswith("#fields"):
+                fields = line.split("\t")[1:]
+            elif fields and not line.startswith("#"):
+                rows.append(dict(zip(fields, line.split("\t"))))
+        if fields and {"id.orig_h", "id.resp_p", "duration", "conn_state"} <= set(fields):
+            out.append((log.with_name(log.name[:-len(".conn.log")]), rows))
+    return out
+
+
+# Zeek keeps a connection this long after its first RST (tcp_reset_delay); later resets of the
+# same connection (a second RST) land in the same conn.log line but not in its `duration`.
+RESET_DELAY_S = 5.0
+
+
+def test_every_finding_joins_zeeks_conn_log_by_community_id_and_by_4tuple_and_time():
+    """Zeek's conn.log (its expected output for the trace) is joined the two ways a log pipeline
+    would: by the Community ID Zeek logs with policy/protocols/conn/community-id-logging (the same
+    hash over the conn's id.*), and without uid by 4-tuple + time: the reset falls inside the
+    connection's lifetime [ts, ts + duration]. The baselines mask `ts`, so a connection's ts is
+    what Zeek defines it to be, the time of its first packet: the packet rstwatch names as the
+    connection's first (`conn_first_frame`; its connection splits agree with Zeek's conn_state,
+    see test_external), timed by tshark, and Zeek's own `duration` must reach the reset."""
+    from rstwatch.interop import community_id
+    traces = zeek_conn_logs()
+    assert len(traces) >= 10
+    joined = 0
+    for trace, rows in traces:
+        findings = rstwatch.read(trace)
+        assert len(findings)
+        by_cid: dict[str, list[dict]] = {}
+        for row in rows:
+            cid = community_id(row["id.orig_h"], row["id.resp_h"], int(row["id.orig_p"]), int(row["id.resp_p"]))
+            by_cid.setdefault(cid, []).append(row)
+        frame_time = {int(f): float(t) for f, t in tshark_fields(trace, "frame.number", "frame.time_epoch")}
+        for f in findings.itertuples():
+            # 1. community_id
+            assert f.community_id in by_cid, (trace.name, f.frame)
+            # 2. 4-tuple (either orientation: Zeek orients by originator) + time within the lifetime
+            ends = {(f.src, f.sport), (f.dst, f.dport)}
+            t0 = frame_time[f.conn_first_frame]
+            match = [r for r in rows
+                     if {(r["id.orig_h"], int(r["id.orig_p"])), (r["id.resp_h"], int(r["id.resp_p"]))} == ends
+                     and t0 - 1e-6 <= f.time <= t0 + float(r["duration"] if r["duration"] != "-" else 0) + RESET_DELAY_S]
+            assert match, (trace.name, f.frame, f.src, f.sport, f.dst, f.dport)
+            assert any(m in by_cid[f.community_id] for m in match)          # both joins find the same row
+            joined += 1
+    assert joined >= 1350
+
+
+# ---------------------------------------------------------------- output formats
+
+EVE_SCHEMA = {
+    "type": "object",
+    "required": ["timestamp", "event_type", "dest_ip", "dest_port", "proto", "pcap_filename", "pcap_cnt", "rstwatch"],
+    "properties": {
+        "timestamp": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+0000$"},
+        "event_type": {"const": "rstwatch"},
+        "src_ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+        "src_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "dest_ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+        "dest_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "proto": {"const": "TCP"},
+        "community_id": {"type": "string", "pattern": r"^1:[A-Za-z0-9+/]{27}=$"},
+        "pcap_filename": {"type": "string"},
+        "pcap_cnt": {"type": "integer", "minimum": 1},
+        "rstwatch": {
+            "type": "object",
+            "required": ["file", "frame", "time", "ts", "src", "sport", "dst", "dport", "sender", "cause", "rule",
+                         "confidence", "alternatives", "summary", "errno", "evidence", "title", "remediation"],
+            "properties": {
+                "cause": {"type": "string"}, "rule": {"type": "string"},
+                "sender": {"enum": ["client", "server", "unknown"]},
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "alternatives": {"type": "array", "items": {"type": "string"}},
+                "remediation": {"type": "array", "items": {"type": "string"}},
+                "evidence": {"type": "array", "items": {"type": "integer"}},
+                "errno": {"type": "object", "required": ["receiver", "sender"]},
+                "ts": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$"},
+            },
+        },
+    },
+    "dependentRequired": {"src_ip": ["src_port"]},
+}
+
+
+def test_eve_events_pass_the_schema_and_carry_the_join_keys():
+    res = run_cli("read", "--format", "eve", str(CAPTURES), str(EXTERNAL / "zeek" / "pop3"))
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(x) for x in res.stdout.splitlines()]
+    validator = jsonschema.Draft202012Validator(EVE_SCHEMA, format_checker=jsonschema.FormatChecker())
+    for ev in events:
+        validator.validate(ev)
+        inner = ev["rstwatch"]
+        assert ev["timestamp"][:26] == inner["ts"][:26] and ev["pcap_cnt"] == inner["frame"]
+        assert ev["dest_ip"] == inner["dst"] and ev["dest_port"] == inner["dport"]
+        if inner["sport"]:                                   # per-RST findings: one flow, one id
+            assert ev["community_id"] == inner["community_id"] and ev["src_ip"] == inner["src"]
+    assert {e["rstwatch"]["cause"] for e in events} >= {"closed-port", "port-scan", "rst-storm", "syn-flood"}
+    # the schema does reject what it claims to check
+    bad = dict(events[0], proto="tcp")
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(bad)
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(dict(events[0], src_ip="10.77.2"))
+
+
+def parse_zeek_tsv(text: str) -> tuple[list[str], list[str], list[dict]]:
+    """Read a Zeek ASCII log by its header, the way Zeek's own readers do."""
+    lines = text.splitlines()
+    assert lines[0] == "#separator \\x09"
+    meta = {ln.split("\t", 1)[0]: ln.split("\t")[1:] for ln in lines if ln.startswith("#") and "\t" in ln}
+    fields, types = meta["#fields"], meta["#types"]
+    assert meta["#set_separator"] == [","] and meta["#unset_field"] == ["-"] and meta["#empty_field"] == ["(empty)"]
+    rows = []
+    for ln in lines:
+        if ln.startswith("#"):
+            continue
+        cells = ln.split("\t")
+        assert len(cells) == len(fields)
+        rows.append(dict(zip(fields, cells)))
+    return fields, types, rows
+
+
+def _zeek_value(cell: str, kind: str):
+    if cell == "-":
+        return None
+    if kind.startswith("vector["):
+        inner = kind[7:-1]
+        return [] if cell == "(empty)" else [_zeek_value(c, inner) for c in cell.split(",")]
+    if kind == "addr":
+        return str(ipaddress.ip_address(cell))
+    if kind in ("port", "count"):
+        return int(cell)
+    if kind in ("time", "double"):
+        return float(cell)
+    if kind == "bool":
+        assert cell in ("T", "F")
+        return cell == "T"
+    return bytes(cell, "utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8") if "\\x" in cell else cell
+
+
+def test_zeek_tsv_and_json_logs_read_back_to_the_findings():
+    tsv = run_cli("read", "--format", "zeek", str(CAPTURES))
+    js = run_cli("read", "--format", "zeek-json", str(CAPTURES))
+    jl = run_cli("read", "--format", "jsonl", str(CAPTURES))
+    assert tsv.returncode == js.returncode == jl.returncode == 0
+    fields, types, rows = parse_zeek_tsv(tsv.stdout)
+    assert fields[:7] == ["ts", "community_id", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto"]
+    assert len(types) == len(fields)
+    recs = [json.loads(x) for x in jl.stdout.splitlines()]
+    jrows = [json.loads(x) for x in js.stdout.splitlines()]
+    assert len(rows) == len(recs) == len(jrows) == 22
+    for row, rec, jrow in zip(rows, recs, jrows):
+        parsed = {f: _zeek_value(row[f], t) for f, t in zip(fields, types)}
+        assert parsed["remediation"] == rec["remediation"]          # commas inside items survive (\x2c)
+        assert parsed["summary"] == rec["summary"] and parsed["cause"] == rec["cause"]
+        assert abs(parsed["ts"] - rec["time"]) < 1e-6
+        assert {k: v for k, v in parsed.items() if v is not None} == \
+               {k: (v if not isinstance(v, float) else pytest.approx(v)) for k, v in jrow.items()}
+        if rec["sender"] == "client":
+            assert (parsed["id.orig_h"], parsed["id.orig_p"]) == (rec["src"], rec["sport"])
+        elif rec["sender"] == "server":
+            assert (parsed["id.orig_h"], parsed["id.orig_p"]) == (rec["dst"], rec["dport"])
+            assert parsed["rst_orig"] is False
+
+
+# ---------------------------------------------------------------- tcpdump habits
+
+def _findings(stdout: str, micro: bool = False) -> list[dict]:
+    """JSON Lines without the file name (a pipe is `-`). `micro`: times cut to microseconds, all
+    that tcpdump's pcap output keeps of a nanosecond pcapng."""
+    out = [{k: v for k, v in json.loads(x).items() if k != "file"} for x in stdout.splitlines()]
+    if micro:
+        for f in out:
+            f["ts"] = f.pop("ts")[:26]            # tcpdump cuts (does not round) to microseconds
+            del f["time"]
+    return out
+
+
+STDIN_CASES = ["closed-port.pcap", "keepalive-timeout.pcap.gz", "out-of-window-rst.pcapng", "listener-closed.pcap"]
+
+
+@pytest.mark.parametrize("name", STDIN_CASES)
+def test_stdin_from_tcpdump_and_gzip_gives_the_same_findings(name):
+    path = CAPTURES / name
+    want = _findings(run_cli("read", "-T", "jsonl", str(path)).stdout)
+    assert want
+    raw = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+    assert shutil.which("tcpdump"), "tcpdump is installed by bin/setup --lab (bin/test as root)"
+    plain = Path(ROOT / "captures" / name)
+    # tcpdump -r X -w - : rewrites the capture as pcap on a pipe
+    src = subprocess.run(["tcpdump", "-r", "-", "-w", "-"], input=raw, capture_output=True, check=True).stdout
+    micro = _findings(run_cli("read", "-T", "jsonl", str(path)).stdout, micro=True)
+    for data, exact in ((raw, True), (gzip.compress(raw), True), (src, False), (gzip.compress(src), False)):
+        res = subprocess.run([*_cli(), "read", "-T", "jsonl", "-"], input=data, capture_output=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        if exact:                                  # the same bytes through a pipe: the very same findings
+            assert _findings(res.stdout.decode()) == want, plain
+        else:                                      # tcpdump rewrote it as a microsecond pcap
+            assert _findings(res.stdout.decode(), micro=True) == micro, plain
+    piped = subprocess.run(f"tcpdump -r {path if not name.endswith('.gz') else '-'} -w - 2>/dev/null | "
+                           f"{' '.join(_cli())} read -T jsonl -", shell=True, capture_output=True,
+                           input=raw if name.endswith(".gz") else None, timeout=120)
+    assert _findings(piped.stdout.decode(), micro=True) == micro
+
+
+def _cli() -> list[str]:
+    exe = shutil.which("rstwatch", path=str(Path(__import__("sys").executable).parent))
+    return [exe]
+
+
+def test_stdin_errors_name_it():
+    res = subprocess.run([*_cli(), "read", "-"], input=b"", capture_output=True)
+    assert res.returncode == 2 and res.stderr.decode().strip() == "rstwatch: error: -: empty file"
+    res = subprocess.run([*_cli(), "read", "-"], input=b"hello, not a capture", capture_output=True)
+    assert res.returncode == 2 and b"-: not a pcap or pcapng file" in res.stderr
+
+
+def test_bpf_keeps_what_tcpdump_keeps():
+    """libpcap decides: the packets our read filter keeps are the ones tcpdump writes."""
+    from rstwatch.sources.diagnostics import Diagnostics
+    from rstwatch.sources.readfilter import make_filter
+    from rstwatch.sources.capture import iter_segments
+    for expr in ("tcp[tcpflags] & tcp-rst != 0", "port 9001 or port 9015", "ip6", "src host 10.77.2.2 and tcp"):
+        for path in [CAPTURES / "closed-port.pcap", CAPTURES / "out-of-window-rst.pcapng", CAPTURES / "closed-port-ipv6.pcapng",
+                     EXTERNAL / "zeek" / "pop3" / "pop3.pcap", EXTERNAL / "tcpdump" / "mptcp-tcprst.pcap"]:
+            keep = make_filter(expr, None, None, None).fresh()
+            for _ in iter_segments(path, Diagnostics(str(path)), keep=keep):
+                pass
+            out = subprocess.run(["tcpdump", "-r", str(path), "-w", "-", expr], capture_output=True, check=True).stdout
+            n = len(tshark_fields_from_bytes(out)) if out[24:] else 0
+            assert keep.kept == n, (expr, path.name, keep.kept, n)
+
+
+def tshark_fields_from_bytes(data: bytes) -> list[str]:
+    out = subprocess.run(["tshark", "-r", "-", "-T", "fields", "-e", "frame.number"], input=data,
+                         capture_output=True, check=True).stdout
+    return out.split()
+
+
+def test_read_filters_on_the_cli():
+    base = _findings(run_cli("read", "-T", "jsonl", str(CAPTURES)).stdout)
+    only = _findings(run_cli("read", "-T", "jsonl", "-f", "port 9001", str(CAPTURES)).stdout)
+    assert [f["cause"] for f in only] == ["closed-port"] and only[0] in base
+    # -c: the capture's first packets only (frame numbers stay the capture's own)
+    assert _findings(run_cli("read", "-T", "jsonl", "-c", "1", str(CAPTURES / "closed-port.pcap")).stdout) == []
+    two = _findings(run_cli("read", "-T", "jsonl", "-c", "2", str(CAPTURES / "closed-port.pcap")).stdout)
+    assert [f["frame"] for f in two] == [2]
+    # --since/--until around one reset (closed-port.pcap's RST is at 06:19:04.390728)
+    win = ["--since", "2026-11-21T06:19:04Z", "--until", "2026-11-21 06:19:05"]
+    assert [f["cause"] for f in _findings(run_cli("read", "-T", "jsonl", *win, str(CAPTURES)).stdout)] == ["closed-port"]
+    late = run_cli("read", "-T", "jsonl", "--since", "1795241944.390729", str(CAPTURES / "closed-port.pcap"))
+    assert late.returncode == 0 and late.stdout == ""
+    # usage errors: one line, exit 2, before any work
+    for args, msg in [(["-f", "port nonsense"], "--bpf: 'port nonsense'"), (["--since", "yesterday"], "--since: 'yesterday' is not a time"),
+                      (["--since", "2026-11-22", "--until", "2026-11-21"], "--until: must be later than --since")]:
+        res = run_cli("read", *args, str(CAPTURES / "closed-port.pcap"))
+        assert res.returncode == 2 and msg in res.stderr and res.stdout == "", res.stderr
+    # -f with a format name: the tcpdump meaning wins, and the message says what to use instead
+    res = run_cli("read", "-f", "jsonl", str(CAPTURES / "closed-port.pcap"))
+    assert res.returncode == 2 and "--format jsonl" in res.stderr
+
+
+def test_version_completion_and_every_output_cause_explained():
+    assert run_cli("--version").stdout.strip() == rstwatch.__version__ == run_cli("version").stdout.strip()
+    for shell in ("bash", "zsh", "fish"):
+        res = run_cli("completion", shell)
+        assert res.returncode == 0 and "_RSTWATCH_COMPLETE" in res.stdout
+    script = run_cli("completion", "bash").stdout
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    env = {"COMP_WORDS": "rstwatch rules ex", "COMP_CWORD": "2", "_RSTWATCH_COMPLETE": "complete_bash", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(_cli(), env=env, capture_output=True, text=True)
+    assert "explain" in done.stdout.split()
+    env.update(COMP_WORDS="rstwatch read --for", COMP_CWORD="2")
+    assert "--format" in subprocess.run(_cli(), env=env, capture_output=True, text=True).stdout.split()
+    causes = set(rstwatch.read(CAPTURES)["cause"]) | {r.name for r in rstwatch.load_rules()}
+    assert {"port-scan", "rst-storm", "syn-flood"} <= causes
+    for cause in sorted(causes):
+        res = run_cli("rules", "explain", cause)
+        assert res.returncode == 0 and res.stdout.startswith(cause), (cause, res.stderr)
+        assert "what to change:" in res.stdout
