@@ -295,9 +295,10 @@ def attach_kernel_reasons(resets: list[dict], trace: list[dict]) -> None:
     for r in resets:
         by_tuple.setdefault((r["src"], r["sport"], r["dst"], r["dport"]), []).append(r)
     for key, frames in by_tuple.items():
-        # A reset sent on a listening socket is traced with a wildcard destination.
-        lines = [t for t in trace if _endpoint(t["src"]) == key[:2]
-                 and _endpoint(t["dst"]) in (key[2:], ("0.0.0.0", 0), ("::", 0))]
+        # A reset sent on a listening socket is traced with wildcard addresses (0.0.0.0:port -> 0.0.0.0:0).
+        wild = {("0.0.0.0", key[1]), ("::", key[1])}
+        lines = [t for t in trace if (_endpoint(t["src"]) == key[:2] and _endpoint(t["dst"]) == key[2:])
+                 or (_endpoint(t["src"]) in wild and _endpoint(t["dst"]) in (("0.0.0.0", 0), ("::", 0)))]
         for r, t in zip(frames[::-1], lines[::-1]):
             r["kernel_reason"], r["kernel_state"] = t["reason"], t["state"]
 

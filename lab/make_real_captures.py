@@ -1,0 +1,532 @@
+"""Resets made by real software, with the kernel's own reason for each: the real-software lab.
+
+Run as root:  python3 lab/make_real_captures.py [--out captures/real] [--only name,...]
+Servers: nginx, HAProxy, Redis, lighttpd, memcached, gunicorn (Debian packages / PyPI). Clients: curl,
+python-requests, redis-py, redis-cli, ApacheBench, HAProxy's health checks. Paths: a wire with latency
+(lab/wire.py), a router with nftables (firewall rules, NAT with conntrack timeouts).
+
+Ground truth: every RST frame gets the cause the scenario set up, checked against the kernel's
+tcp_send_reset reason (a run whose kernel reasons show the race did not happen as intended is
+redone, up to 3 times). Later RSTs of a connection already reset are follow-ups: same cause,
+`follows` = the first reset's frame.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab import netlab  # noqa: E402
+from lab import realnet as R  # noqa: E402
+from lab import realservers as srv  # noqa: E402
+from lab.make_captures import attach_kernel_reasons, rst_frames  # noqa: E402
+from lab.realnet import C_ADDR, CLIENT, S_ADDR, SERVER, Proc  # noqa: E402
+
+
+class Redo(Exception):
+    """The run did not produce the intended behaviour (a timing race lost); run it again."""
+
+
+@dataclass
+class Scenario:
+    name: str
+    fn: Callable
+    cause: str | None                     # None: a clean control, no RST expected
+    doc: str
+    software: list[str]
+    delay_ms: float = 0.0
+    capture: str = "client"              # where tcpdump listens: client (c0) or server (s0)
+    reasons: set[str] = field(default_factory=set)    # kernel reasons the first resets must carry
+    label: Callable | None = None        # (reset, scenario) -> cause, for scenarios with several causes
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, cause: str | None, software: list[str], **kw):
+    def deco(fn):
+        SCENARIOS[name] = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()),
+                                   software=software, **kw)
+        return fn
+    return deco
+
+
+def curl(*args: str, stdin: bool = False) -> Proc:
+    return Proc(CLIENT, [R.tool("curl"), "-sS", "-o", "/dev/null", "-w", '{"result": {"http": "%{http_code}"}}\\n', *args],
+                stdin=stdin)
+
+
+# ------------------------------------------------------------------ keep-alive, FIN crossing a request
+@scenario("nginx-keepalive-race", "keepalive-race", ["nginx", "python-requests"], delay_ms=100,
+          reasons={"TCP_ABORT_ON_DATA", "NO_SOCKET"})
+def nginx_keepalive_race(work: Path):
+    """nginx (keepalive_timeout 1s) behind a 100 ms path; python-requests reuses its pooled
+    connection after 0.9 s idle: nginx's FIN and the next request cross on the wire. The client
+    takes in the FIN, then the RST answering its request (seq = the FIN's own seq)."""
+    s = srv.nginx(work, keepalive="1s")
+    res = R.client_py("requests_reuse", f"http://{S_ADDR}/index.html", 0.9).finish()
+    s.stop()
+    return {"client": res}
+
+
+@scenario("lighttpd-keepalive-race", "keepalive-race", ["lighttpd", "python-requests"], delay_ms=150,
+          capture="server", reasons={"TCP_ABORT_ON_DATA", "NO_SOCKET"})
+def lighttpd_keepalive_race(work: Path):
+    """lighttpd (max-keep-alive-idle 1 s) behind a 150 ms path; python-requests reuses its pooled
+    connection just as lighttpd gives up on it. Captured at the server: its FIN, then the request
+    that did not acknowledge it, then its RST."""
+    s = srv.lighttpd(work, extra="server.max-keep-alive-idle = 1")
+    res = R.client_py("requests_reuse", f"http://{S_ADDR}/index.html", 0.75, 3).finish()
+    s.stop()
+    return {"client": res}
+
+
+# ------------------------------------------------------------------ writing after the server closed
+@scenario("redis-idle-timeout", "data-after-close", ["redis-server", "socat"],
+          reasons={"TCP_TIMEWAIT_SOCKET", "NO_SOCKET", "TCP_ABORT_ON_DATA"})
+def redis_idle_timeout(work: Path):
+    """Redis closes clients idle for 1 s (`timeout 1`); a script piping commands through socat
+    sends the next one 2.5 s later, after its kernel acknowledged Redis's FIN: the write goes out
+    and is reset. (redis-py and redis-cli notice the FIN and reconnect instead.)"""
+    s = srv.redis(work, "--timeout", "1")
+    c = Proc(CLIENT, ["sh", "-c", f"(printf 'PING\\r\\n'; sleep 2.5; printf 'PING\\r\\n'; sleep 1) | "
+                                   f"{R.tool('socat')} - TCP:{S_ADDR}:6379; echo '{{\"result\": {{\"socat_exit\": '$?'}}}}'"])
+    res = c.finish()
+    s.stop()
+    return {"client": res}
+
+
+@scenario("memcached-idle-timeout", "data-after-close", ["memcached", "curl"],
+          reasons={"TCP_TIMEWAIT_SOCKET", "NO_SOCKET", "TCP_ABORT_ON_DATA"})
+def memcached_idle_timeout(work: Path):
+    """memcached with idle_timeout=1 closes an idle client; curl (telnet://) writes the next
+    command 3 s later, after having acknowledged the FIN."""
+    s = srv.memcached("-o", "idle_timeout=1")
+    c = Proc(CLIENT, ["sh", "-c", f"(printf 'version\\r\\n'; sleep 3.5; printf 'stats\\r\\n'; sleep 1) | "
+                                   f"{R.tool('curl')} -sS telnet://{S_ADDR}:11211; echo '{{\"result\": {{\"curl_exit\": '$?'}}}}'"])
+    res = c.finish()
+    s.stop()
+    return {"client": res}
+
+
+# ------------------------------------------------------------------ closing with unread data
+@scenario("nginx-413-no-lingering", "unread-data-close", ["nginx", "curl"],
+          reasons={"TCP_ABORT_ON_CLOSE"})
+def nginx_413(work: Path):
+    """nginx with client_max_body_size 64k and lingering_close off answers a 4 MB upload with
+    413 and closes at once: the kernel resets because the upload is still unread."""
+    s = srv.nginx(work, http="client_max_body_size 64k; lingering_close off;")
+    res = curl("-X", "POST", "--data-binary", "@/dev/zero", "-H", "Content-Length: 4000000",
+               "--max-time", "5", f"http://{S_ADDR}/upload").finish()
+    s.stop()
+    return {"client": res}
+
+
+@scenario("nginx-444-post", "unread-data-close", ["nginx", "python-requests"],
+          reasons={"TCP_ABORT_ON_CLOSE"})
+def nginx_444(work: Path):
+    """nginx `return 444` (close without a response, a common bot block) for a 1 MB POST:
+    nginx closes with the body unread."""
+    s = srv.nginx(work, server="location /api { return 444; }")
+    res = R.client_py("requests_upload", f"http://{S_ADDR}/api", 1_000_000).finish()
+    s.stop()
+    return {"client": res}
+
+
+@scenario("gunicorn-413-zero-window", "unread-data-close", ["gunicorn", "curl"],
+          reasons={"TCP_ABORT_ON_CLOSE"})
+def gunicorn_413(work: Path):
+    """A WSGI app under gunicorn checks Content-Length, takes 1.5 s, answers 413 and never reads
+    the 16 MB upload: the server advertises a zero window, curl sends zero-window probes, then the
+    server's close with unread data resets."""
+    s = srv.gunicorn(8000)
+    res = curl("-X", "POST", "--data-binary", "@/dev/zero", "-H", "Content-Length: 16000000", "-H", "Expect:",
+               "--max-time", "8", f"http://{S_ADDR}:8000/upload").finish()
+    s.stop()
+    return {"client": res}
+
+
+# ------------------------------------------------------------------ deliberate aborts (SO_LINGER 0)
+@scenario("nginx-send-timeout-reset", "linger-zero-abort", ["nginx", "python-requests"],
+          reasons={"TCP_STATE", "TCP_ABORT_ON_LINGER", "TCP_DISCONNECT_WITH_DATA"})
+def nginx_send_timeout(work: Path):
+    """nginx (send_timeout 1s, reset_timedout_connection on) sends a 32 MB file to a client that
+    reads one chunk and stalls: its window closes, nginx probes the zero window, times out and
+    aborts with SO_LINGER 0."""
+    s = srv.nginx(work, http="send_timeout 1s; reset_timedout_connection on; sendfile off;")
+    res = R.client_py("requests_stall", f"http://{S_ADDR}/big.bin", 4).finish()
+    s.stop()
+    return {"client": res}
+
+
+HAPROXY_DEFAULTS = """
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 5s
+  timeout server 5s
+"""
+
+
+@scenario("haproxy-nolinger", "linger-zero-abort", ["haproxy", "nginx", "curl"],
+          reasons={"TCP_STATE", "TCP_ABORT_ON_LINGER", "TCP_DISCONNECT_WITH_DATA"})
+def haproxy_nolinger(work: Path):
+    """HAProxy in front of nginx with `option nolinger` and `http-server-close`-less close mode
+    (`option httpclose`): it answers curl, then closes the client side abortively (SO_LINGER 0)."""
+    be = srv.nginx(work / "nginx", port=8080)
+    p = srv.haproxy(work / "haproxy", HAPROXY_DEFAULTS + """
+frontend fe
+  bind :80
+  option nolinger
+  option httpclose
+  default_backend be
+backend be
+  server web 127.0.0.1:8080
+""", 80, SERVER)
+    res = [curl(f"http://{S_ADDR}/index.html").finish() for _ in range(2)]
+    p.stop()
+    be.stop()
+    return {"client": res}
+
+
+# ------------------------------------------------------------------ health checks
+@scenario("haproxy-check-redis", "abort-before-accept", ["haproxy (health checks)", "redis-server"],
+          reasons={"TCP_STATE"})
+def haproxy_check_redis(work: Path):
+    """HAProxy (a TCP load balancer in front of Redis, on the client host) checks its Redis
+    backend every 300 ms with a plain TCP check: SYN, SYN-ACK, then a RST|ACK that completes the
+    handshake (HAProxy turns off quick-ACK and aborts)."""
+    s = srv.redis(work / "redis")
+    p = srv.haproxy(work / "haproxy", f"""
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 5s
+  timeout server 5s
+listen redis
+  bind 127.0.0.1:6379
+  server r1 {S_ADDR}:6379 check inter 300ms
+""", 0, CLIENT)
+    time.sleep(1.3)
+    p.stop()
+    s.stop()
+    return {"haproxy": "checks ran"}
+
+
+@scenario("haproxy-check-memcached", "abort-before-accept", ["haproxy (health checks)", "memcached"],
+          reasons={"TCP_STATE"})
+def haproxy_check_memcached(work: Path):
+    """The same plain TCP health check against memcached, every 400 ms."""
+    s = srv.memcached()
+    p = srv.haproxy(work / "haproxy", f"""
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 5s
+  timeout server 5s
+listen mc
+  bind 127.0.0.1:11211
+  server m1 {S_ADDR}:11211 check inter 400ms
+""", 0, CLIENT)
+    time.sleep(1.3)
+    p.stop()
+    s.stop()
+    return {"haproxy": "checks ran"}
+
+
+# ------------------------------------------------------------------ refusals and connect timeouts
+@scenario("curl-closed-port", "closed-port", ["curl", "redis-cli"], reasons={"NO_SOCKET"})
+def curl_closed_port(work: Path):
+    """curl to a web port nobody listens on and redis-cli to a Redis port that is not up."""
+    a = curl(f"http://{S_ADDR}:8081/").finish()
+    b = Proc(CLIENT, [R.tool("redis-cli"), "-h", S_ADDR, "-p", "6380", "ping"]).finish()
+    return {"curl": a, "redis-cli": b}
+
+
+@scenario("curl-connect-timeout", "late-synack", ["curl", "nginx"], delay_ms=300, reasons={"NO_SOCKET"})
+def curl_connect_timeout(work: Path):
+    """A 300 ms path (600 ms round trip) and curl --connect-timeout 0.4: curl gives up before the
+    SYN-ACK arrives and its kernel answers the SYN-ACK with a RST."""
+    s = srv.nginx(work)
+    res = curl("--connect-timeout", "0.4", f"http://{S_ADDR}/").finish()
+    time.sleep(1.0)
+    s.stop()
+    return {"client": res}
+
+
+@scenario("nginx-accept-queue-overflow", "accept-queue-overflow", ["nginx", "ApacheBench"],
+          reasons={"INVALID_SYN"})
+def nginx_accept_overflow(work: Path):
+    """nginx with `listen ... backlog=2` and net.ipv4.tcp_abort_on_overflow=1, its worker frozen
+    (SIGSTOP, as in a long GC pause): ab opens 12 connections at once and the handshakes that find
+    the accept queue full are reset."""
+    R.nsx(SERVER, "sysctl -qw net.ipv4.tcp_abort_on_overflow=1")
+    try:
+        s = srv.nginx(work, listen="backlog=2")
+        R.nsx(SERVER, f"pkill -STOP -f 'nginx: worker'", check=False)
+        ab = Proc(CLIENT, [R.tool("ab"), "-q", "-n", "12", "-c", "12", "-s", "3", f"http://{S_ADDR}/index.html"])
+        time.sleep(1.5)
+        R.nsx(SERVER, f"pkill -CONT -f 'nginx: worker'", check=False)
+        res = ab.finish()
+        s.stop()
+        return {"ab": res}
+    finally:
+        R.nsx(SERVER, "sysctl -qw net.ipv4.tcp_abort_on_overflow=0", check=False)
+
+
+@scenario("redis-listener-killed", "listener-closed", ["redis-server", "redis-cli"], reasons={"TCP_STATE"})
+def redis_listener_killed(work: Path):
+    """Redis is frozen (SIGSTOP), three redis-cli clients connect (the kernel completes their
+    handshakes into the accept queue), then Redis is killed: the queued connections are reset."""
+    s = srv.redis(work)
+    R.nsx(SERVER, "pkill -STOP redis-server", check=False)
+    clients = [Proc(CLIENT, [R.tool("redis-cli"), "-h", S_ADDR, "ping"]) for _ in range(3)]
+    time.sleep(0.8)
+    R.nsx(SERVER, "pkill -KILL redis-server", check=False)
+    res = [c.finish() for c in clients]
+    s.stop()
+    return {"clients": res}
+
+
+# ------------------------------------------------------------------ lost state: reboots, keepalive
+@scenario("nginx-reboot-service-back", "peer-lost-state", ["nginx", "python-requests"], reasons={"TCP_FLAGS"})
+def nginx_reboot_back(work: Path):
+    """python-requests keeps a pooled connection to nginx; the server host crashes and comes back
+    with nginx running again; the next request on the old connection reaches the new listener,
+    which answers a non-SYN with a RST."""
+    s = srv.nginx(work)
+    c = R.client_py("requests_reuse_signal", f"http://{S_ADDR}/index.html", stdin=True)
+    c.readline()
+    s.stop()
+    R.reboot_server()
+    s = srv.nginx(work)
+    c.tell()
+    res = c.finish()
+    s.stop()
+    return {"client": res}
+
+
+@scenario("redis-reboot-nothing-listening", "peer-lost-state", ["redis-server", "redis-py"], reasons={"NO_SOCKET"})
+def redis_reboot_gone(work: Path):
+    """redis-py holds a connection; the Redis host crashes and comes back without Redis; the next
+    PING is answered by a kernel with no socket for it."""
+    s = srv.redis(work)
+    c = R.client_py("redis_signal", S_ADDR, stdin=True)
+    c.readline()
+    s.stop()
+    R.reboot_server()
+    c.tell()
+    return {"client": c.finish()}
+
+
+@scenario("redis-keepalive-timeout", "keepalive-timeout", ["redis-server", "redis-py"], reasons={"TCP_KEEPALIVE_TIMEOUT"})
+def redis_keepalive(work: Path):
+    """redis-py with socket_keepalive (idle 1 s, interval 1 s, 2 probes) while the router starts
+    dropping everything from the Redis host: the keepalive gives up and resets."""
+    s = srv.redis(work)
+    c = R.client_py("redis_pause", S_ADDR, 6, 1)
+    c.readline()
+    R.nft(f"table ip lab {{ chain forward {{ type filter hook forward priority 0; ip saddr {S_ADDR} drop; }} }}")
+    res = c.finish()
+    R.nft_flush()
+    s.stop()
+    return {"client": res}
+
+
+# ------------------------------------------------------------------ boxes on the path
+@scenario("firewall-session-byte-limit", "middlebox-reset", ["nftables firewall", "nginx", "curl"])
+def firewall_bytes(work: Path):
+    """A firewall on the router resets HTTP flows that upload more than 20 kB (nftables
+    `ct original bytes > 20000 reject with tcp reset`): curl's upload is cut in the server's name."""
+    s = srv.nginx(work, http="client_max_body_size 10m;", server="location /up { return 200; }")
+    R.nft(f"table ip lab {{ chain forward {{ type filter hook forward priority 0; "
+          f"ip daddr {S_ADDR} tcp dport 80 ct original bytes > 20000 reject with tcp reset; }} }}")
+    res = curl("-X", "POST", "--data-binary", "@/dev/zero", "-H", "Content-Length: 200000", "--max-time", "4",
+               f"http://{S_ADDR}/up").finish()
+    time.sleep(0.5)
+    R.nft_flush()
+    s.stop()
+    return {"client": res}
+
+
+@scenario("nat-idle-timeout-redis", "idle-timeout-reset", ["nftables NAT", "redis-server", "redis-py"])
+def nat_idle(work: Path):
+    """The router masquerades the client (source NAT) with a 2 s established timeout and rejects
+    packets it no longer tracks; redis-py's connection idles 4 s and its next PING is reset."""
+    R.nsx(R.ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0", check=False)
+    R.nft(f"""table ip lab {{
+  chain forward {{ type filter hook forward priority 0; ct state invalid reject with tcp reset; }}
+  chain post {{ type nat hook postrouting priority 100; ip saddr {C_ADDR} oifname "r1" masquerade; }}
+}}""")
+    R.nsx(R.ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established=2")
+    s = srv.redis(work)
+    try:
+        res = R.client_py("redis_pause", S_ADDR, 4).finish()
+    finally:
+        R.nft_flush()
+        R.nsx(R.ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established=432000", check=False)
+    s.stop()
+    return {"client": res}
+
+
+# ------------------------------------------------------------------ clean controls
+@scenario("control-curl-nginx", None, ["nginx", "curl"])
+def control_curl(work: Path):
+    """curl fetches three pages from nginx over one keep-alive connection; clean close."""
+    s = srv.nginx(work, keepalive="5s")
+    u = f"http://{S_ADDR}/index.html"
+    res = curl(u, u, u).finish()
+    s.stop()
+    return {"client": res}
+
+
+@scenario("control-redis-cli", None, ["redis-server", "redis-cli"])
+def control_redis(work: Path):
+    """redis-cli SET, GET, PING, each on its own connection; clean closes."""
+    s = srv.redis(work)
+    res = [Proc(CLIENT, [R.tool("redis-cli"), "-h", S_ADDR, *cmd]).finish() for cmd in (["set", "k", "v"], ["get", "k"], ["ping"])]
+    s.stop()
+    return {"clients": res}
+
+
+@scenario("control-ab-lighttpd", None, ["lighttpd", "ApacheBench"], delay_ms=5)
+def control_ab(work: Path):
+    """ApacheBench, 40 keep-alive requests over 4 connections to lighttpd, over a 5 ms path."""
+    s = srv.lighttpd(work)
+    res = Proc(CLIENT, [R.tool("ab"), "-q", "-k", "-n", "40", "-c", "4", f"http://{S_ADDR}/index.html"]).finish()
+    s.stop()
+    return {"ab": res}
+
+
+@scenario("control-requests-haproxy", None, ["haproxy", "nginx", "python-requests"], delay_ms=20)
+def control_haproxy(work: Path):
+    """python-requests, two requests through HAProxy (default keep-alive mode) to nginx."""
+    be = srv.nginx(work / "nginx", port=8080)
+    p = srv.haproxy(work / "haproxy", HAPROXY_DEFAULTS + """
+frontend fe
+  bind :80
+  default_backend be
+backend be
+  server web 127.0.0.1:8080
+""", 80, SERVER)
+    res = R.client_py("requests_reuse", f"http://{S_ADDR}/index.html", 0.2).finish()
+    p.stop()
+    be.stop()
+    return {"client": res}
+
+
+# ------------------------------------------------------------------ ground truth
+def label(resets: list[dict], sc: Scenario) -> None:
+    """First RST of each connection: the scenario's cause; later ones: follow-ups of it."""
+    first_of: dict[frozenset, dict] = {}
+    for r in resets:
+        key = frozenset([(r["src"], r["sport"]), (r["dst"], r["dport"])])
+        first = first_of.setdefault(key, r)
+        if first is r:
+            r["cause"] = sc.label(r, sc) if sc.label else sc.cause
+        else:
+            r["cause"], r["follows"] = first["cause"], first["frame"]
+
+
+def check_reasons(resets: list[dict], sc: Scenario) -> None:
+    firsts = [r for r in resets if "follows" not in r]
+    if sc.cause and not resets:
+        raise Redo("no reset at all")
+    if sc.cause is None and resets:
+        raise Redo(f"control produced {len(resets)} reset(s)")
+    if sc.reasons:
+        got = {r.get("kernel_reason") for r in firsts}
+        if not got <= sc.reasons:
+            raise Redo(f"first resets carry kernel reasons {sorted(map(str, got))}, expected {sorted(sc.reasons)}")
+
+
+def run_one(sc: Scenario, out: Path, tracer: netlab.ResetTracer) -> dict:
+    path = out / f"{sc.name}.pcap"
+    for attempt in range(1, 4):
+        path.unlink(missing_ok=True)
+        wire = R.setup(sc.delay_ms)
+        work = Path(tempfile.mkdtemp(prefix=f"rstwatch-{sc.name}-"))
+        try:
+            tracer.take()
+            ns, iface = (CLIENT, "c0") if sc.capture == "client" else (SERVER, "s0")
+            cap = netlab.Capture(ns, iface, path)
+            try:
+                apps = sc.fn(work)
+            finally:
+                cap.stop()
+                R.nft_flush()
+            trace = tracer.take()
+            if os.environ.get("LAB_DEBUG"):
+                print(trace, flush=True)
+        finally:
+            wire.stop()
+            R.teardown()
+            shutil.rmtree(work, ignore_errors=True)
+        resets = rst_frames(path)
+        attach_kernel_reasons(resets, trace)
+        label(resets, sc)
+        try:
+            check_reasons(resets, sc)
+        except Redo as why:
+            print(f"  {sc.name}: attempt {attempt}: {why}; again", flush=True)
+            continue
+        os.chmod(path, 0o644)
+        return {"scenario": sc.name, "cause": sc.cause, "software": sc.software, "what_happened": sc.doc,
+                "capture_point": f"{ns}:{iface}", "path_delay_ms": sc.delay_ms, "attempts": attempt,
+                "resets": resets, "applications_saw": apps,
+                "kernel_reasons_seen": sorted({t["reason"] for t in trace})}
+    raise RuntimeError(f"{sc.name}: did not reproduce in 3 attempts")
+
+
+def run(out: Path, only: list[str] | None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and only else {"captures": {}}
+    tracer = netlab.ResetTracer("rstwatch-reallab")
+    failed = []
+    try:
+        for name, sc in SCENARIOS.items():
+            if only and name not in only:
+                continue
+            t0 = time.time()
+            try:
+                entry = run_one(sc, out, tracer)
+            except Exception as exc:  # noqa: BLE001 - report every scenario, then fail
+                failed.append(f"{name}: {exc}")
+                print(f"{name:34} FAILED: {exc}", flush=True)
+                continue
+            manifest["captures"][f"{name}.pcap"] = entry
+            reasons = sorted({str(r.get("kernel_reason")) for r in entry["resets"]})
+            print(f"{name:34} {len(entry['resets']):3} RST(s) kernel={reasons} {time.time() - t0:.1f}s "
+                  f"apps={json.dumps(entry['applications_saw'])[:120]}", flush=True)
+    finally:
+        tracer.close()
+        R.teardown()
+    manifest["generated_on"] = {"kernel": os.uname().release, "date": time.strftime("%Y-%m-%d")}
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    if failed:
+        raise SystemExit("make_real_captures: " + "; ".join(failed))
+    return manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "captures" / "real")
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("make_real_captures: needs root (network namespaces, nftables, tracefs)")
+    run(args.out, [s for s in args.only.split(",") if s] or None)
+
+
+if __name__ == "__main__":
+    main()
