@@ -18,15 +18,21 @@ LIST_FIELDS = ("alternatives", "evidence", "remediation", "sources_sample")
 FIELDS = CONTRACT_FIELDS + EXTRA_FIELDS
 
 
+_SPECIAL = (";", '"', "\n", "\r")
+
+
 def join_list(items) -> str:
+    texts = [str(x) for x in items or []]
+    if not any(c in t for t in texts for c in _SPECIAL):        # the common case, without a csv writer
+        return ";".join(texts)
     buf = io.StringIO()
-    csv.writer(buf, delimiter=";", lineterminator="").writerow([str(x) for x in items or []])
-    return buf.getvalue()
+    csv.writer(buf, delimiter=";", lineterminator="\n").writerow(texts)     # quotes items holding ; " or newlines
+    return buf.getvalue()[:-1]
 
 
 def split_list(cell: str) -> list[str]:
     """The inverse of join_list (items come back as text)."""
-    return next(csv.reader([cell], delimiter=";")) if cell else []
+    return next(csv.reader(io.StringIO(cell, newline=""), delimiter=";")) if cell else []
 
 
 def _flat(rec: dict) -> dict:

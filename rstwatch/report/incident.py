@@ -65,35 +65,24 @@ def _top(keys: pd.Series, weights: pd.Series, causes: pd.Series) -> list[dict]:
 
 
 def _connections(df: pd.DataFrame) -> int:
+    """Distinct connections: a connection's two directions and its several RSTs count once."""
     flood = df["connections"].notna() if "connections" in df else pd.Series(False, index=df.index)
     single = df[~flood]
     first = single["conn_first_frame"] if "conn_first_frame" in single else single["frame"]
-    keys = pd.DataFrame({"f": single["file"], "a": single["src"], "b": single["dst"], "p": single["sport"],
-                         "q": single["dport"], "s": first.astype(str)})
-    # a connection's two directions are one connection: order the ends
-    lo = keys[["a", "p"]].astype(str).agg(":".join, axis=1)
-    hi = keys[["b", "q"]].astype(str).agg(":".join, axis=1)
-    pair = pd.Series([f"{x}|{y}" if x < y else f"{y}|{x}" for x, y in zip(lo, hi)], index=keys.index)
-    n = len(set(zip(keys["f"], pair, keys["s"])))
-    return n + (int(pd.to_numeric(df.loc[flood, "connections"]).sum()) if flood.any() else 0)
+    keys = set()
+    for f, a, p, b, q, s in zip(single["file"], single["src"], single["sport"], single["dst"], single["dport"], first):
+        x, y = (str(a), int(p)), (str(b), int(q))
+        keys.add((f, min(x, y), max(x, y), str(s)))
+    return len(keys) + (int(pd.to_numeric(df.loc[flood, "connections"]).sum()) if flood.any() else 0)
 
 
 def _samples(grp: pd.DataFrame) -> pd.DataFrame:
     """Up to SAMPLES findings of one cause, from different servers and files where possible."""
-    chosen, seen = [], set()
-    for idx, row in grp.iterrows():
-        key = (row["file"], row["_server"])
-        if key not in seen:
-            chosen.append(idx)
-            seen.add(key)
-        if len(chosen) == SAMPLES:
-            break
-    for idx in grp.index:
-        if len(chosen) >= SAMPLES:
-            break
-        if idx not in chosen:
-            chosen.append(idx)
-    return grp.loc[chosen]
+    distinct = grp.drop_duplicates(["file", "_server"]).head(SAMPLES)
+    if len(distinct) < SAMPLES:
+        rest = grp.drop(index=distinct.index).head(SAMPLES - len(distinct))
+        distinct = pd.concat([distinct, rest])
+    return distinct
 
 
 def build(df: pd.DataFrame, info, standalone_svg: bool = False) -> dict[str, Any]:
