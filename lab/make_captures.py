@@ -336,8 +336,8 @@ def run(out: Path, only: list[str] | None) -> dict:
                     r["storm"] = True      # reported as one flood finding, not row by row
                 if name == "middlebox-reset" and r["src"] == C_ADDR:
                     # The client's kernel lost the flow to the forged RST, then answered the
-                    # server's FIN with a RST of its own: the peer (client) lost state.
-                    r["cause"] = "peer-lost-state"
+                    # server's FIN with a RST of its own: a follow-up of the middlebox's reset.
+                    r["follows"] = resets[0]["frame"]
             if sc["gz"]:
                 with open(raw, "rb") as src, gzip.open(out / sc["file"], "wb", compresslevel=9) as dst:
                     shutil.copyfileobj(src, dst)

@@ -65,6 +65,13 @@ def curl(*args: str, stdin: bool = False) -> Proc:
                 stdin=stdin)
 
 
+def upload(work: Path, size: int) -> Path:
+    """A file of `size` bytes for curl to POST (curl reads --data-binary files into memory first)."""
+    path = work / f"upload-{size}.bin"
+    path.write_bytes(b"u" * size)
+    return path
+
+
 # ------------------------------------------------------------------ keep-alive, FIN crossing a request
 @scenario("nginx-keepalive-race", "keepalive-race", ["nginx", "python-requests"], delay_ms=100,
           reasons={"TCP_ABORT_ON_DATA", "NO_SOCKET"})
@@ -91,15 +98,15 @@ def lighttpd_keepalive_race(work: Path):
 
 
 # ------------------------------------------------------------------ writing after the server closed
-@scenario("redis-idle-timeout", "data-after-close", ["redis-server", "socat"],
+@scenario("redis-idle-timeout", "data-after-close", ["redis-server", "curl"],
           reasons={"TCP_TIMEWAIT_SOCKET", "NO_SOCKET", "TCP_ABORT_ON_DATA"})
 def redis_idle_timeout(work: Path):
-    """Redis closes clients idle for 1 s (`timeout 1`); a script piping commands through socat
-    sends the next one 2.5 s later, after its kernel acknowledged Redis's FIN: the write goes out
+    """Redis closes clients idle for 1 s (`timeout 1`); a script piping commands through curl
+    (telnet://) sends the next one 2.5 s later, after its kernel acknowledged Redis's FIN: the write goes out
     and is reset. (redis-py and redis-cli notice the FIN and reconnect instead.)"""
     s = srv.redis(work, "--timeout", "1")
     c = Proc(CLIENT, ["sh", "-c", f"(printf 'PING\\r\\n'; sleep 2.5; printf 'PING\\r\\n'; sleep 1) | "
-                                   f"{R.tool('socat')} - TCP:{S_ADDR}:6379; echo '{{\"result\": {{\"socat_exit\": '$?'}}}}'"])
+                                   f"{R.tool('curl')} -sS telnet://{S_ADDR}:6379; echo '{{\"result\": {{\"curl_exit\": '$?'}}}}'"])
     res = c.finish()
     s.stop()
     return {"client": res}
@@ -125,7 +132,7 @@ def nginx_413(work: Path):
     """nginx with client_max_body_size 64k and lingering_close off answers a 4 MB upload with
     413 and closes at once: the kernel resets because the upload is still unread."""
     s = srv.nginx(work, http="client_max_body_size 64k; lingering_close off;")
-    res = curl("-X", "POST", "--data-binary", "@/dev/zero", "-H", "Content-Length: 4000000",
+    res = curl("--data-binary", f"@{upload(work, 4_000_000)}", "-H", "Expect:",
                "--max-time", "5", f"http://{S_ADDR}/upload").finish()
     s.stop()
     return {"client": res}
@@ -149,7 +156,7 @@ def gunicorn_413(work: Path):
     the 16 MB upload: the server advertises a zero window, curl sends zero-window probes, then the
     server's close with unread data resets."""
     s = srv.gunicorn(8000)
-    res = curl("-X", "POST", "--data-binary", "@/dev/zero", "-H", "Content-Length: 16000000", "-H", "Expect:",
+    res = curl("--data-binary", f"@{upload(work, 16_000_000)}", "-H", "Expect:",
                "--max-time", "8", f"http://{S_ADDR}:8000/upload").finish()
     s.stop()
     return {"client": res}
@@ -272,10 +279,11 @@ def nginx_accept_overflow(work: Path):
     R.nsx(SERVER, "sysctl -qw net.ipv4.tcp_abort_on_overflow=1")
     try:
         s = srv.nginx(work, listen="backlog=2")
-        R.nsx(SERVER, f"pkill -STOP -f 'nginx: worker'", check=False)
+        workers = R.sh(f"pgrep -P {s.proc.pid}").split()      # pids are shared across namespaces: by parent
+        R.sh(f"kill -STOP {' '.join(workers)}")
         ab = Proc(CLIENT, [R.tool("ab"), "-q", "-n", "12", "-c", "12", "-s", "3", f"http://{S_ADDR}/index.html"])
         time.sleep(1.5)
-        R.nsx(SERVER, f"pkill -CONT -f 'nginx: worker'", check=False)
+        R.sh(f"kill -CONT {' '.join(workers)}")
         res = ab.finish()
         s.stop()
         return {"ab": res}
@@ -288,10 +296,10 @@ def redis_listener_killed(work: Path):
     """Redis is frozen (SIGSTOP), three redis-cli clients connect (the kernel completes their
     handshakes into the accept queue), then Redis is killed: the queued connections are reset."""
     s = srv.redis(work)
-    R.nsx(SERVER, "pkill -STOP redis-server", check=False)
+    R.sh(f"kill -STOP {s.proc.pid}")
     clients = [Proc(CLIENT, [R.tool("redis-cli"), "-h", S_ADDR, "ping"]) for _ in range(3)]
     time.sleep(0.8)
-    R.nsx(SERVER, "pkill -KILL redis-server", check=False)
+    R.sh(f"kill -KILL {s.proc.pid}")
     res = [c.finish() for c in clients]
     s.stop()
     return {"clients": res}
@@ -350,7 +358,7 @@ def firewall_bytes(work: Path):
     s = srv.nginx(work, http="client_max_body_size 10m;", server="location /up { return 200; }")
     R.nft(f"table ip lab {{ chain forward {{ type filter hook forward priority 0; "
           f"ip daddr {S_ADDR} tcp dport 80 ct original bytes > 20000 reject with tcp reset; }} }}")
-    res = curl("-X", "POST", "--data-binary", "@/dev/zero", "-H", "Content-Length: 200000", "--max-time", "4",
+    res = curl("--data-binary", f"@{upload(work, 200_000)}", "-H", "Expect:", "--max-time", "4",
                f"http://{S_ADDR}/up").finish()
     time.sleep(0.5)
     R.nft_flush()
@@ -455,6 +463,7 @@ def run_one(sc: Scenario, out: Path, tracer: netlab.ResetTracer) -> dict:
         path.unlink(missing_ok=True)
         wire = R.setup(sc.delay_ms)
         work = Path(tempfile.mkdtemp(prefix=f"rstwatch-{sc.name}-"))
+        os.chmod(work, 0o755)          # servers that drop to nobody read their files here
         try:
             tracer.take()
             ns, iface = (CLIENT, "c0") if sc.capture == "client" else (SERVER, "s0")

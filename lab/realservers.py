@@ -77,7 +77,6 @@ server.document-root = "{www}"
 server.port = {port}
 server.username = "nobody"
 server.groupname = "nogroup"
-server.errorlog = "{work}/error.log"
 {extra}
 """)
     p = Proc(SERVER, [tool("lighttpd"), "-D", "-f", str(conf)])

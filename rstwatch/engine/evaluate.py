@@ -80,7 +80,35 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
                 seen.append(a)
         alts.append(seen)
     out["alternatives"] = alts
+    mark_follow_ups(out)
     return out
+
+
+# A RST that the receiver ignores (out of window) does not end the connection, so what follows
+# it is not its consequence.
+NOT_A_ROOT = {"out-of-window-rst"}
+
+
+def mark_follow_ups(out: pd.DataFrame) -> None:
+    """Later RSTs of a connection already reset (segments in flight answered by more RSTs, from
+    either side) are consequences, not new causes: they take the first reset's verdict and
+    `follows_frame` points at it."""
+    follows = [None] * len(out)
+    if "conn_id" in out.columns and len(out) > 1 and out["conn_id"].duplicated().any():
+        cols = {c: out[c].tolist() for c in ("conn_id", "frame", "cause", "rule", "confidence", "alternatives")}
+        root_of: dict = {}
+        order = sorted(range(len(out)), key=lambda j: (cols["conn_id"][j], cols["frame"][j]))
+        for j in order:
+            root = root_of.get(cols["conn_id"][j])
+            if root is not None:
+                follows[j] = cols["frame"][root]
+                for c in ("cause", "rule", "confidence", "alternatives"):
+                    cols[c][j] = cols[c][root]
+            elif cols["cause"][j] not in NOT_A_ROOT:
+                root_of[cols["conn_id"][j]] = j
+        for c in ("cause", "rule", "confidence", "alternatives"):
+            out[c] = cols[c]
+    out["follows_frame"] = pd.array(follows, dtype="Int64")
 
 
 def run_rule_tests(rules: list[Rule], feature_defaults: pd.DataFrame) -> list[str]:
@@ -95,4 +123,11 @@ def run_rule_tests(rules: list[Rule], feature_defaults: pd.DataFrame) -> list[st
             if got != (t["expect"] == "match"):
                 failures.append(f"{rule.source}: test {n + 1} expected {t['expect']} but got "
                                 f"{'match' if got else 'no_match'}")
+            elif got:
+                # The whole rule set decides, as it does on a capture: a rule earlier in the order
+                # that also matches this example shadows the rule it was written for.
+                winner = classify(row, rules)["cause"].iloc[0]
+                if winner != rule.name:
+                    failures.append(f"{rule.source}: test {n + 1} matches, but with every rule loaded "
+                                    f"`{winner}` wins (shadowed: order the rules or narrow `{winner}`)")
     return failures

@@ -5,12 +5,15 @@ import numpy as np
 import pandas as pd
 
 from ..sources.segments import address_text
-from ..track.connection import Connection
-from .registry import FEATURES, PANDAS_DTYPE
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:                 # the tracker imports this module's registry: no runtime import back
+    from ..track.connection import Connection
+from .registry import FEATURES, PANDAS_DTYPE, declare
 
 META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "conn_state",
                 "history", "evidence", "wireshark_filter", "conn_first_frame", "conn_last_frame",
-                "sender_inferred"]
+                "sender_inferred", "conn_id"]
 
 
 def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last: int) -> str:
@@ -21,7 +24,7 @@ def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last
 
 def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.DataFrame:
     rows = []
-    for c in conns:
+    for conn_id, c in enumerate(conns):
         first, last = P["frame"][c.idx[0]], P["frame"][c.idx[-1]]
         for r in c.rsts:
             i = c.idx[r.pos]
@@ -37,12 +40,14 @@ def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.
                 "sender_inferred": bool(c.role_inferred and c.client_dir is not None),
                 "conn_state": c.conn_state, "history": c.history, "evidence": r.evidence,
                 "wireshark_filter": _display_filter(v6, src, dst, sport, dport, first, last),
-                "conn_first_frame": first, "conn_last_frame": last,
+                "conn_first_frame": first, "conn_last_frame": last, "conn_id": conn_id,
                 "_server": None if r.features["rst.from_server"] is None else
                            ((dst, dport) if r.features["rst.from_client"] else (src, sport)),
             }
             row.update(r.features)
             rows.append(row)
+    if rows:
+        _check_computed(rows[0])
     df = pd.DataFrame(rows, columns=META_COLUMNS + ["_server"] + list(FEATURES))
     df["conn.server_rst_burst"] = _server_burst(df)
     df = df.drop(columns="_server")
@@ -51,6 +56,18 @@ def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.
     df["frame"] = df["frame"].astype("int64")
     df["time"] = df["time"].astype("float64")
     return df
+
+
+def _check_computed(row: dict) -> None:
+    """A declared feature that no code computes would silently be NA in every row: refuse."""
+    missing = [n for n in FEATURES if n not in row and n not in BURST_FEATURES]
+    if missing:
+        raise RuntimeError(f"features declared but never computed: {', '.join(missing)}")
+
+
+BURST_FEATURES = declare(
+    ("conn.server_rst_burst", "int", "", "connections to the same server endpoint reset by it within 1 s, this one included, none of which got server data"),
+)
 
 
 def _server_burst(df: pd.DataFrame, window_s: float = 1.0) -> pd.Series:

@@ -13,7 +13,8 @@ EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connection
                 "ts", "community_id",     # join keys with Zeek/Suricata (rstwatch/interop.py)
                 # live with kernel reasons (rstwatch/kernel/join.py KERNEL_FIELDS)
                 "kernel_match", "kernel_reason", "kernel_state", "kernel_context", "kernel_pid", "kernel_comm",
-                "decided_by", "wire_cause", "kernel_agrees"]
+                "decided_by", "wire_cause", "kernel_agrees",
+                "follows_frame"]         # a follow-up RST: the frame of the reset it is a consequence of
 
 
 def _plain(value: Any) -> Any:

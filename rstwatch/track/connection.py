@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..sources.segments import ACK, FIN, RST, SYN
+from ..features.registry import declare
 from . import zeek
 
 SEQ_MOD = 1 << 32
@@ -38,6 +39,7 @@ class Side:
     fin_acked: bool = False
     ttl: Counter = field(default_factory=Counter)
     probes: list[int] = field(default_factory=list)   # keepalive probes since the peer last spoke
+    zw_probes: list[int] = field(default_factory=list)   # zero-window probes since the peer last spoke
     retrans: int = 0
     packets: int = 0
 
@@ -155,14 +157,19 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
             peer.nxt = ack
         if not syn and not rst and wins[i] == 0 and has_ack:
             hist.add("W", d == 0)
-        # --- keepalive probes: zero/one-byte segment one below what was already sent
+        # --- probes: a zero/one-byte segment one below what was already sent. Against a zero
+        # window it is a zero-window probe (within a second or so); otherwise a keepalive probe.
         if (not (syn or fin or rst) and plen <= 1 and me.nxt is not None
                 and sdiff(seq, me.nxt) == -1):
-            me.probes.append(P["frame"][i])
+            (me.zw_probes if (peer.last_ack is not None and peer.last_win == 0) else me.probes).append(P["frame"][i])
         elif not rst and (plen > 0 or syn or fin):
             me.probes.clear()        # real traffic from us ends a run of probes
-        if not rst:
+            me.zw_probes.clear()
+        if not rst and (plen > 0 or wins[i] != 0 or fin):
             peer.probes.clear()   # the peer heard from us: its probes are answered
+            peer.zw_probes.clear()
+        elif not rst:
+            peer.probes.clear()
         # --- sequence bookkeeping
         if syn and has_ack and not rst:
             if me.sent_after_synack is None:
@@ -197,6 +204,53 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
     return conn
 
 
+RST_FEATURES = declare(
+    ("rst.from_client", "bool", "", "the RST came from the side that opened the connection"),
+    ("rst.from_server", "bool", "", "the RST came from the side that accepted the connection"),
+    ("rst.has_ack", "bool", "", "RST|ACK rather than a bare RST (Linux active resets always carry ACK)"),
+    ("rst.stateless_shape", "bool", "", "window 0, no TCP options, IPv4 ID 0: the kernel's reply without a socket"),
+    ("rst.has_payload", "bool", "", "the RST carries bytes (diagnostic text from some stacks)"),
+    ("rst.answers_syn", "bool", "", "RST|ACK acknowledging the client's SYN, no SYN-ACK from the sender"),
+    ("rst.answers_synack", "bool", "", "bare RST whose seq is the SYN-ACK's ack: the client forgot the attempt"),
+    ("rst.seq_eq_trigger_ack", "bool", "", "RST seq equals the ack of the segment it answers (stateless reply)"),
+    ("rst.seq_offset", "int", "bytes", "RST seq minus what the receiver last acknowledged (0 = exact)"),
+    ("rst.seq_in_window", "bool", "", "RST seq lies inside the receiver's advertised window"),
+    ("rst.seq_exact", "bool", "", "RST seq equals the receiver's next expected sequence number"),
+    ("rst.seq_at_fin", "bool", "", "RST seq is the sender's own FIN seq (rcv_nxt - 1 after the receiver took in that FIN): Linux accepts it"),
+    ("rst.after_own_fin", "bool", "", "RST|ACK whose seq is just past the sender's own FIN: it shut down, then aborted"),
+    ("rst.completes_handshake", "bool", "", "the client's RST|ACK acknowledges the SYN-ACK with no ACK before it: the RST completes the handshake"),
+    ("rst.ttl", "int", "hops", "IPv4 TTL / IPv6 hop limit of the RST"),
+    ("rst.ttl_delta", "int", "hops", "difference from the usual TTL of the claimed sender's other packets"),
+    ("rst.ttl_mismatch", "bool", "", "the RST's TTL differs from the claimed sender's other packets"),
+    ("rst.index_in_conn", "int", "", "0 for the first RST of the connection, 1 for the next..."),
+    ("rst.gap_s", "float", "s", "time since the previous packet of the connection"),
+    ("trigger.kind", "str", "", "what the segment just before the RST (from the receiver) was: none, syn, synack, ack, data, fin, probe, rst"),
+    ("trigger.has_data", "bool", "", "the segment the RST answers carries payload"),
+    ("trigger.acks_sender_fin", "bool", "", "the segment the RST answers acknowledges the sender's FIN"),
+    ("trigger.idle_before_s", "float", "s", "silence in the connection before the segment the RST answers"),
+    ("conn.syn_seen", "bool", "", "the client's SYN is in the capture"),
+    ("conn.synack_seen", "bool", "", "the server's SYN-ACK is in the capture"),
+    ("conn.handshake_complete", "bool", "", "the client acknowledged the SYN-ACK"),
+    ("conn.midstream", "bool", "", "neither SYN nor SYN-ACK seen: the capture started mid-connection"),
+    ("conn.client_bytes", "int", "bytes", "payload the client sent before the RST"),
+    ("conn.server_bytes", "int", "bytes", "payload the server sent before the RST"),
+    ("conn.server_packets_after_synack", "int", "", "server segments between its SYN-ACK and the RST"),
+    ("conn.role_inferred", "bool", "", "client and server were guessed from the ports (no handshake seen)"),
+    ("sender.fin_sent", "bool", "", "the RST's sender had sent a FIN before it"),
+    ("sender.fin_acked", "bool", "", "the peer acknowledged the sender's FIN"),
+    ("sender.bytes", "int", "bytes", "payload the RST's sender had sent"),
+    ("sender.keepalive_probes", "int", "", "keepalive probes from the sender left unanswered just before the RST"),
+    ("sender.zero_window_probes", "int", "", "zero-window probes the RST's sender sent while the peer advertised window 0, just before the RST"),
+    ("sender.zero_window", "bool", "", "the RST's sender last advertised a zero window: its receive buffer was full (unread data)"),
+    ("receiver.fin_sent", "bool", "", "the RST's receiver had sent a FIN before it"),
+    ("receiver.bytes", "int", "bytes", "payload the RST's receiver had sent"),
+    ("receiver.bytes_after_sender_data", "int", "bytes", "payload the receiver sent after the sender's last data: likely unread"),
+    ("receiver.retransmissions", "int", "", "retransmitted segments from the receiver before the RST"),
+    ("receiver.zero_window_probes", "int", "", "zero-window probes the RST's receiver sent while the sender advertised window 0, just before the RST"),
+    ("receiver.zero_window", "bool", "", "the RST's receiver last advertised a zero window (it stopped reading)"),
+)
+
+
 def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int, sides: list[Side]) -> ConnRst:
     i = idx[pos]
     d = dirs[pos]
@@ -207,8 +261,18 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
     srv = None if client is None else sides[1 - client]
     has_ack = bool(f & ACK)
 
-    # The segment this RST answers: the previous packet, if the receiver sent it.
-    trig = idx[pos - 1] if pos > 0 and dirs[pos - 1] != d else None
+    # The segment this RST answers: the previous packet, if the receiver sent it. A bare RST is a
+    # stateless reply with seq = the offending segment's ack: when a FIN crossed that segment, the
+    # receiver's later FIN/ACK sits between them, so look back for the segment whose ack it is.
+    tpos = pos - 1 if pos > 0 and dirs[pos - 1] != d else None
+    if not (f & ACK):
+        for k in range(pos - 1, max(-1, pos - 9), -1):
+            j = idx[k]
+            fj = P["flags"][j]
+            if dirs[k] != d and fj & ACK and not fj & RST and P["ack"][j] == seq:
+                tpos = k
+                break
+    trig = idx[tpos] if tpos is not None else None
     tf = P["flags"][trig] if trig is not None else 0
     t_plen = P["plen"][trig] if trig is not None else 0
     t_probe = (trig is not None and not (tf & (SYN | FIN | RST)) and t_plen <= 1 and rcv.nxt is not None
@@ -217,7 +281,7 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
                     else "syn" if tf & SYN else "fin" if tf & FIN else "probe" if t_probe
                     else "data" if t_plen > 0 else "ack")
     prev_ts = P["ts_ns"][idx[pos - 1]] if pos > 0 else None
-    before_trig_ts = P["ts_ns"][idx[pos - 2]] if pos > 1 else None
+    before_trig_ts = P["ts_ns"][idx[tpos - 1]] if tpos is not None and tpos > 0 else None
     if trig is not None and before_trig_ts is not None:
         idle = (P["ts_ns"][trig] - before_trig_ts) / 1e9
     elif prev_ts is not None:
@@ -226,8 +290,17 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         idle = None
 
     offset = sdiff(seq, rcv.last_ack) if rcv.last_ack is not None else None
+    # Linux accepts a RST at rcv_nxt - 1 once it has taken in the sender's FIN (CLOSE_WAIT,
+    # LAST_ACK, CLOSING): a FIN that crossed the next request draws exactly that RST.
+    at_fin = offset == -1 and snd.fin_seq is not None and seq == snd.fin_seq
     window = max(rcv.last_win << MAX_WSCALE, 65535)
-    in_window = None if offset is None else (0 <= offset <= window)
+    in_window = None if offset is None else (0 <= offset <= window or at_fin)
+    after_own_fin = has_ack and snd.fin_seq is not None and seq == (snd.fin_seq + 1) % SEQ_MOD
+    # The client's RST|ACK acknowledging the SYN-ACK with no bare ACK before it: the RST itself
+    # completes the handshake (health checkers that turn off quick-ACK do this).
+    completes_handshake = (client is not None and d == client and has_ack and srv is not None
+                           and srv.isn is not None and ack == (srv.isn + 1) % SEQ_MOD
+                           and (cli.last_ack is None or sdiff(cli.last_ack, srv.isn) < 1))
     usual_ttl = snd.ttl.most_common(1)[0][0] if snd.ttl else None
     ttl_delta = None if usual_ttl is None else abs(P["ttl"][i] - usual_ttl)
     ipid = P["ipid"][i]
@@ -244,7 +317,10 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "rst.seq_eq_trigger_ack": None if trig is None or not (tf & ACK) else seq == t_ack,
         "rst.seq_offset": offset,
         "rst.seq_in_window": in_window,
-        "rst.seq_exact": None if offset is None else offset == 0,
+        "rst.seq_exact": None if offset is None else (offset == 0 or at_fin),
+        "rst.seq_at_fin": at_fin,
+        "rst.after_own_fin": after_own_fin,
+        "rst.completes_handshake": completes_handshake,
         "rst.ttl": P["ttl"][i],
         "rst.ttl_delta": ttl_delta,
         "rst.ttl_mismatch": None if ttl_delta is None else ttl_delta >= 1,
@@ -257,9 +333,9 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "trigger.idle_before_s": idle,
         "conn.syn_seen": (cli is not None and cli.syn_frame is not None),
         "conn.synack_seen": (srv is not None and srv.syn_frame is not None),
-        "conn.handshake_complete": (cli is not None and srv is not None and srv.isn is not None
-                                    and cli.last_ack is not None and cli.syn_frame is not None
-                                    and sdiff(cli.last_ack, srv.isn) >= 1),
+        "conn.handshake_complete": completes_handshake or (
+            cli is not None and srv is not None and srv.isn is not None and cli.last_ack is not None
+            and cli.syn_frame is not None and sdiff(cli.last_ack, srv.isn) >= 1),
         "conn.midstream": all(s.syn_frame is None for s in sides),
         "conn.client_bytes": None if cli is None else cli.data_bytes,
         "conn.server_bytes": None if srv is None else srv.data_bytes,
@@ -269,16 +345,26 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "sender.fin_acked": snd.fin_acked,
         "sender.bytes": snd.data_bytes,
         "sender.keepalive_probes": len(snd.probes),
+        "sender.zero_window_probes": len(snd.zw_probes),
+        "sender.zero_window": snd.last_ack is not None and snd.last_win == 0,
         "receiver.fin_sent": rcv.fin_seq is not None,
         "receiver.bytes": rcv.data_bytes,
         "receiver.bytes_after_sender_data": snd.peer_bytes_since_my_data,
         "receiver.retransmissions": rcv.retrans,
+        "receiver.zero_window_probes": len(rcv.zw_probes),
+        "receiver.zero_window": rcv.last_ack is not None and rcv.last_win == 0,
     }
     evidence = [x for x in (cli.syn_frame if cli else None, srv.syn_frame if srv else None,
-                            snd.fin_frame, rcv.fin_frame, *snd.probes[-3:],
+                            snd.fin_frame, rcv.fin_frame, *snd.probes[-3:], *snd.zw_probes[-2:], *rcv.zw_probes[-2:],
                             P["frame"][trig] if trig is not None else None, P["frame"][i]) if x is not None]
     return ConnRst(pos=pos, frame=P["frame"][i], sender=d, features=features,
                    evidence=sorted(set(evidence)))
+
+
+AFTER_FEATURES = declare(
+    ("after.sender_packets", "int", "", "non-RST segments from the RST's claimed sender after it"),
+    ("after.receiver_packets", "int", "", "non-RST segments from the RST's receiver after it"),
+)
 
 
 def _after_rst(P, conn: Connection, dirs: list[int]) -> None:
