@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -39,3 +41,94 @@ def test_zero_length_record_bomb_does_not_grow_memory(tmp_path: Path):
     rss_big, rows_big, err = read_with_peak(str(big))
     assert rows == rows_big == []
     assert rss_big - rss_small < 40, f"{rss_small} MiB for 2 M records, {rss_big} MiB for 16 M"
+
+
+def _stretched(n_packets: int, factor: int, seed: int) -> bytes:
+    """A synthetic capture (benchmarks/synth.py, 5% resets of several shapes, refused
+    connections from one server endpoint) with its clock stretched so it spans minutes."""
+    import synth
+    rec = synth.build(n_packets, 0.05, seed=seed)
+    us = (rec["sec"].astype("int64") - int(rec["sec"][0])) * 1_000_000 + rec["usec"]
+    us = us * factor + int(rec["sec"][0]) * 1_000_000
+    rec["sec"], rec["usec"] = us // 1_000_000, us % 1_000_000
+    return hostile.PCAP_HEADER + rec.tobytes()
+
+
+def test_settling_early_and_batching_files_change_no_verdict(tmp_path: Path, builtin_rules, monkeypatch):
+    """Flows whose verdicts are settled are classified while the file is read, in small batches,
+    and small files are classified together: the findings must be exactly those of one pass
+    over each whole file."""
+    from rstwatch import analyze
+    from rstwatch.analyze import VerdictBatch, analyze_file
+    paths = []
+    for k, factor in enumerate((40, 1, 200)):
+        p = tmp_path / f"s{k}.pcap"
+        p.write_bytes(_stretched(30_000, factor, seed=k))
+        paths.append(p)
+    cols = ["file", "frame", "cause", "sender", "conn_state", "history", "evidence", "summary",
+            "conn.server_rst_burst", "community_id", "ts"]
+    whole = [analyze_file(p, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=10**9)).findings
+             for p in paths]
+    assert sum(len(w) for w in whole) > 300 and whole[0]["conn.server_rst_burst"].max() > 1
+    flushed, settled = [], []
+    real, real_settled = VerdictBatch.flush, analyze.settled
+
+    def spy(self):
+        flushed.append(self.resets)
+        real(self)
+
+    def spy_settled(seg, delay):
+        mask = real_settled(seg, delay)
+        settled.append(int(mask.sum()))
+        return mask
+    monkeypatch.setattr(VerdictBatch, "flush", spy)
+    monkeypatch.setattr(analyze, "settled", spy_settled)
+    monkeypatch.setattr(analyze, "RESET_BATCH", 30)
+    monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", 256 * 1024)
+    batch = VerdictBatch(builtin_rules, max_resets=60)
+    results = [analyze_file(p, builtin_rules, batch=batch) for p in paths]
+    batched = [r.findings for r in results]
+    assert sum(settled) > 300, settled                                # settled before the end of a file
+    assert len(flushed) >= 4 and max(flushed) < 200, flushed          # in batches (a burst is one)
+    for w, b in zip(whole, batched):
+        pd.testing.assert_frame_equal(w[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+
+
+def test_many_small_files_cost_milliseconds_each(tmp_path: Path):
+    """3,000 rotated two-packet captures took ~90 ms each (a classification per file); 400 of
+    them must now cost well under 10 ms a file over one file alone."""
+    import time
+    one, many = tmp_path / "one", tmp_path / "many"
+    hostile.small_files(one, 1)
+    hostile.small_files(many, 400)
+    t = time.perf_counter()
+    _, rows_one, _ = read_with_peak(str(one))
+    t_one = time.perf_counter() - t
+    t = time.perf_counter()
+    _, rows, _ = read_with_peak(str(many))
+    t_many = time.perf_counter() - t
+    assert len(rows_one) == 1 and len(rows) == 400 and {r["cause"] for r in rows} == {"closed-port"}
+    assert [r["file"] for r in rows] == sorted(r["file"] for r in rows)
+    per_file_ms = (t_many - t_one) / 399 * 1000
+    assert per_file_ms < 10, f"{per_file_ms:.1f} ms per file"
+
+
+def test_many_small_files_hold_little_memory_each(tmp_path: Path, builtin_rules):
+    """The findings of a folder of small captures, gathered with all_findings, hold a few KB per
+    file (a DataFrame per file was ~30 KB of Python objects and ~100 KB of RSS)."""
+    import tracemalloc
+    from rstwatch.analyze import VerdictBatch, all_findings, analyze_file
+    paths = hostile.small_files(tmp_path / "many", 300)
+    batch = VerdictBatch(builtin_rules)
+    all_findings([analyze_file(paths[0], builtin_rules, batch=batch)])        # warm caches
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        results = [analyze_file(p, builtin_rules, batch=batch) for p in paths]
+        found = all_findings(results)
+        per_file = (tracemalloc.get_traced_memory()[0] - before) / len(paths)
+    finally:
+        tracemalloc.stop()
+    assert list(found["file"]) == [str(p) for p in paths]
+    assert (found["cause"] == "closed-port").all()
+    assert per_file < 15 * 1024, f"{per_file / 1024:.1f} KiB per file"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..loops import flow_hash_columns
-from ..sources.segments import FIN, RST, Segments
+from ..sources.segments import ACK, FIN, RST, SYN, Segments
 
 def src_is_low(seg: Segments) -> np.ndarray:
     """True where (src, sport) sorts before (dst, dport): the canonical 'A' endpoint."""
@@ -103,3 +103,96 @@ def evict_oldest(seg: Segments, max_rows: int) -> tuple[Segments, int]:
     drop = np.zeros(len(f), bool)
     drop[victims] = True
     return seg.take(np.flatnonzero(~drop[f.codes])), len(victims)
+
+
+# A flow holding a RST is settled, and can be classified before the end of the file, once no later
+# packet can change its verdict: every connection of it after its last RST would be a new one
+# (Zeek's reset delay, 5 s, has passed since that RST), plus this margin for capture timestamps
+# that go backwards a little (merged interfaces).
+SETTLE_MARGIN_NS = 5 * 1_000_000_000
+BURST_WINDOW_NS = 1_001_000_000     # the features' server-RST burst counts resets within 1 s of each other
+
+
+def reset_components(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
+    """(flow code of each row, component of each flow). Resets from one endpoint (src, sport)
+    chained by gaps of at most a second are compared by the features (server-RST burst), so the
+    flows holding them must be classified together: a component is such a closure of flows
+    (-1 for flows without a RST). A key collision only joins components: safe."""
+    codes, uniq = pd.factorize(flow_hash(seg))
+    n = len(uniq)
+    comp = np.full(n, -1, np.int64)
+    rst_rows = np.flatnonzero((seg["flags"] & RST) != 0)
+    if not len(rst_rows):
+        return codes, comp
+    key = seg["src_hi"][rst_rows] * np.uint64(0x9E3779B97F4A7C15) ^ seg["src_lo"][rst_rows] \
+        ^ (seg["sport"][rst_rows].astype(np.uint64) << np.uint64(48))
+    t = seg["ts_ns"][rst_rows]
+    order = np.lexsort((t, key))
+    new = np.ones(len(order), bool)
+    new[1:] = (key[order][1:] != key[order][:-1]) | (np.diff(t[order]) > BURST_WINDOW_NS)
+    cluster = np.empty(len(order), np.int64)
+    cluster[order] = np.cumsum(new) - 1
+    flow_of = codes[rst_rows]
+    label = np.arange(n, dtype=np.int64)
+    for _ in range(100):                 # smallest flow code over flows linked through clusters
+        low = np.full(int(cluster.max()) + 1, n, np.int64)
+        np.minimum.at(low, cluster, label[flow_of])
+        nxt = label.copy()
+        np.minimum.at(nxt, flow_of, low[cluster])
+        if np.array_equal(nxt, label):
+            break
+        label = nxt
+    else:
+        label[:] = 0                     # a chain too long to resolve: one component (always safe)
+    comp[flow_of] = label[flow_of]
+    return codes, comp
+
+
+def settled(seg: Segments, reset_delay_ns: int, margin_ns: int = SETTLE_MARGIN_NS) -> np.ndarray:
+    """Row mask of the flows whose verdicts are final now (see SETTLE_MARGIN_NS): their last
+    connection holds their last RST, that RST is older than the reset delay plus the margin,
+    and so is every flow of their reset component (see reset_components)."""
+    flags, ts = seg["flags"], seg["ts_ns"]
+    rst_rows = np.flatnonzero((flags & RST) != 0)
+    if not len(rst_rows):
+        return np.zeros(len(seg), bool)
+    codes, comp = reset_components(seg)
+    n = len(comp)
+    last_rst = np.full(n, -1, np.int64)                 # row of each flow's last RST (rows are in capture order)
+    np.maximum.at(last_rst, codes[rst_rows], rst_rows)
+    ok = last_rst >= 0
+    rst_ts = ts[np.maximum(last_rst, 0)]
+    # a SYN, or a packet past the reset delay, after the last RST opened a connection without a RST
+    after = np.arange(len(seg)) > last_rst[codes]
+    syn_only = ((flags & SYN) != 0) & ((flags & ACK) == 0)
+    opened = after & (syn_only | (ts - rst_ts[codes] > reset_delay_ns))
+    ok[codes[opened]] = False
+    ok &= int(ts.max()) - rst_ts > reset_delay_ns + margin_ns
+    # a component settles whole or not at all
+    has = comp >= 0
+    comp_ok = np.ones(n, bool)
+    comp_ok[comp[has & ~ok]] = False
+    ok &= has & comp_ok[np.maximum(comp, 0)]
+    return ok[codes]
+
+
+def split_components(seg: Segments, max_resets: int) -> list[np.ndarray]:
+    """Row indexes of `seg` cut into pieces of about `max_resets` resets, whole reset components
+    each, in order of their first row."""
+    codes, comp = reset_components(seg)
+    rows_comp = comp[codes]
+    rst = (seg["flags"] & RST) != 0
+    total = int(rst.sum())
+    if total <= max_resets:
+        return [np.arange(len(seg))]
+    resets_per = np.bincount(rows_comp[rst], minlength=len(comp))
+    first = np.full(len(comp), len(seg), np.int64)
+    np.minimum.at(first, rows_comp, np.arange(len(seg)))
+    comps = np.flatnonzero(resets_per)
+    comps = comps[np.argsort(first[comps], kind="stable")]
+    piece = np.zeros(len(comp), np.int64)
+    piece[comps] = np.cumsum(resets_per[comps]) // max_resets
+    row_piece = np.where(rows_comp >= 0, piece[np.maximum(rows_comp, 0)], -1)
+    order = np.argsort(row_piece, kind="stable")
+    bounds = np.flatnonzero(np.diff(row_piece[order])) + 1
+    return [p for p in np.split(order, bounds) if len(p) and row_piece[p[0]] >= 0]
