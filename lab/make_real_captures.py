@@ -85,19 +85,6 @@ def nginx_keepalive_race(work: Path):
     return {"client": res}
 
 
-@scenario("lighttpd-keepalive-race", "keepalive-race", ["lighttpd", "python-requests"], delay_ms=150,
-          capture="server", reasons={"TCP_ABORT_ON_DATA", "NO_SOCKET"})
-def lighttpd_keepalive_race(work: Path):
-    """lighttpd (max-keep-alive-idle 1 s) behind a 150 ms path; python-requests reuses its pooled
-    connection just as lighttpd gives up on it. Captured at the server: its FIN, then the request
-    that did not acknowledge it, then its RST."""
-    s = srv.lighttpd(work, extra="server.max-keep-alive-idle = 1")
-    res = R.client_py("requests_reuse", f"http://{S_ADDR}/index.html", 0.75, 3).finish()
-    s.stop()
-    return {"client": res}
-
-
-# ------------------------------------------------------------------ writing after the server closed
 @scenario("redis-idle-timeout", "data-after-close", ["redis-server", "curl"],
           reasons={"TCP_TIMEWAIT_SOCKET", "NO_SOCKET", "TCP_ABORT_ON_DATA"})
 def redis_idle_timeout(work: Path):
@@ -126,18 +113,6 @@ def memcached_idle_timeout(work: Path):
 
 
 # ------------------------------------------------------------------ closing with unread data
-@scenario("nginx-413-no-lingering", "unread-data-close", ["nginx", "curl"],
-          reasons={"TCP_ABORT_ON_CLOSE"})
-def nginx_413(work: Path):
-    """nginx with client_max_body_size 64k and lingering_close off answers a 4 MB upload with
-    413 and closes at once: the kernel resets because the upload is still unread."""
-    s = srv.nginx(work, http="client_max_body_size 64k; lingering_close off;")
-    res = curl("--data-binary", f"@{upload(work, 4_000_000)}", "-H", "Expect:",
-               "--max-time", "5", f"http://{S_ADDR}/upload").finish()
-    s.stop()
-    return {"client": res}
-
-
 @scenario("nginx-444-post", "unread-data-close", ["nginx", "python-requests"],
           reasons={"TCP_ABORT_ON_CLOSE"})
 def nginx_444(work: Path):
@@ -270,27 +245,6 @@ def curl_connect_timeout(work: Path):
     return {"client": res}
 
 
-@scenario("nginx-accept-queue-overflow", "accept-queue-overflow", ["nginx", "ApacheBench"],
-          reasons={"INVALID_SYN"})
-def nginx_accept_overflow(work: Path):
-    """nginx with `listen ... backlog=2` and net.ipv4.tcp_abort_on_overflow=1, its worker frozen
-    (SIGSTOP, as in a long GC pause): ab opens 12 connections at once and the handshakes that find
-    the accept queue full are reset."""
-    R.nsx(SERVER, "sysctl -qw net.ipv4.tcp_abort_on_overflow=1")
-    try:
-        s = srv.nginx(work, listen="backlog=2")
-        workers = R.sh(f"pgrep -P {s.proc.pid}").split()      # pids are shared across namespaces: by parent
-        R.sh(f"kill -STOP {' '.join(workers)}")
-        ab = Proc(CLIENT, [R.tool("ab"), "-q", "-n", "12", "-c", "12", "-s", "3", f"http://{S_ADDR}/index.html"])
-        time.sleep(1.5)
-        R.sh(f"kill -CONT {' '.join(workers)}")
-        res = ab.finish()
-        s.stop()
-        return {"ab": res}
-    finally:
-        R.nsx(SERVER, "sysctl -qw net.ipv4.tcp_abort_on_overflow=0", check=False)
-
-
 @scenario("redis-listener-killed", "listener-closed", ["redis-server", "redis-cli"], reasons={"TCP_STATE"})
 def redis_listener_killed(work: Path):
     """Redis is frozen (SIGSTOP), three redis-cli clients connect (the kernel completes their
@@ -343,7 +297,7 @@ def redis_keepalive(work: Path):
     s = srv.redis(work)
     c = R.client_py("redis_pause", S_ADDR, 6, 1)
     c.readline()
-    R.nft(f"table ip lab {{ chain forward {{ type filter hook forward priority 0; ip saddr {S_ADDR} drop; }} }}")
+    R.nft(f"table ip lab {{\n chain forward {{\n type filter hook forward priority 0; ip saddr {S_ADDR} drop\n }}\n}}\n")
     res = c.finish()
     R.nft_flush()
     s.stop()
@@ -356,8 +310,8 @@ def firewall_bytes(work: Path):
     """A firewall on the router resets HTTP flows that upload more than 20 kB (nftables
     `ct original bytes > 20000 reject with tcp reset`): curl's upload is cut in the server's name."""
     s = srv.nginx(work, http="client_max_body_size 10m;", server="location /up { return 200; }")
-    R.nft(f"table ip lab {{ chain forward {{ type filter hook forward priority 0; "
-          f"ip daddr {S_ADDR} tcp dport 80 ct original bytes > 20000 reject with tcp reset; }} }}")
+    R.nft(f"table ip lab {{\n chain forward {{\n type filter hook forward priority 0;\n"
+          f" ip daddr {S_ADDR} tcp dport 80 ct original bytes > 20000 reject with tcp reset\n }}\n}}\n")
     res = curl("--data-binary", f"@{upload(work, 200_000)}", "-H", "Expect:", "--max-time", "4",
                f"http://{S_ADDR}/up").finish()
     time.sleep(0.5)
@@ -372,9 +326,14 @@ def nat_idle(work: Path):
     packets it no longer tracks; redis-py's connection idles 4 s and its next PING is reset."""
     R.nsx(R.ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0", check=False)
     R.nft(f"""table ip lab {{
-  chain forward {{ type filter hook forward priority 0; ct state invalid reject with tcp reset; }}
-  chain post {{ type nat hook postrouting priority 100; ip saddr {C_ADDR} oifname "r1" masquerade; }}
-}}""")
+  chain forward {{
+    type filter hook forward priority 0; ct state invalid reject with tcp reset
+  }}
+  chain post {{
+    type nat hook postrouting priority 100; ip saddr {C_ADDR} oifname "r1" masquerade
+  }}
+}}
+""")
     R.nsx(R.ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established=2")
     s = srv.redis(work)
     try:

@@ -50,13 +50,13 @@ def test_table_shows_causes_and_summary():
 
 def test_output_file_is_written_atomically_and_not_overwritten(tmp_path):
     out = tmp_path / "out.jsonl"
-    assert run_cli("read", str(CAPTURES / "closed-port.pcap"), "-f", "jsonl", "-o", str(out)).returncode == 0
+    assert run_cli("read", str(CAPTURES / "closed-port.pcap"), "--format", "jsonl", "-o", str(out)).returncode == 0
     first = out.read_text()
     assert first.count("\n") == 1
-    res = run_cli("read", str(CAPTURES), "-f", "jsonl", "-o", str(out))
+    res = run_cli("read", str(CAPTURES), "--format", "jsonl", "-o", str(out))
     assert res.returncode == 2 and "already exists" in res.stderr and "--force" in res.stderr
     assert out.read_text() == first
-    assert run_cli("read", str(CAPTURES), "-f", "jsonl", "-o", str(out), "--force").returncode == 0
+    assert run_cli("read", str(CAPTURES), "--format", "jsonl", "-o", str(out), "--force").returncode == 0
     assert out.read_text().count("\n") > 1
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]       # no temporary left behind
 
@@ -70,8 +70,8 @@ def test_failed_read_leaves_existing_output_alone(tmp_path):
 
 
 def test_jobs_give_the_same_order():
-    one = run_cli("read", str(CAPTURES), "-f", "jsonl").stdout
-    many = run_cli("read", str(CAPTURES), "-f", "jsonl", "--jobs", "3").stdout
+    one = run_cli("read", str(CAPTURES), "--format", "jsonl").stdout
+    many = run_cli("read", str(CAPTURES), "--format", "jsonl", "--jobs", "3").stdout
     assert one == many
 
 

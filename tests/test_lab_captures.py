@@ -56,7 +56,7 @@ def check_flood(got, entry):
 
 def test_flood_is_reported_row_by_row_when_asked(manifest):
     scan = [n for n, e in manifest["captures"].items() if e["scenario"] == "port-scan"][0]
-    res = run_cli("read", str(CAPTURES / scan), "-f", "jsonl", "--storm-min", "0")
+    res = run_cli("read", str(CAPTURES / scan), "--format", "jsonl", "--storm-min", "0")
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(rows) == len(manifest["captures"][scan]["resets"])
     assert {r["cause"] for r in rows} == {"closed-port"}

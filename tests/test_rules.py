@@ -146,3 +146,38 @@ def test_load_rules_raises_rule_error(tmp_path):
     write(folder, "x", "- just a list\n")
     with pytest.raises(RuleError):
         load_rules([folder])
+
+
+def test_rules_test_runs_the_whole_rule_set_and_catches_shadowing(tmp_path):
+    # `wide` comes first and also matches `narrow`'s own example: on a capture `narrow` could never
+    # win, and `rules test` must say so, not only check each rule against its own example.
+    d = tmp_path / "r"
+    write(d, "wide", RULE.format(name="wide").replace("priority: 5", "priority: 1"))
+    write(d, "narrow", RULE.format(name="narrow").replace("RST100", "RST101").replace("priority: 5", "priority: 2"))
+    res = run_cli("rules", "test", str(d))
+    assert res.returncode == 2
+    assert "narrow.yaml: test 1 matches, but with every rule loaded `wide` wins" in res.stderr
+    write(d, "narrow", RULE.format(name="narrow").replace("RST100", "RST101").replace("priority: 5", "priority: 0"))
+    assert run_cli("rules", "test", str(d)).returncode == 2     # now `wide`'s example is shadowed
+    (d / "wide.yaml").unlink()
+    assert run_cli("rules", "test", str(d)).returncode == 0
+
+
+def test_features_are_declared_once_and_all_computed():
+    from rstwatch.features.extract import feature_table
+    from rstwatch.features.registry import FEATURES, declare
+    with pytest.raises(RuntimeError, match="declared twice"):
+        declare(("rst.has_ack", "bool", "", "again"))
+    found = analyze_file(CAPTURES / "keepalive-race.pcap", load_rules()).findings
+    assert set(FEATURES) <= set(found.columns)
+    # a feature declared but computed nowhere fails the table build instead of filling NA
+    declare(("rst.nobody_computes_this", "bool", "", "test only"))
+    try:
+        from rstwatch.sources.capture import read_segments
+        from rstwatch.sources.diagnostics import Diagnostics
+        from rstwatch.track.tracker import rst_connections
+        P, conns = rst_connections(read_segments(CAPTURES / "keepalive-race.pcap", Diagnostics("x")))
+        with pytest.raises(RuntimeError, match="rst.nobody_computes_this"):
+            feature_table("x", P, conns)
+    finally:
+        del FEATURES["rst.nobody_computes_this"]
