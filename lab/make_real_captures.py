@@ -268,7 +268,6 @@ def nginx_reboot_back(work: Path):
     s = srv.nginx(work)
     c = R.client_py("requests_reuse_signal", f"http://{S_ADDR}/index.html", stdin=True)
     c.readline()
-    s.stop()
     R.reboot_server()
     s = srv.nginx(work)
     c.tell()
@@ -277,14 +276,20 @@ def nginx_reboot_back(work: Path):
     return {"client": res}
 
 
-@scenario("redis-reboot-nothing-listening", "peer-lost-state", ["redis-server", "redis-py"], reasons={"NO_SOCKET"})
+def _old_connection_or_refused(r: dict, first: dict) -> str:
+    """The reset on the connection held across the crash is lost state; the client's reconnect
+    to a port nobody listens on any more is a refusal."""
+    return "peer-lost-state" if (r["dport"], r["sport"]) == (first["dport"], first["sport"]) else "closed-port"
+
+
+@scenario("redis-reboot-nothing-listening", "peer-lost-state", ["redis-server", "redis-py"], reasons={"NO_SOCKET"},
+          label=_old_connection_or_refused)
 def redis_reboot_gone(work: Path):
     """redis-py holds a connection; the Redis host crashes and comes back without Redis; the next
-    PING is answered by a kernel with no socket for it."""
-    s = srv.redis(work)
+    PING is answered by a kernel with no socket for it, and redis-py's reconnect is refused."""
+    srv.redis(work)
     c = R.client_py("redis_signal", S_ADDR, stdin=True)
     c.readline()
-    s.stop()
     R.reboot_server()
     c.tell()
     return {"client": c.finish()}
@@ -395,11 +400,12 @@ backend be
 def label(resets: list[dict], sc: Scenario) -> None:
     """First RST of each connection: the scenario's cause; later ones: follow-ups of it."""
     first_of: dict[frozenset, dict] = {}
+    very_first = resets[0] if resets else None
     for r in resets:
         key = frozenset([(r["src"], r["sport"]), (r["dst"], r["dport"])])
         first = first_of.setdefault(key, r)
         if first is r:
-            r["cause"] = sc.label(r, sc) if sc.label else sc.cause
+            r["cause"] = sc.label(r, very_first) if sc.label else sc.cause
         else:
             r["cause"], r["follows"] = first["cause"], first["frame"]
 

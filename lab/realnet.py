@@ -83,12 +83,16 @@ def setup(delay_ms: float) -> Wire:
 def reboot_server() -> None:
     """The server host crashes and comes back with the same address and no memory of any
     connection: processes killed, its link deleted (sockets die with it) and recreated."""
+    # A host that loses power says nothing: drop what the server sends before its processes die.
+    nft(f"table ip crash {{\n chain forward {{\n type filter hook forward priority 0; ip saddr {S_ADDR} drop\n }}\n}}\n")
     sh(f"ip netns pids {SERVER} | xargs -r kill -9", check=False)
     time.sleep(0.2)
+    nsx(ROUTER, "ip link del r1", check=False)     # sockets that linger would keep the old link alive
     sh(f"ip netns del {SERVER}", check=False)
     sh(f"ip netns add {SERVER}")
     _server_link()
     nsx(ROUTER, "ip neigh flush all", check=False)
+    nsx(ROUTER, "nft delete table ip crash", check=False)
 
 
 def nft(script_body: str) -> None:
