@@ -79,6 +79,6 @@ def test_broken_pipe_is_quiet():
     import subprocess, shutil, sys
     from pathlib import Path
     exe = shutil.which("rstwatch", path=str(Path(sys.executable).parent))
-    p = subprocess.run(f"{exe} read {CAPTURES} -f jsonl | head -1", shell=True, capture_output=True, text=True)
+    p = subprocess.run(f"{exe} read {CAPTURES} --format jsonl | head -1", shell=True, capture_output=True, text=True)
     assert p.stdout.count("\n") == 1
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
