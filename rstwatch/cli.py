@@ -105,6 +105,7 @@ def live(
     ring_size: float = typer.Option(100.0, "--ring-size", min=0.01, help="With --ring-files: MiB per file."),
     force: bool = typer.Option(False, "--force", help="Overwrite --write file(s) that exist."),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this TCP port."),
+    metrics_address: Optional[str] = typer.Option(None, "--metrics-address", help="With --metrics-port: the address to serve on (default 0.0.0.0, every IPv4 address; 127.0.0.1 or ::1 for this host only; :: for every IPv6 and IPv4 address)."),
     rules: Optional[list[Path]] = RulesOpt,
     storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a flood (scan, RST storm, SYN flood) of at least this many connections as one finding (0: never)."),
     snaplen: int = typer.Option(192, "--snaplen", min=64, max=262144, help="Bytes kept per packet (headers only by default)."),
@@ -122,7 +123,7 @@ def live(
         raise typer.BadParameter("--ring-files needs --write FILE", param_hint="--ring-files")
     opts = LiveOptions(interfaces=interfaces, fmt=(fmt.value if fmt else ("table" if sys.stdout.isatty() else "jsonl")),
                        bpf=bpf, duration_s=parse_duration(duration) if duration else None, write=write,
-                       ring_files=ring_files, ring_mb=ring_size, force=force, metrics_port=metrics_port,
+                       ring_files=ring_files, ring_mb=ring_size, force=force, metrics_port=metrics_port, metrics_address=metrics_address,
                        rule_dirs=rules or [], storm_min=storm_min, snaplen=snaplen,
                        limits=Limits(max_segments=max_segments, flow_idle_s=flow_idle))
     if report_to is not None:

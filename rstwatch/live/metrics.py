@@ -1,4 +1,4 @@
-"""--metrics-port: Prometheus text exposition of what the live session has seen."""
+"""--metrics-port/--metrics-address: Prometheus text exposition of what the live session has seen."""
 from __future__ import annotations
 
 import pandas as pd
@@ -11,29 +11,65 @@ class MetricsError(RstwatchError):
     """The metrics endpoint cannot be served (port busy, no permission)."""
 
 
+DEFAULT_ADDRESS = "0.0.0.0"     # every IPv4 address, as before: Prometheus scrapes from another host
+
+
+def bind_address(text: str | None) -> str:
+    """--metrics-address: an IPv4 or IPv6 literal (brackets allowed: [::1]) or a host name;
+    empty or None keeps the default."""
+    text = (text or "").strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return text or DEFAULT_ADDRESS
+
+
+def interface_rx_dropped(name: str) -> int | None:
+    """The kernel's count of packets an interface dropped on receive (before any capture saw
+    them: ring full, no buffer, unknown protocol), or None where there is no such file (`any`)."""
+    try:
+        with open(f"/sys/class/net/{name}/statistics/rx_dropped") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return None
+
+
 class LiveMetrics:
-    def __init__(self, port: int, addr: str = "") -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+    def __init__(self, port: int, addr: str | None = None, interfaces: list[str] | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+        from .. import __version__
         reg = self.registry = CollectorRegistry()
-        self.resets = Counter("rstwatch_resets", "TCP resets classified, by cause and by the role of the sender",
-                              ["cause", "sender"], registry=reg)
+        self.resets = Counter("rstwatch_resets", "TCP resets classified (a flood counts every reset it holds), "
+                              "by cause and by the role of the sender", ["cause", "sender"], registry=reg)
         self.packets = Counter("rstwatch_packets", "Packets read from the capture", registry=reg)
         self.segments = Counter("rstwatch_tcp_segments", "TCP segments decoded", registry=reg)
         self.flows = Gauge("rstwatch_flows_tracked", "TCP flows held in the flow table", registry=reg)
         self.table_segments = Gauge("rstwatch_flow_table_segments", "TCP segments held in the flow table", registry=reg)
         self.evicted = Counter("rstwatch_flows_evicted", "Flows dropped early because the flow table was full", registry=reg)
-        self.drops = Gauge("rstwatch_capture_dropped_packets",
-                           "Packets the capture dropped (dumpcap's statistics; dumpcap reports them when it stops)",
-                           registry=reg)
+        self.capture_drops = Counter("rstwatch_capture_dropped_packets",
+                                     "Packets the capture dropped, by interface (dumpcap reports them only when it "
+                                     "stops; alert on rstwatch_interface_dropped_packets_total meanwhile)",
+                                     ["interface"], registry=reg)
+        self.iface_drops = Counter("rstwatch_interface_dropped_packets",
+                                   "Packets the interface dropped on receive since rstwatch started (kernel "
+                                   "rx_dropped), read while running", ["interface"], registry=reg)
+        Info("rstwatch_build", "The rstwatch that serves these metrics", registry=reg).info({"version": __version__})
         self.delay = Histogram("rstwatch_verdict_delay_seconds", "Time from a RST reaching rstwatch to its verdict",
                                buckets=(0.5, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0), registry=reg)
         self.kernel = Counter("rstwatch_kernel_resets", "Resets this host's kernel sent (tcp:tcp_send_reset), by its reason",
                               ["reason"], registry=reg)       # fed by rstwatch/kernel/live.py
         self._totals: dict = {}
+        self._rx_base = {name: v for name in (interfaces or []) if (v := interface_rx_dropped(name)) is not None}
+        for name in self._rx_base:
+            self.iface_drops.labels(interface=name)            # exported at 0 from the start
+        for name in interfaces or []:
+            self.capture_drops.labels(interface=name)
+        self.address = bind_address(addr)
         try:
-            start_http_server(port, addr=addr or "0.0.0.0", registry=reg)
-        except OSError as exc:
-            raise MetricsError(f"--metrics-port {port}", exc.strerror or str(exc)) from None
+            start_http_server(port, addr=self.address, registry=reg)
+        except (OSError, ValueError) as exc:      # busy port, no permission, an address not on this host
+            where = f"[{self.address}]:{port}" if ":" in self.address else f"{self.address}:{port}"
+            raise MetricsError(f"--metrics-address/--metrics-port {where}",
+                               getattr(exc, "strerror", None) or str(exc)) from None
 
     def update(self, packets: int, segments: int, evicted: int, flows: int, table_segments: int) -> None:
         """Bring the counters up to the session's running totals."""
@@ -42,6 +78,20 @@ class LiveMetrics:
             self._totals[counter] = total
         self.flows.set(flows)
         self.table_segments.set(table_segments)
+        for name, base in self._rx_base.items():
+            now = interface_rx_dropped(name)
+            if now is not None and now >= base:
+                self._advance(self.iface_drops.labels(interface=name), ("rx", name), now - base)
+
+    def _advance(self, child, key, total: int) -> None:
+        child.inc(max(total - self._totals.get(key, 0), 0))
+        self._totals[key] = max(total, self._totals.get(key, 0))
+
+    def capture_stopped(self, per_interface: dict[str, tuple[int, int]], dropped: int) -> None:
+        """dumpcap's own received/dropped counts, which it gives when it stops. (This counter
+        replaces the gauge rstwatch_capture_dropped_packets: Prometheus cannot hold both names.)"""
+        for name, (_, lost) in per_interface.items():
+            self._advance(self.capture_drops.labels(interface=name), ("capture", name), lost)
 
     def findings(self, df: pd.DataFrame) -> None:
         if not len(df):

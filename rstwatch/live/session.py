@@ -56,6 +56,7 @@ class LiveOptions:
     ring_mb: float = 100.0
     force: bool = False
     metrics_port: int | None = None
+    metrics_address: str | None = None     # None: every IPv4 address (metrics.DEFAULT_ADDRESS)
     rule_dirs: list[Path] = field(default_factory=list)
     storm_min: int = 500
     snaplen: int = SNAPLEN
@@ -90,7 +91,7 @@ def run_live(opts: LiveOptions) -> int:
         opts.report.check()                 # an unwritable --report: exit 2 before capturing
     evidence = Evidence(opts.write, opts.force, opts.ring_files, opts.ring_mb,
                         warn=lambda m: _say(f"warning: {m}")) if opts.write else None
-    metrics = LiveMetrics(opts.metrics_port) if opts.metrics_port else None
+    metrics = LiveMetrics(opts.metrics_port, opts.metrics_address, opts.interfaces) if opts.metrics_port else None
     out = guarded_stdout()                  # a full stdout: one error line; a closed one: a quiet end
     sink = make_sink(opts.fmt, out)         # table, jsonl, csv, ... (report/formats.py)
     tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
@@ -142,7 +143,7 @@ def run_live(opts: LiveOptions) -> int:
     if feed.error is not None:
         raise feed.error
     if metrics:
-        metrics.drops.set(stats.dropped)
+        metrics.capture_stopped(stats.per_interface, stats.dropped)
     sink.finish(tally)
     _summary(label, feed, tracker, stats, tally, time.monotonic() - started, evidence)
     if opts.report:

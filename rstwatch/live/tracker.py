@@ -17,6 +17,7 @@ from ..track.storms import StormTracker
 from .flowtable import Limits, PruneStats, prune
 
 HOLD_S = 1.0            # a verdict waits this long after its RST arrived
+STORM_UPDATE_S = 10.0   # a flood that goes on gets a row for what it added this often (and at the end)
 PRUNE_EVERY_S = 1.0
 
 
@@ -28,7 +29,9 @@ class LiveTracker:
         self.limits = limits or Limits()
         self.hold_s = hold_s
         self.storms = StormTracker(storm_min)
-        self.announced: set = set()
+        self.counted: dict = {}                     # flood -> (resets, connections) already reported
+        self.updated: dict = {}                     # flood -> when its last row was written
+        self.reported = np.zeros(0, np.int64)       # RST frames that got a row of their own
         self.table = Segments.empty()
         self.incoming: list[Segments] = []
         self.incoming_rows = 0
@@ -66,7 +69,7 @@ class LiveTracker:
         if self.incoming:
             self.table = Segments.concat([self.table] + self.incoming)
             self.incoming, self.incoming_rows = [], 0
-        out = [self._floods(final)]
+        out = [self._floods(now, final)]
         due = np.ones(len(self.pend_frame), bool) if final else self.pend_due <= now
         self.delays = []
         if due.any():
@@ -83,22 +86,30 @@ class LiveTracker:
     def _keep_pending(self, keep: np.ndarray) -> None:
         self.pend_frame, self.pend_due, self.pend_seen = self.pend_frame[keep], self.pend_due[keep], self.pend_seen[keep]
 
-    def _floods(self, final: bool) -> pd.DataFrame | None:
+    def _floods(self, now: float, final: bool) -> pd.DataFrame | None:
         before = len(self.table)
-        self.table = self.storms.absorb(self.table, final=final)
+        # resets that already have a row of their own still make a flood, but are not counted twice
+        if len(self.reported) and len(self.table):
+            self.reported = self.reported[np.isin(self.reported, self.table["frame"])]
+        self.table = self.storms.absorb(self.table, final=final, counted=self.reported)
         if len(self.table) != before and len(self.pend_frame):      # absorbed RSTs get no row of their own
             self._keep_pending(np.isin(self.pend_frame, self.table["frame"]))
-        new = set(self.storms.storms) - self.announced
-        if not new:
+        # a new flood is announced at once; then what it adds, every STORM_UPDATE_S and at the end
+        due = {k for k, st in self.storms.storms.items()
+               if k not in self.counted or (st.rsts > self.counted[k][0]
+                                            and (final or now - self.updated.get(k, 0.0) >= STORM_UPDATE_S))}
+        if not due:
             return None
-        self.announced |= new
-        return storm_rows(self.label, self.storms, new)
+        for k in due:
+            self.updated[k] = now
+        return storm_rows(self.label, self.storms, due, self.counted)
 
     def _classify(self, frames: np.ndarray) -> pd.DataFrame:
         keys = flow_hash(self.table)
         at = np.isin(self.table["frame"], frames)
         flows = np.isin(keys, np.unique(keys[at]))
         found = verdicts(self.label, self.table.take(np.flatnonzero(flows)), self.rules)
+        self.reported = np.concatenate([self.reported, frames])
         return found[found["frame"].isin(frames)] if len(found) else found
 
     def _prune(self, now: float) -> None:

@@ -16,12 +16,18 @@ STORM_TEXT = {
 }
 
 
-def storm_rows(file: str, tracker: StormTracker, keys=None) -> pd.DataFrame:
-    """One row per flood (only those in `keys` when given)."""
+def storm_rows(file: str, tracker: StormTracker, keys=None, counted: dict | None = None) -> pd.DataFrame:
+    """One row per flood (only those in `keys` when given). With `counted` (key -> resets and
+    connections already reported, updated here), a row counts only what came since: live
+    reports a flood when it is detected, then what it added, so that the `resets` of its rows
+    add up to every reset it held."""
     rows = []
     for key, st in tracker.storms.items():
         if keys is not None and key not in keys:
             continue
+        before_rsts, before_flows = counted.get(key, (0, 0)) if counted is not None else (0, 0)
+        if counted is not None:
+            counted[key] = (st.rsts, st.flows)
         rule, title, fixes = STORM_TEXT[st.kind]
         secs = (st.last_ns - st.first_ns) / 1e9
         fam = "ipv6" if st.v6 else "ip"
@@ -29,6 +35,8 @@ def storm_rows(file: str, tracker: StormTracker, keys=None) -> pd.DataFrame:
                 "port-scan": f"{len(st.ports):,} ports of {st.target} probed, {st.rsts:,} refused",
                 "syn-flood": f"{st.syns:,} SYNs to {st.target} on {st.flows:,} connections never completed"}[st.kind]
         senders = sorted(st.senders)
+        if before_rsts or before_flows:
+            what = f"{st.rsts - before_rsts:,} more resets ({st.rsts:,} in all) of a {st.kind} against {st.target}: {what}"
         rows.append({
             "file": file, "frame": st.frames[0] if st.frames else st.first_frame, "time": st.first_ns / 1e9,
             "src": senders[0] if len(senders) == 1 else "*", "sport": 0,
@@ -40,6 +48,6 @@ def storm_rows(file: str, tracker: StormTracker, keys=None) -> pd.DataFrame:
             "evidence": st.frames, "conn_state": "", "history": "",
             "wireshark_filter": f"tcp && {fam}.addr=={st.target} && frame.number>={st.first_frame} && frame.number<={st.last_frame}",
             "title": title, "remediation": fixes, "sender_inferred": False,
-            "resets": st.rsts, "connections": st.flows, "sources_sample": senders[:10],
+            "resets": st.rsts - before_rsts, "connections": st.flows - before_flows, "sources_sample": senders[:10],
         })
     return pd.DataFrame(rows)

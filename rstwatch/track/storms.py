@@ -41,8 +41,10 @@ class StormTracker:
         self.min_flows = min_flows
         self.storms: dict[tuple, Storm] = {}
 
-    def absorb(self, seg: Segments, final: bool = False) -> Segments:
-        """Move flood flows out of `seg` into aggregates; return the rest."""
+    def absorb(self, seg: Segments, final: bool = False, counted: np.ndarray | None = None) -> Segments:
+        """Move flood flows out of `seg` into aggregates; return the rest. RSTs whose frames are in
+        `counted` (live: already reported one by one) make a flood like any other but do not add
+        to its count of resets."""
         if self.min_flows <= 0 or not len(seg):
             return seg
         if not self.storms and not final and int(((seg["flags"] & RST) != 0).sum()) < self.min_flows:
@@ -92,13 +94,13 @@ class StormTracker:
             flow_col = groups["flow"].to_numpy()
             for g in np.flatnonzero(chosen):
                 group_flows = flow_col[group_of_row == g]
-                self._add(keys[g], name, seg, codes, group_flows, is_rst, syn_only)
+                self._add(keys[g], name, seg, codes, group_flows, is_rst, syn_only, counted)
                 drop[group_flows] = True
         if not drop.any():
             return seg
         return seg.take(np.flatnonzero(~drop[codes]))
 
-    def _add(self, key, name, seg, codes, flows, is_rst, syn_only) -> None:
+    def _add(self, key, name, seg, codes, flows, is_rst, syn_only, counted=None) -> None:
         rows = np.flatnonzero(np.isin(codes, flows))
         v6 = bool(seg["v6"][rows[0]])
         st = self.storms.get(key)
@@ -108,6 +110,8 @@ class StormTracker:
                                           first_frame=int(seg["frame"][rows[0]]), first_ns=int(seg["ts_ns"][rows[0]]))
         rst_rows = rows[is_rst[rows]]
         st.rsts += len(rst_rows)
+        if counted is not None and len(counted):
+            st.rsts -= int(np.isin(seg["frame"][rst_rows], counted).sum())
         st.syns += int(syn_only[rows].sum())
         st.flows += len(flows)
         st.first_frame = min(st.first_frame, int(seg["frame"][rows].min()))
