@@ -55,6 +55,7 @@ FORGET_ROWS = 400_000
 # settled (track/flows.py: no later packet can change their verdict), and across files: a
 # classification costs ~10 ms of pandas whatever its size, and each reset ~3 KB until it is done.
 RESET_BATCH = 5_000
+SETTLE_MIN_RESETS = 1_000
 
 
 MAX_KEPT_ROWS = 4_000_000    # hard cap (~250 MB of segments): beyond it the oldest flows without a RST go
@@ -80,8 +81,9 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, settle, p
         resets += _resets(chunk)
         if rows > bar or resets > reset_bar:
             kept = storms.absorb(forget_closed(Segments.concat(parts)))
-            done = settled(kept, RESET_DELAY_NS)
-            if done.any():
+            # settling costs a pass over the table: worth it only once resets pile up
+            done = settled(kept, RESET_DELAY_NS) if _resets(kept) >= SETTLE_MIN_RESETS else None
+            if done is not None and done.any():
                 settle(kept.take(np.flatnonzero(done)))
                 kept = kept.take(np.flatnonzero(~done))
             kept, n = evict_oldest(kept, MAX_KEPT_ROWS)

@@ -84,6 +84,7 @@ def test_settling_early_and_batching_files_change_no_verdict(tmp_path: Path, bui
     monkeypatch.setattr(VerdictBatch, "flush", spy)
     monkeypatch.setattr(analyze, "settled", spy_settled)
     monkeypatch.setattr(analyze, "RESET_BATCH", 30)
+    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 10)
     monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", 256 * 1024)
     batch = VerdictBatch(builtin_rules, max_resets=60)
     results = [analyze_file(p, builtin_rules, batch=batch) for p in paths]
