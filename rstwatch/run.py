@@ -93,7 +93,8 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
                 _warn(f"{res.path}: {count} frame(s) skipped: {reason}")
     if not results:
         return ExitStatus.USAGE
-    findings = pd.concat([r.findings for r in results], ignore_index=True) if results else pd.DataFrame()
+    from .analyze import all_findings       # batch tables joined once: no DataFrame per small file
+    findings = all_findings(results) if results else pd.DataFrame()
     finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
     return ExitStatus.PARTIAL if errors else ExitStatus.OK
 

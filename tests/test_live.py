@@ -280,7 +280,7 @@ def test_metrics_endpoint_counts_resets_by_cause_and_sender(lone_ns):
     assert 'rstwatch_resets_total{cause="closed-port",sender="server"} 3.0' in text, text
     packets = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("rstwatch_packets_total ")]
     assert packets and packets[0] >= 6, text
-    for name in ("rstwatch_flows_tracked", "rstwatch_capture_dropped_packets", "rstwatch_verdict_delay_seconds_count"):
+    for name in ("rstwatch_flows_tracked", "rstwatch_capture_dropped_packets_total", "rstwatch_verdict_delay_seconds_count"):
         assert name in text, name
 
 
