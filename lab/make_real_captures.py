@@ -65,6 +65,31 @@ def curl(*args: str, stdin: bool = False) -> Proc:
                 stdin=stdin)
 
 
+def curl_telnet(port: int, first: str, pause: float, second: str) -> dict:
+    """A script piping two commands, `pause` seconds apart, to a server through curl telnet://
+    (curl keeps writing whatever the server did meanwhile)."""
+    script = (f"(printf '{first}\\r\\n'; sleep {pause}; printf '{second}\\r\\n'; sleep 1) | "
+              f"{R.tool('curl')} -sS telnet://{S_ADDR}:{port}; echo '{{\"result\": {{\"curl_exit\": '$?'}}}}'")
+    return Proc(CLIENT, ["sh", "-c", script]).finish()
+
+
+def haproxy_tcp_check(work: Path, name: str, port: int, inter_ms: int) -> None:
+    """HAProxy on the client host balancing TCP to one backend on the server, checked every
+    `inter_ms` with a plain TCP check, for 1.3 s."""
+    p = srv.haproxy(work / "haproxy", f"""
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 5s
+  timeout server 5s
+listen {name}
+  bind 127.0.0.1:{port}
+  server b1 {S_ADDR}:{port} check inter {inter_ms}ms
+""", 0, CLIENT)
+    time.sleep(1.3)
+    p.stop()
+
+
 def upload(work: Path, size: int) -> Path:
     """A file of `size` bytes for curl to POST (curl reads --data-binary files into memory first)."""
     path = work / f"upload-{size}.bin"
@@ -92,9 +117,7 @@ def redis_idle_timeout(work: Path):
     (telnet://) sends the next one 2.5 s later, after its kernel acknowledged Redis's FIN: the write goes out
     and is reset. (redis-py and redis-cli notice the FIN and reconnect instead.)"""
     s = srv.redis(work, "--timeout", "1")
-    c = Proc(CLIENT, ["sh", "-c", f"(printf 'PING\\r\\n'; sleep 2.5; printf 'PING\\r\\n'; sleep 1) | "
-                                   f"{R.tool('curl')} -sS telnet://{S_ADDR}:6379; echo '{{\"result\": {{\"curl_exit\": '$?'}}}}'"])
-    res = c.finish()
+    res = curl_telnet(6379, "PING", 2.5, "PING")
     s.stop()
     return {"client": res}
 
@@ -103,11 +126,9 @@ def redis_idle_timeout(work: Path):
           reasons={"TCP_TIMEWAIT_SOCKET", "NO_SOCKET", "TCP_ABORT_ON_DATA"})
 def memcached_idle_timeout(work: Path):
     """memcached with idle_timeout=1 closes an idle client; curl (telnet://) writes the next
-    command 3 s later, after having acknowledged the FIN."""
+    command 3.5 s later, after having acknowledged the FIN."""
     s = srv.memcached("-o", "idle_timeout=1")
-    c = Proc(CLIENT, ["sh", "-c", f"(printf 'version\\r\\n'; sleep 3.5; printf 'stats\\r\\n'; sleep 1) | "
-                                   f"{R.tool('curl')} -sS telnet://{S_ADDR}:11211; echo '{{\"result\": {{\"curl_exit\": '$?'}}}}'"])
-    res = c.finish()
+    res = curl_telnet(11211, "version", 3.5, "stats")
     s.stop()
     return {"client": res}
 
@@ -188,18 +209,7 @@ def haproxy_check_redis(work: Path):
     backend every 300 ms with a plain TCP check: SYN, SYN-ACK, then a RST|ACK that completes the
     handshake (HAProxy turns off quick-ACK and aborts)."""
     s = srv.redis(work / "redis")
-    p = srv.haproxy(work / "haproxy", f"""
-defaults
-  mode tcp
-  timeout connect 1s
-  timeout client 5s
-  timeout server 5s
-listen redis
-  bind 127.0.0.1:6379
-  server r1 {S_ADDR}:6379 check inter 300ms
-""", 0, CLIENT)
-    time.sleep(1.3)
-    p.stop()
+    haproxy_tcp_check(work, "redis", 6379, 300)
     s.stop()
     return {"haproxy": "checks ran"}
 
@@ -209,18 +219,7 @@ listen redis
 def haproxy_check_memcached(work: Path):
     """The same plain TCP health check against memcached, every 400 ms."""
     s = srv.memcached()
-    p = srv.haproxy(work / "haproxy", f"""
-defaults
-  mode tcp
-  timeout connect 1s
-  timeout client 5s
-  timeout server 5s
-listen mc
-  bind 127.0.0.1:11211
-  server m1 {S_ADDR}:11211 check inter 400ms
-""", 0, CLIENT)
-    time.sleep(1.3)
-    p.stop()
+    haproxy_tcp_check(work, "mc", 11211, 400)
     s.stop()
     return {"haproxy": "checks ran"}
 

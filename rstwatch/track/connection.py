@@ -165,11 +165,10 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
         elif not rst and (plen > 0 or syn or fin):
             me.probes.clear()        # real traffic from us ends a run of probes
             me.zw_probes.clear()
-        if not rst and (plen > 0 or wins[i] != 0 or fin):
-            peer.probes.clear()   # the peer heard from us: its probes are answered
-            peer.zw_probes.clear()
-        elif not rst:
-            peer.probes.clear()
+        if not rst:
+            peer.probes.clear()   # the peer heard from us: its keepalive probes are answered
+            if plen > 0 or wins[i] != 0 or fin:
+                peer.zw_probes.clear()    # a zero-window probe is answered only by an open window
         # --- sequence bookkeeping
         if syn and has_ack and not rst:
             if me.sent_after_synack is None:
@@ -262,16 +261,19 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
     has_ack = bool(f & ACK)
 
     # The segment this RST answers: the previous packet, if the receiver sent it. A bare RST is a
-    # stateless reply with seq = the offending segment's ack: when a FIN crossed that segment, the
-    # receiver's later FIN/ACK sits between them, so look back for the segment whose ack it is.
+    # stateless reply with seq = the offending segment's ack: when a FIN crossed that segment, or
+    # the receiver sent its FIN right after its data, other segments with the same ack sit between
+    # them. Data is what draws the reply, so take the earliest data segment carrying that ack.
     tpos = pos - 1 if pos > 0 and dirs[pos - 1] != d else None
     if not (f & ACK):
+        same_ack = data_ack = None
         for k in range(pos - 1, max(-1, pos - 9), -1):
             j = idx[k]
             fj = P["flags"][j]
             if dirs[k] != d and fj & ACK and not fj & RST and P["ack"][j] == seq:
-                tpos = k
-                break
+                same_ack = k if same_ack is None else same_ack
+                data_ack = k if P["plen"][j] > 0 else data_ack
+        tpos = data_ack if data_ack is not None else same_ack if same_ack is not None else tpos
     trig = idx[tpos] if tpos is not None else None
     tf = P["flags"][trig] if trig is not None else 0
     t_plen = P["plen"][trig] if trig is not None else 0
