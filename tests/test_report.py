@@ -213,7 +213,7 @@ def test_parquet_round_trip_and_report_from_saved_findings(tmp_path, truth):
     write_jsonl(df, buf)
     direct = run_cli("read", str(CAPTURES), "--format", "jsonl").stdout
     assert buf.getvalue() == direct                                  # byte for byte
-    assert len(meta["inputs"]) == len(list(CAPTURES.glob("*.pcap*"))) and all(len(f["sha256"]) == 64 for f in meta["inputs"])
+    assert len(meta["inputs"]) == len(list(CAPTURES.rglob("*.pcap*"))) and all(len(f["sha256"]) == 64 for f in meta["inputs"])
     res = run_cli("report", str(saved), "-o", str(tmp_path / "later.html"))
     assert res.returncode == 0, res.stderr
     page = (tmp_path / "later.html").read_text()

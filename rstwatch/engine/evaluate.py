@@ -89,17 +89,32 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
 NOT_A_ROOT = {"out-of-window-rst"}
 
 
+# How long after a reset its receiver's segments can still be "in flight" (sent before the reset
+# reached it): two round trips at the capture point, plus slack for scheduling; without a seen
+# handshake, a second.
+IN_FLIGHT_SLACK_S = 0.05
+IN_FLIGHT_UNKNOWN_RTT_S = 1.0
+
+
 def mark_follow_ups(out: pd.DataFrame) -> None:
-    """Later RSTs of a connection already reset (segments in flight answered by more RSTs, from
-    either side) are consequences, not new causes: they take the first reset's verdict and
-    `follows_frame` points at it."""
+    """Later RSTs of a connection already reset are consequences, not new causes: they take the
+    first reset's verdict and `follows_frame` points at it. That holds when the reset's receiver
+    answers a peer that never learned of it, and when the reset's sender answers segments that were
+    in flight. A RST from the same sender long after that answers a peer that never got the first
+    reset (it was lost or dropped) and kept talking: judged on its own (the kernel agrees, e.g.
+    NO_SOCKET after an abort whose RST was lost)."""
     follows = [None] * len(out)
     if "conn_id" in out.columns and len(out) > 1 and out["conn_id"].duplicated().any():
         cols = {c: out[c].tolist() for c in ("conn_id", "frame", "cause", "rule", "confidence", "alternatives")}
+        sender = list(zip(out["src"].tolist(), out["sport"].tolist())) if "src" in out.columns else [None] * len(out)
+        times = out["time"].tolist() if "time" in out.columns else [None] * len(out)
+        rtts = out["conn.rtt_s"].tolist() if "conn.rtt_s" in out.columns else [None] * len(out)
         root_of: dict = {}
         order = sorted(range(len(out)), key=lambda j: (cols["conn_id"][j], cols["frame"][j]))
         for j in order:
             root = root_of.get(cols["conn_id"][j])
+            if root is not None and not _answers_in_flight(root, j, sender, times, rtts):
+                root = None
             if root is not None:
                 follows[j] = cols["frame"][root]
                 for c in ("cause", "rule", "confidence", "alternatives"):
@@ -109,6 +124,15 @@ def mark_follow_ups(out: pd.DataFrame) -> None:
         for c in ("cause", "rule", "confidence", "alternatives"):
             out[c] = cols[c]
     out["follows_frame"] = pd.array(follows, dtype="Int64")
+
+
+def _answers_in_flight(root: int, j: int, sender: list, times: list, rtts: list) -> bool:
+    """Whether RST j is a consequence of reset `root` (see mark_follow_ups)."""
+    if sender[j] is None or times[j] is None or sender[j] != sender[root]:
+        return True                       # the reset side answers a peer that never learned
+    rtt = rtts[root]
+    bound = IN_FLIGHT_UNKNOWN_RTT_S if rtt is None or pd.isna(rtt) else 2 * rtt + IN_FLIGHT_SLACK_S
+    return times[j] - times[root] <= bound
 
 
 def run_rule_tests(rules: list[Rule], feature_defaults: pd.DataFrame) -> list[str]:

@@ -27,17 +27,21 @@ class KernelSide:
         self._closed = False
 
     @classmethod
-    def open(cls, interfaces: list[str], rules: list[Rule], label: str, metrics=None) -> "KernelSide | None":
+    def open(cls, interfaces: list[str], rules: list[Rule], label: str, metrics=None,
+             warn=None) -> "KernelSide | None":
+        """`warn` takes the one line saying why kernel reasons are unavailable; the caller says it once
+        the capture has started (a live run that cannot capture at all prints only that error)."""
+        warn = warn or (lambda m: _say(m))
         try:
             instance = TraceInstance().__enter__()
         except KernelUnavailable as exc:
-            _say(f"warning: {exc}; wire-only verdicts")
+            warn(f"warning: {exc}; wire-only verdicts")
             return None
         try:
             reader = TraceReader(instance).start()
         except OSError as exc:
             instance.remove()
-            _say(f"warning: kernel reasons unavailable: cannot read {instance.pipe}: {exc.strerror}; wire-only verdicts")
+            warn(f"warning: kernel reasons unavailable: cannot read {instance.pipe}: {exc.strerror}; wire-only verdicts")
             return None
         return cls(instance, reader, KernelJoin(LocalAddresses(interfaces), rules, label), metrics)
 
@@ -63,13 +67,16 @@ class KernelSide:
                 self.metrics.kernel.labels(reason=reason).inc(n - self._counted[reason])
                 self._counted[reason] = n
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """`quiet`: the capture never started, so there is nothing to sum up."""
         if self._closed:
             return
         self._closed = True
         self.reader.close()
         lost = self.instance.overruns()
         self.instance.remove()
+        if quiet:
+            return
         _say(self.join.summary() + (f"; {lost:,} trace event(s) overwritten before they were read" if lost else ""))
         if self.reader.error is not None:
             _say(f"warning: reading the kernel's trace failed: {self.reader.error}")

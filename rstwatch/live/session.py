@@ -95,12 +95,14 @@ def run_live(opts: LiveOptions) -> int:
     out = guarded_stdout()                  # a full stdout: one error line; a closed one: a quiet end
     sink = make_sink(opts.fmt, out)         # table, jsonl, csv, ... (report/formats.py)
     tracker = LiveTracker(label, rules, opts.storm_min, opts.limits)
-    kernel = KernelSide.open(opts.interfaces, rules, label, metrics) if opts.kernel else None
+    kernel_notes: list[str] = []
+    kernel = KernelSide.open(opts.interfaces, rules, label, metrics, kernel_notes.append) if opts.kernel else None
     tracker = kernel.wrap(tracker) if kernel else tracker
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     tally = CauseTally()
     started = time.monotonic()
+    capturing = False
     try:
         with Dumpcap(opts.interfaces, opts.bpf, opts.snaplen) as cap:
             feed = PipeFeed(cap.stdout_fd, label, evidence.write if evidence else None).start()
@@ -110,6 +112,9 @@ def run_live(opts: LiveOptions) -> int:
             where = ", ".join(opts.interfaces) + (f" (filter: {opts.bpf})" if opts.bpf else "")
             _say(f"watching {where}; each reset is reported about {tracker.hold_s:.0f} s after it is seen; "
                  f"Ctrl-C to stop")
+            capturing = True
+            for note in kernel_notes:
+                _say(note)
             sink.start(where)
 
             def emit(df: pd.DataFrame) -> None:
@@ -139,7 +144,7 @@ def run_live(opts: LiveOptions) -> int:
         if evidence:
             evidence.close()
         if kernel:
-            kernel.close()
+            kernel.close(quiet=not capturing)
     if feed.error is not None:
         raise feed.error
     if metrics:

@@ -34,6 +34,7 @@ class Side:
     peer_bytes_since_my_data: int = 0        # what the peer sent after my last data: unread if I abort
     sent_after_synack: int | None = None     # my segments after my first SYN-ACK (None: no SYN-ACK)
     syn_frame: int | None = None
+    syn_ts_ns: int | None = None
     fin_seq: int | None = None
     fin_frame: int | None = None
     fin_acked: bool = False
@@ -62,6 +63,7 @@ class Connection:
     role_inferred: bool
     history: str = ""
     conn_state: str = ""
+    rtt_ns: int | None = None            # client's SYN to its ACK of the SYN-ACK, at the capture point
     rsts: list[ConnRst] = field(default_factory=list)
 
 
@@ -179,6 +181,10 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
         if syn:
             me.isn = seq
             me.syn_frame = P["frame"][i]
+            me.syn_ts_ns = P["ts_ns"][i]
+        elif (conn.rtt_ns is None and has_ack and not rst and me.syn_ts_ns is not None and peer.isn is not None
+              and sdiff(ack, peer.isn) >= 1):
+            conn.rtt_ns = P["ts_ns"][i] - me.syn_ts_ns     # the client's first ACK of the SYN-ACK
         if not rst:
             if me.nxt is None or sdiff(end, me.nxt) > 0:
                 me.nxt = end
@@ -235,6 +241,7 @@ RST_FEATURES = declare(
     ("conn.server_bytes", "int", "bytes", "payload the server sent before the RST"),
     ("conn.server_packets_after_synack", "int", "", "server segments between its SYN-ACK and the RST"),
     ("conn.role_inferred", "bool", "", "client and server were guessed from the ports (no handshake seen)"),
+    ("conn.rtt_s", "float", "s", "round trip seen from the capture point: the client's SYN to its ACK of the SYN-ACK"),
     ("sender.fin_sent", "bool", "", "the RST's sender had sent a FIN before it"),
     ("sender.fin_acked", "bool", "", "the peer acknowledged the sender's FIN"),
     ("sender.bytes", "int", "bytes", "payload the RST's sender had sent"),
@@ -343,6 +350,7 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "conn.server_bytes": None if srv is None else srv.data_bytes,
         "conn.server_packets_after_synack": None if srv is None else srv.sent_after_synack,
         "conn.role_inferred": conn.role_inferred,
+        "conn.rtt_s": None if conn.rtt_ns is None else conn.rtt_ns / 1e9,
         "sender.fin_sent": snd.fin_seq is not None,
         "sender.fin_acked": snd.fin_acked,
         "sender.bytes": snd.data_bytes,
@@ -370,16 +378,19 @@ AFTER_FEATURES = declare(
 
 
 def _after_rst(P, conn: Connection, dirs: list[int]) -> None:
-    """Count what each side sent after each RST: traffic that continues undermines the RST."""
-    n = len(conn.idx)
-    for r in conn.rsts:
-        snd_after = rcv_after = 0
-        for k in range(r.pos + 1, n):
-            if P["flags"][conn.idx[k]] & RST:
-                continue
-            if dirs[k] == r.sender:
-                snd_after += 1
-            else:
-                rcv_after += 1
-        r.features["after.sender_packets"] = snd_after
-        r.features["after.receiver_packets"] = rcv_after
+    """Count what each side sent after each RST: traffic that continues undermines the RST.
+    One backward pass (a connection with thousands of RSTs stays linear)."""
+    if not conn.rsts:
+        return
+    flags, idx = P["flags"], conn.idx
+    later = [0, 0]                        # non-RST segments per direction after the current position
+    rsts = sorted(conn.rsts, key=lambda r: r.pos, reverse=True)
+    k = 0
+    for pos in range(len(idx) - 1, -1, -1):
+        while k < len(rsts) and rsts[k].pos == pos:
+            r = rsts[k]
+            r.features["after.sender_packets"] = later[r.sender]
+            r.features["after.receiver_packets"] = later[1 - r.sender]
+            k += 1
+        if not flags[idx[pos]] & RST:
+            later[dirs[pos]] += 1
