@@ -9,7 +9,7 @@ import typer
 
 from .analyze import FileResult, analyze_file
 from .engine.evaluate import run_rule_tests
-from .engine.loader import builtin_rules_dir, load_rules
+from .engine.loader import builtin_rules_dir, load_rule_set, load_rules
 from .engine.model import Rule
 from .errors import CaptureError, RstwatchError
 from .exitcodes import ExitStatus
@@ -163,23 +163,30 @@ def _render(cond) -> str:
 
 
 def run_rules_validate(folders: list[Path]) -> int:
+    # The loader `read --rules` uses, built-ins included: one loader, one verdict.
+    rs = load_rule_set(folders)
     if folders:
-        rules = load_rules(folders, builtin=False)
-        # also check the folders against the built-ins (overrides, duplicate causes)
-        load_rules(folders)
+        typer.echo(f"{len(rs.from_folders)} rule(s) valid in {', '.join(map(str, folders))} "
+                   f"({len(rs.rules)} with the built-in rules)")
     else:
-        rules = load_rules()
-    typer.echo(f"{len(rules)} rule(s) valid in {', '.join(map(str, folders or [builtin_rules_dir()]))}")
+        typer.echo(f"{len(rs.rules)} rule(s) valid in {builtin_rules_dir()}")
     return ExitStatus.OK
 
 
 def run_rules_test(folders: list[Path]) -> int:
-    rules = load_rules(folders, builtin=False) if folders else load_rules()
+    """Every rule's examples against the whole rule set `read --rules` would use. With folders, their
+    rules are the ones under test; a built-in example a folder's rule now wins is a warning."""
+    rs = load_rule_set(folders)
+    tested = rs.from_folders if folders else rs.rules
     empty = feature_table("", {}, []).head(0)
-    template = empty.reindex(range(1))
-    failures = run_rule_tests(rules, template)
-    n = sum(len(r.tests) for r in rules)
+    failures = run_rule_tests(rs.rules, empty.reindex(range(1)))
+    own = {r.source for r in tested}
+    n = sum(len(r.tests) for r in tested)
+    mine = [f for f in failures if f.split(": test ", 1)[0] in own]
     for f in failures:
-        typer.echo(f"FAIL {f}", err=True)
-    typer.echo(f"{n - len(failures)}/{n} rule tests passed")
-    return ExitStatus.USAGE if failures else ExitStatus.OK
+        if f in mine:
+            typer.echo(f"FAIL {f}", err=True)
+        else:
+            _warn(f"with {', '.join(map(str, folders))}: {f}")
+    typer.echo(f"{n - len(mine)}/{n} rule tests passed")
+    return ExitStatus.USAGE if mine else ExitStatus.OK

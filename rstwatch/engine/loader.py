@@ -2,13 +2,13 @@
 may add rules, override a built-in by id, or disable one (`disabled: true`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import RuleError
+from .ruleyaml import MAX_BYTES, YamlProblem, load_yaml
 from .model import ID_PATTERN, KNOWN_KEYS, NAME_PATTERN, REQUIRED, Rule, check_condition, check_template
 
 
@@ -20,53 +20,33 @@ def builtin_rules_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "rules"
 
 
-def _to_python(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
-    """Plain data from a composed YAML node, remembering the line of every mapping key."""
-    if isinstance(node, yaml.MappingNode):
-        out = {}
-        for k, v in node.value:
-            key = str(_to_python(k, path, lines))
-            sub = f"{path}.{key}" if path else key
-            if key in out:
-                lines.setdefault("__dupes__", []).append((sub, k.start_mark.line + 1))  # type: ignore[union-attr]
-            lines[sub] = k.start_mark.line + 1
-            out[key] = _to_python(v, sub, lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, f"{path}[{n}]", lines) for n, v in enumerate(node.value)]
-    return _scalar(node)
-
-
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)     # libyaml when present: same nodes, faster
-
-
-def _scalar(node: yaml.Node) -> Any:
-    return _CONSTRUCTOR.construct_object(node, deep=True)
-
-
 def parse_rule_file(path: Path, problems: list[str]) -> dict | None:
+    """A rule file's mapping with `__lines__` (key path -> line), or None after adding its problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():              # a FIFO or device named *.yaml would block or never end
+            problems.append(f"{path}:1: not a regular file")
+            return None
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            problems.append(f"{path}:1: larger than {MAX_BYTES // 1024} KiB; a rule file is one small mapping")
+            return None
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{path}:1: cannot read ({exc})")
         return None
     try:
-        node = yaml.compose(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        problems.append(f"{path}:{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})")
+        data, lines, dupes = load_yaml(text)
+    except YamlProblem as exc:
+        problems.append(f"{path}:{exc.line}: {exc.reason}")
         return None
-    if node is None:
+    if data is None:
         problems.append(f"{path}:1: empty rule file")
         return None
-    lines: dict[str, Any] = {}
-    data = _to_python(node, "", lines)
     if not isinstance(data, dict):
         problems.append(f"{path}:1: a rule file holds one mapping")
         return None
-    for sub, ln in lines.pop("__dupes__", []):
+    for sub, ln in dupes:
         problems.append(f"{path}:{ln}: duplicate key `{sub}`")
     data["__lines__"] = lines
     return data
@@ -83,7 +63,7 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     if data.get("disabled") is True:
         if not isinstance(data.get("id"), str):
             problems.append(f"{base}:1: a disabling file needs the `id` it disables")
-        return Rule(id=str(data.get("id")), name="", title="", when=None, source=base, line=1) \
+        return Rule(id=str(data.get("id")), name="", title="", when=None, source=base, line=1, lines=lines) \
             if len(problems) == start else None
     missing = [k for k in REQUIRED if k not in data]
     if missing and not override:
@@ -116,15 +96,15 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     check_condition(data.get("unless"), "unless", problems, lines, base)
     if isinstance(data.get("explain"), str):
         check_template(data["explain"], base, ln("explain"), problems)
-    for text in data.get("remediation", []) if isinstance(data.get("remediation"), list) else []:
+    for n, text in enumerate(data.get("remediation", []) if isinstance(data.get("remediation"), list) else []):
         if isinstance(text, str):
-            check_template(text, base, ln("remediation"), problems)
+            check_template(text, base, lines.get(f"remediation[{n}]", ln("remediation")), problems)
     tests = data.get("tests", [])
     if not isinstance(tests, list):
         problems.append(f"{base}:{ln('tests')}: tests must be a list")
         tests = []
     for n, t in enumerate(tests):
-        tl = lines.get(f"tests[{n}].expect", ln("tests"))
+        tl = lines.get(f"tests[{n}].expect", lines.get(f"tests[{n}]", ln("tests")))
         if not isinstance(t, dict) or t.get("expect") not in ("match", "no_match") or not isinstance(t.get("features"), dict):
             problems.append(f"{base}:{tl}: each test needs expect: match|no_match and a features mapping")
             continue
@@ -136,7 +116,7 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
                 alternatives=list(data.get("alternatives", [])),
                 errno={"receiver": list(errno.get("receiver", [])), "sender": list(errno.get("sender", []))},
                 explain=data.get("explain", ""), remediation=list(data.get("remediation", [])),
-                references=list(data.get("references", [])), tests=tests, source=base, line=1)
+                references=list(data.get("references", [])), tests=tests, source=base, line=1, lines=lines)
 
 
 def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
@@ -156,39 +136,62 @@ def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
         if rule is None:
             continue
         if rule.id in seen:
-            problems.append(f"{path}:1: duplicate id {rule.id} (also in {seen[rule.id]})")
+            problems.append(f"{path}:{rule.line_of('id')}: duplicate id {rule.id} (also in {seen[rule.id]})")
             continue
         seen[rule.id] = str(path)
         rules.append(rule)
     return rules
 
 
-def load_rules(extra_dirs: list[Path] | None = None, builtin: bool = True) -> list[Rule]:
-    """Built-in rules, then each user folder in order: same id replaces, `disabled` removes."""
+@dataclass
+class RuleSet:
+    rules: list[Rule]               # what classifies: built-ins and folders merged, in evaluation order
+    from_folders: list[Rule]        # the rules the user folders add or override
+
+
+def builtin_causes() -> set[str]:
+    """Every built-in cause, loaded or not: a file's name is its cause (checked at load)."""
+    return {p.stem for p in builtin_rules_dir().glob("*.yaml")} | {"unknown"}
+
+
+def load_rule_set(extra_dirs: list[Path] | None = None, builtin: bool = True) -> RuleSet:
+    """The one loader every command uses. Built-in rules, then each user folder in order: same id
+    replaces, `disabled` removes. Raises RuleError listing every `file:line: reason`."""
     problems: list[str] = []
     by_id: dict[str, Rule] = {}
     if builtin:
         for r in load_dir(builtin_rules_dir(), problems):
             by_id[r.id] = r
+    from_folders: dict[str, Rule] = {}
     for d in extra_dirs or []:
         for r in load_dir(Path(d), problems):
             if not r.name:                       # a disabling stub
                 if r.id not in by_id:
-                    problems.append(f"{r.source}:1: disables {r.id}, which no loaded rule has")
+                    problems.append(f"{r.source}:{r.line_of('id')}: disables {r.id}, which no loaded rule has")
                 by_id.pop(r.id, None)
+                from_folders.pop(r.id, None)
                 continue
-            by_id[r.id] = r
+            by_id[r.id] = from_folders[r.id] = r
     names: dict[str, Rule] = {}
     for r in by_id.values():
         if r.name in names:
-            problems.append(f"{r.source}:1: cause `{r.name}` already defined by {names[r.name].id} "
-                            f"({names[r.name].source}); override it by reusing id {names[r.name].id}")
+            problems.append(f"{r.source}:{r.line_of('name')}: cause `{r.name}` already defined by "
+                            f"{names[r.name].id} ({names[r.name].source}); override it by reusing id {names[r.name].id}")
         names[r.name] = r
-    known = set(names) | {"unknown"}
+    # An alternative is a cause the wire cannot rule out: a built-in one stays a real cause even
+    # when its rule is disabled or not loaded, so every command accepts the same alternatives.
+    known = set(names) | builtin_causes()
     for r in by_id.values():
-        for alt in r.alternatives:
+        for n, alt in enumerate(r.alternatives):
             if alt not in known:
-                problems.append(f"{r.source}:1: alternative `{alt}` is not a known cause")
+                problems.append(f"{r.source}:{r.line_of(f'alternatives[{n}]', 'alternatives')}: "
+                                f"alternative `{alt}` is not a known cause")
     if problems:
         raise RuleError(problems)
-    return sorted(by_id.values(), key=lambda r: (r.priority, r.id))
+    order = lambda r: (r.priority, r.id)  # noqa: E731
+    return RuleSet(sorted(by_id.values(), key=order), sorted(from_folders.values(), key=order))
+
+
+def load_rules(extra_dirs: list[Path] | None = None, builtin: bool = True) -> list[Rule]:
+    """The rules that classify (see load_rule_set)."""
+    return load_rule_set(extra_dirs, builtin).rules

@@ -37,6 +37,11 @@ class Rule:
     tests: list[dict] = field(default_factory=list)
     source: str = ""                # file path
     line: int = 1
+    lines: dict[str, int] = field(default_factory=dict, repr=False, compare=False)   # key path -> line
+
+    def line_of(self, *keys: str) -> int:
+        """The line of the first of `keys` the file has (`alternatives[1]`, then `alternatives`), else 1."""
+        return next((self.lines[k] for k in keys if k in self.lines), 1)
 
 
 def _type_ok(kind: str, value: Any) -> bool:
