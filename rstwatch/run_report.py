@@ -53,7 +53,7 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     saved = [p for p in paths if p.is_file() and is_parquet(p)]
     captures = [p for p in paths if p not in saved]
     files = expand_inputs(captures) if captures else []
-    check_output(output, force)
+    check_output(output, force, inputs=[*files, *saved])   # never replaces one of its inputs
     rules = load_rules(rule_dirs)
     info = RunInfo(source="parquet" if saved and not captures else "read")
     frames, errors, results = [], [], []

@@ -232,3 +232,12 @@ def test_report_refuses_to_overwrite(tmp_path):
     res = run_cli("read", str(CAPTURES / "closed-port.pcap"), "--format", "jsonl", "--extract", str(ev))
     assert res.returncode == 2 and "already exists" in res.stderr
     assert (ev / "closed-port-f2-closed-port.pcapng").read_text() == "mine"
+
+
+def test_report_never_writes_over_one_of_its_inputs(tmp_path):
+    cap = tmp_path / "x.pcap"
+    cap.write_bytes((CAPTURES / "closed-port.pcap").read_bytes())
+    before = cap.read_bytes()
+    res = run_cli("report", str(cap), "-o", str(cap), "--force")
+    assert res.returncode == 2 and "one of the inputs" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert cap.read_bytes() == before
