@@ -10,7 +10,7 @@ Conventions in the Markdown (GitHub renders the words after the language as noth
 - A ```text block right after a runnable block (nothing but blank lines between) is its output:
   every line of it must appear in what the block printed (stdout or stderr), as a whole line or a
   part of one; a line `...` stands for lines left out. ```text fuzzy compares with every number
-  (times, ephemeral ports) and run of spaces made alike, for output that differs run to run.
+  (times, ephemeral ports, rates) and run of spaces made alike, for output that differs run to run.
 A ```text block after a norun block, or after prose, is an illustration and is not checked."""
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ RUNNABLE = [b for b in ALL if b.lang in ("sh", "python") and "norun" not in b.fl
 def _alike(line: str, fuzzy: bool) -> str:
     line = line.rstrip()
     if fuzzy:
-        line = re.sub(r"\d+", "0", re.sub(r"\s+", " ", line.strip()))
+        line = re.sub(r"\d[\d,.]*\d|\d", "0", re.sub(r"\s+", " ", line.strip()))
     return line
 
 
@@ -120,7 +120,7 @@ def test_output_check_can_fail():
     # the comparison the examples rely on: a line that is not printed is reported
     assert missing_lines("a b\n...\nc", "x a b y\nc", False) == []
     assert missing_lines("a b\nd", "a b\nc", False) == ["d"]
-    assert missing_lines("12:00:01  port 40000", "09:59:59  port 5", True) == []
+    assert missing_lines("12:00:01  port 40000, 1,250.5 MiB", "09:59:59  port 5, 99.1 MiB", True) == []
     assert missing_lines("port 4 server", "port 4 client", True) == ["port 4 server"]
 
 
