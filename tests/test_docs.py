@@ -36,17 +36,19 @@ PAGES = ["README.md"] + sorted(
 # Every norun block, by page, with what covers it instead: a new norun block fails
 # test_norun_blocks_are_accounted_for until it is listed here (keeps them few and deliberate).
 NORUN = {
-    "README.md": 1,          # bin/rstwatch + bin/test on a fresh machine: CI runs exactly these (.ci/run)
-    "docs/bounded.md": 1,    # benchmarks/hostile.py at full size (minutes, GBs); tests/test_hostile.py runs its inputs small
+    "README.md": 2,          # bin/rstwatch + bin/test on a fresh machine (CI runs exactly these, .ci/run); the command list
+    "docs/bounded.md": 1,    # benchmarks/hostile.py at full size (minutes, GBs); the page runs it small, tests/test_hostile.py too
+    "docs/causes.md": 1,     # the labs rebuilt as root in namespaces: bin/test, tests/test_lab_captures.py, tests/test_lab_real.py
     "docs/deploy.md": 3,     # sudo bin/setup --service, systemd, docker/podman: tests/test_deploy.py
-    "docs/causes.md": 2,     # the labs rebuilt as root in namespaces: bin/test, tests/test_lab_captures.py, tests/test_lab_real.py
     "docs/kernel.md": 1,     # live eth0 / kernel streaming for a minute: tests/test_kernel.py (root) does the real run
     "docs/live.md": 1,       # the everyday commands on eth0/any; the root blocks on the page run the same paths on lo
-    "docs/performance.md": 2,  # bin/benchmark 1M/4 GB and benchmarks/live.py at full size (minutes); a small run is on the page
-    "docs/report.md": 2,     # a Python fragment (one FORMATS entry), and the same commands on an incident of yours
+    "docs/performance.md": 2,  # bin/benchmark 1M/4 GB and benchmarks/live.py at full size (minutes); the page runs both small
+    "docs/report.md": 2,     # the commands on an incident of yours (the page runs them on bundled captures); a FORMATS entry
     "docs/usage.md": 1,      # the everyday commands on files of yours; the page runs each on the bundled captures
-    "docs/rules.md": 1,      # the rule file format, shown as the YAML it is (rules/closed-port.yaml is tested by rules test)
 }
+# A page announced by another engineer that may not be committed yet: links to it pass until it
+# exists, and are checked like any other once it does.
+PENDING = {"docs/holdout.md"}
 
 FENCE = re.compile(r"^```([\w-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
@@ -132,7 +134,8 @@ def test_relative_links_resolve():
             target = (m.group(1) or m.group(2)).split("#")[0]
             if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):
                 continue                                # an anchor on the page, or a URL
-            if not ((ROOT / page).parent / target).exists():
+            path = ((ROOT / page).parent / target).resolve()
+            if not path.exists() and os.path.relpath(path, ROOT.resolve()) not in PENDING:
                 bad.append(f"{page}: {target}")
     assert not bad, bad
 
