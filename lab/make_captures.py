@@ -276,7 +276,8 @@ def rst_frames(path: Path) -> list[dict]:
             v6 = bool(seg["v6"][i])
             out.append({"frame": int(seg["frame"][i]),
                         "src": address_text(v6, int(seg["src_hi"][i]), int(seg["src_lo"][i])), "sport": int(seg["sport"][i]),
-                        "dst": address_text(v6, int(seg["dst_hi"][i]), int(seg["dst_lo"][i])), "dport": int(seg["dport"][i])})
+                        "dst": address_text(v6, int(seg["dst_hi"][i]), int(seg["dst_lo"][i])), "dport": int(seg["dport"][i]),
+                        "_ack": bool(seg["flags"][i] & 0x10)})      # for attach_kernel_reasons; not written out
     return out
 
 
@@ -288,19 +289,35 @@ def _endpoint(text: str) -> tuple[str, int]:
 def attach_kernel_reasons(resets: list[dict], trace: list[dict]) -> None:
     """Match tracepoint lines to RST frames by 4-tuple. When the kernel sent more RSTs on a tuple
     than the capture holds (some were dropped on the way, as in the crash scenario), the
-    captured ones are the last ones."""
+    captured ones are the last ones. A reset sent on a listening socket is traced with wildcard
+    addresses (0.0.0.0:port -> 0.0.0.0:0) and answers a stray segment carrying ACK, so it is a
+    bare RST: frames left over once a tuple's own lines are used (RST|ACK frames take those
+    first) get the port's wildcard lines in order. The trace's order across CPUs is not reliable
+    enough to interleave the two kinds."""
     for r in resets:
         r["kernel_reason"] = None      # default: not sent by a kernel here (forged or a middlebox)
     by_tuple: dict[tuple, list[dict]] = {}
     for r in resets:
         by_tuple.setdefault((r["src"], r["sport"], r["dst"], r["dport"]), []).append(r)
+    wild_frames: dict[int, list[dict]] = {}
     for key, frames in by_tuple.items():
-        # A reset sent on a listening socket is traced with wildcard addresses (0.0.0.0:port -> 0.0.0.0:0).
-        wild = {("0.0.0.0", key[1]), ("::", key[1])}
-        lines = [t for t in trace if (_endpoint(t["src"]) == key[:2] and _endpoint(t["dst"]) == key[2:])
-                 or (_endpoint(t["src"]) in wild and _endpoint(t["dst"]) in (("0.0.0.0", 0), ("::", 0)))]
-        for r, t in zip(frames[::-1], lines[::-1]):
+        lines = [t for t in trace if _endpoint(t["src"]) == key[:2] and _endpoint(t["dst"]) == key[2:]]
+        if len(lines) >= len(frames):
+            pairs = list(zip(frames[::-1], lines[::-1]))
+        else:
+            preferred = [r for r in frames if r.get("_ack", True)] + [r for r in frames if not r.get("_ack", True)]
+            pairs = list(zip(preferred, lines))
+            taken = {id(r) for r, _ in pairs}
+            wild_frames.setdefault(key[1], []).extend(r for r in frames if id(r) not in taken)
+        for r, t in pairs:
             r["kernel_reason"], r["kernel_state"] = t["reason"], t["state"]
+    for port, frames in wild_frames.items():
+        wild = {("0.0.0.0", port), ("::", port)}
+        lines = [t for t in trace if _endpoint(t["src"]) in wild and _endpoint(t["dst"]) in (("0.0.0.0", 0), ("::", 0))]
+        for r, t in zip(sorted(frames, key=lambda r: r["frame"]), lines):
+            r["kernel_reason"], r["kernel_state"] = t["reason"], t["state"]
+    for r in resets:
+        r.pop("_ack", None)
 
 
 def run(out: Path, only: list[str] | None) -> dict:

@@ -451,6 +451,8 @@ def run_one(sc: Scenario, out: Path, tracer: netlab.ResetTracer) -> dict:
             check_reasons(resets, sc)
         except Redo as why:
             print(f"  {sc.name}: attempt {attempt}: {why}; again", flush=True)
+            if os.environ.get("LAB_DEBUG"):          # keep the failed attempt to look at
+                shutil.copy(path, out / f"{sc.name}.attempt{attempt}.pcap")
             continue
         os.chmod(path, 0o644)
         return {"scenario": sc.name, "cause": sc.cause, "software": sc.software, "what_happened": sc.doc,
