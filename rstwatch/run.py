@@ -115,7 +115,7 @@ def _skipped_lines(skipped: list[Skipped]) -> list[str]:
 
 def run_rules_list(rule_dirs: list[Path]) -> int:
     for r in load_rules(rule_dirs):
-        typer.echo(f"{r.id}  {r.name:22} prio {r.priority:<5} conf {r.confidence:.2f}  {r.title}")
+        typer.echo(f"{r.id}  {r.name:22} {r.band:11} conf {r.confidence:.2f}  {r.title}")
     return ExitStatus.OK
 
 
@@ -129,7 +129,10 @@ def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
             return ExitStatus.OK
         raise RstwatchError(name, f"no such rule (known: {', '.join([r.name for r in rules] + flood_causes())})")
     r = match[0]
-    lines = [f"{r.name} ({r.id}): {r.title}", f"  file: {r.source}", f"  priority {r.priority}, confidence {r.confidence:.2f}"]
+    lines = [f"{r.name} ({r.id}): {r.title}", f"  file: {r.source}", f"  band {r.band}, confidence {r.confidence:.2f}"]
+    order = [f"before {', '.join(r.before)}" if r.before else "", f"after {', '.join(r.after)}" if r.after else ""]
+    if any(order):
+        lines.append("  tried " + "; ".join(x for x in order if x))
     if r.confidence_notes:
         lines.append(f"  why this confidence: {r.confidence_notes}")
     lines.append(f"  matches when: {_render(r.when)}")

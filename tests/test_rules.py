@@ -152,14 +152,20 @@ def test_rules_test_runs_the_whole_rule_set_and_catches_shadowing(tmp_path):
     # `wide` comes first and also matches `narrow`'s own example: on a capture `narrow` could never
     # win, and `rules test` must say so, not only check each rule against its own example.
     d = tmp_path / "r"
-    write(d, "wide", RULE.format(name="wide").replace("priority: 5", "priority: 1"))
-    write(d, "narrow", RULE.format(name="narrow").replace("RST100", "RST101").replace("priority: 5", "priority: 2"))
+    write(d, "wide", RULE.format(name="wide").replace("priority: 5", "band: handshake\nbefore: [closed-port, narrow]"))
+    write(d, "narrow", RULE.format(name="narrow").replace("RST100", "RST101").replace("priority: 5",
+                                                                                     "band: handshake\nbefore: [closed-port]"))
     res = run_cli("rules", "test", str(d))
     assert res.returncode == 2
     assert "narrow.yaml: test 1 matches, but with every rule loaded `wide` wins" in res.stderr
-    write(d, "narrow", RULE.format(name="narrow").replace("RST100", "RST101").replace("priority: 5", "priority: 0"))
-    assert run_cli("rules", "test", str(d)).returncode == 2     # now `wide`'s example is shadowed
+    write(d, "wide", RULE.format(name="wide").replace("priority: 5", "band: handshake\nbefore: [closed-port]"))
+    write(d, "narrow", RULE.format(name="narrow").replace("RST100", "RST101").replace("priority: 5",
+                                                                                     "band: handshake\nbefore: [wide]"))
+    res = run_cli("rules", "test", str(d))                     # now `wide`'s example is shadowed
+    assert res.returncode == 2 and "wide.yaml: test 1 matches, but with every rule loaded `narrow` wins" in res.stderr
     (d / "wide.yaml").unlink()
+    write(d, "narrow", RULE.format(name="narrow").replace("RST100", "RST101").replace("priority: 5",
+                                                                                     "band: handshake\nbefore: [closed-port]"))
     assert run_cli("rules", "test", str(d)).returncode == 0
 
 
@@ -181,3 +187,49 @@ def test_features_are_declared_once_and_all_computed():
             feature_table("x", P, conns)
     finally:
         del FEATURES["rst.nobody_computes_this"]
+
+
+# ---------------------------------------------------------------- order: bands, before/after
+
+def test_builtin_order_follows_bands_and_before_after():
+    from rstwatch.engine.order import BANDS
+    rules = load_rules()
+    bands = [BANDS.index(r.band) for r in rules]
+    assert bands == sorted(bands) and rules[0].band == "spoofed" and rules[-1].name == "unknown"
+    pos = {r.name: k for k, r in enumerate(rules)}
+    for r in rules:
+        assert all(pos[r.name] < pos[o] for o in r.before if o in pos), r.name
+        assert all(pos[o] < pos[r.name] for o in r.after if o in pos), r.name
+    assert all("priority:" not in (Path(r.source).read_text()) for r in rules)   # no bare integers left
+
+
+def _refusing(name: str, extra: str = "") -> str:
+    return RULE.format(name=name).replace("priority: 5\n", "band: handshake\n" + extra)
+
+
+def test_before_decides_between_two_matching_rules_on_a_real_capture(tmp_path):
+    cap = str(CAPTURES / "closed-port.pcap")
+    plain, first = tmp_path / "plain", tmp_path / "first"
+    write(plain, "my-refused", _refusing("my-refused"))
+    write(first, "my-refused", _refusing("my-refused", "before: [closed-port]\n"))
+    res = run_cli("read", cap, "--rules", str(plain), "--format", "jsonl")
+    assert res.returncode == 0 and '"cause":"closed-port"' in res.stdout        # same band: RST001 < RST100
+    assert '"my-refused"' in res.stdout                                          # ... and it is an alternative
+    res = run_cli("read", cap, "--rules", str(first), "--format", "jsonl")
+    assert res.returncode == 0 and '"cause":"my-refused"' in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("extra,words", [
+    ("band: sideways\n", ["my-refused.yaml:", "band must be one of spoofed, middlebox"]),
+    ("before: [no-such-cause]\n", ["my-refused.yaml:", "before `no-such-cause`: no such cause"]),
+    ("before: [out-of-window-rst]\n", ["my-refused.yaml:", "band handshake, which comes after", "spoofed"]),
+    ("after: [closed-port]\nbefore: [closed-port]\n", ["cycle", "closed-port", "my-refused"]),
+])
+def test_bad_order_is_a_file_line_error(tmp_path, extra, words):
+    folder = tmp_path / "r"
+    write(folder, "my-refused", _refusing("my-refused", extra))
+    for cmd in (["read", str(CAPTURES / "closed-port.pcap"), "--rules", str(folder)], ["rules", "validate", str(folder)]):
+        res = run_cli(*cmd)
+        assert res.returncode == 2, res.stderr
+        assert all(w in res.stderr for w in words), res.stderr
+        assert "Traceback" not in res.stderr

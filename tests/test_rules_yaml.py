@@ -201,7 +201,7 @@ def test_rules_test_judges_a_folder_against_the_builtins_it_joins(tmp_path):
     classifies; a built-in example that a folder's rule now wins is named on stderr."""
     folder = tmp_path / "r"
     folder.mkdir()
-    greedy = USER_RULE.format(alt="closed-port").replace("priority: 500", "priority: 1").replace(
+    greedy = USER_RULE.format(alt="closed-port").replace("priority: 500", "band: handshake\nbefore: [abort-before-accept]").replace(
         "  conn.client_bytes: {gt: 1000000000}\n", "")
     (folder / "my-cause.yaml").write_text(greedy)
     res = run_cli("rules", "test", str(folder))
@@ -209,7 +209,7 @@ def test_rules_test_judges_a_folder_against_the_builtins_it_joins(tmp_path):
     assert "2/2 rule tests passed" in res.stdout
     assert re.search(r"rstwatch: warning: with .*: .*abort-before-accept\.yaml: test 1 matches, but with every "
                      r"rule loaded `my-cause` wins", res.stderr), res.stderr
-    # a folder rule shadowed by a built-in fails: closed-port (priority 40) wins its example
+    # a folder rule shadowed by a built-in fails: closed-port (band handshake) wins its example
     shadowed = USER_RULE.format(alt="closed-port").replace("rst.from_client: true\n  conn.client_bytes: {gt: 1000000000}",
                                                            "rst.answers_syn: true").replace(
         "{rst.from_client: true, conn.client_bytes: 2000000000}", "{rst.answers_syn: true}").replace(

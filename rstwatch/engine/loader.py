@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import RuleError
 from .ruleyaml import MAX_BYTES, YamlProblem, load_yaml
+from .order import DEFAULT_BAND, check_order_keys, order_rules
 from .model import ID_PATTERN, KNOWN_KEYS, NAME_PATTERN, REQUIRED, Rule, check_condition, check_template
 
 
@@ -82,6 +83,7 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     prio = data.get("priority", 100)
     if not isinstance(prio, int) or isinstance(prio, bool):
         problems.append(f"{base}:{ln('priority')}: priority must be an integer")
+    check_order_keys(data, base, ln, problems)
     for key in ("title", "explain", "confidence_notes"):
         if key in data and not isinstance(data[key], str):
             problems.append(f"{base}:{ln(key)}: {key} must be text")
@@ -112,7 +114,8 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     if len(problems) != start:
         return None
     return Rule(id=rid, name=name, title=data.get("title", ""), when=data.get("when"), unless=data.get("unless"),
-                priority=prio, confidence=float(conf), confidence_notes=data.get("confidence_notes", ""),
+                priority=prio, band=data.get("band", DEFAULT_BAND), before=list(data.get("before", [])),
+                after=list(data.get("after", [])), confidence=float(conf), confidence_notes=data.get("confidence_notes", ""),
                 alternatives=list(data.get("alternatives", [])),
                 errno={"receiver": list(errno.get("receiver", [])), "sender": list(errno.get("sender", []))},
                 explain=data.get("explain", ""), remediation=list(data.get("remediation", [])),
@@ -186,10 +189,11 @@ def load_rule_set(extra_dirs: list[Path] | None = None, builtin: bool = True) ->
             if alt not in known:
                 problems.append(f"{r.source}:{r.line_of(f'alternatives[{n}]', 'alternatives')}: "
                                 f"alternative `{alt}` is not a known cause")
+    ordered = order_rules(list(by_id.values()), known, problems)
     if problems:
         raise RuleError(problems)
-    order = lambda r: (r.priority, r.id)  # noqa: E731
-    return RuleSet(sorted(by_id.values(), key=order), sorted(from_folders.values(), key=order))
+    rank = {r.id: k for k, r in enumerate(ordered)}
+    return RuleSet(ordered, sorted(from_folders.values(), key=lambda r: rank[r.id]))
 
 
 def load_rules(extra_dirs: list[Path] | None = None, builtin: bool = True) -> list[Rule]:

@@ -16,7 +16,8 @@ TEMPLATE_FIELDS = {"src", "sport", "dst", "dport", "sender", "receiver", "frame"
 ID_PATTERN = re.compile(r"^[A-Z]{2,8}\d{3,5}$")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 REQUIRED = ("id", "name", "title", "when", "confidence", "explain", "errno", "remediation", "references", "tests")
-KNOWN_KEYS = set(REQUIRED) | {"unless", "priority", "confidence_notes", "alternatives", "disabled", "maturity"}
+KNOWN_KEYS = set(REQUIRED) | {"unless", "priority", "band", "before", "after", "confidence_notes", "alternatives",
+                              "disabled", "maturity"}
 
 
 @dataclass
@@ -26,7 +27,10 @@ class Rule:
     title: str
     when: Any
     unless: Any = None
-    priority: int = 100
+    priority: int = 100             # tie-break inside a band (engine/order.py)
+    band: str = "connection"        # named band: the coarse order between rules
+    before: list[str] = field(default_factory=list)   # causes (or ids) this rule is tried before
+    after: list[str] = field(default_factory=list)
     confidence: float = 0.5
     confidence_notes: str = ""
     alternatives: list[str] = field(default_factory=list)
