@@ -48,11 +48,17 @@ def test_read_matches_the_lab_ground_truth(manifest):
 
 
 def test_a_notebook_session():
-    df = rstwatch.read(CAPTURES)          # the scripted lab and captures/real/
+    df = rstwatch.read(CAPTURES)          # the scripted lab, captures/real/ and captures/holdout/
     by_cause = df.groupby("cause")["resets"].sum().sort_values(ascending=False)
-    assert set(by_cause.index[:3]) == {"port-scan", "rst-storm", "syn-flood"} and by_cause.iloc[3] == 47
+    # every RST the labs labelled is counted once (a flood row stands for its 600)
+    labelled = [r for m in CAPTURES.rglob("manifest.json") for c in json.loads(m.read_text())["captures"].values()
+                for r in c["resets"]]
+    assert by_cause.sum() == len(labelled)
+    assert set(by_cause.index[:3]) == {"port-scan", "rst-storm", "syn-flood"}
+    assert by_cause.iloc[3] == sum(r["cause"] == by_cause.index[3] for r in labelled)
     by_sender = df[df["sport"] != 0].pivot_table(index="cause", columns="sender", values="frame", aggfunc="count", fill_value=0)
-    assert by_sender.loc["listener-closed", "server"] == 6 and by_sender.loc["late-synack", "client"] == 2
+    assert by_sender.loc["listener-closed", "server"] >= 6 and by_sender.loc["listener-closed", "client"] == 0
+    assert by_sender.loc["late-synack", "client"] >= 2 and by_sender.loc["late-synack", "server"] == 0
     unsure = df[df["confidence"] < 0.8]
     assert (unsure["alternatives"].map(len) > 0).all()
     # the same rows as the command line's JSON Lines, field for field
