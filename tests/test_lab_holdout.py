@@ -108,3 +108,20 @@ def test_fresh_holdout_captures_reproduce_the_labels(tmp_path: Path):
         assert bool(new_firsts) == bool(old_firsts), name
         assert {(r["cause"], r["kernel_reason"]) for r in new_firsts} == \
             {(r["cause"], r["kernel_reason"]) for r in old_firsts}, name
+
+
+def test_rstwatch_on_the_holdout():
+    """What the issue counts: resets from software the rules were not written against. The first
+    run (before any rule was changed for the holdout) was 19/20 first resets; the bar here is the
+    issue's: at least 95% right, every one right or among the alternatives, follow-ups pointing at
+    their reset, controls silent."""
+    sys.path.insert(0, str(ROOT / "lab"))
+    from holdout_score import rows
+    rs = rows(HOLDOUT)
+    firsts = [r for r in rs if not r["control"] and r["follows"] is None]
+    follows = [r for r in rs if not r["control"] and r["follows"] is not None]
+    wrong = [f"{r['scenario']} frame {r['frame']}: {r['got']} (want {r['want']})" for r in firsts if r["got"] != r["want"]]
+    assert len(firsts) >= 20 and len(wrong) <= 0.05 * len(firsts), wrong
+    assert all(r["got"] == r["want"] or r["want"] in r["alternatives"] for r in firsts), wrong
+    assert all(r["follows_got"] == r["follows"] and r["got"] == r["want"] for r in follows)
+    assert all(not c["extra"] for c in rs if c["control"])
