@@ -1,40 +1,31 @@
-"""`rules explain` for the causes that come from flood detection rather than a rule file
-(port-scan, rst-storm, syn-flood), so every cause that can appear in output can be explained."""
+"""`rules explain` for a flood rule (port-scan, rst-storm, syn-flood): what its detector groups,
+its thresholds, and how the flood is reported; the words come from the rule file."""
 from __future__ import annotations
 
-from .report.storms import STORM_TEXT
-from .track.storms import MIN_RATE_PER_S, STORM_MIN_FLOWS
-
-HOW = {
-    "rst-storm": "connections that are nothing but a RST (no handshake, no data seen), grouped by the host they target",
-    "port-scan": "a SYN answered by RST|ACK from one source to many ports of one host (closed ports refusing)",
-    "syn-flood": "a SYN answered by SYN-ACK and then a bare RST or nothing (backscatter of SYNs sent in someone else's name)",
-}
-ERRNO = {
-    "rst-storm": ("ECONNRESET on a connection whose numbers the RST happens to fit; most are ignored", "nothing"),
-    "port-scan": ("the scanner's connect: ECONNREFUSED for every closed port", "nothing"),
-    "syn-flood": ("clients whose SYNs are dropped when the backlog is full: connect timeouts", "nothing"),
-}
+from .engine.model import Rule
 
 
-def flood_causes() -> list[str]:
-    return sorted(STORM_TEXT)
-
-
-def explain_flood(name: str) -> list[str] | None:
-    """Lines like the rule explanation, or None if `name` is not a flood cause or id."""
-    for cause, (rule_id, title, fixes) in STORM_TEXT.items():
-        if name in (cause, rule_id):
-            receiver, sender = ERRNO[cause]
-            return [f"{cause} ({rule_id}): {title}",
-                    "  source: flood detection while reading (rstwatch/track/storms.py), not a rule file",
-                    f"  matches when: {HOW[cause]}; at least --storm-min ({STORM_MIN_FLOWS}) such connections "
-                    f"arriving at {MIN_RATE_PER_S} or more per second",
-                    "  reported as: one finding for the whole flood, with `resets`, `connections` and up to 10 "
-                    "`sources_sample` addresses; its frames are not reported row by row",
-                    "  confidence 0.90",
-                    f"  the RST's receiver sees: {receiver}",
-                    f"  the RST's sender sees: {sender}",
-                    "  what to change:"] + [f"    - {x}" for x in fixes] + \
-                   ["  lower --storm-min to group smaller floods; --storm-min 0 reports every RST row by row"]
-    return None
+def explain_flood(rule: Rule) -> list[str] | None:
+    """Lines like a rule's explanation, or None if `rule` is not a flood rule."""
+    flood = getattr(rule, "flood", None)
+    if flood is None:
+        return None
+    size = "ports of one host" if flood["detector"] == "port-scan" else "such connections"
+    lines = [f"{rule.name} ({rule.id}): {rule.title}", f"  file: {rule.source}",
+             f"  band flood, confidence {rule.confidence:.2f}; detector {flood['detector']} "
+             f"(rstwatch/track/storms.py), not tried reset by reset"]
+    if rule.confidence_notes:
+        lines.append(f"  why this confidence: {rule.confidence_notes}")
+    lines += [f"  matches when: {flood.get('groups', 'the connections its detector groups')}; at least "
+              f"{flood['min_connections']} {size} (min_connections; --storm-min N overrides it), arriving at "
+              f"{flood['min_rate_per_s']} or more per second (min_rate_per_s)",
+              "  reported as: one finding for the whole flood, with `resets`, `connections` and up to 10 "
+              "`sources_sample` addresses; its frames are not reported row by row",
+              f"  the RST's receiver sees: {flood.get('receiver_sees') or ', '.join(rule.errno.get('receiver') or ['nothing'])}",
+              f"  the RST's sender sees: {', '.join(rule.errno.get('sender') or ['nothing'])}",
+              "  what to change:"]
+    lines += [f"    - {x}" for x in rule.remediation]
+    lines += ["  lower --storm-min (or min_connections in a copy of this file under --rules DIR) to group smaller "
+              f"floods; --storm-min 0 reports every RST row by row, as does `id: {rule.id}` + `disabled: true`",
+              f"  references: {'; '.join(rule.references)}"]
+    return lines

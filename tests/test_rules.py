@@ -195,7 +195,7 @@ def test_builtin_order_follows_bands_and_before_after():
     from rstwatch.engine.order import BANDS
     rules = load_rules()
     bands = [BANDS.index(r.band) for r in rules]
-    assert bands == sorted(bands) and rules[0].band == "spoofed" and rules[-1].name == "unknown"
+    assert bands == sorted(bands) and rules[0].band == "flood" and rules[3].band == "spoofed" and rules[-1].name == "unknown"
     pos = {r.name: k for k, r in enumerate(rules)}
     for r in rules:
         assert all(pos[r.name] < pos[o] for o in r.before if o in pos), r.name

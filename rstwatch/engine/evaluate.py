@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .model import Rule
+from ..track.storms import example_verdict
 
 UNKNOWN = "unknown"
 
@@ -58,6 +59,7 @@ def rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
 def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     """Add rule, cause, confidence, alternatives to each row: the first matching rule by
     priority wins; other matching causes and the rule's declared ones become alternatives."""
+    rules = [r for r in rules if r.flood is None]       # flood rules group connections while reading
     n = len(df)
     masks = np.zeros((len(rules), n), bool)
     for k, rule in enumerate(rules):
@@ -139,6 +141,9 @@ def run_rule_tests(rules: list[Rule], feature_defaults: pd.DataFrame) -> list[st
     """Each rule's own match / no_match examples, evaluated with the same masks. Returns failures."""
     failures = []
     for rule in rules:
+        if rule.flood is not None:      # examples of connection groups, judged by the detector itself
+            failures += flood_example_failures(rule, rules)
+            continue
         for n, t in enumerate(rule.tests):
             row = feature_defaults.copy()
             for name, value in t["features"].items():
@@ -154,4 +159,16 @@ def run_rule_tests(rules: list[Rule], feature_defaults: pd.DataFrame) -> list[st
                 if winner != rule.name:
                     failures.append(f"{rule.source}: test {n + 1} matches, but with every rule loaded "
                                     f"`{winner}` wins (shadowed: order the rules or narrow `{winner}`)")
+    return failures
+
+
+def flood_example_failures(rule: Rule, rules: list[Rule]) -> list[str]:
+    """A flood rule's examples ({connections, per_second}) built as the traffic its detector
+    groups and run through the detectors with every flood rule loaded (track/storms.py)."""
+    failures = []
+    for n, t in enumerate(rule.tests):
+        got = example_verdict(rules, rule.flood["detector"], t["group"])
+        if (got == rule.name) != (t["expect"] == "match"):
+            failures.append(f"{rule.source}: test {n + 1} expected {t['expect']} but the group came out as "
+                            f"{got or 'no flood'}")
     return failures

@@ -10,7 +10,9 @@ from typing import Any
 from ..errors import RuleError
 from .ruleyaml import MAX_BYTES, YamlProblem, load_yaml
 from .order import DEFAULT_BAND, check_order_keys, order_rules
-from .model import ID_PATTERN, KNOWN_KEYS, NAME_PATTERN, REQUIRED, Rule, check_condition, check_template
+from .model import (ID_PATTERN, KNOWN_KEYS, NAME_PATTERN, REQUIRED, TEMPLATE_FIELDS, Rule, check_condition,
+                    check_template)
+from ..track.storms import SUMMARY_FIELDS, check_flood, check_group
 
 
 def builtin_rules_dir() -> Path:
@@ -66,7 +68,9 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
             problems.append(f"{base}:1: a disabling file needs the `id` it disables")
         return Rule(id=str(data.get("id")), name="", title="", when=None, source=base, line=1, lines=lines) \
             if len(problems) == start else None
-    missing = [k for k in REQUIRED if k not in data]
+    is_flood = "flood" in data            # a flood rule: a detector's settings instead of `when`
+    required = [k for k in REQUIRED if k != "when"] + ["flood"] if is_flood else REQUIRED
+    missing = [k for k in required if k not in data]
     if missing and not override:
         problems.append(f"{base}:1: missing {', '.join(missing)}")
         return None
@@ -84,6 +88,11 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     if not isinstance(prio, int) or isinstance(prio, bool):
         problems.append(f"{base}:{ln('priority')}: priority must be an integer")
     check_order_keys(data, base, ln, problems)
+    if is_flood:
+        _check_flood_rule(data, base, lines, problems)
+    elif data.get("band") == "flood":
+        problems.append(f"{base}:{ln('band')}: band flood is for flood rules (a `flood:` mapping, no `when`)")
+    fields = SUMMARY_FIELDS if is_flood else TEMPLATE_FIELDS       # a flood's numbers, or one reset's ends
     for key in ("title", "explain", "confidence_notes"):
         if key in data and not isinstance(data[key], str):
             problems.append(f"{base}:{ln(key)}: {key} must be text")
@@ -97,16 +106,22 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     check_condition(data.get("when"), "when", problems, lines, base)
     check_condition(data.get("unless"), "unless", problems, lines, base)
     if isinstance(data.get("explain"), str):
-        check_template(data["explain"], base, ln("explain"), problems)
+        check_template(data["explain"], base, ln("explain"), problems, fields)
     for n, text in enumerate(data.get("remediation", []) if isinstance(data.get("remediation"), list) else []):
         if isinstance(text, str):
-            check_template(text, base, lines.get(f"remediation[{n}]", ln("remediation")), problems)
+            check_template(text, base, lines.get(f"remediation[{n}]", ln("remediation")), problems, fields)
     tests = data.get("tests", [])
     if not isinstance(tests, list):
         problems.append(f"{base}:{ln('tests')}: tests must be a list")
         tests = []
     for n, t in enumerate(tests):
         tl = lines.get(f"tests[{n}].expect", lines.get(f"tests[{n}]", ln("tests")))
+        if is_flood:
+            ok = isinstance(t, dict) and t.get("expect") in ("match", "no_match") and set(t) == {"expect", "group"}
+            why = check_group(t["group"] if ok else None)
+            if why:
+                problems.append(f"{base}:{lines.get(f'tests[{n}].group', tl)}: {why}")
+            continue
         if not isinstance(t, dict) or t.get("expect") not in ("match", "no_match") or not isinstance(t.get("features"), dict):
             problems.append(f"{base}:{tl}: each test needs expect: match|no_match and a features mapping")
             continue
@@ -114,12 +129,25 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     if len(problems) != start:
         return None
     return Rule(id=rid, name=name, title=data.get("title", ""), when=data.get("when"), unless=data.get("unless"),
-                priority=prio, band=data.get("band", DEFAULT_BAND), before=list(data.get("before", [])),
+                priority=prio, band=data.get("band", "flood" if is_flood else DEFAULT_BAND), before=list(data.get("before", [])),
                 after=list(data.get("after", [])), confidence=float(conf), confidence_notes=data.get("confidence_notes", ""),
                 alternatives=list(data.get("alternatives", [])),
                 errno={"receiver": list(errno.get("receiver", [])), "sender": list(errno.get("sender", []))},
                 explain=data.get("explain", ""), remediation=list(data.get("remediation", [])),
-                references=list(data.get("references", [])), tests=tests, source=base, line=1, lines=lines)
+                references=list(data.get("references", [])), tests=tests, source=base, line=1, lines=lines,
+                flood=dict(data["flood"]) if is_flood else None)
+
+
+def _check_flood_rule(data: dict, base: str, lines: dict[str, int], problems: list[str]) -> None:
+    """A flood rule names its detector and thresholds; what only a per-reset rule has is refused."""
+    for key in ("when", "unless", "alternatives", "before", "after", "priority"):
+        if key in data:
+            problems.append(f"{base}:{lines.get(key, 1)}: a flood rule has no `{key}`: its detector groups "
+                            f"connections while reading, it is not tried reset by reset")
+    if data.get("band", "flood") != "flood":
+        problems.append(f"{base}:{lines.get('band', 1)}: a flood rule is in band flood, got {data['band']!r}")
+    for key, reason in check_flood(data["flood"]):
+        problems.append(f"{base}:{lines.get(key, lines.get('flood', 1))}: {reason}")
 
 
 def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
@@ -181,6 +209,14 @@ def load_rule_set(extra_dirs: list[Path] | None = None, builtin: bool = True) ->
             problems.append(f"{r.source}:{r.line_of('name')}: cause `{r.name}` already defined by "
                             f"{names[r.name].id} ({names[r.name].source}); override it by reusing id {names[r.name].id}")
         names[r.name] = r
+    detectors: dict[str, Rule] = {}              # one flood rule per detector
+    for r in by_id.values():
+        d = r.flood["detector"] if r.flood is not None else None
+        if d in detectors:
+            problems.append(f"{r.source}:{r.line_of('flood.detector', 'flood')}: detector {d} already has flood rule "
+                            f"{detectors[d].id} ({detectors[d].source}); override it by reusing id {detectors[d].id}")
+        elif d is not None:
+            detectors[d] = r
     # An alternative is a cause the wire cannot rule out: a built-in one stays a real cause even
     # when its rule is disabled or not loaded, so every command accepts the same alternatives.
     known = set(names) | builtin_causes()

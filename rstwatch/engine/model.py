@@ -13,11 +13,11 @@ OPERATORS = {"eq", "ne", "lt", "lte", "gt", "gte", "in", "is_null"}
 ORDERED = {"lt", "lte", "gt", "gte"}
 TEMPLATE_FIELDS = {"src", "sport", "dst", "dport", "sender", "receiver", "frame", "conn_state", "history",
                    "client", "client_port", "server", "server_port"}
-ID_PATTERN = re.compile(r"^[A-Z]{2,8}\d{3,5}$")
+ID_PATTERN = re.compile(r"^[A-Z]{2,8}\d{3,5}S?$")     # S: the flood rules' ids (RST001S)
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 REQUIRED = ("id", "name", "title", "when", "confidence", "explain", "errno", "remediation", "references", "tests")
 KNOWN_KEYS = set(REQUIRED) | {"unless", "priority", "band", "before", "after", "confidence_notes", "alternatives",
-                              "disabled", "maturity"}
+                              "disabled", "maturity", "flood"}
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Rule:
     remediation: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     tests: list[dict] = field(default_factory=list)
+    flood: dict | None = None       # a flood rule: its detector and thresholds (track/storms.py), no `when`
     source: str = ""                # file path
     line: int = 1
     lines: dict[str, int] = field(default_factory=dict, repr=False, compare=False)   # key path -> line
@@ -93,7 +94,7 @@ def check_condition(cond: Any, where: str, problems: list[str], lines: dict[str,
                 problems.append(f"{base}:{ln}: {name} is {feat.kind}, got {value!r}")
 
 
-def check_template(text: str, base: str, ln: int, problems: list[str]) -> None:
+def check_template(text: str, base: str, ln: int, problems: list[str], fields: set[str] = TEMPLATE_FIELDS) -> None:
     try:
         parts = list(string.Formatter().parse(text))
     except ValueError as exc:
@@ -102,6 +103,6 @@ def check_template(text: str, base: str, ln: int, problems: list[str]) -> None:
     for _, fname, spec, conv in parts:
         if fname is None:
             continue
-        if fname not in TEMPLATE_FIELDS or spec or conv:
+        if fname not in fields or spec or conv:
             problems.append(f"{base}:{ln}: explain: placeholder {{{fname}}} not allowed "
-                            f"(use plain {sorted(TEMPLATE_FIELDS)})")
+                            f"(use plain {sorted(fields)})")

@@ -8,17 +8,19 @@ from typing import Any
 
 from .model import Rule
 
-# Earlier bands win. A RST its receiver ignores is judged before anything else (what follows it is
+# Earlier bands win. Floods come first: their detectors take whole groups of connections while
+# reading, before any rule is tried on a single reset (flood rules live in that band only). A RST its receiver ignores is judged before anything else (what follows it is
 # not its consequence); a middlebox's forged RST before the endpoint causes it imitates; the
 # handshake's causes before those of an established connection; `unknown` last.
-BANDS = ("spoofed", "middlebox", "handshake", "connection", "fallback")
+BANDS = ("flood", "spoofed", "middlebox", "handshake", "connection", "fallback")
 DEFAULT_BAND = "connection"
 
 
 def check_order_keys(data: dict[str, Any], base: str, ln, problems: list[str]) -> None:
     band = data.get("band", DEFAULT_BAND)
     if band not in BANDS:
-        problems.append(f"{base}:{ln('band')}: band must be one of {', '.join(BANDS)}, got {band!r}")
+        problems.append(f"{base}:{ln('band')}: band must be one of {', '.join(BANDS[1:])} "
+                        f"(flood: only for flood rules), got {band!r}")
     for key in ("before", "after"):
         value = data.get(key, [])
         if not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
@@ -42,6 +44,9 @@ def order_rules(rules: list[Rule], known_causes: set[str], problems: list[str]) 
                 if other is None:
                     if ref not in known_causes:
                         problems.append(f"{where}: {key} `{ref}`: no such cause or rule id")
+                    continue
+                if other.flood is not None:
+                    problems.append(f"{where}: {key} `{ref}`: a flood rule is not tried reset by reset; nothing to order")
                     continue
                 a, b = (r, other) if first_is_r else (other, r)
                 if BANDS.index(a.band) > BANDS.index(b.band):

@@ -28,7 +28,7 @@ class LiveTracker:
         self.rules = rules
         self.limits = limits or Limits()
         self.hold_s = hold_s
-        self.storms = StormTracker(storm_min)
+        self.storms = StormTracker(rules, storm_min)
         self.counted: dict = {}                     # flood -> (resets, connections) already reported
         self.updated: dict = {}                     # flood -> when its last row was written
         self.reported = np.zeros(0, np.int64)       # RST frames that got a row of their own

@@ -1,19 +1,10 @@
-"""One finding per flood, in the same shape as per-RST findings (plus counts)."""
+"""One finding per flood, in the same shape as per-RST findings (plus counts). Its words (title,
+summary, remediation, errno, confidence) come from the flood rule of its detector (rules/*.yaml)."""
 from __future__ import annotations
 
 import pandas as pd
 
 from ..track.storms import StormTracker
-
-STORM_TEXT = {
-    "rst-storm": ("RST001S", "A storm of resets not belonging to any connection seen (blind or spoofed RST flood)",
-                  ["Find the source: the TTLs and sender sample show whether it is spoofed; rate-limit or filter at the edge.",
-                   "Keep RFC 5961 protections on (net.ipv4.tcp_challenge_ack_limit) so blind RSTs do not land."]),
-    "port-scan": ("RST002S", "Port scan: SYNs to many closed ports answered by RST|ACK",
-                  ["Identify the scanner; if it is not your own inventory tool, block it and check what it found open."]),
-    "syn-flood": ("RST003S", "SYN flood: half-open connections never completed (backscatter RSTs or no answer)",
-                  ["Enable SYN cookies (net.ipv4.tcp_syncookies=1), raise tcp_max_syn_backlog, filter at the edge."]),
-}
 
 
 def storm_rows(file: str, tracker: StormTracker, keys=None, counted: dict | None = None) -> pd.DataFrame:
@@ -28,26 +19,26 @@ def storm_rows(file: str, tracker: StormTracker, keys=None, counted: dict | None
         before_rsts, before_flows = counted.get(key, (0, 0)) if counted is not None else (0, 0)
         if counted is not None:
             counted[key] = (st.rsts, st.flows)
-        rule, title, fixes = STORM_TEXT[st.kind]
-        secs = (st.last_ns - st.first_ns) / 1e9
-        fam = "ipv6" if st.v6 else "ip"
-        what = {"rst-storm": f"{st.rsts:,} resets on {st.flows:,} unknown connections to {st.target}",
-                "port-scan": f"{len(st.ports):,} ports of {st.target} probed, {st.rsts:,} refused",
-                "syn-flood": f"{st.syns:,} SYNs to {st.target} on {st.flows:,} connections never completed"}[st.kind]
+        rule = tracker.rules[st.kind]
         senders = sorted(st.senders)
+        values = {"cause": rule.name, "target": st.target, "resets": f"{st.rsts:,}", "connections": f"{st.flows:,}",
+                  "syns": f"{st.syns:,}", "ports": f"{len(st.ports):,}", "seconds": f"{(st.last_ns - st.first_ns) / 1e9:.3f}",
+                  "sources": f"{len(senders)}{'+' if len(senders) >= 64 else ''}",
+                  "first_frame": st.first_frame, "last_frame": st.last_frame}
+        summary = rule.explain.format(**values)
         if before_rsts or before_flows:
-            what = f"{st.rsts - before_rsts:,} more resets ({st.rsts:,} in all) of a {st.kind} against {st.target}: {what}"
+            summary = f"{st.rsts - before_rsts:,} more resets ({st.rsts:,} in all) of a {rule.name} against {st.target}: {summary}"
+        fam = "ipv6" if st.v6 else "ip"
         rows.append({
             "file": file, "frame": st.frames[0] if st.frames else st.first_frame, "time": st.first_ns / 1e9,
             "src": senders[0] if len(senders) == 1 else "*", "sport": 0,
-            "dst": st.target, "dport": 0, "sender": "unknown", "cause": st.kind, "rule": rule,
-            "confidence": 0.9, "alternatives": [],
-            "summary": f"{what} in {secs:.3f} s from {len(senders)}{'+' if len(senders) >= 64 else ''} source(s) "
-                       f"(frames {st.first_frame}-{st.last_frame}); reported once instead of row by row",
-            "errno": {"receiver": ["ECONNRESET / ECONNREFUSED on affected connections"], "sender": []},
+            "dst": st.target, "dport": 0, "sender": "unknown", "cause": rule.name, "rule": rule.id,
+            "confidence": rule.confidence, "alternatives": [],
+            "summary": summary,
+            "errno": {"receiver": list(rule.errno.get("receiver", [])), "sender": list(rule.errno.get("sender", []))},
             "evidence": st.frames, "conn_state": "", "history": "",
             "wireshark_filter": f"tcp && {fam}.addr=={st.target} && frame.number>={st.first_frame} && frame.number<={st.last_frame}",
-            "title": title, "remediation": fixes, "sender_inferred": False,
+            "title": rule.title, "remediation": [x.format(**values) for x in rule.remediation], "sender_inferred": False,
             "resets": st.rsts - before_rsts, "connections": st.flows - before_flows, "sources_sample": senders[:10],
         })
     return pd.DataFrame(rows)

@@ -2,21 +2,68 @@
 
 While reading, flows that are nothing but a RST (a storm of blind or spoofed resets), or a SYN
 answered by RST|ACK (a scan of closed ports), or SYNs that got nothing (a SYN flood), are grouped
-by the host they target. Once a group passes `min_flows` it is absorbed into one aggregate and
-its segments are dropped: memory stays bounded and the report gets one row for the flood.
+by the host they target. Once a group passes its rule's `min_connections` (and arrives at
+`min_rate_per_s`) it is absorbed into one aggregate and its segments are dropped: memory stays
+bounded and the report gets one row for the flood.
+
+The detectors are code (grouping connections is not a per-row condition); what they report,
+their thresholds, and whether they run at all come from flood rules (rules/port-scan.yaml ...,
+a `flood:` mapping instead of `when:`), so a user folder overrides or disables them by id.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..sources.segments import ACK, RST, SYN, Segments, address_text
+from ..sources.segments import ACK, RST, SYN, SEGMENT_COLUMNS, Segments, address_text
 from .flows import flow_hash
 
-STORM_MIN_FLOWS = 500
-MIN_RATE_PER_S = 100      # a flood arrives fast; a slow trickle (or a RST-only capture filter) is not one
+# The detectors, in the order they claim flows. A flood rule names one in `flood.detector`.
+DETECTORS = ("rst-storm", "port-scan", "syn-flood")
+# --storm-min not given: each flood rule's own min_connections. A number overrides them all.
+STORM_MIN_FLOWS: int | None = None
+# What a flood rule's `flood:` mapping holds (required keys first) and its templates may use.
+FLOOD_REQUIRED = ("detector", "min_connections", "min_rate_per_s")
+FLOOD_KEYS = FLOOD_REQUIRED + ("groups", "receiver_sees")
+SUMMARY_FIELDS = {"cause", "target", "resets", "connections", "syns", "ports", "seconds", "sources",
+                  "first_frame", "last_frame"}
+
+
+def check_flood(flood: Any) -> list[tuple[str, str]]:
+    """Problems of a `flood:` mapping as (key path for the line, reason)."""
+    if not isinstance(flood, dict):
+        return [("flood", "flood must be a mapping {detector, min_connections, min_rate_per_s}")]
+    out = [(f"flood.{k}", f"unknown key `{k}` in flood (use {', '.join(FLOOD_KEYS)})") for k in flood if k not in FLOOD_KEYS]
+    missing = [k for k in FLOOD_REQUIRED if k not in flood]
+    if missing:
+        out.append(("flood", f"flood is missing {', '.join(missing)}"))
+    if "detector" in flood and flood["detector"] not in DETECTORS:
+        out.append(("flood.detector", f"detector must be one of {', '.join(DETECTORS)}, got {flood['detector']!r}"))
+    n = flood.get("min_connections", 0)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        out.append(("flood.min_connections", f"min_connections must be a whole number >= 0 (0: never), got {n!r}"))
+    rate = flood.get("min_rate_per_s", 0)
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate < 0:
+        out.append(("flood.min_rate_per_s", f"min_rate_per_s must be a number >= 0, got {rate!r}"))
+    for k in ("groups", "receiver_sees"):
+        if k in flood and not isinstance(flood[k], str):
+            out.append((f"flood.{k}", f"{k} must be text"))
+    return out
+
+
+def check_group(group: Any) -> str | None:
+    """Why a flood rule's test example is not {connections: N, per_second: R}, or None."""
+    if not isinstance(group, dict) or set(group) != {"connections", "per_second"}:
+        return "a flood rule's test needs expect: match|no_match and group: {connections: N, per_second: R}"
+    n, rate = group["connections"], group["per_second"]
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100_000:
+        return f"group.connections must be a whole number in 1..100000, got {n!r}"
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate <= 0:
+        return f"group.per_second must be a number > 0, got {rate!r}"
+    return None
 
 
 @dataclass
@@ -37,8 +84,21 @@ class Storm:
 
 
 class StormTracker:
-    def __init__(self, min_flows: int = STORM_MIN_FLOWS) -> None:
-        self.min_flows = min_flows
+    def __init__(self, rules: list | None = None, storm_min: int | None = STORM_MIN_FLOWS) -> None:
+        """`rules`: any rules; those with a `flood` mapping switch their detector on (a detector
+        whose rule is disabled or missing leaves its resets to be reported row by row).
+        `storm_min` (--storm-min), when given, replaces every flood rule's min_connections."""
+        self.rules: dict[str, Any] = {}             # detector -> its flood rule (texts for the report)
+        self.limits: dict[str, tuple[int, float]] = {}
+        for r in rules or []:
+            flood = getattr(r, "flood", None)
+            if flood is None:
+                continue
+            n = flood["min_connections"] if storm_min is None else storm_min
+            if n > 0:                                   # 0: this detector never groups
+                self.rules[flood["detector"]] = r
+                self.limits[flood["detector"]] = (n, float(flood["min_rate_per_s"]))
+        self.min_flows = min((n for n, _ in self.limits.values()), default=0)
         self.storms: dict[tuple, Storm] = {}
 
     def absorb(self, seg: Segments, final: bool = False, counted: np.ndarray | None = None) -> Segments:
@@ -66,10 +126,13 @@ class StormTracker:
         if final:
             kind[syn_n == count] = 2                                          # SYNs nobody answered
         drop = np.zeros(n, bool)
-        for k, name in enumerate(("rst-storm", "port-scan", "syn-flood")):
+        for k, name in enumerate(DETECTORS):
+            if name not in self.limits:
+                continue                  # no flood rule for this detector: its flows stay rows
+            min_flows, min_rate = self.limits[name]
             flows = np.flatnonzero(kind == k)
             known = any(key[0] == name for key in self.storms)
-            if not len(flows) or (len(flows) < self.min_flows and not known):
+            if not len(flows) or (len(flows) < min_flows and not known):
                 continue                  # too few such flows in all for a new flood of this kind
             # the target: receiver of the RST (storm), the scanned host (scan), the SYNs' destination
             rows = np.flatnonzero(np.isin(codes, flows) & (is_rst if k == 0 else syn_only))
@@ -84,7 +147,7 @@ class StormTracker:
             stats = by_target.agg(flows=("flow", "size"), ports=("port", "nunique"), t0=("ts", "min"), t1=("ts", "max"))
             size = stats["ports"] if k == 1 else stats["flows"]
             span_s = np.maximum((stats["t1"] - stats["t0"]).to_numpy() / 1e9, 1e-3)
-            chosen = ((size >= self.min_flows) & (stats["flows"] / span_s >= MIN_RATE_PER_S)).to_numpy()
+            chosen = ((size >= min_flows) & (stats["flows"] / span_s >= min_rate)).to_numpy()
             keys = [(name, *map(int, idx)) for idx in stats.index]
             if known:
                 chosen = chosen | np.array([key in self.storms for key in keys])
@@ -126,3 +189,46 @@ class StormTracker:
             st.ports.update(int(p) for p in np.unique(seg["dport"][rows[syn_only[rows]]])[:100000])
         if len(st.frames) < 10:
             st.frames.extend(int(x) for x in seg["frame"][rst_rows[:10 - len(st.frames)]])
+
+
+# ---------------------------------------------------------------- a flood rule's examples
+# A flood rule's `tests:` are groups of connections ({connections: N, per_second: R}). They are
+# judged by the detector itself: the group is built as the segments that detector looks for
+# (lone RSTs; SYN -> RST|ACK on distinct ports; SYN -> SYN-ACK -> bare RST), and it must (or
+# must not) come out as a flood of that rule with every flood rule loaded.
+
+def example_segments(detector: str, connections: int, per_second: float) -> Segments:
+    """`connections` of the kind `detector` groups, one starting every 1/per_second s, at 10.0.0.1."""
+    n = connections
+    shape = {"rst-storm": [(RST, False)], "port-scan": [(SYN, False), (RST | ACK, True)],
+             "syn-flood": [(SYN, False), (SYN | ACK, True), (RST, False)]}[detector]
+    k = len(shape)
+    conn = np.repeat(np.arange(n), k)
+    step = np.tile(np.arange(k), n)
+    start_ns = (np.arange(n) * (1e9 / per_second)).astype(np.int64)
+    peer = 0x0B000000 + conn                              # 11.x.y.z: one address per connection ...
+    if detector == "port-scan":
+        peer = np.full(n * k, 0x0A000002)                 # ... except a scan: one scanner
+    target = np.full(n * k, 0x0A000001)
+    from_target = np.array([t for _, t in shape] * n)
+    cols = {c: np.zeros(n * k, dtype=t) for c, t in SEGMENT_COLUMNS.items()}
+    cols["frame"] = np.arange(1, n * k + 1)
+    cols["ts_ns"] = 1_700_000_000_000_000_000 + start_ns[conn] + step * 1000
+    mapped = np.uint64(0xFFFF << 32)
+    cols["src_lo"] = np.where(from_target, target, peer).astype(np.uint64) | mapped
+    cols["dst_lo"] = np.where(from_target, peer, target).astype(np.uint64) | mapped
+    peer_port = (1024 + conn % 60000).astype(np.uint16)
+    target_port = (1 + conn % 65535).astype(np.uint16) if detector == "port-scan" else np.full(n * k, 80, np.uint16)
+    cols["sport"] = np.where(from_target, target_port, peer_port)
+    cols["dport"] = np.where(from_target, peer_port, target_port)
+    cols["flags"] = np.array([f for f, _ in shape] * n, dtype=np.uint16)
+    cols["hlen"][:], cols["ttl"][:], cols["ipid"][:] = 20, 64, -1
+    return Segments(cols)
+
+
+def example_verdict(rules: list, detector: str, group: dict) -> str | None:
+    """The flood cause (rule name) this group comes out as with `rules` loaded, or None."""
+    tracker = StormTracker(rules)
+    tracker.absorb(example_segments(detector, group["connections"], group["per_second"]), final=True)
+    kinds = {st.kind for st in tracker.storms.values()}
+    return tracker.rules[kinds.pop()].name if len(kinds) == 1 else None
