@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
+from . import spill
 from .engine.evaluate import classify
 from .engine.model import Rule
 from .features.extract import feature_table
@@ -125,7 +127,7 @@ class VerdictBatch:
         self.parts: list[tuple] = []          # (owner, label, P, conns, RST times)
         self.spans: dict[object, tuple[int, int]] = {}
         self.resets = 0
-        self.done: dict[object, list[tuple[pd.DataFrame, int, int]]] = {}
+        self.done: dict[object, list[tuple[pd.DataFrame | spill.Spilled, int, int]]] = {}
         self._empty: pd.DataFrame | None = None
 
     def add(self, owner: object, label: str, seg: Segments) -> None:
@@ -174,7 +176,7 @@ class VerdictBatch:
             out["file"] = [lab for _, lab, _, _, t in parts for _ in t]
         # one block per dtype instead of one per column: a file's slice of this table then costs
         # ~10 KB instead of ~40 KB (measured; 3,000 small files are 3,000 slices)
-        out = out.copy()
+        out = spill.keep(out.copy())        # on disk, when a long read streams its output
         start = 0
         for owner, _, _, _, t in parts:
             self.done.setdefault(owner, []).append((out, start, start + len(t)))
@@ -188,7 +190,7 @@ class VerdictBatch:
             self._empty = verdicts("", Segments.empty(), self.rules)
         return self._empty
 
-    def take(self, owner: object) -> list[tuple[pd.DataFrame, int, int]]:
+    def take(self, owner: object) -> list[tuple[pd.DataFrame | spill.Spilled, int, int]]:
         """The findings of `owner` (a FileResult) as (table, first row, end row) pieces."""
         if any(p[0] is owner for p in self.parts):
             self.flush()
@@ -202,9 +204,9 @@ def assemble(pieces: list[tuple[pd.DataFrame, int, int]], floods: pd.DataFrame |
         found = empty.copy()
     elif len(pieces) == 1:
         table, a, b = pieces[0]
-        found = table.iloc[a:b].reset_index(drop=True)
+        found = spill.load(table).iloc[a:b].reset_index(drop=True)
     else:                       # settled early and the rest: connections in order of their first frame
-        found = pd.concat([t.iloc[a:b] for t, a, b in pieces], ignore_index=True)
+        found = pd.concat([spill.load(t).iloc[a:b] for t, a, b in pieces], ignore_index=True)
         found = found.sort_values("conn_first_frame", kind="stable", ignore_index=True)
     if floods is not None and len(floods):
         found = pd.concat([found, floods], ignore_index=True)
@@ -232,18 +234,120 @@ def all_findings(results: list[FileResult]) -> pd.DataFrame:
                 cur[2] = b
                 continue
             if cur is not None:
-                runs.append(cur[0].iloc[cur[1]:cur[2]])
+                runs.append(spill.load(cur[0]).iloc[cur[1]:cur[2]])
             cur = [table, a, b]
             continue
         if cur is not None:
-            runs.append(cur[0].iloc[cur[1]:cur[2]])
+            runs.append(spill.load(cur[0]).iloc[cur[1]:cur[2]])
             cur = None
         runs.append(r.findings)
     if cur is not None:
-        runs.append(cur[0].iloc[cur[1]:cur[2]])
+        runs.append(spill.load(cur[0]).iloc[cur[1]:cur[2]])
     if not runs:
         return results[0].findings if results else pd.DataFrame()
     return pd.concat(runs, ignore_index=True)
+
+
+def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH) -> Iterator[pd.DataFrame]:
+    """The rows of `all_findings(results)`, in its order and with its columns (a record names every
+    column of the whole table, null where a row has none), as tables of at most ~`rows` rows for
+    a writer that streams: a spilled table is loaded while its rows are written, one at a time."""
+    parts = []                                      # (result, its findings table or pieces, floods)
+    columns: dict[str, None] = {}
+    for r in results:
+        if r._findings is not None:                 # findings from another process (--jobs)
+            parts.append((r._findings, None, None))
+            columns.update(dict.fromkeys(r._findings.columns))
+            continue
+        pieces = r._batch.take(r) if r._pieces is None and r._batch is not None else (r._pieces or [])
+        if r._floods is not None and not pieces:    # as `assemble`: an empty table, then the floods
+            columns.update(dict.fromkeys(r._batch.empty().columns if r._batch else []))
+        r._batch, r._pieces = None, pieces
+        if pieces or r._floods is not None:
+            parts.append((None, pieces, r._floods))
+        for t, _, _ in pieces:
+            columns.update(dict.fromkeys(spill.columns_of(t)))
+        if r._floods is not None:
+            columns.update(dict.fromkeys(r._floods.columns))
+    union = list(columns)
+    for table in _in_order(parts, rows):
+        yield table if len(table.columns) == len(union) else table.reindex(columns=union)
+
+
+def _in_order(parts: list, rows: int) -> Iterator[pd.DataFrame]:
+    runs = _Runs(rows)
+    for findings, pieces, floods in parts:
+        if findings is not None:
+            yield from runs.flush()
+            yield from _slices(findings, rows)
+        elif floods is None and len(pieces) == 1:
+            yield from runs.add(*pieces[0])
+        else:
+            yield from runs.flush()
+            yield from _ordered(pieces, floods, rows)
+    yield from runs.flush()
+
+
+class _Runs:
+    """Consecutive small files whose findings are neighbouring rows of one batch table, written
+    together (a table per small file would cost ~1 ms each)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows, self.cur = rows, None        # [table, first row, end row]
+
+    def add(self, table, a: int, b: int) -> Iterator[pd.DataFrame]:
+        if self.cur is not None and self.cur[0] is table and self.cur[2] == a:
+            self.cur[2] = b
+        else:
+            yield from self.flush()
+            self.cur = [table, a, b]
+        if self.cur[2] - self.cur[1] >= self.rows:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[pd.DataFrame]:
+        if self.cur is not None:
+            table, a, b = self.cur
+            self.cur = None
+            yield from _slices(spill.load(table).iloc[a:b], self.rows)
+
+
+def _slices(table: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
+    for a in range(0, len(table), rows):
+        yield table.iloc[a:a + rows]
+
+
+def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int) -> Iterator[pd.DataFrame]:
+    """One file's findings in `assemble`'s order (pieces by first frame, stable; with floods, all
+    by frame, stable), taken from each piece as needed: one loaded piece at a time."""
+    source = np.concatenate([np.full(b - a, i) for i, (_, a, b) in enumerate(pieces)] or [np.zeros(0, int)])
+    row = np.concatenate([np.arange(a, b) for _, a, b in pieces] or [np.zeros(0, int)])
+    keys = [spill.key_columns(t) for t, _, _ in pieces]
+    first = np.concatenate([k[0][a:b] for k, (_, a, b) in zip(keys, pieces)] or [np.zeros(0, np.int64)])
+    frame = np.concatenate([k[1][a:b] for k, (_, a, b) in zip(keys, pieces)] or [np.zeros(0, np.int64)])
+    order = np.argsort(first, kind="stable") if len(pieces) > 1 else np.arange(len(first))
+    source, row, frame = source[order], row[order], frame[order]
+    if floods is not None and len(floods):
+        source = np.concatenate([source, np.full(len(floods), -1)])
+        row = np.concatenate([row, np.arange(len(floods))])
+        order = np.argsort(np.concatenate([frame, floods["frame"].to_numpy(np.int64)]), kind="stable")
+        source, row = source[order], row[order]
+    loaded: tuple[int, pd.DataFrame] | None = None
+    for a in range(0, len(source), rows):
+        src, at = source[a:a + rows], row[a:a + rows]
+        parts, where = [], []
+        for s in sorted(np.unique(src), key=lambda s: (s < 0, s)):   # each piece it needs, once; floods last
+            if s < 0:
+                table = floods
+            else:
+                if loaded is None or loaded[0] != s:
+                    loaded = None                   # free the previous piece before loading the next
+                    loaded = (int(s), spill.load(pieces[s][0]))
+                table = loaded[1]
+            mask = src == s
+            parts.append(table.iloc[at[mask]])
+            where.append(np.flatnonzero(mask))
+        chunk = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+        yield chunk.iloc[np.argsort(np.concatenate(where), kind="stable")].reset_index(drop=True)
 
 
 def _give_back() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from .analyze import FileResult, analyze_file
+from .analyze import FileResult, analyze_file, findings_in_order
 from .engine.evaluate import run_rule_tests
 from .engine.loader import builtin_rules_dir, load_rule_set, load_rules
 from .engine.model import Rule
@@ -16,6 +16,8 @@ from .exitcodes import ExitStatus
 from .features.extract import feature_table
 from .report.jsonl import write_jsonl
 from .report.output import check_output, open_output
+from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
+from .spill import spilling
 from .sources.capture import Skipped, expand_inputs
 from .track.storms import STORM_MIN_FLOWS
 
@@ -81,7 +83,44 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     paths = expand_inputs(paths, skipped)       # folders -> files, once, before any work
     check_output(output, force, inputs=paths)  # also refuses an output that is one of the inputs
     rules = load_rules(rule_dirs)
+    if chosen.name in STREAMED and extract is None:
+        with spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]):
+            results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
+            errors = _tell_problems(skipped, errors, results)
+            if not results:
+                return ExitStatus.USAGE
+            with open_output(output, force) as out:
+                _stream(chosen, findings_in_order(results), out)
+        return ExitStatus.PARTIAL if errors else ExitStatus.OK
     results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
+    errors = _tell_problems(skipped, errors, results)
+    if not results:
+        return ExitStatus.USAGE
+    from .analyze import all_findings       # batch tables joined once: no DataFrame per small file
+    findings = all_findings(results) if results else pd.DataFrame()
+    finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
+    return ExitStatus.PARTIAL if errors else ExitStatus.OK
+
+
+# Formats written a table of findings at a time as they are taken from memory or disk, byte for
+# byte what writing them all at once gives (tests/test_hostile.py); the others need every row.
+STREAMED = ("jsonl", "csv")
+
+
+def _stream(chosen, tables, out) -> None:
+    if chosen.name == "jsonl":          # independent lines: the batch writer, a table at a time
+        for table in tables:
+            write_jsonl(table, out)
+        return
+    sink = chosen.sink(out)             # csv: the header once, then rows (as `live` writes it)
+    sink.start("read")
+    for table in tables:
+        sink.write(table)
+    sink.finish(None)
+
+
+def _tell_problems(skipped: list[Skipped], errors: list[str], results: list[FileResult]) -> list[str]:
+    """Error lines for what could not be read, warnings for what was read; the error lines."""
     errors = _skipped_lines(skipped) + errors
     for err in errors:
         typer.echo(f"rstwatch: error: {err}", err=True)
@@ -91,12 +130,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
         for reason, count in res.diag.skipped.items():
             if reason.startswith("ethertype") or "malformed" in reason or "cut short" in reason:
                 _warn(f"{res.path}: {count} frame(s) skipped: {reason}")
-    if not results:
-        return ExitStatus.USAGE
-    from .analyze import all_findings       # batch tables joined once: no DataFrame per small file
-    findings = all_findings(results) if results else pd.DataFrame()
-    finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
-    return ExitStatus.PARTIAL if errors else ExitStatus.OK
+    return errors
 
 
 def _skipped_lines(skipped: list[Skipped]) -> list[str]:

@@ -1,0 +1,91 @@
+"""Finished findings tables kept on disk instead of in memory while a long read goes on.
+
+A finding held as pandas rows costs ~1.7 KB of Python objects (strings, lists), so 300,000
+spoofed resets held ~600 MB until the end of the read. When `read` writes a format it can
+stream (JSON Lines, CSV), it keeps only the columns that format writes and, past SPILL_AFTER
+findings, pickles each finished batch table to a temporary folder (exact round trip: same
+dtypes, same values); the writer loads them back one at a time, in output order."""
+from __future__ import annotations
+
+import pickle
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+# Findings kept in memory before later batches go to disk: ordinary captures never spill.
+SPILL_AFTER = 20_000
+
+
+@dataclass
+class SpillPlan:
+    directory: Path
+    columns: frozenset[str]         # what the output needs; other columns are dropped at once
+    held: int = 0                   # findings kept in memory so far
+    files: int = 0                  # tables written
+
+
+_plan: list[SpillPlan] = []
+
+
+@contextmanager
+def spilling(columns: list[str]) -> Iterator[None]:
+    """Within this block, finished findings tables keep only `columns` and, past SPILL_AFTER
+    findings, go to a temporary folder removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="rstwatch-findings-") as folder:
+        _plan[:] = [SpillPlan(Path(folder), frozenset(columns))]
+        try:
+            yield
+        finally:
+            _plan.clear()
+
+
+class Spilled:
+    """A findings table in a file, with the two columns that order a file's findings kept in
+    memory (16 bytes a row): `conn_first_frame` and `frame`."""
+
+    __slots__ = ("path", "rows", "columns", "first_frames", "frames")
+
+    def __init__(self, table: pd.DataFrame, path: Path) -> None:
+        self.path, self.rows, self.columns = path, len(table), list(table.columns)
+        self.first_frames = table["conn_first_frame"].to_numpy(np.int64)
+        self.frames = table["frame"].to_numpy(np.int64)
+        with path.open("wb") as fh:
+            pickle.dump(table, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self) -> pd.DataFrame:
+        with self.path.open("rb") as fh:
+            return pickle.load(fh)      # our own file, written above in a private temporary folder
+
+
+def keep(table: pd.DataFrame) -> pd.DataFrame | Spilled:
+    """What a finished batch table becomes under the current plan: itself outside `spilling`,
+    else its output columns, on disk once SPILL_AFTER findings are held."""
+    if not _plan:
+        return table
+    plan = _plan[0]
+    table = table[[c for c in table.columns if c in plan.columns]]
+    if plan.held + len(table) <= SPILL_AFTER:
+        plan.held += len(table)
+        return table
+    plan.files += 1
+    return Spilled(table, plan.directory / f"{plan.files:06d}.pkl")
+
+
+def load(table: pd.DataFrame | Spilled) -> pd.DataFrame:
+    return table.load() if isinstance(table, Spilled) else table
+
+
+def key_columns(table: pd.DataFrame | Spilled) -> tuple[np.ndarray, np.ndarray]:
+    """(conn_first_frame, frame) of every row, without loading a spilled table."""
+    if isinstance(table, Spilled):
+        return table.first_frames, table.frames
+    return table["conn_first_frame"].to_numpy(np.int64), table["frame"].to_numpy(np.int64)
+
+
+def columns_of(table: pd.DataFrame | Spilled) -> list[str]:
+    return table.columns if isinstance(table, Spilled) else list(table.columns)
