@@ -1,6 +1,6 @@
 """Hostile captures that once blew up memory or time, and a benchmark that prints the numbers.
 
-    .venv/bin/python benchmarks/hostile.py [--zeros-gib 1] [--trickle 300000] [--files 3000]
+    .venv/bin/python benchmarks/hostile.py [--zeros-gib 1] [--trickle 300000] [--files 3000] [--only trickle]
 
 Generators (also used by tests/test_hostile.py at small sizes):
   zero_records   a gzip of a pcap header followed by zeros: every 16 bytes is a zero-length record
@@ -118,36 +118,52 @@ def main() -> None:
     ap.add_argument("--zeros-gib", type=float, default=1.0, help="decompressed size of the zero-record bomb")
     ap.add_argument("--trickle", type=int, default=300_000, help="spoofed RSTs at 99/s")
     ap.add_argument("--files", type=int, default=3000, help="two-packet captures in one folder")
+    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files"),
+                    help="run only this benchmark (repeatable; default: all three)")
     a = ap.parse_args()
+    only = set(a.only or ("zeros", "trickle", "files"))
     with tempfile.TemporaryDirectory(prefix="rstwatch-hostile-") as tmp:
         tmp = Path(tmp)
-        bomb = tmp / "zeros.pcap.gz"
-        zero_records(bomb, int(a.zeros_gib * 2**30))
-        measured(str(bomb))                                   # warm the page cache
-        wall, rss, _ = measured(str(bomb))
-        records = int(a.zeros_gib * 2**30) // 16
-        print(f"zero-length records: {a.zeros_gib:g} GiB decompressed ({records:,} records, "
-              f"{bomb.stat().st_size / 2**10:,.0f} KiB gzip) in {wall:.1f} s, peak RSS {rss:.0f} MiB")
+        if "zeros" in only:
+            zeros(tmp, a.zeros_gib)
+        if "trickle" in only:
+            trickle(tmp, a.trickle)
+        if "files" in only:
+            files(tmp, a.files)
 
-        trickle = tmp / "trickle.pcap"
-        rst_trickle(trickle, a.trickle, 99.0)
-        wall, rss, out = measured(str(trickle))
-        rows = out.count(b"\n")
-        print(f"spoofed RST trickle: {a.trickle:,} RSTs at 99/s on distinct 4-tuples in {wall:.1f} s "
-              f"({a.trickle / wall:,.0f} RSTs/s), peak RSS {rss:.0f} MiB, {rows:,} findings")
 
-        folder = tmp / "rotated"
-        small_files(folder, a.files)
-        one = tmp / "one"
-        small_files(one, 1)
-        w1, rss1, _ = measured(str(one))
-        wall, rss, out = measured(str(folder))
-        per_file_ms = (wall - w1) / max(a.files - 1, 1) * 1000
-        nl = b"\n"
-        per_file_kib = (rss - rss1) * 1024 / max(a.files - 1, 1)
-        print(f"many small files: {a.files:,} two-packet captures in {wall:.1f} s = {per_file_ms:.2f} ms per file "
-              f"(start-up {w1:.2f} s excluded), peak RSS {rss:.0f} MiB vs {rss1:.0f} MiB for one file "
-              f"({per_file_kib:+.1f} KiB per file), {out.count(nl):,} findings")
+def zeros(tmp: Path, gib: float) -> None:
+    bomb = tmp / "zeros.pcap.gz"
+    zero_records(bomb, int(gib * 2**30))
+    measured(str(bomb))                                   # warm the page cache
+    wall, rss, _ = measured(str(bomb))
+    records = int(gib * 2**30) // 16
+    print(f"zero-length records: {gib:g} GiB decompressed ({records:,} records, "
+          f"{bomb.stat().st_size / 2**10:,.0f} KiB gzip) in {wall:.1f} s, peak RSS {rss:.0f} MiB")
+
+
+def trickle(tmp: Path, n: int) -> None:
+    path = tmp / "trickle.pcap"
+    rst_trickle(path, n, 99.0)
+    wall, rss, out = measured(str(path))
+    rows = out.count(b"\n")
+    print(f"spoofed RST trickle: {n:,} RSTs at 99/s on distinct 4-tuples in {wall:.1f} s "
+          f"({n / wall:,.0f} RSTs/s), peak RSS {rss:.0f} MiB, {rows:,} findings")
+
+
+def files(tmp: Path, n: int) -> None:
+    folder = tmp / "rotated"
+    small_files(folder, n)
+    one = tmp / "one"
+    small_files(one, 1)
+    w1, rss1, _ = measured(str(one))
+    wall, rss, out = measured(str(folder))
+    per_file_ms = (wall - w1) / max(n - 1, 1) * 1000
+    per_file_kib = (rss - rss1) * 1024 / max(n - 1, 1)
+    rows = out.count(b"\n")
+    print(f"many small files: {n:,} two-packet captures in {wall:.1f} s = {per_file_ms:.2f} ms per file "
+          f"(start-up {w1:.2f} s excluded), peak RSS {rss:.0f} MiB vs {rss1:.0f} MiB for one file "
+          f"({per_file_kib:+.1f} KiB per file), {rows:,} findings")
 
 
 if __name__ == "__main__":
