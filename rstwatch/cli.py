@@ -62,7 +62,7 @@ def read(
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
-    storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a port scan, RST storm or SYN flood of at least this many connections to one host as one finding (0: never)."),
+    storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a port scan, RST storm or SYN flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
     extract: Optional[Path] = typer.Option(None, "--extract", help="Write the packets of each finding's connection as a small pcapng into this folder (named after the finding)."),
     debug: bool = DebugOpt,
 ) -> None:
@@ -82,7 +82,7 @@ def report(
     force: bool = typer.Option(False, "--force", help="Overwrite the report and evidence files if they exist."),
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
-    storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a flood of at least this many connections to one host as one finding (0: never)."),
+    storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
     debug: bool = DebugOpt,
 ) -> None:
     """An incident report to hand over: headline, timeline, causes with packet ladders, all findings."""
@@ -107,7 +107,7 @@ def live(
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this TCP port."),
     metrics_address: Optional[str] = typer.Option(None, "--metrics-address", help="With --metrics-port: the address to serve on (default 0.0.0.0, every IPv4 address; 127.0.0.1 or ::1 for this host only; :: for every IPv6 and IPv4 address)."),
     rules: Optional[list[Path]] = RulesOpt,
-    storm_min: int = typer.Option(500, "--storm-min", min=0, help="Report a flood (scan, RST storm, SYN flood) of at least this many connections as one finding (0: never)."),
+    storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a flood (scan, RST storm, SYN flood) of at least this many connections as one finding (0: never; default: each flood rule's min_connections, 500)."),
     snaplen: int = typer.Option(192, "--snaplen", min=64, max=262144, help="Bytes kept per packet (headers only by default)."),
     max_segments: int = typer.Option(1_000_000, "--max-segments", min=1000, help="Flow table cap in TCP segments (75 bytes each)."),
     flow_idle: float = typer.Option(600.0, "--flow-idle", min=1.0, help="Forget a flow after this many seconds without a packet."),

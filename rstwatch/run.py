@@ -157,12 +157,12 @@ def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
     rules = load_rules(rule_dirs)
     match = [r for r in rules if name in (r.name, r.id)]
     if not match:
-        from .floodinfo import explain_flood, flood_causes
-        if (flood := explain_flood(name)) is not None:         # causes from flood detection, not rule files
-            typer.echo("\n".join(flood))
-            return ExitStatus.OK
-        raise RstwatchError(name, f"no such rule (known: {', '.join([r.name for r in rules] + flood_causes())})")
+        raise RstwatchError(name, f"no such rule (known: {', '.join(r.name for r in rules)})")
     r = match[0]
+    from .floodinfo import explain_flood
+    if (flood := explain_flood(r)) is not None:                 # a flood rule: what its detector groups
+        typer.echo("\n".join(flood))
+        return ExitStatus.OK
     lines = [f"{r.name} ({r.id}): {r.title}", f"  file: {r.source}", f"  band {r.band}, confidence {r.confidence:.2f}"]
     order = [f"before {', '.join(r.before)}" if r.before else "", f"after {', '.join(r.after)}" if r.after else ""]
     if any(order):

@@ -43,7 +43,7 @@ def finish(chosen: Format, findings: pd.DataFrame, results: list, rules: list[Ru
 
 def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: bool, rule_dirs: list[Path],
                title: str | None, extract: Path | None, jobs: int = 1, debug: bool = False,
-               storm_min: int = 500) -> int:
+               storm_min: int | None = None) -> int:
     """Captures and/or saved findings (Parquet) -> an incident report (HTML unless told otherwise)."""
     from .report.output import check_output
     from .report.parquet import is_parquet, read_parquet

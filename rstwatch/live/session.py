@@ -58,7 +58,7 @@ class LiveOptions:
     metrics_port: int | None = None
     metrics_address: str | None = None     # None: every IPv4 address (metrics.DEFAULT_ADDRESS)
     rule_dirs: list[Path] = field(default_factory=list)
-    storm_min: int = 500
+    storm_min: int | None = None       # None: each flood rule's min_connections
     snaplen: int = SNAPLEN
     limits: Limits = field(default_factory=Limits)
     kernel: bool = True                  # join tcp_send_reset reasons when the kernel offers them
