@@ -84,13 +84,15 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     check_output(output, force, inputs=paths)  # also refuses an output that is one of the inputs
     rules = load_rules(rule_dirs)
     if chosen.name in STREAMED and extract is None:
-        with spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]):
+        with spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]) as spill_plan:
             results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
             errors = _tell_problems(skipped, errors, results)
             if not results:
                 return ExitStatus.USAGE
             with open_output(output, force) as out:
                 _stream(chosen, findings_in_order(results), out)
+            if spill_plan.failed:
+                _warn(f"{spill_plan.failed}: findings were kept in memory instead (a temporary file could not be written)")
         return ExitStatus.PARTIAL if errors else ExitStatus.OK
     results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
     errors = _tell_problems(skipped, errors, results)

@@ -23,25 +23,35 @@ SPILL_AFTER = 20_000
 
 @dataclass
 class SpillPlan:
-    directory: Path
+    directory: Path | None          # None: no temporary folder could be made
     columns: frozenset[str]         # what the output needs; other columns are dropped at once
     held: int = 0                   # findings kept in memory so far
     files: int = 0                  # tables written
+    failed: str | None = None       # why tables stay in memory after all (a full disk), once
 
 
 _plan: list[SpillPlan] = []
 
 
 @contextmanager
-def spilling(columns: list[str]) -> Iterator[None]:
+def spilling(columns: list[str]) -> Iterator[SpillPlan]:
     """Within this block, finished findings tables keep only `columns` and, past SPILL_AFTER
-    findings, go to a temporary folder removed at the end."""
-    with tempfile.TemporaryDirectory(prefix="rstwatch-findings-") as folder:
-        _plan[:] = [SpillPlan(Path(folder), frozenset(columns))]
-        try:
-            yield
-        finally:
-            _plan.clear()
+    findings, go to a private temporary folder (mode 0700) removed at the end. If the folder
+    cannot be made or written, tables stay in memory as before and `failed` says why."""
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="rstwatch-findings-", ignore_cleanup_errors=True)
+    except OSError as exc:
+        folder, failed = None, f"{tempfile.gettempdir()}: {exc.strerror or exc}"
+    else:
+        failed = None
+    plan = SpillPlan(Path(folder.name) if folder else None, frozenset(columns), failed=failed)
+    _plan[:] = [plan]
+    try:
+        yield plan
+    finally:
+        _plan.clear()
+        if folder is not None:
+            folder.cleanup()
 
 
 class Spilled:
@@ -69,11 +79,19 @@ def keep(table: pd.DataFrame) -> pd.DataFrame | Spilled:
         return table
     plan = _plan[0]
     table = table[[c for c in table.columns if c in plan.columns]]
-    if plan.held + len(table) <= SPILL_AFTER:
+    if plan.held + len(table) <= SPILL_AFTER or plan.directory is None or plan.failed:
+        plan.held += len(table)
+        return table
+    path = plan.directory / f"{plan.files + 1:06d}.pkl"
+    try:
+        spilled = Spilled(table, path)
+    except OSError as exc:                  # a full disk: keep this and later tables in memory
+        plan.failed = f"{path.parent}: {exc.strerror or exc}"
+        path.unlink(missing_ok=True)
         plan.held += len(table)
         return table
     plan.files += 1
-    return Spilled(table, plan.directory / f"{plan.files:06d}.pkl")
+    return spilled
 
 
 def load(table: pd.DataFrame | Spilled) -> pd.DataFrame:

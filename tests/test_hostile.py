@@ -208,3 +208,32 @@ def test_spoofed_trickle_memory_does_not_grow_with_its_findings(tmp_path: Path):
     assert [r["frame"] for r in rows_big] == list(range(1, 80_001))        # in order, every reset
     per_reset = (rss_big - rss_small) * 2**20 / 60_000
     assert per_reset < 2048, f"{rss_small} MiB for 20,000 resets, {rss_big} MiB for 80,000"
+
+
+def test_findings_stay_in_memory_when_the_spill_folder_cannot_be_written(tmp_path: Path, builtin_rules,
+                                                                         monkeypatch):
+    """A full disk (here: the temporary folder gone) must not lose findings or end in an internal
+    error: tables stay in memory, the output is the same, and the plan says why for the warning."""
+    import io
+    from rstwatch import analyze, spill
+    from rstwatch.analyze import VerdictBatch, all_findings, findings_in_order
+    from rstwatch.report.formats import FORMATS
+    from rstwatch.report.jsonl import write_jsonl
+    from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
+    from rstwatch.run import _stream, analyze_paths
+    mixed = tmp_path / "mixed.pcap"
+    _trickle_with_storm(mixed, 1_500, 600)
+    monkeypatch.setattr(analyze, "RESET_BATCH", 150)
+    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 50)
+    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
+    whole, streamed = io.StringIO(), io.StringIO()
+    analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
+    write_jsonl(all_findings(analyze_paths([mixed], builtin_rules)[0]), whole)
+    with spill.spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]) as plan:
+        plan.directory = tmp_path / "gone" / "spill"
+        analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
+        results = analyze_paths([mixed], builtin_rules)[0]
+        _stream(FORMATS["jsonl"], findings_in_order(results), streamed)
+    assert plan.files == 0 and plan.failed and "No such file" in plan.failed, plan
+    assert plan.held == 1_500                  # every trickle finding, none lost
+    assert streamed.getvalue() == whole.getvalue() and whole.getvalue().count("\n") > 1_500
