@@ -190,12 +190,14 @@ def test_folder_unreadable_file_and_subfolder_are_named(open_folder: Path):
 
 # ---- 14. one exit-status table: a full stdout, a closed pipe ----
 
-def test_readme_exit_table_matches_the_code():
+@pytest.mark.parametrize("page,heading", [("docs/usage.md", "## Exit codes and messages"),
+                                          ("docs/safe-io.md", "## Exit statuses")])
+def test_documented_exit_tables_match_the_code(page: str, heading: str):
     from rstwatch.exitcodes import ExitStatus
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Exit codes and messages", 1)[1].split("\n#", 1)[0]
+    text = (ROOT / page).read_text()
+    section = text.split(heading, 1)[1].split("\n#", 1)[0]
     documented = [int(m) for m in re.findall(r"^\| (\d+) \|", section, re.M)]
-    assert documented == sorted(int(s) for s in ExitStatus), documented
+    assert documented == sorted(int(s) for s in ExitStatus), (page, documented)
 
 
 @pytest.mark.parametrize("args", [["read", str(CAPTURES), "--format", "jsonl"], ["read", str(CAPTURES), "--format", "csv"],
