@@ -104,7 +104,7 @@ def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
                  batch: "VerdictBatch | None" = None) -> FileResult:
     label = label or str(path)
     diag = Diagnostics(label)
-    storms = StormTracker(rules, storm_min)
+    storms = StormTracker(rules, storm_min)          # flood rules among `rules` switch detectors on
     batch = batch or shared_batch(rules)
     result = FileResult(label, diag, batch=batch)
     seg = _read_bounded(path, diag, storms, lambda done: batch.add(result, label, done), progress, keep)

@@ -162,7 +162,7 @@ def run_rules_explain(name: str, rule_dirs: list[Path]) -> int:
         raise RstwatchError(name, f"no such rule (known: {', '.join(r.name for r in rules)})")
     r = match[0]
     from .floodinfo import explain_flood
-    if (flood := explain_flood(r)) is not None:                 # a flood rule: what its detector groups
+    if (flood := explain_flood(r)) is not None:         # a flood rule: its detector and thresholds
         typer.echo("\n".join(flood))
         return ExitStatus.OK
     lines = [f"{r.name} ({r.id}): {r.title}", f"  file: {r.source}", f"  band {r.band}, confidence {r.confidence:.2f}"]
