@@ -2,7 +2,7 @@
 what it says. Prints Markdown: accuracy per lab, the calibration table (confidence bins vs the
 share of resets whose cause was right) and the mistakes.
 
-    .venv/bin/python lab/calibration.py [MANIFEST_DIR ...]     (default: captures/ and captures/real/)
+    .venv/bin/python lab/calibration.py [MANIFEST_DIR ...]     (default: every lab under captures/)
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def report(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    folders = [Path(a) for a in sys.argv[1:]] or [ROOT / "captures", ROOT / "captures" / "real"]
+    folders = [Path(a) for a in sys.argv[1:]] or sorted(p.parent for p in (ROOT / "captures").glob("**/manifest.json"))
     rules = load_rules()
     rows = [r for f in folders if (f / "manifest.json").exists() for r in score(f, rules)]
     print(report(rows))

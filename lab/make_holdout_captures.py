@@ -178,16 +178,19 @@ def socat_linger(work: Path):
     return {"client": res}
 
 
-@scenario("socat-linger-zero-last-ack", "linger-zero-abort", ["socat", "apache2 (event MPM)", "wget"], "abort",
+@scenario("socat-linger-zero-last-ack", "linger-zero-abort", ["socat", "apache2 (event MPM)", "wget"], "abort", delay_ms=20,
           reasons={"TCP_FLAGS"})
 def socat_linger_last_ack(work: Path):
     """The same socat relay with `linger=0`, but wget closes first: socat answers with its FIN and
     closes abortively while its FIN is unacknowledged (LAST_ACK), which sends no RST but erases the
     connection; wget's final ACK then reaches only the listener, which answers it with a bare RST.
-    The reset is the abortive close's doing (kernel reason TCP_FLAGS, from the listener)."""
+    The reset is the abortive close's doing (kernel reason TCP_FLAGS, from the listener).
+    The 20 ms path makes that order certain: with no delay the ACK can beat socat's close by
+    microseconds and the connection ends cleanly."""
     be = srv.apache(work / "apache", 7919)
     relay = srv.socat_relay(7909, "127.0.0.1:7919", "linger=0")
     res = [wget(f"http://{S_ADDR}:7909/index.html").finish() for _ in range(2)]
+    time.sleep(0.5)          # wget's last ACK is still on the 20 ms path: the listener must be there to answer it
     relay.stop()
     be.stop()
     return {"client": res}

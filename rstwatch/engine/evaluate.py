@@ -106,8 +106,12 @@ def mark_follow_ups(out: pd.DataFrame) -> None:
     reset (it was lost or dropped) and kept talking: judged on its own (the kernel agrees, e.g.
     NO_SOCKET after an abort whose RST was lost)."""
     follows = [None] * len(out)
-    if "conn_id" in out.columns and len(out) > 1 and out["conn_id"].duplicated().any():
-        cols = {c: out[c].tolist() for c in ("conn_id", "frame", "cause", "rule", "confidence", "alternatives")}
+    # A connection's pieces split off 5 s after a reset with no new SYN share its lineage: what
+    # its receiver sends then still answers a peer that never learned of the reset.
+    key = "conn_lineage" if "conn_lineage" in out.columns else "conn_id"
+    if key in out.columns and len(out) > 1 and out[key].duplicated().any():
+        cols = {c: out[c].tolist() for c in (key, "frame", "cause", "rule", "confidence", "alternatives")}
+        cols["conn_id"] = cols.pop(key)
         sender = list(zip(out["src"].tolist(), out["sport"].tolist())) if "src" in out.columns else [None] * len(out)
         times = out["time"].tolist() if "time" in out.columns else [None] * len(out)
         rtts = out["conn.rtt_s"].tolist() if "conn.rtt_s" in out.columns else [None] * len(out)

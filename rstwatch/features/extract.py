@@ -13,7 +13,7 @@ from .registry import FEATURES, PANDAS_DTYPE, declare
 
 META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "conn_state",
                 "history", "evidence", "wireshark_filter", "conn_first_frame", "conn_last_frame",
-                "sender_inferred", "conn_id"]
+                "sender_inferred", "conn_id", "conn_lineage"]
 
 
 def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last: int) -> str:
@@ -24,7 +24,11 @@ def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last
 
 def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.DataFrame:
     rows = []
+    ids = {id(c): k for k, c in enumerate(conns)}
     for conn_id, c in enumerate(conns):
+        root = c
+        while root.continues is not None and id(root.continues) in ids:
+            root = root.continues
         first, last = P["frame"][c.idx[0]], P["frame"][c.idx[-1]]
         for r in c.rsts:
             i = c.idx[r.pos]
@@ -41,6 +45,7 @@ def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.
                 "conn_state": c.conn_state, "history": c.history, "evidence": r.evidence,
                 "wireshark_filter": _display_filter(v6, src, dst, sport, dport, first, last),
                 "conn_first_frame": first, "conn_last_frame": last, "conn_id": conn_id,
+                "conn_lineage": ids[id(root)],
                 "_server": None if r.features["rst.from_server"] is None else
                            ((dst, dport) if r.features["rst.from_client"] else (src, sport)),
             }

@@ -12,7 +12,7 @@ from ..analyze import verdicts
 from ..engine.model import Rule
 from ..report.storms import storm_rows
 from ..sources.segments import RST, Segments
-from ..track.flows import flow_hash
+from ..track.flows import BURST_WINDOW_NS, flow_hash
 from ..track.storms import StormTracker
 from .flowtable import Limits, PruneStats, prune
 
@@ -107,7 +107,15 @@ class LiveTracker:
     def _classify(self, frames: np.ndarray) -> pd.DataFrame:
         keys = flow_hash(self.table)
         at = np.isin(self.table["frame"], frames)
-        flows = np.isin(keys, np.unique(keys[at]))
+        if not at.any():
+            return pd.DataFrame()
+        # Features that compare connections (a listener's burst, conn.server_rst_burst) need the
+        # others reset around the same time, whether decided already, now or later: a burst can
+        # straddle two batches, and `read` would see it whole.
+        ts = self.table["ts_ns"]
+        near = (((self.table["flags"] & RST) != 0) & (ts >= ts[at].min() - BURST_WINDOW_NS)
+                & (ts <= ts[at].max() + BURST_WINDOW_NS))
+        flows = np.isin(keys, np.unique(keys[at | near]))
         found = verdicts(self.label, self.table.take(np.flatnonzero(flows)), self.rules)
         self.reported = np.concatenate([self.reported, frames])
         return found[found["frame"].isin(frames)] if len(found) else found

@@ -13,6 +13,7 @@ from ..features.registry import declare
 from . import zeek
 
 SEQ_MOD = 1 << 32
+ECHO_LOOKBACK = 64                      # segments searched back for the ack a RST's seq echoes
 RESET_DELAY_NS = 5 * 1_000_000_000     # Zeek's tcp_reset_delay: later packets start a new connection
 MAX_WSCALE = 14
 
@@ -65,13 +66,18 @@ class Connection:
     conn_state: str = ""
     rtt_ns: int | None = None            # client's SYN to its ACK of the SYN-ACK, at the capture point
     rsts: list[ConnRst] = field(default_factory=list)
+    # The earlier piece of the same 4-tuple this one continues: split off more than 5 s after a
+    # reset (as Zeek does) but with no new SYN, so it is that connection's leftovers.
+    continues: "Connection | None" = None
 
 
-def split_connections(P: dict[str, list], idx: list[int]) -> list[list[int]]:
+def split_connections(P: dict[str, list], idx: list[int]) -> list[tuple[list[int], bool]]:
     """Split one 4-tuple's segments into connections: a SYN after a RST or with a new ISN,
-    or any packet more than 5 s after a RST (Zeek's tcp_reset_delay), starts a new one."""
-    conns: list[list[int]] = []
+    or any packet more than 5 s after a RST (Zeek's tcp_reset_delay), starts a new one.
+    Each piece comes with whether it continues the previous one (split by time, no new SYN)."""
+    conns: list[tuple[list[int], bool]] = []
     cur: list[int] = []
+    cur_continues = False
     syn_seq = None
     last_rst_ns = None
     flags, seqs, ts = P["flags"], P["seq"], P["ts_ns"]
@@ -82,15 +88,16 @@ def split_connections(P: dict[str, list], idx: list[int]) -> list[list[int]]:
         fresh_syn = syn_only and (last_rst_ns is not None or (syn_seq is not None and seqs[i] != syn_seq))
         stale = last_rst_ns is not None and ts[i] - last_rst_ns > RESET_DELAY_NS
         if cur and (stale or fresh_syn):
-            conns.append(cur)
+            conns.append((cur, cur_continues))
             cur, syn_seq, last_rst_ns = [], None, None
+            cur_continues = not syn_only
         cur.append(i)
         if (f & SYN) and not (f & ACK) and syn_seq is None:
             syn_seq = seqs[i]
         if f & RST:
             last_rst_ns = ts[i]
     if cur:
-        conns.append(cur)
+        conns.append((cur, cur_continues))
     return conns
 
 
@@ -221,6 +228,7 @@ RST_FEATURES = declare(
     ("rst.seq_offset", "int", "bytes", "RST seq minus what the receiver last acknowledged (0 = exact)"),
     ("rst.seq_in_window", "bool", "", "RST seq lies inside the receiver's advertised window"),
     ("rst.seq_exact", "bool", "", "RST seq equals the receiver's next expected sequence number"),
+    ("rst.seq_echoes_receiver_ack", "bool", "", "RST seq equals the ack of one of the receiver's last 64 segments: whoever wrote it saw that segment (on the path), even when the receiver has moved on since"),
     ("rst.seq_at_fin", "bool", "", "RST seq is the sender's own FIN seq (rcv_nxt - 1 after the receiver took in that FIN): Linux accepts it"),
     ("rst.after_own_fin", "bool", "", "RST|ACK whose seq is just past the sender's own FIN: it shut down, then aborted"),
     ("rst.completes_handshake", "bool", "", "the client's RST|ACK acknowledges the SYN-ACK with no ACK before it: the RST completes the handshake"),
@@ -310,6 +318,12 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
     completes_handshake = (client is not None and d == client and has_ack and srv is not None
                            and srv.isn is not None and ack == (srv.isn + 1) % SEQ_MOD
                            and (cli.last_ack is None or sdiff(cli.last_ack, srv.isn) < 1))
+    echoes = False
+    for k in range(pos - 1, max(-1, pos - ECHO_LOOKBACK), -1):     # bounded: a RST ping-pong stays linear
+        j = idx[k]
+        if dirs[k] != d and P["flags"][j] & ACK and not P["flags"][j] & RST and P["ack"][j] == seq:
+            echoes = True
+            break
     usual_ttl = snd.ttl.most_common(1)[0][0] if snd.ttl else None
     ttl_delta = None if usual_ttl is None else abs(P["ttl"][i] - usual_ttl)
     ipid = P["ipid"][i]
@@ -327,6 +341,7 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "rst.seq_offset": offset,
         "rst.seq_in_window": in_window,
         "rst.seq_exact": None if offset is None else (offset == 0 or at_fin),
+        "rst.seq_echoes_receiver_ack": echoes,
         "rst.seq_at_fin": at_fin,
         "rst.after_own_fin": after_own_fin,
         "rst.completes_handshake": completes_handshake,

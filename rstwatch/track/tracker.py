@@ -17,8 +17,14 @@ def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
     order = order.tolist()
     for g in range(len(bounds) - 1):
         idx = order[bounds[g]:bounds[g + 1]]
-        for part in split_connections(P, idx):
+        prev = None                      # the last piece of this 4-tuple that holds a RST
+        for part, continues in split_connections(P, idx):
             if any(P["flags"][i] & 4 for i in part):
-                conns.append(walk(P, part))
+                conn = walk(P, part)
+                conn.continues = prev if continues else None
+                conns.append(conn)
+                prev = conn
+            elif not continues:
+                prev = None
     conns.sort(key=lambda c: P["frame"][c.idx[0]])
     return P, conns
