@@ -26,46 +26,31 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.netlab import App, nsx, sh  # noqa: E402  (lab programs and shell helpers, read-only use)
+from lab import netlab  # noqa: E402  (the lab's topology, with this benchmark's own names and addresses)
+from lab.netlab import App, nsx  # noqa: E402  (lab programs and a shell helper)
 
 CLIENT, ROUTER, SERVER = "hkc", "hkr", "hks"
 C_ADDR, S_ADDR, S6_ADDR = "10.91.1.2", "10.91.2.2", "fd91:2::2"
 MISSED_PORT = 9499          # the server session's capture filter leaves this port out: kernel-only
 
 
+NAMES = (CLIENT, ROUTER, SERVER)
+
+
 def setup() -> None:
-    teardown()
-    for ns in (CLIENT, ROUTER, SERVER):
-        sh(f"ip netns add {ns}")
-        nsx(ns, "ip link set lo up")
-    sh(f"ip link add c0 netns {CLIENT} type veth peer name r0 netns {ROUTER}")
-    sh(f"ip link add s0 netns {SERVER} type veth peer name r1 netns {ROUTER}")
-    for ns, dev, a4, a6 in ((CLIENT, "c0", "10.91.1.2/24", "fd91:1::2/64"), (ROUTER, "r0", "10.91.1.1/24", "fd91:1::1/64"),
-                            (ROUTER, "r1", "10.91.2.1/24", "fd91:2::1/64"), (SERVER, "s0", "10.91.2.2/24", "fd91:2::2/64")):
-        nsx(ns, f"ip addr add {a4} dev {dev}")
-        nsx(ns, f"ip -6 addr add {a6} dev {dev} nodad")
-        nsx(ns, f"ip link set {dev} up")
-        nsx(ns, f"ethtool -K {dev} tso off gso off gro off", check=False)   # wire-sized segments
-    nsx(CLIENT, "ip route add default via 10.91.1.1")
-    nsx(SERVER, "ip route add default via 10.91.2.1")
-    nsx(CLIENT, "ip -6 route add default via fd91:1::1")
-    nsx(SERVER, "ip -6 route add default via fd91:2::1")
-    nsx(ROUTER, "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
+    netlab.setup(NAMES, "10.91", "fd91")
 
 
 def teardown() -> None:
-    for ns in (CLIENT, ROUTER, SERVER):
-        sh(f"ip netns pids {ns} 2>/dev/null | xargs -r kill -9", check=False)
-        sh(f"ip netns del {ns}", check=False)
+    netlab.teardown(NAMES)
 
 
 def nft(rule: str) -> None:
-    script = f"table ip hk {{\n  chain forward {{\n    type filter hook forward priority 0;\n    {rule}\n  }}\n}}\n"
-    subprocess.run(["ip", "netns", "exec", ROUTER, "nft", "-f", "-"], input=script, text=True, check=True)
+    netlab.nft(rule, ROUTER)
 
 
 def nft_flush() -> None:
-    nsx(ROUTER, "nft flush ruleset", check=False)
+    netlab.nft_flush(ROUTER)
 
 
 def server(name: str, port: int, arg=None, host: str = S_ADDR) -> App:

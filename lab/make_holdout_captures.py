@@ -17,22 +17,18 @@ The manifest has the shape of captures/real/manifest.json: lab/calibration.py sc
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lab import driver as D  # noqa: E402
 from lab import holdout_net as H  # noqa: E402
 from lab import holdout_servers as srv  # noqa: E402
-from lab import netlab  # noqa: E402
+from lab.driver import Scenario  # noqa: E402
 from lab.holdout_net import C_ADDR, CLIENT, R_CLIENT_SIDE, ROUTER, S_ADDR, SERVER  # noqa: E402
-from lab.make_captures import attach_kernel_reasons, rst_frames  # noqa: E402
-from lab.make_real_captures import Redo, Scenario, check_reasons, label  # noqa: E402
 from lab.realnet import Proc, tool  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -46,9 +42,8 @@ ABORT = {"TCP_STATE", "TCP_ABORT_ON_LINGER", "TCP_DISCONNECT_WITH_DATA"}
 
 def scenario(name: str, cause: str | None, software: list[str], family: str, **kw):
     def deco(fn):
-        sc = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()), software=software, **kw)
-        sc.family = family
-        SCENARIOS[name] = sc
+        SCENARIOS[name] = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()),
+                                   software=software, family=family, **kw)
         return fn
     return deco
 
@@ -379,76 +374,9 @@ def ours(trace: list[dict]) -> list[dict]:
     return [t for t in trace if mine(t)]
 
 
-def run_one(sc: Scenario, out: Path, tracer: netlab.ResetTracer) -> dict:
-    path = out / f"{sc.name}.pcap"
-    for attempt in range(1, 4):
-        path.unlink(missing_ok=True)
-        wire = H.setup(sc.delay_ms)
-        work = Path(tempfile.mkdtemp(prefix=f"rstwatch-holdout-{sc.name}-"))
-        os.chmod(work, 0o755)
-        try:
-            tracer.take()
-            ns, iface = (CLIENT, H.C_IF) if sc.capture == "client" else (SERVER, H.S_IF)
-            cap = netlab.Capture(ns, iface, path)
-            try:
-                apps = sc.fn(work)
-            finally:
-                cap.stop()
-                H.flush_firewalls()
-            everything = tracer.take()
-            trace = ours(everything)
-            if os.environ.get("LAB_DEBUG"):
-                print(everything if os.environ["LAB_DEBUG"] == "all" else trace, flush=True)
-        finally:
-            wire.stop()
-            H.teardown()
-            shutil.rmtree(work, ignore_errors=True)
-        resets = rst_frames(path)
-        attach_kernel_reasons(resets, trace)
-        label(resets, sc)
-        try:
-            check_reasons(resets, sc)
-        except Redo as why:
-            print(f"  {sc.name}: attempt {attempt}: {why}; again", flush=True)
-            continue
-        os.chmod(path, 0o644)
-        return {"scenario": sc.name, "cause": sc.cause, "family": sc.family, "software": sc.software,
-                "what_happened": sc.doc, "capture_point": f"{ns}:{iface}", "path_delay_ms": sc.delay_ms,
-                "attempts": attempt, "resets": resets, "applications_saw": apps,
-                "kernel_reasons_seen": sorted({t["reason"] for t in trace})}
-    raise RuntimeError(f"{sc.name}: did not reproduce in 3 attempts")
-
-
-def run(out: Path, only: list[str] | None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and only else {"captures": {}}
-    tracer = netlab.ResetTracer("rstwatch-holdout")
-    failed = []
-    try:
-        for name, sc in SCENARIOS.items():
-            if only and name not in only:
-                continue
-            t0 = time.time()
-            try:
-                entry = run_one(sc, out, tracer)
-            except Exception as exc:  # noqa: BLE001 - report every scenario, then fail
-                failed.append(f"{name}: {exc}")
-                print(f"{name:34} FAILED: {exc}", flush=True)
-                continue
-            manifest["captures"][f"{name}.pcap"] = entry
-            reasons = sorted({str(r.get("kernel_reason")) for r in entry["resets"]})
-            print(f"{name:34} {len(entry['resets']):3} RST(s) kernel={reasons} {time.time() - t0:.1f}s "
-                  f"apps={json.dumps(entry['applications_saw'])[:160]}", flush=True)
-    finally:
-        tracer.close()
-        H.teardown()
-    manifest["captures"] = dict(sorted(manifest["captures"].items()))
-    manifest["generated_on"] = {"kernel": os.uname().release, "date": time.strftime("%Y-%m-%d")}
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
-    if failed:
-        raise SystemExit("make_holdout_captures: " + "; ".join(failed))
-    return manifest
+LAB = D.Lab(name="make_holdout_captures", tracer="rstwatch-holdout", setup=H.setup, teardown=H.teardown,
+            flush_firewalls=H.flush_firewalls, client=(CLIENT, H.C_IF), server=(SERVER, H.S_IF), ours=ours,
+            scenarios=SCENARIOS)
 
 
 def main() -> None:
@@ -463,7 +391,7 @@ def main() -> None:
         return
     if os.geteuid() != 0:
         sys.exit("make_holdout_captures: needs root (network namespaces, nftables, tracefs)")
-    run(args.out, [s for s in args.only.split(",") if s] or None)
+    D.run(LAB, args.out, [s for s in args.only.split(",") if s] or None)
 
 
 if __name__ == "__main__":

@@ -13,40 +13,18 @@ redone, up to 3 times). Later RSTs of a connection already reset are follow-ups:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab import netlab  # noqa: E402
+from lab import driver as D  # noqa: E402
 from lab import realnet as R  # noqa: E402
 from lab import realservers as srv  # noqa: E402
-from lab.make_captures import attach_kernel_reasons, rst_frames  # noqa: E402
+from lab.driver import Scenario  # noqa: E402
 from lab.realnet import C_ADDR, CLIENT, S_ADDR, SERVER, Proc  # noqa: E402
-
-
-class Redo(Exception):
-    """The run did not produce the intended behaviour (a timing race lost); run it again."""
-
-
-@dataclass
-class Scenario:
-    name: str
-    fn: Callable
-    cause: str | None                     # None: a clean control, no RST expected
-    doc: str
-    software: list[str]
-    delay_ms: float = 0.0
-    capture: str = "client"              # where tcpdump listens: client (c0) or server (s0)
-    reasons: set[str] = field(default_factory=set)    # kernel reasons the first resets must carry
-    label: Callable | None = None        # (reset, scenario) -> cause, for scenarios with several causes
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -303,7 +281,7 @@ def redis_keepalive(work: Path):
     c.readline()
     R.nft(f"table ip lab {{\n chain forward {{\n type filter hook forward priority 0; ip saddr {S_ADDR} drop\n }}\n}}\n")
     res = c.finish()
-    R.nft_flush()
+    R.flush_firewalls()
     s.stop()
     return {"client": res}
 
@@ -319,7 +297,7 @@ def firewall_bytes(work: Path):
     res = curl("--data-binary", f"@{upload(work, 200_000)}", "-H", "Expect:", "--max-time", "4",
                f"http://{S_ADDR}/up").finish()
     time.sleep(0.5)
-    R.nft_flush()
+    R.flush_firewalls()
     s.stop()
     return {"client": res}
 
@@ -343,7 +321,7 @@ def nat_idle(work: Path):
     try:
         res = R.client_py("redis_pause", S_ADDR, 4).finish()
     finally:
-        R.nft_flush()
+        R.flush_firewalls()
         R.nsx(R.ROUTER, "sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established=432000", check=False)
     s.stop()
     return {"client": res}
@@ -395,102 +373,8 @@ backend be
     return {"client": res}
 
 
-# ------------------------------------------------------------------ ground truth
-def label(resets: list[dict], sc: Scenario) -> None:
-    """First RST of each connection: the scenario's cause; later ones: follow-ups of it."""
-    first_of: dict[frozenset, dict] = {}
-    very_first = resets[0] if resets else None
-    for r in resets:
-        key = frozenset([(r["src"], r["sport"]), (r["dst"], r["dport"])])
-        first = first_of.setdefault(key, r)
-        if first is r:
-            r["cause"] = sc.label(r, very_first) if sc.label else sc.cause
-        else:
-            r["cause"], r["follows"] = first["cause"], first["frame"]
-
-
-def check_reasons(resets: list[dict], sc: Scenario) -> None:
-    firsts = [r for r in resets if "follows" not in r]
-    if sc.cause and not resets:
-        raise Redo("no reset at all")
-    if sc.cause is None and resets:
-        raise Redo(f"control produced {len(resets)} reset(s)")
-    if sc.reasons:
-        got = {r.get("kernel_reason") for r in firsts}
-        if not got <= sc.reasons:
-            raise Redo(f"first resets carry kernel reasons {sorted(map(str, got))}, expected {sorted(sc.reasons)}")
-
-
-def run_one(sc: Scenario, out: Path, tracer: netlab.ResetTracer) -> dict:
-    path = out / f"{sc.name}.pcap"
-    for attempt in range(1, 4):
-        path.unlink(missing_ok=True)
-        wire = R.setup(sc.delay_ms)
-        work = Path(tempfile.mkdtemp(prefix=f"rstwatch-{sc.name}-"))
-        os.chmod(work, 0o755)          # servers that drop to nobody read their files here
-        try:
-            tracer.take()
-            ns, iface = (CLIENT, "c0") if sc.capture == "client" else (SERVER, "s0")
-            cap = netlab.Capture(ns, iface, path)
-            try:
-                apps = sc.fn(work)
-            finally:
-                cap.stop()
-                R.nft_flush()
-            trace = tracer.take()
-            if os.environ.get("LAB_DEBUG"):
-                print(trace, flush=True)
-        finally:
-            wire.stop()
-            R.teardown()
-            shutil.rmtree(work, ignore_errors=True)
-        resets = rst_frames(path)
-        attach_kernel_reasons(resets, trace)
-        label(resets, sc)
-        try:
-            check_reasons(resets, sc)
-        except Redo as why:
-            print(f"  {sc.name}: attempt {attempt}: {why}; again", flush=True)
-            if os.environ.get("LAB_DEBUG"):          # keep the failed attempt to look at
-                shutil.copy(path, out / f"{sc.name}.attempt{attempt}.pcap")
-            continue
-        os.chmod(path, 0o644)
-        return {"scenario": sc.name, "cause": sc.cause, "software": sc.software, "what_happened": sc.doc,
-                "capture_point": f"{ns}:{iface}", "path_delay_ms": sc.delay_ms, "attempts": attempt,
-                "resets": resets, "applications_saw": apps,
-                "kernel_reasons_seen": sorted({t["reason"] for t in trace})}
-    raise RuntimeError(f"{sc.name}: did not reproduce in 3 attempts")
-
-
-def run(out: Path, only: list[str] | None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and only else {"captures": {}}
-    tracer = netlab.ResetTracer("rstwatch-reallab")
-    failed = []
-    try:
-        for name, sc in SCENARIOS.items():
-            if only and name not in only:
-                continue
-            t0 = time.time()
-            try:
-                entry = run_one(sc, out, tracer)
-            except Exception as exc:  # noqa: BLE001 - report every scenario, then fail
-                failed.append(f"{name}: {exc}")
-                print(f"{name:34} FAILED: {exc}", flush=True)
-                continue
-            manifest["captures"][f"{name}.pcap"] = entry
-            reasons = sorted({str(r.get("kernel_reason")) for r in entry["resets"]})
-            print(f"{name:34} {len(entry['resets']):3} RST(s) kernel={reasons} {time.time() - t0:.1f}s "
-                  f"apps={json.dumps(entry['applications_saw'])[:120]}", flush=True)
-    finally:
-        tracer.close()
-        R.teardown()
-    manifest["generated_on"] = {"kernel": os.uname().release, "date": time.strftime("%Y-%m-%d")}
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
-    if failed:
-        raise SystemExit("make_real_captures: " + "; ".join(failed))
-    return manifest
+LAB = D.Lab(name="make_real_captures", tracer="rstwatch-reallab", setup=R.setup, teardown=R.teardown,
+            flush_firewalls=R.flush_firewalls, client=(CLIENT, R.NET.c_if), server=(SERVER, R.NET.s_if), scenarios=SCENARIOS)
 
 
 def main() -> None:
@@ -500,7 +384,7 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("make_real_captures: needs root (network namespaces, nftables, tracefs)")
-    run(args.out, [s for s in args.only.split(",") if s] or None)
+    D.run(LAB, args.out, [s for s in args.only.split(",") if s] or None)
 
 
 if __name__ == "__main__":

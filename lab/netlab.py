@@ -32,42 +32,47 @@ def nsx(ns: str, cmd: str, check: bool = True) -> str:
     return sh(f"ip netns exec {ns} {cmd}", check)
 
 
-def teardown() -> None:
-    for ns in (CLIENT, ROUTER, SERVER):
+LAB = (CLIENT, ROUTER, SERVER)
+
+
+def teardown(names: tuple[str, str, str] = LAB) -> None:
+    for ns in names:
         sh(f"ip netns pids {ns} 2>/dev/null | xargs -r kill -9", check=False)
         sh(f"ip netns del {ns}", check=False)
 
 
-def setup() -> None:
-    teardown()
-    for ns in (CLIENT, ROUTER, SERVER):
+def setup(names: tuple[str, str, str] = LAB, v4: str = "10.77", v6: str = "fd77") -> None:
+    """client -- router -- server: the client on V4.1.2 / V6:1::2, the server on V4.2.2 / V6:2::2.
+    Other users (benchmarks/kernel_agreement.py) pass their own names and prefixes."""
+    client, router, server = names
+    teardown(names)
+    for ns in names:
         sh(f"ip netns add {ns}")
         nsx(ns, "ip link set lo up")
-    sh(f"ip link add c0 netns {CLIENT} type veth peer name r0 netns {ROUTER}")
-    sh(f"ip link add s0 netns {SERVER} type veth peer name r1 netns {ROUTER}")
-    for ns, dev, addr, addr6 in ((CLIENT, "c0", "10.77.1.2/24", "fd77:1::2/64"), (ROUTER, "r0", "10.77.1.1/24", "fd77:1::1/64"),
-                                 (ROUTER, "r1", "10.77.2.1/24", "fd77:2::1/64"), (SERVER, "s0", "10.77.2.2/24", "fd77:2::2/64")):
-        nsx(ns, f"ip addr add {addr} dev {dev}")
-        nsx(ns, f"ip -6 addr add {addr6} dev {dev} nodad")
+    sh(f"ip link add c0 netns {client} type veth peer name r0 netns {router}")
+    sh(f"ip link add s0 netns {server} type veth peer name r1 netns {router}")
+    for ns, dev, host, side in ((client, "c0", 2, 1), (router, "r0", 1, 1), (router, "r1", 1, 2), (server, "s0", 2, 2)):
+        nsx(ns, f"ip addr add {v4}.{side}.{host}/24 dev {dev}")
+        nsx(ns, f"ip -6 addr add {v6}:{side}::{host}/64 dev {dev} nodad")
         nsx(ns, f"ip link set {dev} up")
         # Segmentation offload would merge segments on the veth: keep wire-sized packets.
         nsx(ns, f"ethtool -K {dev} tso off gso off gro off", check=False)
-    nsx(CLIENT, "ip route add default via 10.77.1.1")
-    nsx(SERVER, "ip route add default via 10.77.2.1")
-    nsx(CLIENT, "ip -6 route add default via fd77:1::1")
-    nsx(SERVER, "ip -6 route add default via fd77:2::1")
-    nsx(ROUTER, "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
+    nsx(client, f"ip route add default via {v4}.1.1")
+    nsx(server, f"ip route add default via {v4}.2.1")
+    nsx(client, f"ip -6 route add default via {v6}:1::1")
+    nsx(server, f"ip -6 route add default via {v6}:2::1")
+    nsx(router, "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
 
 
-def nft(rule: str) -> None:
+def nft(rule: str, router: str = ROUTER) -> None:
     """Install one rule in a forward-hook chain of the router namespace."""
     script = ("table ip lab {\n  chain forward {\n    type filter hook forward priority 0;\n"
               f"    {rule}\n  }}\n}}\n")
-    subprocess.run(["ip", "netns", "exec", ROUTER, "nft", "-f", "-"], input=script, text=True, check=True)
+    subprocess.run(["ip", "netns", "exec", router, "nft", "-f", "-"], input=script, text=True, check=True)
 
 
-def nft_flush() -> None:
-    nsx(ROUTER, "nft flush ruleset", check=False)
+def nft_flush(router: str = ROUTER) -> None:
+    nsx(router, "nft flush ruleset", check=False)
 
 
 class App:
