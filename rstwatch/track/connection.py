@@ -228,7 +228,7 @@ RST_FEATURES = declare(
     ("rst.seq_offset", "int", "bytes", "RST seq minus what the receiver last acknowledged (0 = exact)"),
     ("rst.seq_in_window", "bool", "", "RST seq lies inside the receiver's advertised window"),
     ("rst.seq_exact", "bool", "", "RST seq equals the receiver's next expected sequence number"),
-    ("rst.seq_echoes_receiver_ack", "bool", "", "RST seq equals the ack of one of the receiver's last 64 segments: whoever wrote it saw that segment (on the path), even when the receiver has moved on since"),
+    ("rst.seq_echoes_receiver_ack", "bool", "", "a RST out of window whose seq equals the ack of one of the receiver's last 64 segments: whoever wrote it saw that segment (on the path) and the receiver has moved on since (unset for a RST in window)"),
     ("rst.seq_at_fin", "bool", "", "RST seq is the sender's own FIN seq (rcv_nxt - 1 after the receiver took in that FIN): Linux accepts it"),
     ("rst.after_own_fin", "bool", "", "RST|ACK whose seq is just past the sender's own FIN: it shut down, then aborted"),
     ("rst.completes_handshake", "bool", "", "the client's RST|ACK acknowledges the SYN-ACK with no ACK before it: the RST completes the handshake"),
@@ -318,12 +318,16 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
     completes_handshake = (client is not None and d == client and has_ack and srv is not None
                            and srv.isn is not None and ack == (srv.isn + 1) % SEQ_MOD
                            and (cli.last_ack is None or sdiff(cli.last_ack, srv.isn) < 1))
-    echoes = False
-    for k in range(pos - 1, max(-1, pos - ECHO_LOOKBACK), -1):     # bounded: a RST ping-pong stays linear
-        j = idx[k]
-        if dirs[k] != d and P["flags"][j] & ACK and not P["flags"][j] & RST and P["ack"][j] == seq:
-            echoes = True
-            break
+    # Only asked of a RST out of window (is it stale from a box that saw the flow?), so a RST
+    # ping-pong does not pay for the search; bounded, so it stays linear anyway.
+    echoes = None
+    if in_window is False:
+        echoes = False
+        for k in range(pos - 1, max(-1, pos - ECHO_LOOKBACK), -1):
+            j = idx[k]
+            if dirs[k] != d and P["flags"][j] & ACK and not P["flags"][j] & RST and P["ack"][j] == seq:
+                echoes = True
+                break
     usual_ttl = snd.ttl.most_common(1)[0][0] if snd.ttl else None
     ttl_delta = None if usual_ttl is None else abs(P["ttl"][i] - usual_ttl)
     ipid = P["ipid"][i]
