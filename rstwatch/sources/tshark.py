@@ -2,6 +2,7 @@
 not decode (odd link types, tunnels). Slow (~2,000 packets/s) but it understands everything."""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import shutil
 from pathlib import Path
@@ -47,7 +48,18 @@ def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp")
     import pyshark  # imported lazily: only this engine needs it
 
     rows: dict[str, list] = {k: [] for k in SEGMENT_COLUMNS}
-    cap = pyshark.FileCapture(str(path), display_filter=display_filter, use_json=True, keep_packets=False)
+    # Our own event loop, closed when done: left to itself pyshark installs a SIGCHLD watcher on a
+    # loop that never runs again, and once its wake-up pipe is full every later child process's
+    # exit prints a traceback (thousands in a notebook or a test run).
+    loop = asyncio.new_event_loop()
+    try:
+        return _read(pyshark.FileCapture(str(path), display_filter=display_filter, use_json=True,
+                                         keep_packets=False, eventloop=loop), path, diag, rows)
+    finally:
+        loop.close()
+
+
+def _read(cap, path: Path, diag: Diagnostics, rows: dict[str, list]) -> Segments:
     try:
         for pkt in cap:
             ips = [layer for layer in pkt.layers if layer.layer_name in ("ip", "ipv6")]
