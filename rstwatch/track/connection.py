@@ -33,6 +33,7 @@ class Side:
     data_bytes: int = 0
     size: int = 0
     peer_bytes_since_my_data: int = 0        # what the peer sent after my last data: unread if I abort
+    ack_at_last_write: int | None = None     # the ack my last data or FIN segment carried
     sent_after_synack: int | None = None     # my segments after my first SYN-ACK (None: no SYN-ACK)
     syn_frame: int | None = None
     syn_ts_ns: int | None = None
@@ -203,6 +204,8 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
             if fin and me.fin_seq is None:
                 me.fin_seq = (seq + plen) % SEQ_MOD
                 me.fin_frame = P["frame"][i]
+            if (plen > 0 or fin) and has_ack:
+                me.ack_at_last_write = ack
             if has_ack:
                 me.last_ack, me.last_win = ack, wins[i]
                 if peer.fin_seq is not None and sdiff(ack, peer.fin_seq) >= 1:
@@ -256,6 +259,7 @@ RST_FEATURES = declare(
     ("sender.keepalive_probes", "int", "", "keepalive probes from the sender left unanswered just before the RST"),
     ("sender.zero_window_probes", "int", "", "zero-window probes the RST's sender sent while the peer advertised window 0, just before the RST"),
     ("sender.zero_window", "bool", "", "the RST's sender last advertised a zero window: its receive buffer was full (unread data)"),
+    ("sender.bytes_acked_after_last_write", "int", "bytes", "peer payload the RST|ACK acknowledges beyond what the sender's last data or FIN acknowledged: its kernel took it in after the application last wrote, and it was still queued at the close (seen the same from either end of the path)"),
     ("receiver.fin_sent", "bool", "", "the RST's receiver had sent a FIN before it"),
     ("receiver.bytes", "int", "bytes", "payload the RST's receiver had sent"),
     ("receiver.bytes_after_sender_data", "int", "bytes", "payload the receiver sent after the sender's last data: likely unread"),
@@ -328,6 +332,13 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
             if dirs[k] != d and P["flags"][j] & ACK and not P["flags"][j] & RST and P["ack"][j] == seq:
                 echoes = True
                 break
+    # Payload only: a FIN the RST acknowledges takes one sequence number but is nothing to read.
+    acked_after_write = None
+    if has_ack and snd.ack_at_last_write is not None:
+        acked_after_write = max(0, sdiff(ack, snd.ack_at_last_write))
+        if (acked_after_write and rcv.fin_seq is not None and sdiff(rcv.fin_seq, snd.ack_at_last_write) >= 0
+                and sdiff(ack, rcv.fin_seq) >= 1):
+            acked_after_write -= 1
     usual_ttl = snd.ttl.most_common(1)[0][0] if snd.ttl else None
     ttl_delta = None if usual_ttl is None else abs(P["ttl"][i] - usual_ttl)
     ipid = P["ipid"][i]
@@ -376,6 +387,7 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "sender.keepalive_probes": len(snd.probes),
         "sender.zero_window_probes": len(snd.zw_probes),
         "sender.zero_window": snd.last_ack is not None and snd.last_win == 0,
+        "sender.bytes_acked_after_last_write": acked_after_write,
         "receiver.fin_sent": rcv.fin_seq is not None,
         "receiver.bytes": rcv.data_bytes,
         "receiver.bytes_after_sender_data": snd.peer_bytes_since_my_data,
