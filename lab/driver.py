@@ -86,7 +86,7 @@ def run_one(lab: Lab, sc: Scenario, out: Path, tracer: netlab.ResetTracer) -> di
     for attempt in range(1, ATTEMPTS + 1):
         path.unlink(missing_ok=True)
         wire = lab.setup(sc.delay_ms)
-        work = Path(tempfile.mkdtemp(prefix=f"rstwatch-{lab.tracer}-{sc.name}-"))
+        work = Path(tempfile.mkdtemp(prefix=f"{lab.tracer}-{sc.name}-"))
         os.chmod(work, 0o755)          # servers that drop to nobody read their files here
         try:
             tracer.take()
