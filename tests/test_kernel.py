@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,16 @@ def test_an_instance_being_read_is_never_taken_for_stale():
     assert "rstwatch-999999999" in remove_stale(root) and not ghost.exists()
 
 
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """The rest of a process's output after readline() calls on it. communicate() reads the pipes'
+    file descriptors directly and loses what readline() had already buffered: the line right after
+    the one asked for, when both came in one write (a CI run lost the kernel warning that way)."""
+    with ThreadPoolExecutor(2) as pool:
+        out, err = pool.submit(proc.stdout.read), pool.submit(proc.stderr.read)
+        proc.wait(timeout=timeout)
+        return out.result(), err.result()
+
+
 @needs_root
 def test_kernel_command_streams_resets_with_reason_and_context():
     proc = subprocess.Popen([*RSTWATCH, "kernel", "--format", "jsonl", "--duration", "8"], stdout=subprocess.PIPE,
@@ -161,7 +172,7 @@ def test_kernel_command_streams_resets_with_reason_and_context():
     code = ("import socket\nfor p in (9, 10, 11):\n    s = socket.socket()\n    try: s.connect(('127.0.0.1', p))\n"
             "    except OSError: pass\n    s.close()\n")
     subprocess.run([sys.executable, "-c", code], check=True)
-    out, err = proc.communicate(timeout=30)
+    out, err = finish(proc, 30)
     assert proc.returncode == 0, err
     mine = [json.loads(line) for line in out.splitlines()]
     mine = [r for r in mine if r["src"] == "127.0.0.1" and r["sport"] in (9, 10, 11)]
@@ -231,7 +242,7 @@ def test_live_without_kernel_or_without_tracefs_gives_wire_verdicts(tmp_path: Pa
                 assert head[-1], "".join(head)
             time.sleep(0.5)
             subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", refuse], check=True)
-            out, err = proc.communicate(timeout=60)
+            out, err = finish(proc, 60)
             err = "".join(head) + err
             runs[key] = (proc.returncode, [json.loads(line) for line in out.splitlines()], err)
         for key, (rc, recs, err) in runs.items():

@@ -41,7 +41,7 @@ def find_tracefs(mount: bool = True) -> Path:
         res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(ROOTS[0])], capture_output=True, text=True)
         if _has_instances(ROOTS[0]):
             return _check_event(ROOTS[0])
-        why = (res.stderr.strip().splitlines() or ["mount failed"])[-1]
+        why = (res.stderr.strip().splitlines() or ["mount failed"])[0].strip()   # not util-linux's dmesg hint
         raise KernelUnavailable(f"tracefs is not mounted and mounting it failed ({why}); "
                                 f"run as root or mount -t tracefs nodev {ROOTS[0]}")
     raise KernelUnavailable("no tracefs on this system (container without /sys/kernel/tracing?)")
