@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import shutil
 from pathlib import Path
 
@@ -40,12 +41,26 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+UNKNOWN_EXIT = 255
+
+
+class _UnknownChildFilter(logging.Filter):
+    """asyncio's child watcher logs a warning when tshark was reaped by someone else's waitpid();
+    rstwatch handles that exit itself (UNKNOWN_EXIT), so the user is not shown the log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unknown child process pid")
+
+
 def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp") -> Segments:
     """Decode the TCP segments of `path` matching `display_filter` with pyshark."""
     if not tshark_available():
         raise CaptureError(str(path), "needs the tshark engine (link type not decoded by the fast reader) "
                                       "but tshark is not installed (apt-get install tshark)")
     import pyshark  # imported lazily: only this engine needs it
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnknownChildFilter) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_UnknownChildFilter())
 
     rows: dict[str, list] = {k: [] for k in SEGMENT_COLUMNS}
     # Our own event loop, closed when done: left to itself pyshark installs a SIGCHLD watcher on a
@@ -86,10 +101,14 @@ def _read(cap, path: Path, diag: Diagnostics, rows: dict[str, list]) -> Segments
     try:
         cap.close()
     except Exception as exc:   # pyshark reports tshark's exit status when closing
-        failure = failure or _first_line(exc)
+        procs = getattr(cap, "_running_processes", set())
+        # asyncio reports 255 when another waitpid() reaped tshark first ("Unknown child process
+        # pid"): the exit status is unknown, not a failure (tshark's own codes are small numbers).
+        if not (procs and all(p.returncode == UNKNOWN_EXIT for p in procs)):
+            failure = failure or _first_line(exc)
         # pyshark keeps the dead process listed when close() raises, and its __del__ would
         # raise the same error again at garbage collection: it has been reported once here.
-        getattr(cap, "_running_processes", set()).clear()
+        procs.clear()
     if failure:
         if not rows["frame"]:
             raise CaptureError(str(path), f"the tshark engine could not read it ({failure})")
