@@ -110,15 +110,15 @@ def mark_follow_ups(out: pd.DataFrame) -> None:
     # its receiver sends then still answers a peer that never learned of the reset.
     key = "conn_lineage" if "conn_lineage" in out.columns else "conn_id"
     if key in out.columns and len(out) > 1 and out[key].duplicated().any():
-        cols = {c: out[c].tolist() for c in (key, "frame", "cause", "rule", "confidence", "alternatives")}
-        cols["conn_id"] = cols.pop(key)
+        lineage = out[key].tolist()
+        cols = {c: out[c].tolist() for c in ("frame", "cause", "rule", "confidence", "alternatives")}
         sender = list(zip(out["src"].tolist(), out["sport"].tolist())) if "src" in out.columns else [None] * len(out)
         times = out["time"].tolist() if "time" in out.columns else [None] * len(out)
         rtts = out["conn.rtt_s"].tolist() if "conn.rtt_s" in out.columns else [None] * len(out)
         root_of: dict = {}
-        order = sorted(range(len(out)), key=lambda j: (cols["conn_id"][j], cols["frame"][j]))
+        order = sorted(range(len(out)), key=lambda j: (lineage[j], cols["frame"][j]))
         for j in order:
-            root = root_of.get(cols["conn_id"][j])
+            root = root_of.get(lineage[j])
             if root is not None and not _answers_in_flight(root, j, sender, times, rtts):
                 root = None
             if root is not None:
@@ -126,7 +126,7 @@ def mark_follow_ups(out: pd.DataFrame) -> None:
                 for c in ("cause", "rule", "confidence", "alternatives"):
                     cols[c][j] = cols[c][root]
             elif cols["cause"][j] not in NOT_A_ROOT:
-                root_of[cols["conn_id"][j]] = j
+                root_of[lineage[j]] = j
         for c in ("cause", "rule", "confidence", "alternatives"):
             out[c] = cols[c]
     out["follows_frame"] = pd.array(follows, dtype="Int64")
