@@ -72,7 +72,13 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int], list[tuple[str, int]]]:
                 done = stack.pop()
                 _place(stack, root, done.value, line, lines, dupes, path=done.path)
     except yaml.YAMLError as exc:
-        raise YamlProblem(_error_line(exc, text), f"invalid YAML ({_error_text(exc)})") from None
+        reason = _error_text(exc)
+        if "nesting depth" in reason:
+            # libyaml >= 0.2.5 refuses deep nesting (1,000 levels) while its scanner looks ahead,
+            # before our own depth check sees an event: the same problem, said our way.
+            reason = f"nested more than {MAX_DEPTH} levels deep"
+            raise YamlProblem(_error_line(exc, text), reason) from None
+        raise YamlProblem(_error_line(exc, text), f"invalid YAML ({reason})") from None
     return (root[0] if root else None), lines, dupes
 
 
