@@ -3,6 +3,10 @@ and an ISO 8601 UTC time with every nanosecond the capture gave (`time`, a float
 about a quarter of a microsecond)."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import socket
+import struct
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Iterable
@@ -30,22 +34,38 @@ def _second_text(sec: int) -> str:
     return datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-@lru_cache(maxsize=1)
-def _hasher():
-    import communityid          # imported on use: 25 ms that a run without findings need not pay
-    return communityid.CommunityID()
+_ADDRESS_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_SEED = struct.pack("!H", 0)           # Community ID seed 0, as Zeek and Suricata use by default
+
+
+def _packed(addr: str) -> bytes | None:
+    """Network-order bytes of an IPv4 or IPv6 address written as text; None for anything else."""
+    for family in _ADDRESS_FAMILIES:
+        try:
+            return socket.inet_pton(family, addr)
+        except (OSError, TypeError):
+            pass
+    return None
 
 
 @lru_cache(maxsize=65536)        # one flow can hold several resets (and live re-sees flows)
 def community_id(src: str, dst: str, sport: int, dport: int, proto: int = TCP) -> str | None:
     """Community ID v1 (seed 0) of a flow; None when an end is not one address (a flood from
-    many sources). The package orders the two ends itself, so both directions give one id."""
-    import communityid
-    try:
-        tpl = communityid.FlowTuple(int(proto), src, dst, int(sport), int(dport))
-    except Exception:          # the package raises its own error for text that is no address
+    many sources). Both directions give one id: the smaller end (address bytes, then port) is
+    hashed first. Computed here with hashlib (the `communityid` package spent ~60 us a flow in
+    its own objects and logging; tests/test_interop.py checks both agree)."""
+    a, b = _packed(src), _packed(dst)
+    if a is None or b is None:
         return None
-    return _hasher().calc(tpl)
+    sp, dp = int(sport), int(dport)
+    if not (a < b or (a == b and sp < dp)):
+        a, b, sp, dp = b, a, dp, sp
+    try:
+        tail = struct.pack("!BBHH", int(proto), 0, sp, dp)
+    except struct.error:           # a port or protocol out of range: not a flow
+        return None
+    digest = hashlib.sha1(_SEED + a + b + tail).digest()
+    return "1:" + base64.b64encode(digest).decode("ascii")
 
 
 def community_id_column(df: pd.DataFrame) -> list[str | None]:

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rstwatch
+from rstwatch.interop import community_id
 from conftest import CAPTURES, EXTERNAL, ROOT, run_cli
 
 EXTERNAL_FILES = sorted(p for p in EXTERNAL.rglob("*") if p.is_file() and p.suffix in (".pcap", ".pcapng"))
@@ -38,6 +41,31 @@ def test_community_id_is_wiresharks_for_every_rst_of_every_external_trace():
             assert cid == per_frame[frame], (path, frame)
             checked += 1
     assert checked >= 1383                  # every RST tshark lists in tests/external
+
+
+@settings(max_examples=3000, deadline=None)
+@given(v6=st.booleans(), a=st.integers(0, 2**128 - 1), b=st.integers(0, 2**128 - 1),
+       sport=st.integers(0, 65535), dport=st.integers(0, 65535), same=st.sampled_from(["no", "addr", "both"]))
+def test_community_id_is_the_reference_packages(v6, a, b, sport, dport, same):
+    """rstwatch hashes the flow itself (hashlib, ~2 us a flow); the reference package (~60 us)
+    must give the same id for every tuple, equal addresses and ports included, both ways round."""
+    import communityid
+    make = ipaddress.IPv6Address if v6 else ipaddress.IPv4Address
+    top = 2**128 if v6 else 2**32
+    src, dst = str(make(a % top)), str(make(b % top))
+    if same != "no":
+        dst = src
+    if same == "both":
+        dport = sport
+    want = communityid.CommunityID().calc(communityid.FlowTuple(6, src, dst, sport, dport))
+    assert community_id(src, dst, sport, dport) == want
+    assert community_id(dst, src, dport, sport) == want
+
+
+def test_community_id_of_text_that_is_no_address_is_none():
+    assert community_id("10.0.0.1", "many sources", 1, 2) is None
+    assert community_id("fe80::1%eth0", "fe80::2", 1, 2) is None       # a scope is no address
+    assert community_id("10.0.0.1", "10.0.0.2", 1, 2) == "1:nsF+CyuHj+gRdemh9jH9fNbMK+U="   # the package's id
 
 
 def test_ts_keeps_the_nanoseconds_time_rounds():
