@@ -7,6 +7,7 @@ findings, pickles each finished batch table to a temporary folder (exact round t
 dtypes, same values); the writer loads them back one at a time, in output order."""
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 from contextlib import contextmanager
@@ -82,7 +83,9 @@ def keep(table: pd.DataFrame) -> pd.DataFrame | Spilled:
     if plan.held + len(table) <= SPILL_AFTER or plan.directory is None or plan.failed:
         plan.held += len(table)
         return table
-    path = plan.directory / f"{plan.files + 1:06d}.pkl"
+    # `read --jobs N` workers inherit this plan (and its folder) from the parent: the process id in
+    # the name keeps each worker's tables its own
+    path = plan.directory / f"{os.getpid()}-{plan.files + 1:06d}.pkl"
     try:
         spilled = Spilled(table, path)
     except OSError as exc:                  # a full disk: keep this and later tables in memory
