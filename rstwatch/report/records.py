@@ -17,7 +17,15 @@ EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connection
                 "follows_frame"]         # a follow-up RST: the frame of the reset it is a consequence of
 
 
+_PLAIN_TYPES = frozenset((str, int, bool))
+
+
 def _plain(value: Any) -> Any:
+    t = type(value)
+    if t in _PLAIN_TYPES:
+        return value
+    if t is list and all(type(v) in _PLAIN_TYPES for v in value):
+        return list(value)          # frames, texts: nothing to convert (a copy, as below)
     if value is pd.NA or value is None or (isinstance(value, float) and value != value):
         return None                 # NaN is not JSON: a missing value is null
     if hasattr(value, "item"):
@@ -27,7 +35,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _column(col: pd.Series) -> list:
+# Only flood findings carry these: a record of any other finding leaves them out.
+FLOOD_ONLY_FIELDS = ("resets", "connections", "sources_sample")
+
+
+def column_values(col: pd.Series) -> list:
+    """A column as plain Python values (None for every kind of missing value)."""
     values = col.tolist()           # Python scalars for numpy and string dtypes, pd.NA for missing values
     if col.dtype != object and not col.isna().any():
         return values
@@ -36,9 +49,9 @@ def _column(col: pd.Series) -> list:
 
 def iter_records(df: pd.DataFrame) -> Iterator[dict]:
     cols = [c for c in CONTRACT_FIELDS + EXTRA_FIELDS if c in df.columns]
-    for row in zip(*(_column(df[c]) for c in cols)):
+    for row in zip(*(column_values(df[c]) for c in cols)):
         rec = dict(zip(cols, row))
-        for extra in ("resets", "connections", "sources_sample"):   # only flood findings carry these
+        for extra in FLOOD_ONLY_FIELDS:
             value = rec.get(extra)
             if value is None or (isinstance(value, float) and value != value):
                 rec.pop(extra, None)
