@@ -14,7 +14,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from .records import CONTRACT_FIELDS, EXTRA_FIELDS, FLOOD_ONLY_FIELDS, column_values, iter_records
+from .records import CONTRACT_FIELDS, EXTRA_FIELDS, FLOOD_ONLY_FIELDS, _plain, column_values, iter_records
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))      # what json.dumps(..., separators=...) builds
 _string = json.encoder.encode_basestring_ascii          # json's own (C) string encoder, ensure_ascii
@@ -26,7 +26,7 @@ def _list_text(v: list, cache: dict) -> str:
         key = tuple(v)
         hit = cache.get(key)
     except TypeError:                   # an element that cannot be a key (a dict): no cache
-        return _ENCODER.encode(v)
+        return _ENCODER.encode(_plain(v))
     if hit is None:
         kinds = set(map(type, v))
         if kinds <= {int}:
@@ -34,7 +34,7 @@ def _list_text(v: list, cache: dict) -> str:
         elif kinds <= {str}:
             hit = "[" + ",".join(map(_string, v)) + "]"
         else:
-            hit = _ENCODER.encode(v)
+            hit = _ENCODER.encode(_plain(v))
         if len(cache) < 65536:
             cache[key] = hit
     return hit
@@ -61,7 +61,8 @@ def _value_text(v, cache: dict) -> str:
         if hit is None:
             hit = cache[key] = (v, _ENCODER.encode(v))     # v kept: its id stays its own
         return hit[1]
-    return _ENCODER.encode(v)
+    plain = _plain(v)                   # numpy scalars, pd.NA, NaN: as records.py converts them
+    return _value_text(plain, cache) if plain is not v else _ENCODER.encode(v)
 
 
 # Columns of one plain type: the type's own JSON text, without a test per value.
@@ -91,7 +92,8 @@ def json_lines(df: pd.DataFrame) -> list[str]:
     cols = [c for c in CONTRACT_FIELDS + EXTRA_FIELDS if c in df.columns]
     if not len(df) or not cols:
         return ["{}"] * len(df)
-    frags = [_fragments(c, column_values(df[c])) for c in cols]
+    # object columns as they are (_value_text converts what needs it), the others made plain
+    frags = [_fragments(c, df[c].tolist() if df[c].dtype == object else column_values(df[c])) for c in cols]
     optional = any(c in FLOOD_ONLY_FIELDS for c in cols)
     if optional:
         return ["{" + ",".join(filter(None, row)) + "}" for row in zip(*frags)]
