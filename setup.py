@@ -1,5 +1,5 @@
 """Build steps pyproject.toml cannot express: compile rstwatch/hotloops.pyx (the per-packet loops)
-with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules.
+and rstwatch/track/walkloop.pyx (the walk of each connection that holds a RST) with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules.
 
 The extension is optional: without a C compiler (or Cython, or Python's headers) the build
 says so in one warning and goes on, and rstwatch runs on its numpy twin (rstwatch/hotloops_py.py,
@@ -57,8 +57,10 @@ def extensions() -> list:
         _skipped(exc)
         return []
     strip = ["-s"] if sys.platform.startswith("linux") else []    # no debug symbols: 1.6 MiB -> ~0.2 MiB
-    return cythonize([Extension("rstwatch.hotloops", ["rstwatch/hotloops.pyx"], extra_compile_args=["-O3"],
-                                extra_link_args=strip)], language_level=3)
+    return cythonize([Extension(name, [source], extra_compile_args=["-O3"], extra_link_args=strip)
+                      for name, source in (("rstwatch.hotloops", "rstwatch/hotloops.pyx"),
+                                           ("rstwatch.track.walkloop", "rstwatch/track/walkloop.pyx"))],
+                     language_level=3)
 
 
 setup(

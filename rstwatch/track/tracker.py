@@ -1,9 +1,19 @@
 """From TCP segment columns to the connections that hold a RST."""
 from __future__ import annotations
 
+import os
+
 from ..sources.segments import Segments
 from .connection import Connection, split_connections, walk
 from .flows import rst_flows_grouped
+
+# The compiled twin of connection.walk (walkloop.pyx) when it was built, as the packet loops
+# (loops.py); RSTWATCH_PURE_PYTHON=1 keeps the Python walk.
+if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from .walkloop import walk   # noqa: F811
+    except ImportError:
+        pass
 
 
 def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
