@@ -16,7 +16,7 @@ from conftest import CAPTURES, EXTERNAL
 from rstwatch.sources.capture import iter_segments
 from rstwatch.sources.diagnostics import Diagnostics
 from rstwatch.sources.segments import SEGMENT_COLUMNS, Segments
-from rstwatch.track import connection
+from rstwatch.track import connection, tracker
 from rstwatch.track.flows import rst_flows_grouped
 
 walkloop = pytest.importorskip("rstwatch.track.walkloop", reason="the compiled walk was not built")
@@ -45,14 +45,24 @@ def assert_same_connection(P: dict, idx: list[int]) -> int:
     return len(want.rsts)
 
 
+def assert_same_split(P: dict, idx: list[int]) -> list:
+    want = connection.split_connections(P, idx)
+    assert walkloop.split_connections(P, idx) == want
+    return want
+
+
 def every_connection(seg: Segments) -> int:
     seg, order, bounds = rst_flows_grouped(seg)
     P = {k: v.tolist() for k, v in seg.cols.items()}
-    order = order.tolist()
+    order, bounds = order.tolist(), bounds.tolist()
     checked = 0
     for g in range(len(bounds) - 1):
-        for part, _ in connection.split_connections(P, order[bounds[g]:bounds[g + 1]]):
+        for part, _ in assert_same_split(P, order[bounds[g]:bounds[g + 1]]):
             checked += assert_same_connection(P, part)
+    # and the pieces a 4-tuple's walk links together (`continues`)
+    want, got = tracker.python_walk_groups(P, order, bounds), walkloop.walk_groups(P, order, bounds)
+    assert [c.idx for c in got] == [c.idx for c in want]
+    assert [c.continues and c.continues.idx for c in got] == [c.continues and c.continues.idx for c in want]
     return checked
 
 
@@ -102,5 +112,9 @@ def segment_streams(draw):
 def test_compiled_walk_is_the_python_walk_on_random_streams(rows):
     cols = {k: np.array([r[k] for r in rows], dtype=t) for k, t in SEGMENT_COLUMNS.items()}
     P = {k: v.tolist() for k, v in cols.items()}
-    for part, _ in connection.split_connections(P, list(range(len(rows)))):
+    for part, _ in assert_same_split(P, list(range(len(rows)))):
         assert_same_connection(P, part)
+    want, got = tracker.python_walk_groups(P, list(range(len(rows))), [0, len(rows)]), \
+        walkloop.walk_groups(P, list(range(len(rows))), [0, len(rows)])
+    assert [(c.idx, c.continues and c.continues.idx) for c in got] == \
+        [(c.idx, c.continues and c.continues.idx) for c in want]

@@ -7,24 +7,11 @@ from ..sources.segments import Segments
 from .connection import Connection, split_connections, walk
 from .flows import rst_flows_grouped
 
-# The compiled twin of connection.walk (walkloop.pyx) when it was built, as the packet loops
-# (loops.py); RSTWATCH_PURE_PYTHON=1 keeps the Python walk.
-if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from .walkloop import walk   # noqa: F811
-    except ImportError:
-        pass
 
-
-def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
-    """Walk every connection that contains a RST; returns the column lists and connections
-    (connections in order of their first frame)."""
-    seg, order, bounds = rst_flows_grouped(seg)
-    P = {k: v.tolist() for k, v in seg.cols.items()}
+def python_walk_groups(P: dict[str, list], order: list[int], bounds: list[int]) -> list[Connection]:
+    """The connections holding a RST in each 4-tuple group order[bounds[g]:bounds[g + 1]], each
+    linked to the earlier piece of its 4-tuple it continues (split by time, no new SYN)."""
     conns: list[Connection] = []
-    if not len(seg):
-        return P, conns
-    order = order.tolist()
     for g in range(len(bounds) - 1):
         idx = order[bounds[g]:bounds[g + 1]]
         prev = None                      # the last piece of this 4-tuple that holds a RST
@@ -36,5 +23,27 @@ def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
                 prev = conn
             elif not continues:
                 prev = None
-    conns.sort(key=lambda c: P["frame"][c.idx[0]])
+    return conns
+
+
+# The compiled twin (walkloop.pyx) when it was built, as for the packet loops (loops.py);
+# RSTWATCH_PURE_PYTHON=1 keeps the Python one above, the reference (tests/test_walk_twin.py).
+walk_groups = python_walk_groups
+if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from .walkloop import walk_groups
+    except ImportError:
+        pass
+
+
+def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
+    """Walk every connection that contains a RST; returns the column lists and connections
+    (connections in order of their first frame)."""
+    seg, order, bounds = rst_flows_grouped(seg)
+    P = {k: v.tolist() for k, v in seg.cols.items()}
+    if not len(seg):
+        return P, []
+    conns = walk_groups(P, order.tolist(), bounds.tolist())
+    frames = P["frame"]
+    conns.sort(key=lambda c: frames[c.idx[0]])
     return P, conns

@@ -6,7 +6,7 @@ connection.py stays the reference, readable one, and is what runs without a comp
 tests/test_walk_twin.py checks both give identical connections (history, conn_state, rtt,
 every feature of every RST, evidence) on every bundled and public capture and on random
 segment streams. A change to the walk is made in both."""
-from .connection import Connection, ConnRst
+from .connection import RESET_DELAY_NS as _RESET_DELAY_NS, Connection, ConnRst
 from . import zeek
 
 cdef long long SEQ_MOD = 1LL << 32
@@ -14,6 +14,7 @@ cdef long long HALF = 1LL << 31
 cdef int FIN = 1, SYN = 2, RST = 4, ACK = 16
 cdef int ECHO_LOOKBACK = 64
 cdef int MAX_WSCALE = 14
+cdef long long RESET_DELAY_NS = _RESET_DELAY_NS
 cdef int INACTIVE = 0, SYN_SENT = 1, SYN_ACK_SENT = 2, PARTIAL = 3, ESTABLISHED = 4, CLOSED = 5, RESET = 6
 # letters whose repeats are logged at the 1st, 10th, 100th... occurrence (zeek.REPEATING)
 cdef bytes REPEATING = b"tgw"
@@ -464,3 +465,54 @@ cdef void after_rst(list flags, list idx, list dirs, list rsts):
 
 def _pos(r):
     return r.pos
+
+
+def split_connections(dict P, list idx):
+    """connection.split_connections, compiled."""
+    cdef list flags = P["flags"], seqs = P["seq"], tss = P["ts_ns"]
+    cdef list conns = [], cur = []
+    cdef bint cur_continues = False, has_syn_seq = False, has_rst = False, syn_only, fresh_syn, stale
+    cdef long long syn_seq = 0, last_rst_ns = 0, ts
+    cdef int f
+    for i in idx:
+        f = flags[i]
+        ts = tss[i]
+        syn_only = (f & SYN) != 0 and not (f & ACK)
+        fresh_syn = syn_only and (has_rst or (has_syn_seq and seqs[i] != syn_seq))
+        stale = has_rst and ts - last_rst_ns > RESET_DELAY_NS
+        if cur and (stale or fresh_syn):
+            conns.append((cur, cur_continues))
+            cur, has_syn_seq, has_rst = [], False, False
+            cur_continues = not syn_only
+        cur.append(i)
+        if syn_only and not has_syn_seq:
+            has_syn_seq, syn_seq = True, seqs[i]
+        if f & RST:
+            has_rst, last_rst_ns = True, ts
+    if cur:
+        conns.append((cur, cur_continues))
+    return conns
+
+
+def walk_groups(dict P, list order, list bounds):
+    """The connections holding a RST in each 4-tuple group order[bounds[g]:bounds[g + 1]], as
+    tracker.rst_connections walks them (before sorting), each linked to the earlier piece it continues."""
+    cdef list flags = P["flags"], conns = []
+    cdef Py_ssize_t g
+    cdef bint any_rst
+    for g in range(len(bounds) - 1):
+        prev = None
+        for part, continues in split_connections(P, order[bounds[g]:bounds[g + 1]]):
+            any_rst = False
+            for i in part:
+                if (<int>flags[i]) & RST:
+                    any_rst = True
+                    break
+            if any_rst:
+                conn = walk(P, part)
+                conn.continues = prev if continues else None
+                conns.append(conn)
+                prev = conn
+            elif not continues:
+                prev = None
+    return conns
