@@ -205,7 +205,7 @@ def test_missing_compiled_module_warns_once_with_the_cost():
     block = ("import sys, importlib.abc\n"
              "class NoHotloops(importlib.abc.MetaPathFinder):\n"
              "    def find_spec(self, name, path, target=None):\n"
-             "        if name == 'rstwatch.hotloops': raise ImportError('blocked for the test')\n"
+             "        if name in ('rstwatch.hotloops', 'rstwatch.track.walkloop'): raise ImportError('blocked for the test')\n"
              "sys.meta_path.insert(0, NoHotloops())\n"
              "sys.argv = ['rstwatch', 'read', sys.argv[1], '--format', 'jsonl']\n"
              "from rstwatch.cli import main; main()\n")

@@ -21,7 +21,6 @@ from .segments import Segments
 from .readfilter import ReadFilter
 from .stdin import is_stdin, open_input
 from .stream import ChunkBuffer, open_stream
-from .tshark import read_with_tshark
 
 SegmentFilter = Callable[[Segments], Segments]
 
@@ -172,6 +171,7 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
         names = ", ".join(str(x) for x in sorted(linktypes))
         diag.warn(f"{len(frames)} frame(s) with link type {names} decoded by the tshark engine")
         diag.engine = "fast+tshark"
+        from .tshark import read_with_tshark      # asyncio and pyshark load only when needed
         if len(frames) == diag.packets and keep is None:
             yield read_with_tshark(path, diag)
         else:
