@@ -55,6 +55,8 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     files = expand_inputs(captures) if captures else []
     check_output(output, force, inputs=[*files, *saved])   # never replaces one of its inputs
     rules = load_rules(rule_dirs)
+    from .run import tune_gc
+    tune_gc()
     info = RunInfo(source="parquet" if saved and not captures else "read")
     frames, errors, results = [], [], []
     for p in saved:
