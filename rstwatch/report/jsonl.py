@@ -21,20 +21,14 @@ _string = json.encoder.encode_basestring_ascii          # json's own (C) string 
 
 
 def _list_text(v: list, cache: dict) -> str:
-    """A list of numbers or texts (evidence frames, alternatives, remediation), by its content."""
-    try:
-        key = tuple(v)
-        hit = cache.get(key)
-    except TypeError:                   # an element that cannot be a key (a dict): no cache
+    """A list of numbers or of texts (evidence frames, alternatives, remediation), by its content."""
+    kinds = set(map(type, v))
+    if not (kinds <= {int} or kinds <= {str}):      # bools, floats, dicts...: no cache ([1] is not [true])
         return _ENCODER.encode(_plain(v))
+    key = tuple(v)
+    hit = cache.get(key)
     if hit is None:
-        kinds = set(map(type, v))
-        if kinds <= {int}:
-            hit = "[" + ",".join(map(int.__repr__, v)) + "]"
-        elif kinds <= {str}:
-            hit = "[" + ",".join(map(_string, v)) + "]"
-        else:
-            hit = _ENCODER.encode(_plain(v))
+        hit = "[" + ",".join(map(int.__repr__ if kinds <= {int} else _string, v)) + "]"
         if len(cache) < 65536:
             cache[key] = hit
     return hit
@@ -69,13 +63,8 @@ def _value_text(v, cache: dict) -> str:
 _PLAIN_TEXT = {str: _string, int: int.__repr__}
 
 
-def _fragments(name: str, values: list) -> list[str]:
-    """`"name":value` for every row; "" where a flood-only field is absent from the record."""
-    prefix = _string(name) + ":"
-    cache: dict = {}
-    if name in FLOOD_ONLY_FIELDS:       # as iter_records: only flood findings carry these
-        return ["" if v is None or (type(v) is float and v != v)
-                else prefix + _value_text(int(v) if type(v) is float else v, cache) for v in values]
+def _texts(values: list, cache: dict) -> list[str]:
+    """The JSON text of every value of a column."""
     kinds = set(map(type, values))
     if len(kinds) == 1:
         kind = kinds.pop()
@@ -83,8 +72,20 @@ def _fragments(name: str, values: list) -> list[str]:
         if kind is float and all(map(math.isfinite, values)):
             text = float.__repr__
         if text is not None:
-            return [prefix + t for t in map(text, values)]
-    return [prefix + _value_text(v, cache) for v in values]
+            return list(map(text, values))
+        if kind is list:
+            return [_list_text(v, cache) for v in values]
+    return [_value_text(v, cache) for v in values]
+
+
+def _absent(v) -> bool:
+    return v is None or (type(v) is float and v != v)
+
+
+def _optional_fragments(name: str, values: list, cache: dict) -> list[str]:
+    """`"name":value` where a flood-only field is set, "" where the record leaves it out."""
+    prefix = _string(name) + ":"
+    return ["" if _absent(v) else prefix + _value_text(int(v) if type(v) is float else v, cache) for v in values]
 
 
 def json_lines(df: pd.DataFrame) -> list[str]:
@@ -93,11 +94,17 @@ def json_lines(df: pd.DataFrame) -> list[str]:
     if not len(df) or not cols:
         return ["{}"] * len(df)
     # object columns as they are (_value_text converts what needs it), the others made plain
-    frags = [_fragments(c, df[c].tolist() if df[c].dtype == object else column_values(df[c])) for c in cols]
-    optional = any(c in FLOOD_ONLY_FIELDS for c in cols)
-    if optional:
-        return ["{" + ",".join(filter(None, row)) + "}" for row in zip(*frags)]
-    return ["{" + ",".join(row) + "}" for row in zip(*frags)]
+    values = {c: df[c].tolist() if df[c].dtype == object else column_values(df[c]) for c in cols}
+    # as iter_records: only flood findings carry the flood-only fields; a table without any drops them
+    cols = [c for c in cols if c not in FLOOD_ONLY_FIELDS or not all(map(_absent, values[c]))]
+    cache: dict = {}
+    if not any(c in FLOOD_ONLY_FIELDS for c in cols):
+        # every record has every field: one template per table, filled a row at a time
+        template = "{" + ",".join(_string(c).replace("%", "%%") + ":%s" for c in cols) + "}"
+        return [template % row for row in zip(*(_texts(values[c], cache) for c in cols))]
+    frags = [_optional_fragments(c, values[c], cache) if c in FLOOD_ONLY_FIELDS
+             else [_string(c) + ":" + t for t in _texts(values[c], cache)] for c in cols]
+    return ["{" + ",".join(filter(None, row)) + "}" for row in zip(*frags)]
 
 
 def write_jsonl(df: pd.DataFrame, out: TextIO, info=None) -> None:
