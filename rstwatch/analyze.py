@@ -389,6 +389,16 @@ def verdicts(label: str, seg: Segments, rules: list[Rule]) -> pd.DataFrame:
     return add_join_keys(out, [P["ts_ns"][c.idx[r.pos]] for c in conns for r in c.rsts])
 
 
+def _static_texts(templates: list[str]) -> list[str] | None:
+    """The texts of templates that name no placeholder (as formatting them gives), else None."""
+    if any("{" in t for t in templates):
+        return None
+    try:
+        return [t.format_map({}) for t in templates]
+    except (ValueError, KeyError, IndexError):      # left for the row-by-row path to report as before
+        return None
+
+
 def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     """Summary sentence, errno per side and remediation from each row's winning rule."""
     by_id = {r.id: r for r in rules}
@@ -396,6 +406,8 @@ def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     errno_of = {r.id: {"receiver": list(r.errno.get("receiver", [])), "sender": list(r.errno.get("sender", []))}
                 for r in rules}
     no_rule_errno = {"receiver": ["ECONNRESET"], "sender": []}
+    # remediation without a placeholder is the same text for every row (most rules): format it once
+    static_remedies = {r.id: _static_texts(r.remediation) for r in rules}
     summaries, errnos, remedies, titles = [], [], [], []
     used = ["rule", "sender", "src", "sport", "dst", "dport", "frame", "conn_state", "history"]
     columns = [df[c].tolist() for c in used]          # only the columns the templates use
@@ -420,7 +432,8 @@ def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
             summaries.append(f"Follow-up of the reset in frame {after} ({rule.name}): {src}:{sport} answered a "
                              f"segment {dst}:{dport} still had in flight on the connection already reset")
         errnos.append(errno_of[rule_id])
-        remedies.append([r.format_map(values) for r in rule.remediation])
+        fixed = static_remedies[rule_id]
+        remedies.append(list(fixed) if fixed is not None else [r.format_map(values) for r in rule.remediation])
         titles.append(rule.title)
     out = df.copy()
     out["summary"] = summaries
