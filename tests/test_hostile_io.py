@@ -371,3 +371,59 @@ def test_full_disk_under_write_warns_once_and_keeps_reporting(ha_ns, tmp_path: P
         assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
         kept = len(res.stdout.splitlines())
         assert 0 < kept < 600, kept
+
+
+# ---- issue 20 item 6 and 9: side files (evidence, a report's folder) never through planted links ----
+
+def test_extract_never_writes_through_a_link_planted_in_its_folder(tmp_path: Path):
+    """A shared folder: someone plants links at the names rstwatch's temporary files had
+    (`.NAME.part`) and at the evidence file itself; a mode-600 file they point at stays as it was."""
+    secret = tmp_path / "secret"
+    secret.write_text("keep me\n")
+    secret.chmod(0o600)
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    name = "closed-port-f2-closed-port.pcapng"
+    (folder / f".{name}.part").symlink_to(secret)
+    res = run("read", str(CLOSED), "--extract", str(folder), "--format", "jsonl")
+    assert res.returncode == 0, res.stderr
+    assert secret.read_text() == "keep me\n" and (folder / name).is_file() and not (folder / name).is_symlink()
+    assert (folder / name).read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"            # a pcapng, written in place
+    (folder / name).unlink()
+    (folder / name).symlink_to(secret)                                       # the evidence name itself
+    res = run("read", str(CLOSED), "--extract", str(folder), "--format", "jsonl", "--force")
+    assert res.returncode == 2
+    one_error(res, name, "symbolic link")
+    assert secret.read_text() == "keep me\n" and (folder / name).is_symlink()
+    assert not [p for p in folder.iterdir() if p.name.endswith(".part") and not p.is_symlink()]
+
+
+def test_markdown_report_folder_is_never_followed_through_a_link(tmp_path: Path):
+    secret_dir = tmp_path / "elsewhere"
+    secret_dir.mkdir()
+    (secret_dir / "timeline.svg").write_text("keep me\n")
+    out = tmp_path / "r.md"
+    (tmp_path / "r_files").symlink_to(secret_dir)                            # the folder itself a link
+    for extra in ([], ["--force"]):
+        res = run("report", str(CAPTURES / "listener-closed.pcap"), "-o", str(out), *extra)
+        assert res.returncode == 2
+        one_error(res, "r_files", "symbolic link")
+    assert (secret_dir / "timeline.svg").read_text() == "keep me\n" and not out.exists()
+    (tmp_path / "r_files").unlink()
+    (tmp_path / "r_files").mkdir()
+    (tmp_path / "r_files" / "timeline.svg").symlink_to(secret_dir / "timeline.svg")   # a link inside it
+    res = run("report", str(CAPTURES / "listener-closed.pcap"), "-o", str(out), "--force")
+    assert res.returncode == 2
+    one_error(res, "timeline.svg", "symbolic link")
+    assert (secret_dir / "timeline.svg").read_text() == "keep me\n"
+
+
+@needs_root
+def test_extract_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path: Path):
+    with tmpfs(tmp_path / "small", size="16k") as disk:
+        (disk / "filler").write_bytes(b"\0" * (12 * 1024))
+        res = run("read", str(CAPTURES / "listener-closed.pcap"), "--extract", str(disk / "ev"), "--format", "jsonl")
+        assert res.returncode == 2, res.stderr
+        one_error(res, "No space left on device")
+        left = [p.name for p in (disk / "ev").iterdir()] if (disk / "ev").exists() else []
+        assert not [n for n in left if n.endswith(".part")], left

@@ -26,6 +26,7 @@ from ..sources.pcap import is_pcap, read_pcap
 from ..sources.pcapng import is_pcapng, read_pcapng
 from ..sources.segments import address_text
 from ..sources.stream import ChunkBuffer, open_stream
+from .output import write_file
 from .packets import frame_range, is_flood
 
 FLOOD_PACKETS = 2000            # at most this many packets in a flood finding's file
@@ -103,7 +104,7 @@ def extract(findings: pd.DataFrame, where: dict[str, Path], folder: Path, force:
                 problems.append(f"{label}: frame {w.rst}: not extracted (its link type is not decoded by the fast reader)")
                 continue
             dest = folder / w.name
-            _write_atomic(dest, pcapng_bytes(w.packets, w.rst, f"{w.cause}", str(label), __version__))
+            write_file(dest, pcapng_bytes(w.packets, w.rst, f"{w.cause}", str(label), __version__), force)
             written[(str(label), w.rst)] = dest
     return written, problems
 
@@ -211,8 +212,4 @@ def pcapng_bytes(packets: list, rst_frame: int, cause: str, label: str, version:
     return b"".join(blocks)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+

@@ -239,12 +239,8 @@ def _full_csv(df: pd.DataFrame, info, side_name: str) -> dict[str, str]:
 
 
 def _write_beside(path: Path, data: bytes, force: bool) -> None:
-    from ..errors import OutputError
-    if path.exists() and not force:
-        raise OutputError(str(path), "already exists (use --force to overwrite)")
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from .output import write_file
+    write_file(path, data, force)           # never through a planted link, no .part left behind
 
 
 def _env():
@@ -291,11 +287,10 @@ def _standalone(svg: str) -> str:
 
 
 def _write_folder(folder: Path, files: dict[str, str], force: bool) -> None:
-    from ..errors import OutputError
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(str(folder), "exists and is not a folder")
-    if folder.exists() and any(folder.iterdir()) and not force:
-        raise OutputError(str(folder), "already exists (use --force to overwrite)")
-    folder.mkdir(exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
+    from .output import private_folder, write_file
+    fd = private_folder(folder, force)      # the folder itself never a link, held open while written
+    try:
+        for name, text in files.items():
+            write_file(folder / name, text.encode("utf-8"), True, dir_fd=fd)
+    finally:
+        os.close(fd)

@@ -280,3 +280,118 @@ def _commit(tmp: Path, path: Path, force: bool) -> None:
     if not force:
         raise OutputError(str(path), "appeared while rstwatch ran; not overwritten (use --force)")
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- side files (evidence, CSV, SVG)
+
+def write_file(path: Path, data: bytes, force: bool, *, dir_fd: int | None = None) -> None:
+    """Write a whole side file (an evidence pcapng, the CSV beside a report, a report's SVG) as
+    the main output is written: a temporary name of its own, created exclusively and never
+    through a link, fsynced, then moved into place; what is there is replaced only if it is a
+    regular file, and only with `force`. With `dir_fd`, `path.name` is taken inside that open
+    folder (a folder rstwatch made, held so that it cannot be swapped for a link meanwhile).
+    Any failure (a full disk) is one OutputError naming the file, and no temporary file stays."""
+    own_fd = dir_fd is None
+    where = str(path)
+    if own_fd:
+        parent = path.parent if str(path.parent) else Path(".")
+        try:
+            dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OutputError(where, f"folder {parent}: {exc.strerror or exc}") from None
+    name = path.name
+    tmp = None
+    try:
+        _check_replaceable(name, dir_fd, where, force)
+        fd, tmp = _create_temp_in(dir_fd, name, where)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise OutputError(where, f"{exc.strerror or exc}; nothing was written") from None
+        _commit_in(dir_fd, tmp, name, where, force)
+        tmp = None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+        if own_fd:
+            os.close(dir_fd)
+
+
+def _check_replaceable(name: str, dir_fd: int, where: str, force: bool) -> None:
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(where, exc.strerror or str(exc)) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(where, "is a symbolic link; refusing to follow or replace it")
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(where, f"is a {_kind(st.st_mode)}; not replaced")
+    if not force:
+        raise OutputError(where, "already exists (use --force to overwrite)")
+
+
+def _create_temp_in(dir_fd: int, name: str, where: str) -> tuple[int, str]:
+    for _ in range(100):
+        tmp = f".{name}.{secrets.token_hex(4)}.part"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(tmp, flags, 0o666, dir_fd=dir_fd), tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(where, f"cannot create a file beside it: {exc.strerror or exc}") from None
+    raise OutputError(where, "cannot create a temporary file beside it")
+
+
+def _commit_in(dir_fd: int, tmp: str, name: str, where: str, force: bool) -> None:
+    """Move the finished temporary file to `name`, replacing at most a regular file (with force)."""
+    try:
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.unlink(tmp, dir_fd=dir_fd)
+        return
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise OutputError(where, f"{exc.strerror or exc}; nothing was written") from None
+    _check_replaceable(name, dir_fd, where, force)
+    try:
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        raise OutputError(where, f"{exc.strerror or exc}; nothing was written") from None
+
+
+def private_folder(folder: Path, force: bool) -> int:
+    """Open (making it if needed) a folder rstwatch writes its own files into, never through a
+    link; returns its descriptor (the caller closes it). An existing folder that holds files is
+    refused without `force`."""
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise OutputError(str(folder), "is a symbolic link; refusing to follow it")
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise OutputError(str(folder), "exists and is not a folder")
+    if st is None:
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass                        # made meanwhile: opened below without following a link
+        except OSError as exc:
+            raise OutputError(str(folder), exc.strerror or str(exc)) from None
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OutputError(str(folder), f"cannot open it without following a link ({exc.strerror or exc})") from None
+    if st is not None and os.listdir(fd) and not force:
+        os.close(fd)
+        raise OutputError(str(folder), "already exists (use --force to overwrite)")
+    return fd
