@@ -87,6 +87,11 @@ def timeline_svg(df: pd.DataFrame, order: list[str], palette: dict[str, str], st
                 bottom += counts
         ax.xaxis_date()
         loc = mdates.AutoDateLocator(maxticks=8)
+        # Without these, a span just over 7 ticks of the largest default step (3.5 min at 30 s,
+        # 3.5 h at 30 min, 2 days at 6 h...) makes matplotlib warn on stderr and guess
+        loc.intervald[mdates.SECONDLY] = [1, 2, 5, 10, 15, 30, 60]
+        loc.intervald[mdates.MINUTELY] = [1, 2, 5, 10, 15, 30, 60]
+        loc.intervald[mdates.HOURLY] = [1, 2, 3, 4, 6, 12, 24]
         ax.xaxis.set_major_locator(loc)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
         ax.set_ylabel(f"resets per {_human(step)}")
