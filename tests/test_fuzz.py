@@ -164,3 +164,34 @@ def test_huge_caplen_beyond_snaplen(tmp_path):
     res = survives(path.read_bytes(), tmp_path)
     assert res is not None and len(res.findings) == 0
     assert any("cut short" in r for r in res.diag.skipped)
+
+
+@pytest.mark.parametrize("resol", [0, 0x80])          # if_tsresol 10^0 and 2^0: whole seconds
+def test_pcapng_times_beyond_2262_are_clamped_with_a_warning(tmp_path, resol):
+    """Large timestamps in coarse units used to wrap around int64 silently (year 1738 where tshark
+    says 36812), with a numpy RuntimeWarning and `report` ending in exit 70. Now each is the last
+    time 64-bit nanoseconds hold, the file gets one warning, and every command still works."""
+    import subprocess
+    import sys
+    import warnings
+    linktype, pk = read_pcap_raw(CAPTURES / "closed-port.pcap")
+    out = tmp_path / "future.pcapng"
+    seconds = 1_100_000_000_000                          # ~36800 AD
+    blocks = [struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)]
+    opts = struct.pack("<HH", 9, 1) + bytes([resol]) + b"\0\0\0" + struct.pack("<HH", 0, 0)
+    body = struct.pack("<HHI", linktype, 0, 0) + opts
+    blocks.append(struct.pack("<II", 1, 12 + len(body)) + body + struct.pack("<I", 12 + len(body)))
+    for k, (_, _, frame) in enumerate(pk):
+        ticks = seconds + k
+        pad = b"\0" * (-len(frame) % 4)
+        body = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame + pad
+        blocks.append(struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body)))
+    out.write_bytes(b"".join(blocks))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # no numpy RuntimeWarning on the way
+        res = analyze_file(out, load_rules([]))
+    assert len(res.findings) == 1 and res.findings["ts"][0].startswith("2262-04-11T23:47:16")
+    assert any("after 2262-04-11" in w for w in res.diag.warnings), res.diag.warnings
+    from conftest import run_cli
+    rep = run_cli("report", str(out), "-o", str(tmp_path / "r.html"))
+    assert rep.returncode == 0 and "Traceback" not in rep.stderr, rep.stderr

@@ -21,6 +21,9 @@ def is_pcapng(head: bytes) -> bool:
     return head[:4] == b"\x0a\x0d\x0d\x0a"
 
 
+MAX_NS = np.iinfo(np.int64).max        # 2262-04-11T23:47:16.854775807Z
+
+
 @dataclass
 class Interface:
     linktype: int
@@ -29,15 +32,33 @@ class Interface:
     resol_pow2: int | None = None    # ... or 2^-n s
     offset_s: int = 0
 
-    def to_ns(self, ticks: np.ndarray) -> np.ndarray:
+    def to_ns(self, ticks: np.ndarray) -> tuple[np.ndarray, int]:
+        """Epoch nanoseconds of each timestamp, and how many lie beyond what 64-bit nanoseconds
+        hold (after 2262-04-11; coarse units such as whole seconds reach that with large values).
+        Those are shown as the last representable time rather than wrapped around to 1677-1738."""
         ticks = ticks.astype(np.uint64)
+        offset_ns = max(-MAX_NS, min(self.offset_s * 1_000_000_000, MAX_NS))     # if_tsoffset
+        room = max(0, MAX_NS - max(offset_ns, 0))          # what the ticks may add up to
         if self.resol_pow2 is not None:
-            ns = (ticks.astype(np.float64) * (1e9 / 2.0 ** self.resol_pow2)).astype(np.int64)
+            exact = ticks.astype(np.float64) * (1e9 / 2.0 ** self.resol_pow2)
+            over = exact >= float(room) - 4096.0          # a double's step near 2^63 is 1,024
+            ns = np.where(over, 0.0, exact).astype(np.int64)
         elif self.resol_pow10 <= 9:
-            ns = ticks.astype(np.int64) * (10 ** (9 - self.resol_pow10))
+            mult = 10 ** (9 - self.resol_pow10)
+            over = ticks > np.uint64(room // mult)
+            ns = np.where(over, np.uint64(0), ticks).astype(np.int64) * mult
         else:
-            ns = (ticks // np.uint64(10 ** (self.resol_pow10 - 9))).astype(np.int64)
-        return ns + self.offset_s * 1_000_000_000
+            ns = (ticks // np.uint64(10 ** (self.resol_pow10 - 9))).astype(np.uint64)
+            over = ns > np.uint64(room)
+            ns = np.where(over, np.uint64(0), ns).astype(np.int64)
+        ns = ns + offset_ns
+        bad = int(np.count_nonzero(over))
+        if bad:
+            ns[over] = MAX_NS
+        return ns, bad
+
+    def unit(self) -> str:
+        return f"2^-{self.resol_pow2} s" if self.resol_pow2 is not None else f"10^-{self.resol_pow10} s"
 
 
 def _parse_idb(body: bytes, big: bool) -> Interface:
@@ -135,7 +156,10 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
         sel = ok & (iface == k)
         itf = st.ifaces[int(k)]
         linktype[sel] = itf.linktype
-        ts_ns[sel] = itf.to_ns(ticks[sel])
+        ts_ns[sel], beyond = itf.to_ns(ticks[sel])
+        if beyond:
+            diag.warn(f"packets of interface {int(k)} have times after 2262-04-11 (its timestamps count {itf.unit()}): "
+                      f"they are shown as 2262-04-11T23:47:16Z, where tshark shows the later date")
         if itf.snaplen:
             caplen[sel & is_spb] = np.minimum(caplen[sel & is_spb], itf.snaplen)
     timed = ok & ~is_spb
