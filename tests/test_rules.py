@@ -233,3 +233,14 @@ def test_bad_order_is_a_file_line_error(tmp_path, extra, words):
         assert res.returncode == 2, res.stderr
         assert all(w in res.stderr for w in words), res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_a_rst_with_no_context_is_not_overclaimed():
+    """tcpdump's mptcp-tcprst.pcap: two RSTs, no handshake, no data, nothing before them. Nothing
+    there tells an abort from unread data or lost state: no SO_LINGER 0 claim, a low confidence."""
+    import rstwatch
+    from conftest import EXTERNAL
+    df = rstwatch.read(EXTERNAL / "tcpdump" / "mptcp-tcprst.pcap")
+    assert len(df) == 2
+    assert set(df["cause"]) == {"unknown"} and df["confidence"].max() <= 0.1
+    assert not any("SO_LINGER" in s for s in df["summary"])
