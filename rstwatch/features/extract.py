@@ -103,16 +103,26 @@ BURST_FEATURES = declare(
 
 def _server_burst(df: pd.DataFrame, window_s: float = 1.0) -> pd.Series:
     """For server-sent RSTs on connections that never got server data: how many such
-    connections to the same server endpoint were reset within `window_s` (listener death)."""
-    out = pd.Series(0, index=df.index, dtype="int64")
+    connections to the same server endpoint were reset within `window_s` (listener death).
+    Grouped with numpy (a pandas group per server endpoint cost ~100 us each: 50,000 spoofed
+    resets, each to its own endpoint, spent 70% of a read here)."""
+    out = np.zeros(len(df), np.int64)
     if df.empty:
-        return out
+        return pd.Series(out, index=df.index)
     eligible = (df["rst.from_server"] == True) & (df["conn.server_bytes"].fillna(1) == 0)  # noqa: E712
     eligible &= df["rst.index_in_conn"] == 0
-    sub = df[eligible]
-    for _, grp in sub.groupby(sub["_server"].astype(str)):
-        t = np.sort(grp["time"].to_numpy())
-        times = grp["time"].to_numpy()
-        counts = np.searchsorted(t, times + window_s, "right") - np.searchsorted(t, times - window_s, "left")
-        out.loc[grp.index] = counts
-    return out
+    rows = np.flatnonzero(eligible.fillna(False).to_numpy(bool))
+    if len(rows):
+        keys = [str(k) for k in df["_server"].to_numpy(object)[rows]]
+        codes, _ = pd.factorize(pd.Index(keys, dtype=object), sort=False)
+        times = df["time"].to_numpy(np.float64)[rows]
+        order = np.argsort(codes, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+        sizes = np.diff(np.r_[starts, len(order)])
+        out[rows[order[np.repeat(sizes == 1, sizes)]]] = 1      # an endpoint reset once: the reset itself
+        for a, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+            group = order[a:a + size]
+            t = np.sort(times[group])
+            mine = times[group]
+            out[rows[group]] = np.searchsorted(t, mine + window_s, "right") - np.searchsorted(t, mine - window_s, "left")
+    return pd.Series(out, index=df.index)
