@@ -297,13 +297,18 @@ def test_evidence_ring_keeps_the_newest_files_each_valid(lone_ns, tmp_path: Path
     assert s.finish() == 0, s.err
     files = sorted(tmp_path.glob("ev_*.pcapng"))
     assert len(files) == 2 and files[-1].name > "ev_00002.pcapng", files
+    causes = []
     for f in files:
         res = run_cli("read", str(f), "--format", "jsonl", "--storm-min", "0")
         assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
         rows = [json.loads(l) for l in res.stdout.splitlines()]
-        assert any(r["cause"] == "closed-port" for r in rows)
+        causes += [r["cause"] for r in rows]
         # A file may start with a RST whose SYN went into the previous file: no handshake, no cause.
         assert all(r["cause"] == "closed-port" or r["frame"] == 1 for r in rows), rows
+    # The newest file may hold only the tail of the session (a rotation just before the end leaves
+    # it with no RST: valid, no finding; seen once in CI on a busy machine), so the verdicts are
+    # counted over the files kept.
+    assert causes.count("closed-port") >= 5, causes
 
 
 @needs_root
