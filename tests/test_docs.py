@@ -40,7 +40,7 @@ NORUN = {
     "docs/holdout.md": 1,    # the holdout lab rebuilt as root in namespaces: tests/test_lab_holdout.py     # sudo bin/setup --service, systemd, docker/podman: tests/test_deploy.py
     "docs/kernel.md": 1,     # live eth0 / kernel streaming for a minute: tests/test_kernel.py (root) does the real run
     "docs/live.md": 1,       # the everyday commands on eth0/any; the root blocks on the page run the same paths on lo
-    "docs/performance.md": 2,  # bin/benchmark 1M/4 GB and benchmarks/live.py at full size (minutes); the page runs both small
+    "docs/performance.md": 3,  # bin/benchmark (side by side), bin/benchmark files 1M/4 GB, benchmarks/live.py at full size (minutes); the page runs all three small
     "docs/report.md": 2,     # the commands on an incident of yours (the page runs them on bundled captures); a FORMATS entry
     "docs/usage.md": 1,      # the everyday commands on files of yours; the page runs each on the bundled captures
 }
