@@ -72,12 +72,13 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
     # Rows that matched the same rules have the same alternatives: worked out once per pattern
     # (a few dozen patterns for 100,000 resets), each row gets its own list
-    patterns, which = np.unique(np.packbits(masks, axis=0).T, axis=0, return_inverse=True) if n else ([], [])
-    first_row = {}
-    for j, p in enumerate(np.asarray(which).reshape(-1).tolist()):
+    which = (np.unique(np.packbits(masks, axis=0).T, axis=0, return_inverse=True)[1].reshape(-1).tolist()
+             if n else [])
+    first_row: dict[int, int] = {}
+    for j, p in enumerate(which):
         first_row.setdefault(p, j)
     per_pattern = {p: _alternatives(rules, int(winner[j]), masks[:, j]) for p, j in first_row.items()}
-    out["alternatives"] = [list(per_pattern[p]) for p in np.asarray(which).reshape(-1).tolist()]
+    out["alternatives"] = [list(per_pattern[p]) for p in which]
     mark_follow_ups(out)
     return out
 

@@ -210,6 +210,3 @@ def pcapng_bytes(packets: list, rst_frame: int, cause: str, label: str, version:
         body += data + b"\0" * (-len(data) % 4) + _opt(1, note.encode()) + _opt(0, b"")
         blocks.append(_block(6, body))
     return b"".join(blocks)
-
-
-
