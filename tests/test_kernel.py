@@ -220,31 +220,48 @@ def test_live_joins_kernel_reasons_for_every_kernel_sent_cause():
     assert "1 kernel-only" in res.stderr["server"], res.stderr["server"]
 
 
+REFUSE_TWICE = ("import socket\nfor _ in range(2):\n    s = socket.socket()\n"
+                "    try: s.connect(('127.0.0.1', 9))\n    except OSError: pass\n    s.close()\n")
+
+
+def _live_in_netns(ns: str, prefix: list[str], extra: list[str]) -> tuple[int, list[dict], str]:
+    """`rstwatch live lo` in netns `ns`, started through `prefix` (a command that runs it), while
+    two connects there are refused: its exit code, records and stderr."""
+    proc = subprocess.Popen([*prefix, *RSTWATCH, "live", "lo", "--format", "jsonl", "--duration", "6", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    head = []
+    while not head or "watching" not in head[-1]:
+        head.append(proc.stderr.readline())
+        assert head[-1], "".join(head)
+    time.sleep(0.5)
+    subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", REFUSE_TWICE], check=True)
+    out, err = finish(proc, 60)
+    return proc.returncode, [json.loads(line) for line in out.splitlines()], "".join(head) + err
+
+
+class _Netns:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> str:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        subprocess.run(["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"], check=True)
+        return self.name
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(f"ip netns pids {self.name} | xargs -r kill -9", shell=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
 @needs_root
 def test_live_without_kernel_or_without_tracefs_gives_wire_verdicts(tmp_path: Path):
-    ns = "hkx"
-    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        refuse = ("import socket\nfor _ in range(2):\n    s = socket.socket()\n"
-                  "    try: s.connect(('127.0.0.1', 9))\n    except OSError: pass\n    s.close()\n")
+    with _Netns("hkx") as ns:
         runs = {}
         # --no-kernel; and a process that may not mount tracefs (no CAP_SYS_ADMIN in a fresh /sys)
         for key, prefix, extra in (("off", [], ["--no-kernel"]),
                                    ("unavailable", ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin"], [])):
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, *prefix, *RSTWATCH, "live", "lo", "--format", "jsonl",
-                                     "--duration", "6", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, cwd=ROOT)
-            head = []
-            while not head or "watching" not in head[-1]:
-                head.append(proc.stderr.readline())
-                assert head[-1], "".join(head)
-            time.sleep(0.5)
-            subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", refuse], check=True)
-            out, err = finish(proc, 60)
-            err = "".join(head) + err
-            runs[key] = (proc.returncode, [json.loads(line) for line in out.splitlines()], err)
+            runs[key] = _live_in_netns(ns, ["ip", "netns", "exec", ns, *prefix], extra)
         for key, (rc, recs, err) in runs.items():
             assert rc == 0, err
             assert [r["cause"] for r in recs] == ["closed-port"] * 2, (key, recs)
@@ -252,6 +269,36 @@ def test_live_without_kernel_or_without_tracefs_gives_wire_verdicts(tmp_path: Pa
         assert "kernel" not in runs["off"][2]
         warn = [line for line in runs["unavailable"][2].splitlines() if "kernel reasons unavailable" in line]
         assert len(warn) == 1 and "tracefs" in warn[0] and "wire-only" in warn[0], runs["unavailable"][2]
-    finally:
-        subprocess.run(f"ip netns pids {ns} | xargs -r kill -9", shell=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@needs_root
+def test_unprivileged_user_with_capabilities_runs_live(tmp_path: Path):
+    """As the systemd unit and the container run it: user nobody with capabilities, the host's
+    tracefs (mode 700, root's) mounted. Capture rights alone: one warning and wire verdicts (it
+    was exit 70, a PermissionError); with CAP_DAC_OVERRIDE as well: kernel reasons."""
+    with _Netns("hkcap") as ns:
+        runs = {}
+        for key, caps in (("capture", "+net_raw,+net_admin"), ("kernel", "+net_raw,+net_admin,+dac_override")):
+            # nsenter, not `ip netns exec`: the host's /sys (and tracefs) stays as it is
+            prefix = ["nsenter", f"--net=/var/run/netns/{ns}", "setpriv", "--reuid=65534", "--regid=65534",
+                      "--clear-groups", f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+            runs[key] = _live_in_netns(ns, prefix, [])
+        for key, (rc, recs, err) in runs.items():
+            assert rc == 0, (key, err)
+            assert [r["cause"] for r in recs] == ["closed-port"] * 2, (key, recs, err)
+            assert "internal error" not in err and "Traceback" not in err, err
+        rc, recs, err = runs["capture"]
+        warn = [line for line in err.splitlines() if "kernel reasons unavailable" in line]
+        assert len(warn) == 1 and "CAP_DAC_OVERRIDE" in warn[0] and "wire-only" in warn[0], err
+        assert all("kernel_reason" not in r for r in recs)
+        rc, recs, err = runs["kernel"]
+        assert "kernel reasons unavailable" not in err, err
+        assert [r["kernel_reason"] for r in recs] == ["NO_SOCKET"] * 2, recs
+
+
+@needs_root
+def test_kernel_command_as_an_unprivileged_user_says_why_in_one_line():
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *RSTWATCH, "kernel",
+                          "--duration", "1"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and "CAP_DAC_OVERRIDE" in res.stderr, res.stderr

@@ -26,8 +26,16 @@ class KernelUnavailable(RstwatchError):
         super().__init__("kernel reasons unavailable", reason)
 
 
+# What an unprivileged run needs for kernel reasons (tracefs is root's, mode 700): said once,
+# and the run goes on with wire-only verdicts (docs/deploy.md, "Capabilities").
+NEEDS = "root, or CAP_DAC_OVERRIDE (tracefs is root's) and a tracefs already mounted"
+
+
 def _has_instances(root: Path) -> bool:
-    return (root / "instances").is_dir()
+    try:
+        return (root / "instances").is_dir()
+    except PermissionError:         # a non-root user cannot even look inside tracefs (mode 700)
+        raise KernelUnavailable(f"no permission to use {root} (needs {NEEDS})") from None
 
 
 def find_tracefs(mount: bool = True) -> Path:
@@ -43,7 +51,7 @@ def find_tracefs(mount: bool = True) -> Path:
             return _check_event(ROOTS[0])
         why = (res.stderr.strip().splitlines() or ["mount failed"])[0].strip()   # not util-linux's dmesg hint
         raise KernelUnavailable(f"tracefs is not mounted and mounting it failed ({why}); "
-                                f"run as root or mount -t tracefs nodev {ROOTS[0]}")
+                                f"run as root or mount -t tracefs nodev {ROOTS[0]} first")
     raise KernelUnavailable("no tracefs on this system (container without /sys/kernel/tracing?)")
 
 
@@ -55,11 +63,12 @@ def _check_event(root: Path) -> Path:
     except FileNotFoundError:
         raise KernelUnavailable(f"Linux {release} has no tcp:tcp_send_reset tracepoint") from None
     except PermissionError:
-        raise KernelUnavailable(f"no permission to read {root} (run as root)") from None
+        raise KernelUnavailable(f"no permission to read {root} (needs {NEEDS})") from None
     if "reason" not in text:
         raise KernelUnavailable(f"Linux {release} traces resets without their reason (needs Linux >= 6.10)")
-    if not os.access(root / "instances", os.W_OK):
-        raise KernelUnavailable(f"no permission to create a tracing instance in {root}/instances (run as root)")
+    # effective ids: a non-root user holding CAP_DAC_OVERRIDE may write there (access() alone says no)
+    if not os.access(root / "instances", os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise KernelUnavailable(f"no permission to create a tracing instance in {root}/instances (needs {NEEDS})")
     return root
 
 
@@ -77,7 +86,11 @@ def remove_stale(root: Path) -> list[str]:
     """Remove `rstwatch-<pid>` instances whose pid is gone. The kernel refuses (EBUSY) to remove an
     instance whose trace_pipe is open, so a live reader in another pid namespace is never hurt."""
     removed = []
-    for inst in sorted((root / "instances").iterdir()):
+    try:
+        instances = sorted((root / "instances").iterdir())
+    except OSError:                 # cannot list them: nothing of ours to clean either
+        return removed
+    for inst in instances:
         m = NAME.match(inst.name)
         if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
             continue
@@ -111,9 +124,13 @@ class TraceInstance:
         self._made = True
         atexit.register(self.remove)              # a normal interpreter exit that skips __exit__
         # Clock and buffer are per instance: other tracing on the host is not touched.
-        (self.dir / "trace_clock").write_text("mono")
-        (self.dir / "buffer_size_kb").write_text(str(BUFFER_KB))
-        (self.dir / EVENT / "enable").write_text("1")
+        try:
+            (self.dir / "trace_clock").write_text("mono")
+            (self.dir / "buffer_size_kb").write_text(str(BUFFER_KB))
+            (self.dir / EVENT / "enable").write_text("1")
+        except OSError as exc:                    # made, but not ours to set up (a locked-down tracefs)
+            self.remove()
+            raise KernelUnavailable(f"cannot set up {self.dir}: {exc.strerror}") from None
         return self
 
     @property
