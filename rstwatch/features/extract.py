@@ -1,6 +1,8 @@
 """One row per RST segment: identity columns plus every registered feature, typed."""
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 import pandas as pd
 
@@ -16,63 +18,76 @@ META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender
                 "sender_inferred", "conn_id", "conn_lineage"]
 
 
-def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last: int) -> str:
-    fam = "ipv6" if v6 else "ip"
-    return (f"{fam}.addr=={a} && {fam}.addr=={b} && tcp.port=={pa} && tcp.port=={pb}"
-            f" && frame.number>={first} && frame.number<={last}")
-
-
 def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.DataFrame:
-    """One typed row per RST of `conns`, built a column at a time (a dict per row and pandas'
-    row-wise construction cost ~30 us a reset)."""
-    meta: dict[str, list] = {c: [] for c in META_COLUMNS + ["_server"]}
-    (files, frames, times, srcs, sports, dsts, dports, senders, states, histories, evidence, filters,
-     firsts, lasts, inferred, conn_ids, lineages, servers) = meta.values()
-    rsts = []
+    """One typed row per RST of `conns`, built a column at a time: what a connection gives all its
+    resets is computed once per connection, the segment columns are gathered at the RSTs' rows,
+    and the walk's feature lists become columns with one zip (a dict per row, read a feature at
+    a time, cost ~20 us a reset)."""
+    from ..track.connection import WALK_FEATURES
+    rsts = [r for c in conns for r in c.rsts]
+    rows = [c.idx[r.pos] for c in conns for r in c.rsts]
+    conn_of = [k for k, c in enumerate(conns) for _ in c.rsts]
+    if rsts:
+        _check_computed(WALK_FEATURES)
+    # one flat list, then every k-th value: read in memory order (zip(*rows) was 2x slower)
+    flat, width = list(chain.from_iterable(r.values for r in rsts)), len(WALK_FEATURES)
+    features = {name: flat[k::width] for k, name in enumerate(WALK_FEATURES)} if rsts else {}
+    del flat
+
+    def at(column: str) -> list:                  # a segment column at the RSTs' rows
+        if not rows:                              # the empty table's P may have no columns
+            return []
+        values = P[column]
+        return [values[i] for i in rows]
+
+    def per_conn(values: list) -> list:           # a value per connection, repeated for each of its RSTs
+        return [values[k] for k in conn_of]
+
     ids = {id(c): k for k, c in enumerate(conns)}
-    for conn_id, c in enumerate(conns):
+    lineage = []
+    for c in conns:
         root = c
         while root.continues is not None and id(root.continues) in ids:
             root = root.continues
-        first, last = P["frame"][c.idx[0]], P["frame"][c.idx[-1]]
-        lineage = ids[id(root)]
-        role_inferred = bool(c.role_inferred and c.client_dir is not None)
-        for r in c.rsts:
-            i = c.idx[r.pos]
-            v6 = P["v6"][i]
-            src = address_text(v6, P["src_hi"][i], P["src_lo"][i])
-            dst = address_text(v6, P["dst_hi"][i], P["dst_lo"][i])
-            sport, dport = P["sport"][i], P["dport"][i]
-            from_client = r.features["rst.from_client"]
-            files.append(file)
-            frames.append(r.frame)
-            times.append(P["ts_ns"][i] / 1e9)
-            srcs.append(src)
-            sports.append(sport)
-            dsts.append(dst)
-            dports.append(dport)
-            senders.append("unknown" if from_client is None else ("client" if from_client else "server"))
-            states.append(c.conn_state)
-            histories.append(c.history)
-            evidence.append(r.evidence)
-            filters.append(_display_filter(v6, src, dst, sport, dport, first, last))
-            firsts.append(first)
-            lasts.append(last)
-            inferred.append(role_inferred)
-            conn_ids.append(conn_id)
-            lineages.append(lineage)
-            servers.append(None if r.features["rst.from_server"] is None else
-                           ((dst, dport) if from_client else (src, sport)))
-            rsts.append(r.features)
-    if rsts:
-        _check_computed(rsts[0])
+        lineage.append(ids[id(root)])
+    frame = P["frame"] if conns else []
+    firsts, lasts = per_conn([frame[c.idx[0]] for c in conns]), per_conn([frame[c.idx[-1]] for c in conns])
+    v6s, sports, dports = at("v6"), at("sport"), at("dport")
+    srcs = list(map(address_text, v6s, at("src_hi"), at("src_lo")))
+    dsts = list(map(address_text, v6s, at("dst_hi"), at("dst_lo")))
+    from_client = features.get("rst.from_client", [])
+    from_server = features.get("rst.from_server", [])
+    meta = {
+        "file": [file] * len(rsts),
+        "frame": [r.frame for r in rsts],
+        "time": [t / 1e9 for t in at("ts_ns")],
+        "src": srcs, "sport": sports, "dst": dsts, "dport": dports,
+        "sender": ["unknown" if fc is None else ("client" if fc else "server") for fc in from_client],
+        "conn_state": per_conn([c.conn_state for c in conns]),
+        "history": per_conn([c.history for c in conns]),
+        "evidence": [r.evidence for r in rsts],
+        "wireshark_filter": [_display_filter(*row) for row in zip(v6s, srcs, dsts, sports, dports, firsts, lasts)],
+        "conn_first_frame": firsts,
+        "conn_last_frame": lasts,
+        "sender_inferred": per_conn([bool(c.role_inferred and c.client_dir is not None) for c in conns]),
+        "conn_id": conn_of,
+        "conn_lineage": per_conn(lineage),
+        "_server": [None if fs is None else ((d, dp) if fc else (s, sp))
+                    for fs, fc, s, sp, d, dp in zip(from_server, from_client, srcs, sports, dsts, dports)],
+    }
     columns = {name: _meta_column(name, values) for name, values in meta.items()}
     for name, feat in FEATURES.items():
-        values = [f.get(name) for f in rsts] if name in BURST_FEATURES else [f[name] for f in rsts]
+        values = [None] * len(rsts) if name in BURST_FEATURES else features.get(name, [])
         columns[name] = pd.array(values, dtype=PANDAS_DTYPE[feat.kind])
     df = pd.DataFrame(columns, copy=False)
     df["conn.server_rst_burst"] = _server_burst(df).astype(PANDAS_DTYPE["int"])
     return df.drop(columns="_server")
+
+
+def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last: int) -> str:
+    fam = "ipv6" if v6 else "ip"
+    return (f"{fam}.addr=={a} && {fam}.addr=={b} && tcp.port=={pa} && tcp.port=={pb}"
+            f" && frame.number>={first} && frame.number<={last}")
 
 
 # The types pandas gives these columns from their values (a table without rows keeps them as
@@ -89,9 +104,9 @@ def _meta_column(name: str, values: list) -> np.ndarray:
     return out
 
 
-def _check_computed(row: dict) -> None:
+def _check_computed(computed: list[str]) -> None:
     """A declared feature that no code computes would silently be NA in every row: refuse."""
-    missing = [n for n in FEATURES if n not in row and n not in BURST_FEATURES]
+    missing = [n for n in FEATURES if n not in computed and n not in BURST_FEATURES]
     if missing:
         raise RuntimeError(f"features declared but never computed: {', '.join(missing)}")
 

@@ -53,8 +53,12 @@ class ConnRst:
     pos: int
     frame: int
     sender: int                # 0 = Zeek originator, 1 = responder
-    features: dict
+    values: list               # its features, in WALK_FEATURES order
     evidence: list[int]
+
+    @property
+    def features(self) -> dict:
+        return dict(zip(WALK_FEATURES, self.values))
 
 
 @dataclass
@@ -398,7 +402,10 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
     evidence = [x for x in (cli.syn_frame if cli else None, srv.syn_frame if srv else None,
                             snd.fin_frame, rcv.fin_frame, *snd.probes[-3:], *snd.zw_probes[-2:], *rcv.zw_probes[-2:],
                             P["frame"][trig] if trig is not None else None, P["frame"][i]) if x is not None]
-    return ConnRst(pos=pos, frame=P["frame"][i], sender=d, features=features,
+    if len(features) != len(RST_FEATURES):
+        raise RuntimeError(f"features computed but not declared: {sorted(set(features) - set(RST_FEATURES))}")
+    values = [features[name] for name in RST_FEATURES] + [None] * len(AFTER_FEATURES)
+    return ConnRst(pos=pos, frame=P["frame"][i], sender=d, values=values,
                    evidence=sorted(set(evidence)))
 
 
@@ -406,6 +413,13 @@ AFTER_FEATURES = declare(
     ("after.sender_packets", "int", "", "non-RST segments from the RST's claimed sender after it"),
     ("after.receiver_packets", "int", "", "non-RST segments from the RST's receiver after it"),
 )
+
+
+# Each RST's features travel as one list in this order, not a dict: the compiled walk builds the
+# list in one step (a dict per RST was ~3 us), and the feature table turns the lists into columns
+# with one zip (reading 100,000 dicts a feature at a time cost ~17 us a reset in cache misses).
+WALK_FEATURES = RST_FEATURES + AFTER_FEATURES
+AFTER_SENDER, AFTER_RECEIVER = (WALK_FEATURES.index(n) for n in AFTER_FEATURES)
 
 
 def _after_rst(P, conn: Connection, dirs: list[int]) -> None:
@@ -420,8 +434,8 @@ def _after_rst(P, conn: Connection, dirs: list[int]) -> None:
     for pos in range(len(idx) - 1, -1, -1):
         while k < len(rsts) and rsts[k].pos == pos:
             r = rsts[k]
-            r.features["after.sender_packets"] = later[r.sender]
-            r.features["after.receiver_packets"] = later[1 - r.sender]
+            r.values[AFTER_SENDER] = later[r.sender]
+            r.values[AFTER_RECEIVER] = later[1 - r.sender]
             k += 1
         if not flags[idx[pos]] & RST:
             later[dirs[pos]] += 1

@@ -6,13 +6,15 @@ connection.py stays the reference, readable one, and is what runs without a comp
 tests/test_walk_twin.py checks both give identical connections (history, conn_state, rtt,
 every feature of every RST, evidence) on every bundled and public capture and on random
 segment streams. A change to the walk is made in both."""
-from .connection import RESET_DELAY_NS as _RESET_DELAY_NS, Connection, ConnRst
+from .connection import (RESET_DELAY_NS as _RESET_DELAY_NS, AFTER_RECEIVER as _AFTER_RECEIVER,
+                         AFTER_SENDER as _AFTER_SENDER, Connection, ConnRst)
 from . import zeek
 
 cdef long long SEQ_MOD = 1LL << 32
 cdef long long HALF = 1LL << 31
 cdef int FIN = 1, SYN = 2, RST = 4, ACK = 16
 cdef int ECHO_LOOKBACK = 64
+cdef Py_ssize_t AFTER_SENDER = _AFTER_SENDER, AFTER_RECEIVER = _AFTER_RECEIVER
 cdef int MAX_WSCALE = 14
 cdef long long RESET_DELAY_NS = _RESET_DELAY_NS
 cdef int INACTIVE = 0, SYN_SENT = 1, SYN_ACK_SENT = 2, PARTIAL = 3, ESTABLISHED = 4, CLOSED = 5, RESET = 6
@@ -373,59 +375,61 @@ cdef object describe_rst(dict P, object conn, int client, list idx, list dirs, P
                 best = snd.ttl_order[k]
         ttl_delta = abs(ttl_i - best)
     ipid = P["ipid"][i]
-    features = {
-        "rst.from_client": None if client < 0 else d == client,
-        "rst.from_server": None if client < 0 else d != client,
-        "rst.has_ack": has_ack,
-        "rst.stateless_shape": P["win"][i] == 0 and P["hlen"][i] == 20 and (ipid == 0 or ipid == -1),
-        "rst.has_payload": plens[i] > 0,
-        "rst.answers_syn": (trigger_kind == "syn" and has_ack and ack == (seqs[trig] + 1) % SEQ_MOD
-                            and not snd.has_syn_frame),
-        "rst.answers_synack": trigger_kind == "synack" and not has_ack and seq == t_ack,
-        "rst.seq_eq_trigger_ack": None if not has_trig or not (tf & ACK) else seq == t_ack,
-        "rst.seq_offset": offset if has_offset else None,
-        "rst.seq_in_window": in_window,
-        "rst.seq_exact": None if not has_offset else (offset == 0 or at_fin),
-        "rst.seq_echoes_receiver_ack": echoes,
-        "rst.seq_at_fin": at_fin,
-        "rst.after_own_fin": after_own_fin,
-        "rst.completes_handshake": completes_handshake,
-        "rst.ttl": ttl_i,
-        "rst.ttl_delta": ttl_delta,
-        "rst.ttl_mismatch": None if ttl_delta is None else ttl_delta >= 1,
-        "rst.index_in_conn": index_in_conn,
-        "rst.gap_s": None if prev_ts is None else (tss[i] - prev_ts) / 1e9,
-        "trigger.kind": trigger_kind,
-        "trigger.has_data": t_plen > 0,
-        "trigger.acks_sender_fin": None if (not snd.has_fin_seq or not has_trig or not tf & ACK)
-                                   else sdiff(t_ack, snd.fin_seq) >= 1,
-        "trigger.idle_before_s": idle,
-        "conn.syn_seen": cli != NULL and cli.has_syn_frame,
-        "conn.synack_seen": srv != NULL and srv.has_syn_frame,
-        "conn.handshake_complete": completes_handshake or (
+    # in connection.WALK_FEATURES order (RST_FEATURES, then the two after.* set by after_rst)
+    values = [
+        None if client < 0 else d == client,  # rst.from_client
+        None if client < 0 else d != client,  # rst.from_server
+        has_ack,  # rst.has_ack
+        P["win"][i] == 0 and P["hlen"][i] == 20 and (ipid == 0 or ipid == -1),  # rst.stateless_shape
+        plens[i] > 0,  # rst.has_payload
+        (trigger_kind == "syn" and has_ack and ack == (seqs[trig] + 1) % SEQ_MOD
+         and not snd.has_syn_frame),  # rst.answers_syn
+        trigger_kind == "synack" and not has_ack and seq == t_ack,  # rst.answers_synack
+        None if not has_trig or not (tf & ACK) else seq == t_ack,  # rst.seq_eq_trigger_ack
+        offset if has_offset else None,  # rst.seq_offset
+        in_window,  # rst.seq_in_window
+        None if not has_offset else (offset == 0 or at_fin),  # rst.seq_exact
+        echoes,  # rst.seq_echoes_receiver_ack
+        at_fin,  # rst.seq_at_fin
+        after_own_fin,  # rst.after_own_fin
+        completes_handshake,  # rst.completes_handshake
+        ttl_i,  # rst.ttl
+        ttl_delta,  # rst.ttl_delta
+        None if ttl_delta is None else ttl_delta >= 1,  # rst.ttl_mismatch
+        index_in_conn,  # rst.index_in_conn
+        None if prev_ts is None else (tss[i] - prev_ts) / 1e9,  # rst.gap_s
+        trigger_kind,  # trigger.kind
+        t_plen > 0,  # trigger.has_data
+        None if (not snd.has_fin_seq or not has_trig or not tf & ACK)
+        else sdiff(t_ack, snd.fin_seq) >= 1,  # trigger.acks_sender_fin
+        idle,  # trigger.idle_before_s
+        cli != NULL and cli.has_syn_frame,  # conn.syn_seen
+        srv != NULL and srv.has_syn_frame,  # conn.synack_seen
+        completes_handshake or (
             cli != NULL and srv.has_isn and cli.has_last_ack and cli.has_syn_frame
-            and sdiff(cli.last_ack, srv.isn) >= 1),
-        "conn.midstream": not sides[0].has_syn_frame and not sides[1].has_syn_frame,
-        "conn.client_bytes": None if cli == NULL else cli.data_bytes,
-        "conn.server_bytes": None if srv == NULL else srv.data_bytes,
-        "conn.server_packets_after_synack": None if (srv == NULL or not srv.has_sent_after_synack)
-                                            else srv.sent_after_synack,
-        "conn.role_inferred": conn.role_inferred,
-        "conn.rtt_s": rtt_ns / 1e9 if has_rtt else None,
-        "sender.fin_sent": snd.has_fin_seq,
-        "sender.fin_acked": snd.fin_acked,
-        "sender.bytes": snd.data_bytes,
-        "sender.keepalive_probes": snd.probes,
-        "sender.zero_window_probes": snd.zw_probes,
-        "sender.zero_window": snd.has_last_ack and snd.last_win == 0,
-        "sender.bytes_acked_after_last_write": acked_after_write,
-        "receiver.fin_sent": rcv.has_fin_seq,
-        "receiver.bytes": rcv.data_bytes,
-        "receiver.bytes_after_sender_data": snd.peer_bytes_since_my_data,
-        "receiver.retransmissions": rcv.retrans,
-        "receiver.zero_window_probes": rcv.zw_probes,
-        "receiver.zero_window": rcv.has_last_ack and rcv.last_win == 0,
-    }
+            and sdiff(cli.last_ack, srv.isn) >= 1),  # conn.handshake_complete
+        not sides[0].has_syn_frame and not sides[1].has_syn_frame,  # conn.midstream
+        None if cli == NULL else cli.data_bytes,  # conn.client_bytes
+        None if srv == NULL else srv.data_bytes,  # conn.server_bytes
+        None if (srv == NULL or not srv.has_sent_after_synack)
+        else srv.sent_after_synack,  # conn.server_packets_after_synack
+        conn.role_inferred,  # conn.role_inferred
+        rtt_ns / 1e9 if has_rtt else None,  # conn.rtt_s
+        snd.has_fin_seq,  # sender.fin_sent
+        snd.fin_acked,  # sender.fin_acked
+        snd.data_bytes,  # sender.bytes
+        snd.probes,  # sender.keepalive_probes
+        snd.zw_probes,  # sender.zero_window_probes
+        snd.has_last_ack and snd.last_win == 0,  # sender.zero_window
+        acked_after_write,  # sender.bytes_acked_after_last_write
+        rcv.has_fin_seq,  # receiver.fin_sent
+        rcv.data_bytes,  # receiver.bytes
+        snd.peer_bytes_since_my_data,  # receiver.bytes_after_sender_data
+        rcv.retrans,  # receiver.retransmissions
+        rcv.zw_probes,  # receiver.zero_window_probes
+        rcv.has_last_ack and rcv.last_win == 0,  # receiver.zero_window
+        None, None,  # after.sender_packets, after.receiver_packets
+    ]
     evidence = set()
     if cli != NULL and cli.has_syn_frame:
         evidence.add(cli.syn_frame)
@@ -441,7 +445,7 @@ cdef object describe_rst(dict P, object conn, int client, list idx, list dirs, P
     if has_trig:
         evidence.add(frames[trig])
     evidence.add(frames[i])
-    return ConnRst(pos=pos, frame=frames[i], sender=d, features=features, evidence=sorted(evidence))
+    return ConnRst(pos=pos, frame=frames[i], sender=d, values=values, evidence=sorted(evidence))
 
 
 cdef void after_rst(list flags, list idx, list dirs, list rsts):
@@ -456,8 +460,8 @@ cdef void after_rst(list flags, list idx, list dirs, list rsts):
     for pos in range(len(idx) - 1, -1, -1):
         while k < m and ordered[k].pos == pos:
             r = ordered[k]
-            r.features["after.sender_packets"] = later[r.sender]
-            r.features["after.receiver_packets"] = later[1 - r.sender]
+            r.values[AFTER_SENDER] = later[r.sender]
+            r.values[AFTER_RECEIVER] = later[1 - r.sender]
             k += 1
         if not (<int>flags[idx[pos]]) & RST:
             later[<int>dirs[pos]] += 1
