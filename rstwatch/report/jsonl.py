@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain
 from typing import TextIO
 
 import pandas as pd
 
-from .records import CONTRACT_FIELDS, EXTRA_FIELDS, FLOOD_ONLY_FIELDS, _plain, column_values, iter_records
+from .records import CONTRACT_FIELDS, EXTRA_FIELDS, OPTIONAL_FIELDS, _plain, column_values, iter_records
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))      # what json.dumps(..., separators=...) builds
 _string = json.encoder.encode_basestring_ascii          # json's own (C) string encoder, ensure_ascii
@@ -70,12 +71,40 @@ def _texts(values: list, cache: dict) -> list[str]:
         kind = kinds.pop()
         text = _PLAIN_TEXT.get(kind)
         if kind is float and all(map(math.isfinite, values)):
-            text = float.__repr__
+            text = _float_texts(values)
         if text is not None:
             return list(map(text, values))
         if kind is list:
-            return [_list_text(v, cache) for v in values]
+            return _list_texts(values, cache)
     return [_value_text(v, cache) for v in values]
+
+
+def _float_texts(values: list[float]):
+    """float's repr, looked up when a column repeats a few values (confidence)."""
+    distinct = set(values)
+    if len(distinct) * 4 > len(values) or 0.0 in distinct:      # 0.0 == -0.0, printed apart
+        return float.__repr__
+    return {v: float.__repr__(v) for v in distinct}.__getitem__
+
+
+def _list_texts(values: list[list], cache: dict) -> list[str]:
+    """A column of lists: of ints (evidence frames: each row its own, written as Python prints
+    them without the spaces), of texts (alternatives, remediation: a few distinct lists, each
+    encoded once), else value by value. The element types are checked once for the column."""
+    kinds = set(map(type, chain.from_iterable(values)))
+    if kinds <= {int}:
+        return [list.__repr__(v).replace(" ", "") for v in values]
+    if kinds <= {str}:
+        memo: dict[tuple, str] = {}
+        out = []
+        for v in values:
+            key = tuple(v)
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = "[" + ",".join(map(_string, v)) + "]"
+            out.append(hit)
+        return out
+    return [_list_text(v, cache) for v in values]
 
 
 def _absent(v) -> bool:
@@ -83,7 +112,7 @@ def _absent(v) -> bool:
 
 
 def _optional_fragments(name: str, values: list, cache: dict) -> list[str]:
-    """`"name":value` where a flood-only field is set, "" where the record leaves it out."""
+    """`"name":value` where an optional field (flood counts, tunnel) is set, "" where the record leaves it out."""
     prefix = _string(name) + ":"
     return ["" if _absent(v) else prefix + _value_text(int(v) if type(v) is float else v, cache) for v in values]
 
@@ -95,22 +124,23 @@ def json_lines(df: pd.DataFrame) -> list[str]:
         return ["{}"] * len(df)
     # object columns as they are (_value_text converts what needs it), the others made plain
     values = {c: df[c].tolist() if df[c].dtype == object else column_values(df[c]) for c in cols}
-    # as iter_records: only flood findings carry the flood-only fields; a table without any drops them
-    cols = [c for c in cols if c not in FLOOD_ONLY_FIELDS or not all(map(_absent, values[c]))]
+    # as iter_records: only flood (tunnel) findings carry the optional fields; a table without any drops them
+    cols = [c for c in cols if c not in OPTIONAL_FIELDS or not all(map(_absent, values[c]))]
     cache: dict = {}
-    if not any(c in FLOOD_ONLY_FIELDS for c in cols):
+    if not any(c in OPTIONAL_FIELDS for c in cols):
         # every record has every field: one template per table, filled a row at a time
         template = "{" + ",".join(_string(c).replace("%", "%%") + ":%s" for c in cols) + "}"
         return [template % row for row in zip(*(_texts(values[c], cache) for c in cols))]
-    frags = [_optional_fragments(c, values[c], cache) if c in FLOOD_ONLY_FIELDS
+    frags = [_optional_fragments(c, values[c], cache) if c in OPTIONAL_FIELDS
              else [_string(c) + ":" + t for t in _texts(values[c], cache)] for c in cols]
     return ["{" + ",".join(filter(None, row)) + "}" for row in zip(*frags)]
 
 
 def write_jsonl(df: pd.DataFrame, out: TextIO, info=None) -> None:
     lines = json_lines(df)
-    if lines:
-        out.write("\n".join(lines) + "\n")
+    if lines:                           # two writes: no copy of the whole text to add a newline
+        out.write("\n".join(lines))
+        out.write("\n")
 
 
 def reference_lines(df: pd.DataFrame) -> list[str]:

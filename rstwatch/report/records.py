@@ -14,7 +14,8 @@ EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connection
                 # live with kernel reasons (rstwatch/kernel/join.py KERNEL_FIELDS)
                 "kernel_match", "kernel_reason", "kernel_state", "kernel_context", "kernel_pid", "kernel_comm",
                 "decided_by", "wire_cause", "kernel_agrees",
-                "follows_frame"]         # a follow-up RST: the frame of the reset it is a consequence of
+                "follows_frame",         # a follow-up RST: the frame of the reset it is a consequence of
+                "tunnel"]                # findings inside a tunnel only (sources/tunnels.py)
 
 
 _PLAIN_TYPES = frozenset((str, int, bool))
@@ -37,6 +38,9 @@ def _plain(value: Any) -> Any:
 
 # Only flood findings carry these: a record of any other finding leaves them out.
 FLOOD_ONLY_FIELDS = ("resets", "connections", "sources_sample")
+# Fields a record leaves out where they are not set: the flood counts, and the tunnel of a
+# finding inside one (so the records of untunnelled captures are unchanged).
+OPTIONAL_FIELDS = FLOOD_ONLY_FIELDS + ("tunnel",)
 
 
 def column_values(col: pd.Series) -> list:
@@ -51,7 +55,7 @@ def iter_records(df: pd.DataFrame) -> Iterator[dict]:
     cols = [c for c in CONTRACT_FIELDS + EXTRA_FIELDS if c in df.columns]
     for row in zip(*(column_values(df[c]) for c in cols)):
         rec = dict(zip(cols, row))
-        for extra in FLOOD_ONLY_FIELDS:
+        for extra in OPTIONAL_FIELDS:
             value = rec.get(extra)
             if value is None or (isinstance(value, float) and value != value):
                 rec.pop(extra, None)
