@@ -5,6 +5,8 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
+import pyarrow
+from pandas.arrays import ArrowStringArray, BooleanArray, IntegerArray
 
 from ..sources.segments import address_text
 from typing import TYPE_CHECKING
@@ -78,10 +80,31 @@ def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.
     columns = {name: _meta_column(name, values) for name, values in meta.items()}
     for name, feat in FEATURES.items():
         values = [None] * len(rsts) if name in BURST_FEATURES else features.get(name, [])
-        columns[name] = pd.array(values, dtype=PANDAS_DTYPE[feat.kind])
+        columns[name] = _nullable(values, feat.kind)
     df = pd.DataFrame(columns, copy=False)
     df["conn.server_rst_burst"] = _server_burst(df).astype(PANDAS_DTYPE["int"])
     return df.drop(columns="_server")
+
+
+def _nullable(values: list, kind: str):
+    """A feature column in its nullable pandas type. Booleans and integers (None where not
+    known) are built from their values and a mask with numpy's comparisons: pd.array() inspects
+    every value in Python (30 ms for 100,000 integers against 13)."""
+    if kind in ("bool", "int") and values:
+        objects = np.array(values, dtype=object)
+        missing = np.asarray(objects == None, dtype=bool)          # noqa: E711 (elementwise)
+        if kind == "bool":
+            return BooleanArray(np.asarray(objects == True, dtype=bool), missing)    # noqa: E712
+        try:
+            return IntegerArray(np.where(missing, 0, objects).astype(np.int64), missing)
+        except (TypeError, ValueError, OverflowError):     # not plain integers: pandas says what is wrong
+            pass
+    elif kind == "str" and values and pd.StringDtype().storage == "pyarrow":
+        try:        # pyarrow reads the texts at once (5 ms for 100,000 against pandas' 21)
+            return ArrowStringArray(pyarrow.array(values, type=pyarrow.large_string()))
+        except (pyarrow.ArrowException, TypeError, ValueError):
+            pass
+    return pd.array(values, dtype=PANDAS_DTYPE[kind])
 
 
 def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last: int) -> str:
@@ -128,8 +151,9 @@ def _server_burst(df: pd.DataFrame, window_s: float = 1.0) -> pd.Series:
     eligible &= df["rst.index_in_conn"] == 0
     rows = np.flatnonzero(eligible.fillna(False).to_numpy(bool))
     if len(rows):
-        keys = [str(k) for k in df["_server"].to_numpy(object)[rows]]
-        codes, _ = pd.factorize(pd.Index(keys, dtype=object), sort=False)
+        seen: dict = {}                 # a code per server endpoint (address, port), in order of appearance
+        codes = np.fromiter((seen.setdefault(k, len(seen)) for k in df["_server"].to_numpy(object)[rows]),
+                            np.int64, len(rows))
         times = df["time"].to_numpy(np.float64)[rows]
         order = np.argsort(codes, kind="stable")
         starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
