@@ -194,6 +194,7 @@ def flow_hash_columns(const uint64_t[:] sh, const uint64_t[:] sl, const uint64_t
 
 
 # ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
 # Link, IP and TCP decoding: one pass over the packets a walker found.
 
 
@@ -222,8 +223,41 @@ cdef enum:
 
 SKIP_NAMES = ("not_ip", "ip_short", "v4_fragment", "v6_fragment", "tcp_short", "tcp_offset")
 
+# Tunnel kinds: the `kind` of decode_tcp's tunnel table (names: TUNNEL_KINDS).
+cdef enum:
+    TK_GRE = 1            # GRE carrying IP, Ethernet (gretap) or MPLS
+    TK_ERSPAN1 = 2        # GRE 0x88BE without a sequence number: the mirrored frame follows GRE
+    TK_ERSPAN2 = 3        # GRE 0x88BE with a sequence number, 8-byte ERSPAN header
+    TK_ERSPAN3 = 4        # GRE 0x22EB, 12-byte header (+ 8-byte platform subheader)
+    TK_VXLAN = 5          # UDP 4789
+    TK_GENEVE = 6         # UDP 6081
+    TK_IP4 = 7            # IP protocol 4: IPv4 inside IPv4 (ipip) or IPv6 (4in6)
+    TK_IP6 = 8            # IP protocol 41: IPv6 inside IPv4 (6in4, sit) or IPv6 (ip6ip6)
+    TK_TEREDO = 9         # UDP 3544: IPv6 inside UDP
+    TK_ARUBA = 10         # GRE 0x8200-0x8300: Aruba access points' 802.11 frames
+
+TUNNEL_KINDS = ("", "gre", "erspan1", "erspan2", "erspan3", "vxlan", "geneve", "ip4", "ip6", "teredo", "aruba")
+
+# Tunnels seen but not decoded: code = (what << 32) | value, named by sources/tunnels.py.
+cdef enum:
+    UD_GRE_PROTO = 1          # value: the GRE protocol type
+    UD_GRE_VERSION = 2        # value: the GRE version (1: PPTP's enhanced GRE)
+    UD_GRE_ROUTING = 3        # RFC 1701 source routing
+    UD_GRE_SHORT = 4          # GRE or ERSPAN header cut short
+    UD_ERSPAN_VERSION = 5     # value: the ERSPAN version field
+    UD_ERSPAN_FRAME = 6       # value: ERSPAN III frame type other than Ethernet
+    UD_GENEVE_VERSION = 7
+    UD_GENEVE_PROTO = 8       # value: the Geneve protocol type
+    UD_WLAN = 9               # value: 1 protected 802.11 frame, 2 A-MSDU
+    UD_DEPTH = 10             # tunnels nested deeper than MAX_TUNNELS
+    UD_UDP_PORT = 11          # value: the UDP port of a tunnel not decoded (GTP-U, AYIYA, VXLAN-GPE, GUE)
+
 cdef uint64_t V4_MAPPED_BITS = 0xFFFF00000000ULL
 cdef int MAX_EXT_HEADERS = 8
+cdef int MAX_VLAN_TAGS = 4          # 802.1Q, QinQ and deeper stacks
+cdef int MAX_MPLS_LABELS = 8
+MAX_TUNNELS = 4
+cdef int C_MAX_TUNNELS = MAX_TUNNELS
 
 
 cdef inline uint64_t _be(const uint8_t* b, int width) noexcept nogil:
@@ -246,14 +280,290 @@ cdef inline bint _is_ext_header(int64_t nh) noexcept nogil:
     return nh == 0 or nh == 43 or nh == 60     # hop-by-hop, routing, destination options
 
 
+cdef inline bint _is_vlan(uint64_t et) noexcept nogil:
+    return et == 0x8100 or et == 0x88A8 or et == 0x9100
+
+
+cdef inline int64_t _after_ethertype(const uint8_t* B, uint64_t et, int64_t p, int64_t end,
+                                     int* ver, uint64_t* last_et) noexcept nogil:
+    """Where the IP header starts, given an ethertype `et` whose payload starts at `p`: VLAN tags
+    and an MPLS label stack are stepped over (under MPLS the first nibble tells IPv4 or IPv6; 0
+    is a pseudowire control word and an Ethernet frame). *ver: 4, 6, or 0 when not IP."""
+    cdef int k, rounds = 0, nib
+    cdef bint bottom
+    while True:
+        for k in range(MAX_VLAN_TAGS):
+            if _is_vlan(et) and p + 4 <= end:
+                et = _be(B + p + 2, 2)
+                p += 4
+        last_et[0] = et
+        if et != 0x8847 and et != 0x8848:
+            ver[0] = _ethertype_version(et)
+            return p
+        bottom = False
+        for k in range(MAX_MPLS_LABELS):
+            if p + 4 > end:
+                break
+            bottom = (B[p + 2] & 1) != 0
+            p += 4
+            if bottom:
+                break
+        ver[0] = 0
+        if not bottom or p >= end:
+            return p
+        nib = B[p] >> 4
+        if nib == 4 or nib == 6:
+            ver[0] = nib
+            return p
+        if nib != 0 or p + 18 > end or rounds == 1:
+            return p
+        rounds += 1
+        et = _be(B + p + 16, 2)          # control word (4), then Ethernet's addresses (12)
+        p += 18
+
+
+cdef inline int64_t _ethernet(const uint8_t* B, int64_t p, int64_t end, int* ver) noexcept nogil:
+    """The IP header inside the Ethernet frame at `p` (*ver 0 when there is none)."""
+    cdef uint64_t et
+    if p + 14 > end:
+        ver[0] = 0
+        return p
+    return _after_ethertype(B, _be(B + p + 12, 2), p + 14, end, ver, &et)
+
+
+ctypedef struct IpHeader:
+    int64_t l4
+    int64_t l4_len
+    int proto
+    int ttl
+    int ipid
+    uint64_t sh, sl, dh, dl
+
+
+cdef inline int _ip(const uint8_t* B, int64_t b, int64_t end, int ver, IpHeader* h) noexcept nogil:
+    """Decode the IP header at `b` into *h: -1, or the SKIP_* reason it is not decodable."""
+    cdef int64_t ihl, total, payload, nh, pos, hdr_len
+    cdef int k
+    cdef bint is_ext, is_frag, is_ah
+    if ver == 0:
+        return SKIP_NOT_IP
+    # the version nibble must agree with what the link layer said
+    if not ((ver == 4 and b + 20 <= end and (B[b] >> 4) == 4) or
+            (ver == 6 and b + 40 <= end and (B[b] >> 4) == 6)):
+        return SKIP_IP_SHORT
+    if ver == 4:
+        ihl = (B[b] & 0x0F) * 4
+        total = <int64_t>_be(B + b + 2, 2)
+        if total == 0:            # TCP segmentation offload captures: trust the capture
+            total = end - b
+        if ihl < 20 or (_be(B + b + 6, 2) & 0x1FFF) != 0 or total < ihl:
+            return SKIP_V4_FRAGMENT
+        h.l4 = b + ihl
+        h.l4_len = total - ihl
+        h.proto = B[b + 9]
+        h.ttl = B[b + 8]
+        h.ipid = <int>_be(B + b + 4, 2)
+        h.sh = 0
+        h.dh = 0
+        h.sl = V4_MAPPED_BITS | _be(B + b + 12, 4)
+        h.dl = V4_MAPPED_BITS | _be(B + b + 16, 4)
+        return -1
+    payload = <int64_t>_be(B + b + 4, 2)
+    if payload == 0:          # jumbogram / offload
+        payload = end - b - 40
+    nh = B[b + 6]
+    pos = b + 40
+    for k in range(MAX_EXT_HEADERS):     # walk the extension-header chain
+        if pos + 8 > end:
+            break
+        is_ext = _is_ext_header(nh)
+        is_frag = nh == 44
+        is_ah = nh == 51
+        if not (is_ext or is_frag or is_ah):
+            break
+        if is_frag and (_be(B + pos + 2, 2) >> 3) != 0:
+            return SKIP_V6_FRAGMENT
+        hdr_len = (B[pos + 1] + 1) * 8 if is_ext else ((B[pos + 1] + 2) * 4 if is_ah else 8)
+        nh = B[pos]
+        pos += hdr_len
+    h.l4 = pos
+    h.l4_len = payload - (pos - b - 40)
+    h.proto = <int>nh
+    h.ttl = B[b + 7]
+    h.ipid = -1
+    h.sh = _be(B + b + 8, 8)
+    h.sl = _be(B + b + 16, 8)
+    h.dh = _be(B + b + 24, 8)
+    h.dl = _be(B + b + 32, 8)
+    return -1
+
+
+cdef inline int _gre(const uint8_t* B, int64_t p, int64_t end, int64_t* l3, int* ver, int64_t* tid,
+                     int64_t* code) noexcept nogil:
+    """GRE at `p` (and ERSPAN, Aruba 802.11 under it): the tunnel kind, or 0 with *code set."""
+    cdef uint64_t fl, proto, et
+    cdef int64_t q, hdr
+    cdef int kind = TK_GRE, fc0, fc1
+    if p + 4 > end:
+        code[0] = <int64_t>UD_GRE_SHORT << 32
+        return 0
+    fl = _be(B + p, 2)
+    proto = _be(B + p + 2, 2)
+    if fl & 7:
+        code[0] = (<int64_t>UD_GRE_VERSION << 32) | <int64_t>(fl & 7)
+        return 0
+    if fl & 0x4000:
+        code[0] = <int64_t>UD_GRE_ROUTING << 32
+        return 0
+    q = p + 4 + (4 if fl & 0x8000 else 0)          # checksum
+    if fl & 0x2000:                                 # key
+        if q + 4 <= end:
+            tid[0] = <int64_t>_be(B + q, 4)
+        q += 4
+    q += 4 if fl & 0x1000 else 0                    # sequence number
+    if q > end:
+        code[0] = <int64_t>UD_GRE_SHORT << 32
+        return 0
+    if proto == 0x0800 or proto == 0x86DD or proto == 0x8847 or proto == 0x8848:
+        l3[0] = _after_ethertype(B, proto, q, end, ver, &et)
+        return TK_GRE
+    if proto == 0x6558:                             # transparent Ethernet bridging (gretap)
+        l3[0] = _ethernet(B, q, end, ver)
+        return TK_GRE
+    if proto == 0x88BE or proto == 0x22EB:
+        tid[0] = -1
+        if proto == 0x88BE and not (fl & 0x1000):
+            kind = TK_ERSPAN1
+        else:
+            kind = TK_ERSPAN2 if proto == 0x88BE else TK_ERSPAN3
+            hdr = 8 if kind == TK_ERSPAN2 else 12
+            if q + hdr > end:
+                code[0] = <int64_t>UD_GRE_SHORT << 32
+                return 0
+            if (B[q] >> 4) != (1 if kind == TK_ERSPAN2 else 2):
+                code[0] = (<int64_t>UD_ERSPAN_VERSION << 32) | <int64_t>(B[q] >> 4)
+                return 0
+            tid[0] = <int64_t>(_be(B + q + 2, 2) & 0x3FF)        # session id
+            if kind == TK_ERSPAN3:
+                if (B[q + 10] >> 2) & 0x1F:
+                    code[0] = (<int64_t>UD_ERSPAN_FRAME << 32) | <int64_t>((B[q + 10] >> 2) & 0x1F)
+                    return 0
+                hdr += 8 if B[q + 11] & 1 else 0                # platform-specific subheader
+            q += hdr
+        l3[0] = _ethernet(B, q, end, ver)
+        return kind
+    if 0x8200 <= proto <= 0x8300:
+        # 802.11 data frame: 24-byte header, + address 4 (to and from DS), + QoS control,
+        # + HT control (order bit on a QoS frame); then LLC/SNAP and an ethertype
+        tid[0] = -1
+        ver[0] = 0
+        l3[0] = q
+        if q + 24 > end:
+            return TK_ARUBA
+        fc0 = B[q]
+        fc1 = B[q + 1]
+        if (fc0 >> 2) & 3 != 2 or fc0 & 0x40:       # not data, or data without a body
+            return TK_ARUBA
+        if fc1 & 0x40:
+            code[0] = (<int64_t>UD_WLAN << 32) | 1
+            return 0
+        hdr = 24 + (6 if fc1 & 3 == 3 else 0)
+        if fc0 & 0x80:                              # QoS data
+            if q + hdr + 2 <= end and B[q + hdr] & 0x80:
+                code[0] = (<int64_t>UD_WLAN << 32) | 2
+                return 0
+            hdr += 2 + (4 if fc1 & 0x80 else 0)
+        q += hdr
+        if (q + 8 <= end and B[q] == 0xAA and B[q + 1] == 0xAA and B[q + 2] == 3 and B[q + 3] == 0
+                and B[q + 4] == 0 and B[q + 5] == 0):
+            l3[0] = _after_ethertype(B, _be(B + q + 6, 2), q + 8, end, ver, &et)
+        return TK_ARUBA
+    code[0] = (<int64_t>UD_GRE_PROTO << 32) | <int64_t>proto
+    return 0
+
+
+cdef inline int _udp_tunnel(const uint8_t* B, int64_t p, int64_t end, int64_t* l3, int* ver, int64_t* tid,
+                            int64_t* code) noexcept nogil:
+    """VXLAN, Geneve or Teredo in the UDP datagram at `p`: the tunnel kind, or 0."""
+    cdef uint64_t sport, dport, proto
+    cdef int64_t q
+    cdef int k
+    if p + 8 > end:
+        return 0
+    sport = _be(B + p, 2)
+    dport = _be(B + p + 2, 2)
+    q = p + 8
+    if dport == 4754:                               # GRE in UDP (RFC 8086)
+        return _gre(B, q, end, l3, ver, tid, code)
+    if dport == 4789:
+        if q + 8 > end:
+            return 0
+        tid[0] = <int64_t>_be(B + q + 4, 3)
+        l3[0] = _ethernet(B, q + 8, end, ver)
+        return TK_VXLAN
+    if dport == 6081:
+        if q + 8 > end:
+            return 0
+        if B[q] >> 6:
+            code[0] = (<int64_t>UD_GENEVE_VERSION << 32) | <int64_t>(B[q] >> 6)
+            return 0
+        proto = _be(B + q + 2, 2)
+        tid[0] = <int64_t>_be(B + q + 4, 3)
+        q += 8 + (B[q] & 0x3F) * 4                  # options
+        if proto == 0x6558:
+            l3[0] = _ethernet(B, q, end, ver)
+        elif proto == 0x0800 or proto == 0x86DD:
+            l3[0] = q
+            ver[0] = _ethertype_version(proto)
+        else:
+            code[0] = (<int64_t>UD_GENEVE_PROTO << 32) | <int64_t>proto
+            return 0
+        return TK_GENEVE
+    if dport == 3544 or sport == 3544:
+        for k in range(2):                          # authentication, then origin indication
+            if q + 2 <= end and B[q] == 0 and B[q + 1] == 1 and q + 4 <= end:
+                q += 13 + B[q + 2] + B[q + 3]
+            elif q + 2 <= end and B[q] == 0 and B[q + 1] == 0:
+                q += 8
+        if q + 40 > end or (B[q] >> 4) != 6:
+            return 0                                # a bubble or not Teredo: plain UDP
+        tid[0] = -1
+        l3[0] = q
+        ver[0] = 6
+        return TK_TEREDO
+    if dport == 2152 or dport == 5072 or dport == 4790 or dport == 6080:
+        code[0] = (<int64_t>UD_UDP_PORT << 32) | <int64_t>dport
+    elif sport == 2152 or sport == 5072:
+        code[0] = (<int64_t>UD_UDP_PORT << 32) | <int64_t>sport
+    return 0
+
+
+cdef inline uint64_t _tunnel_hash(uint64_t key, int kind, int64_t tid, IpHeader* h) noexcept nogil:
+    """Fold one tunnel level into the key: the same both ways through the tunnel (outer
+    endpoints in sorted order), never 0."""
+    cdef uint64_t ah = h.sh, al = h.sl, bh = h.dh, bl = h.dl, x
+    if bh < ah or (bh == ah and bl < al):
+        ah, al, bh, bl = h.dh, h.dl, h.sh, h.sl
+    x = _mix(_mix(ah * 0x9E3779B97F4A7C15ULL + al) * 0xC2B2AE3D27D4EB4FULL
+                           + _mix(bh * 0x165667B19E3779F9ULL + bl))
+    x = _mix(x + (<uint64_t>kind << 56) + <uint64_t>tid * 0xD6E8FEB86659FD93ULL + key * 0x9E3779B97F4A7C15ULL)
+    return x if x != 0 else 1
+
+
 def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::1] caplen,
                const int32_t[::1] linktype, const int64_t[::1] frame, const int64_t[::1] ts_ns):
-    """Decode link, IP and TCP headers of every packet (Ethernet with up to two VLAN tags,
-    Linux cooked v1/v2, raw IP, BSD loopback; IPv4, IPv6 with its extension-header chain).
+    """Decode link, IP and TCP headers of every packet (Ethernet with VLAN tags and MPLS labels,
+    Linux cooked v1/v2, raw IP, BSD loopback; IPv4, IPv6 with its extension-header chain), and
+    the tunnels TCP comes in (GRE, ERSPAN I/II/III, VXLAN, Geneve, IP-in-IP, Teredo, Aruba GRE;
+    up to MAX_TUNNELS nested): the innermost TCP segment is what is decoded.
 
-    Returns (columns, skipped, ethertypes, unsupported): the Segments columns of the TCP
-    segments in packet order; frames not decoded per reason (in SKIP_NAMES order); the ethertype of every
-    Ethernet frame that was neither IPv4 nor IPv6; indexes of packets with an unknown link type.
+    Returns (columns, skipped, ethertypes, unsupported, tunnels, undecoded): the Segments columns
+    of the TCP segments in packet order (`tunnel`: a key of the tunnels around the segment, 0
+    for none); frames not decoded per reason (in SKIP_NAMES order); the ethertype of every
+    Ethernet frame that was neither IPv4 nor IPv6; indexes of packets with an unknown link
+    type; one row per tunnelled segment (`row` in the columns, the innermost tunnel's `kind`,
+    `id` (VNI, GRE key, ERSPAN session; -1 none), outer addresses, `depth`); the code of every
+    packet in a tunnel that is not decoded (UD_*).
     """
     cdef Py_ssize_t n = data.shape[0], blen = buf.shape[0]
     if not (caplen.shape[0] == linktype.shape[0] == frame.shape[0] == ts_ns.shape[0] == n):
@@ -267,6 +577,7 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
         "flags": np.empty(n, np.uint16), "win": np.empty(n, np.uint16),
         "hlen": np.empty(n, np.uint8), "plen": np.empty(n, np.int32),
         "ttl": np.empty(n, np.uint8), "ipid": np.empty(n, np.int32),
+        "tunnel": np.empty(n, np.uint64),
     }
     cdef int64_t[::1] o_frame = cols["frame"], o_ts = cols["ts_ns"]
     cdef uint8_t[::1] o_v6 = cols["v6"].view(np.uint8)
@@ -275,16 +586,26 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
     cdef uint32_t[::1] o_seq = cols["seq"], o_ack = cols["ack"]
     cdef uint8_t[::1] o_hlen = cols["hlen"], o_ttl = cols["ttl"]
     cdef int32_t[::1] o_plen = cols["plen"], o_ipid = cols["ipid"]
+    cdef uint64_t[::1] o_tunnel = cols["tunnel"]
+    tun = {"row": np.empty(n, np.int64), "kind": np.empty(n, np.uint8), "id": np.empty(n, np.int64),
+           "v6": np.empty(n, np.bool_), "src_hi": np.empty(n, np.uint64), "src_lo": np.empty(n, np.uint64),
+           "dst_hi": np.empty(n, np.uint64), "dst_lo": np.empty(n, np.uint64), "depth": np.empty(n, np.uint8)}
+    cdef int64_t[::1] u_row = tun["row"], u_id = tun["id"]
+    cdef uint8_t[::1] u_kind = tun["kind"], u_v6 = tun["v6"].view(np.uint8), u_depth = tun["depth"]
+    cdef uint64_t[::1] u_sh = tun["src_hi"], u_sl = tun["src_lo"], u_dh = tun["dst_hi"], u_dl = tun["dst_lo"]
     skipped_arr = np.zeros(N_SKIP, np.int64)
     ethertypes_arr = np.empty(n, np.int64)
     unsupported_arr = np.empty(n, np.int64)
+    undecoded_arr = np.empty(n, np.int64)
     cdef int64_t[::1] skipped = skipped_arr, ethertypes = ethertypes_arr, unsupported = unsupported_arr
-    cdef Py_ssize_t i, t = 0, n_et = 0, n_un = 0
-    cdef int64_t off, end, l3, pos, l4, l4_len, b, ihl, total, payload, nh, hdr_len, hlen, fam, le, be
+    cdef int64_t[::1] undecoded = undecoded_arr
+    cdef Py_ssize_t i, t = 0, n_et = 0, n_un = 0, n_tun = 0, n_ud = 0
+    cdef int64_t off, end, l3, l4, hlen, fam, le, be, tid, code, inner_l3
     cdef int32_t lt
-    cdef int ver, k, ttl, ipid, proto
-    cdef uint64_t et, sh, sl, dh, dl
-    cdef bint alive, is_ext, is_frag, is_ah
+    cdef int ver, inner_ver, r, kind, depth, last_kind = 0, last_v6 = 0
+    cdef uint64_t et, key
+    cdef int64_t last_id = 0
+    cdef IpHeader h, outer
     cdef const uint8_t* B
     if blen == 0:
         n = 0
@@ -300,14 +621,7 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
             # --- link layer: where the IP header starts and which version the link says it is
             if lt == LT_ETHERNET:
                 if end - off >= 14:
-                    pos = off + 12
-                    et = _be(B + pos, 2)
-                    for k in range(2):                 # 802.1Q, then QinQ
-                        if (et == 0x8100 or et == 0x88A8 or et == 0x9100) and pos + 6 <= end:
-                            pos += 4
-                            et = _be(B + pos, 2)
-                    ver = _ethertype_version(et)
-                    l3 = pos + 2
+                    l3 = _after_ethertype(B, _be(B + off + 12, 2), off + 14, end, &ver, &et)
                     if ver == 0:
                         ethertypes[n_et] = <int64_t>et
                         n_et += 1
@@ -337,68 +651,46 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
                 unsupported[n_un] = i
                 n_un += 1
                 continue
-            if ver == 0:
-                skipped[SKIP_NOT_IP] += 1
+            # --- IP, then the tunnels around the TCP segment, one level at a time
+            r = _ip(B, l3, end, ver, &h)
+            depth = 0
+            key = 0
+            code = 0
+            while r < 0 and h.proto != 6:
+                kind = 0
+                tid = -1
+                inner_ver = 0
+                inner_l3 = h.l4
+                if h.proto == 47:
+                    kind = _gre(B, h.l4, end, &inner_l3, &inner_ver, &tid, &code)
+                elif h.proto == 17:
+                    kind = _udp_tunnel(B, h.l4, end, &inner_l3, &inner_ver, &tid, &code)
+                elif h.proto == 4 or h.proto == 41:
+                    kind = TK_IP4 if h.proto == 4 else TK_IP6
+                    inner_ver = 4 if h.proto == 4 else 6
+                if kind == 0:
+                    break
+                if depth == C_MAX_TUNNELS:
+                    code = <int64_t>UD_DEPTH << 32
+                    break
+                key = _tunnel_hash(key, kind, tid, &h)
+                outer = h
+                last_kind = kind
+                last_id = tid
+                last_v6 = ver == 6
+                depth += 1
+                ver = inner_ver
+                r = _ip(B, inner_l3, end, ver, &h)
+            if r >= 0:
+                skipped[r] += 1
                 continue
-            # --- IP: the version nibble must agree with what the link layer said
-            if not ((ver == 4 and l3 + 20 <= end and (B[l3] >> 4) == 4) or
-                    (ver == 6 and l3 + 40 <= end and (B[l3] >> 4) == 6)):
-                skipped[SKIP_IP_SHORT] += 1
-                continue
-            b = l3
-            ipid = -1
-            if ver == 4:
-                ihl = (B[b] & 0x0F) * 4
-                total = <int64_t>_be(B + b + 2, 2)
-                if total == 0:            # TCP segmentation offload captures: trust the capture
-                    total = end - b
-                if ihl < 20 or (_be(B + b + 6, 2) & 0x1FFF) != 0 or total < ihl:
-                    skipped[SKIP_V4_FRAGMENT] += 1
-                    continue
-                l4 = b + ihl
-                l4_len = total - ihl
-                proto = B[b + 9]
-                ttl = B[b + 8]
-                ipid = <int>_be(B + b + 4, 2)
-                sh = 0
-                dh = 0
-                sl = V4_MAPPED_BITS | _be(B + b + 12, 4)
-                dl = V4_MAPPED_BITS | _be(B + b + 16, 4)
-            else:
-                payload = <int64_t>_be(B + b + 4, 2)
-                if payload == 0:          # jumbogram / offload
-                    payload = end - b - 40
-                nh = B[b + 6]
-                pos = b + 40
-                alive = True
-                for k in range(MAX_EXT_HEADERS):     # walk the extension-header chain
-                    if pos + 8 > end:
-                        break
-                    is_ext = _is_ext_header(nh)
-                    is_frag = nh == 44
-                    is_ah = nh == 51
-                    if not (is_ext or is_frag or is_ah):
-                        break
-                    if is_frag and (_be(B + pos + 2, 2) >> 3) != 0:
-                        alive = False
-                        break
-                    hdr_len = (B[pos + 1] + 1) * 8 if is_ext else ((B[pos + 1] + 2) * 4 if is_ah else 8)
-                    nh = B[pos]
-                    pos += hdr_len
-                if not alive:
-                    skipped[SKIP_V6_FRAGMENT] += 1
-                    continue
-                l4 = pos
-                l4_len = payload - (pos - b - 40)
-                proto = <int>nh
-                ttl = B[b + 7]
-                sh = _be(B + b + 8, 8)
-                sl = _be(B + b + 16, 8)
-                dh = _be(B + b + 24, 8)
-                dl = _be(B + b + 32, 8)
-            if proto != 6:
+            if h.proto != 6:
+                if code != 0:
+                    undecoded[n_ud] = code
+                    n_ud += 1
                 continue                  # not TCP: counted by no reason, as before
             # --- TCP
+            l4 = h.l4
             if l4 + 20 > end:
                 skipped[SKIP_TCP_SHORT] += 1
                 continue
@@ -409,10 +701,10 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
             o_frame[t] = frame[i]
             o_ts[t] = ts_ns[i]
             o_v6[t] = ver == 6
-            o_sh[t] = sh
-            o_sl[t] = sl
-            o_dh[t] = dh
-            o_dl[t] = dl
+            o_sh[t] = h.sh
+            o_sl[t] = h.sl
+            o_dh[t] = h.dh
+            o_dl[t] = h.dl
             o_sport[t] = <uint16_t>_be(B + l4, 2)
             o_dport[t] = <uint16_t>_be(B + l4 + 2, 2)
             o_seq[t] = <uint32_t>_be(B + l4 + 4, 4)
@@ -420,9 +712,22 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
             o_flags[t] = B[l4 + 13] | ((B[l4 + 12] & 1) << 8)
             o_win[t] = <uint16_t>_be(B + l4 + 14, 2)
             o_hlen[t] = <uint8_t>hlen
-            o_plen[t] = <int32_t>max(l4_len - hlen, 0)
-            o_ttl[t] = <uint8_t>ttl
-            o_ipid[t] = ipid
+            o_plen[t] = <int32_t>max(h.l4_len - hlen, 0)
+            o_ttl[t] = <uint8_t>h.ttl
+            o_ipid[t] = h.ipid
+            o_tunnel[t] = key
+            if depth:
+                u_row[n_tun] = t
+                u_kind[n_tun] = <uint8_t>last_kind
+                u_id[n_tun] = last_id
+                u_v6[n_tun] = last_v6
+                u_sh[n_tun] = outer.sh
+                u_sl[n_tun] = outer.sl
+                u_dh[n_tun] = outer.dh
+                u_dl[n_tun] = outer.dl
+                u_depth[n_tun] = <uint8_t>depth
+                n_tun += 1
             t += 1
     cols = {name: column[:t] for name, column in cols.items()}
-    return cols, skipped_arr, ethertypes_arr[:n_et], unsupported_arr[:n_un]
+    tun = {name: column[:n_tun].copy() for name, column in tun.items()}
+    return cols, skipped_arr, ethertypes_arr[:n_et], unsupported_arr[:n_un], tun, undecoded_arr[:n_ud].copy()

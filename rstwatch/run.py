@@ -140,7 +140,9 @@ def _tell_problems(skipped: list[Skipped], errors: list[str], results: list[File
         for w in res.diag.warnings:
             _warn(f"{res.path}: {w}")
         for reason, count in res.diag.skipped.items():
-            if reason.startswith("ethertype") or "malformed" in reason or "cut short" in reason:
+            if reason.startswith("packets in "):            # tunnels not decoded (sources/tunnels.py)
+                _warn(f"{res.path}: {count:,} {reason if count != 1 else reason.replace('packets', 'packet', 1)}")
+            elif reason.startswith("ethertype") or "malformed" in reason or "cut short" in reason:
                 _warn(f"{res.path}: {count} frame(s) skipped: {reason}")
     return errors
 

@@ -110,7 +110,7 @@ def segment_streams(draw):
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(segment_streams())
 def test_compiled_walk_is_the_python_walk_on_random_streams(rows):
-    cols = {k: np.array([r[k] for r in rows], dtype=t) for k, t in SEGMENT_COLUMNS.items()}
+    cols = {k: np.array([r.get(k, 0) for r in rows], dtype=t) for k, t in SEGMENT_COLUMNS.items()}
     P = {k: v.tolist() for k, v in cols.items()}
     for part, _ in assert_same_split(P, list(range(len(rows)))):
         assert_same_connection(P, part)

@@ -9,6 +9,7 @@ import pyarrow
 from pandas.arrays import ArrowStringArray, BooleanArray, IntegerArray
 
 from ..sources.segments import address_text
+from ..sources.tunnels import tunnel_texts
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:                 # the tracker imports this module's registry: no runtime import back
@@ -17,7 +18,7 @@ from .registry import FEATURES, PANDAS_DTYPE, declare
 
 META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "conn_state",
                 "history", "evidence", "wireshark_filter", "conn_first_frame", "conn_last_frame",
-                "sender_inferred", "conn_id", "conn_lineage"]
+                "sender_inferred", "conn_id", "conn_lineage", "tunnel"]
 
 
 def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.DataFrame:
@@ -74,6 +75,7 @@ def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.
         "sender_inferred": per_conn([bool(c.role_inferred and c.client_dir is not None) for c in conns]),
         "conn_id": conn_of,
         "conn_lineage": per_conn(lineage),
+        "tunnel": tunnel_texts(at("tunnel")) if "tunnel" in P else [None] * len(rsts),
         "_server": [None if fs is None else ((d, dp) if fc else (s, sp))
                     for fs, fc, s, sp, d, dp in zip(from_server, from_client, srcs, sports, dsts, dports)],
     }

@@ -12,6 +12,7 @@ import numpy as np
 from ..loops import SKIP_NAMES, decode_tcp
 from .diagnostics import Diagnostics
 from .segments import RecordIndex, Segments
+from .tunnels import register, undecoded_reason
 
 # What each skip counter means to a user (keys: hotloops.SKIP_NAMES).
 SKIP_TEXT = {
@@ -38,7 +39,7 @@ def _compact(cols: dict[str, np.ndarray], allocated: int) -> dict[str, np.ndarra
 
 def decode(buf: np.ndarray, rec: RecordIndex, diag: Diagnostics) -> tuple[Segments, np.ndarray]:
     """Return (TCP segments, frames whose link type is unsupported)."""
-    cols, skipped, ethertypes, unsupported = decode_tcp(
+    cols, skipped, ethertypes, unsupported, tunnels, undecoded = decode_tcp(
         buf, np.ascontiguousarray(rec.data, np.int64), np.ascontiguousarray(rec.caplen, np.int64),
         np.ascontiguousarray(rec.linktype, np.int32), np.ascontiguousarray(rec.frame, np.int64),
         np.ascontiguousarray(rec.ts_ns, np.int64))
@@ -46,6 +47,10 @@ def decode(buf: np.ndarray, rec: RecordIndex, diag: Diagnostics) -> tuple[Segmen
         for code, count in zip(*np.unique(ethertypes, return_counts=True)):
             if code >= 0x0600 and code not in PLAINLY_NOT_TCP:
                 diag.skip(f"ethertype 0x{int(code):04x} not decoded", int(count))
+    register(cols["tunnel"], tunnels)
+    if len(undecoded):                 # tunnels seen but not decoded: one warning each (run.py)
+        for code, count in zip(*np.unique(undecoded, return_counts=True)):
+            diag.skip(undecoded_reason(int(code)), int(count))
     for name, count in zip(SKIP_NAMES, skipped):
         diag.skip(SKIP_TEXT[name], int(count))
     malformed = int(skipped[SKIP_NAMES.index("tcp_offset")])

@@ -25,6 +25,7 @@ SEGMENT_COLUMNS: dict[str, str] = {
     "plen": "i4",       # TCP payload length from the IP length (not the snapped length)
     "ttl": "u1",        # IPv4 TTL or IPv6 hop limit
     "ipid": "i4",       # IPv4 identification, -1 for IPv6
+    "tunnel": "u8",     # key of the tunnels the segment came in (sources/tunnels.py), 0 for none
 }
 
 FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16
