@@ -1,6 +1,7 @@
 """The offline pipeline for one file: segments -> RST connections -> features -> verdicts."""
 from __future__ import annotations
 
+import gc
 import string
 from functools import lru_cache
 from pathlib import Path
@@ -156,6 +157,13 @@ class VerdictBatch:
     def flush(self) -> None:
         if not self.parts:
             return
+        gc.disable()        # what a batch makes is freed by reference counts; its findings all stay
+        try:
+            self._flush()
+        finally:
+            gc.enable()
+
+    def _flush(self) -> None:
         parts, self.parts, self.spans, self.resets = self.parts, [], {}, 0
         if len(parts) == 1:
             _, label, P, conns, ts = parts[0]
