@@ -1,7 +1,6 @@
 """The offline pipeline for one file: segments -> RST connections -> features -> verdicts."""
 from __future__ import annotations
 
-import gc
 import string
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import spill
+from .gcpause import gc_paused
 from .engine.evaluate import classify
 from .engine.model import TEMPLATE_FIELDS, Rule
 from .features.extract import feature_table
@@ -157,11 +157,8 @@ class VerdictBatch:
     def flush(self) -> None:
         if not self.parts:
             return
-        gc.disable()        # what a batch makes is freed by reference counts; its findings all stay
-        try:
+        with gc_paused():       # what a batch makes is freed by reference counts; its findings all stay
             self._flush()
-        finally:
-            gc.enable()
 
     def _flush(self) -> None:
         parts, self.parts, self.spans, self.resets = self.parts, [], {}, 0

@@ -1,9 +1,9 @@
 """From TCP segment columns to the connections that hold a RST."""
 from __future__ import annotations
 
-import gc
 import os
 
+from ..gcpause import gc_paused
 from ..sources.segments import Segments
 from .connection import Connection, split_connections, walk
 from .flows import rst_flows_grouped
@@ -46,11 +46,8 @@ def rst_connections(seg: Segments) -> tuple[dict[str, list], list[Connection]]:
         return P, []
     # The walk makes a few dozen objects per connection, all kept until the verdicts: a
     # collection in the middle finds no garbage and rescans them all (~25% of the walk)
-    gc.disable()
-    try:
+    with gc_paused():
         conns = walk_groups(P, order.tolist(), bounds.tolist())
-    finally:
-        gc.enable()
     frames = P["frame"]
     conns.sort(key=lambda c: frames[c.idx[0]])
     return P, conns
