@@ -1,17 +1,19 @@
-"""Refused connections through Linux's own tunnel devices, captured on the outer link (#21 item 1).
+"""Refused connections through tunnels, captured on the outer link (#21 item 1).
 
 Run as root:  python3 lab/make_tunnel_captures.py [--out captures/tunnels] [--only vxlan,...]
-Two namespaces joined by a veth pair (the outer link, 10.79.0.1 -- 10.79.0.2, fd79::1 -- fd79::2);
-for each kind a tunnel device on both ends (vxlan, geneve, gretap, gre, erspan II and III,
-ip6erspan, ip6gretap, ipip, sit, ip6tnl), inner addresses on it, and a client connecting to a
-closed port across it: the server's kernel refuses (RST|ACK, NO_SOCKET). tcpdump captures the
-OUTER veth, so the file holds the tunnel's packets. plain.pcap is the same refusal on the outer
-link itself: the twin every inner RST must classify like. Ground truth (captures/tunnels/
-manifest.json): the RST frames and inner 4-tuples as tshark decodes them, the kernel's reasons,
-and the tunnel as the lab configured it.
+For each kind (KINDS) a client connects to a closed port of a server across the tunnel and the
+server's kernel refuses (RST|ACK, NO_SOCKET); tcpdump captures the OUTER link, so the file holds
+the tunnel's packets. Linux's own device is used where the kernel has it (two namespaces joined
+by a veth pair, 10.79.0.1 -- 10.79.0.2, fd79::1 -- fd79::2, a device on each end); this lab's
+kernel has only vxlan, so the other kinds go through lab/tunnel_wire.py, a user-space endpoint
+in a third namespace that wraps the same hosts' frames on an outer veth pair. plain.pcap is the
+same refusal on the outer link itself: the twin every inner RST must classify like. Ground truth
+(captures/tunnels/manifest.json): the RST frames and inner 4-tuples as tshark decodes them, the
+kernel's reasons, the tunnel as the lab configured it, and what made it (`what_happened`).
 
 Traps: netlab.Capture filters `tcp`, which drops every tunnelled packet (the outer header is UDP,
 GRE or IP): capture without it. Linux's vxlan default port is 8472, not IANA's 4789: set dstport.
+A packet socket reads an 802.1Q tag apart from the frame (tunnel_wire.py allows for it).
 """
 from __future__ import annotations
 

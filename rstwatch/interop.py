@@ -109,3 +109,61 @@ def frame_times(frames: np.ndarray, seg_frames: np.ndarray, seg_ts_ns: np.ndarra
     at = np.searchsorted(seg_frames[order], frames)
     at = np.minimum(at, len(order) - 1)
     return np.asarray(seg_ts_ns)[order][at].astype(np.int64)
+
+
+# Per-connection ids for the consumers that key on one: Suricata's `flow_id` and Zeek's `uid`.
+# Both tools draw theirs at run time; rstwatch derives them from the connection so every format
+# and every run gives a connection the same id. A connection is its flow (Community ID), the
+# capture it is in (file name without folders, so `read ./x.pcap` and `read dir/` agree) and its
+# first frame there (a new connection on the same four-tuple is another one, as in Zeek).
+FLOW_ID_MASK = (1 << 51) - 1           # Suricata keeps flow_id within 51 bits: JSON readers that
+                                       # hold numbers as doubles (JavaScript, jq 1.6) stay exact
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+UID_DIGITS = 17                        # 96 bits in base 62, as long as Zeek's own uids
+
+
+def _basename(file: str) -> str:
+    return file.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@lru_cache(maxsize=65536)
+def _connection_digest(cid: str, file: str, first_frame: int | None) -> bytes:
+    return hashlib.sha1(f"{cid}|{_basename(file)}|{first_frame}".encode()).digest()
+
+
+def flow_id(digest: bytes) -> int:
+    """A positive integer below 2**51 (0 is taken to mean no flow by some readers)."""
+    return (int.from_bytes(digest[:8], "big") & FLOW_ID_MASK) or 1
+
+
+def zeek_uid(digest: bytes) -> str:
+    """'C' and 17 base-62 digits of 96 bits, the form of Zeek's connection uids."""
+    n, digits = int.from_bytes(digest[:12], "big"), []
+    for _ in range(UID_DIGITS):
+        n, r = divmod(n, 62)
+        digits.append(_BASE62[r])
+    return "C" + "".join(reversed(digits))
+
+
+def connection_digests(df: pd.DataFrame) -> list[bytes | None]:
+    """One digest per finding, equal for every finding of one connection; None for a flood
+    finding, which stands for many connections (as Zeek's scan notices have no uid)."""
+    if not len(df):
+        return []
+    cids = df["community_id"].tolist() if "community_id" in df else community_id_column(df)
+    files = df["file"].tolist()
+    firsts = df["conn_first_frame"].tolist() if "conn_first_frame" in df else [None] * len(df)
+    return [None if not isinstance(cid, str) else _connection_digest(cid, str(f), _frame(first))
+            for cid, f, first in zip(cids, files, firsts)]
+
+
+def _frame(value) -> int | None:
+    return None if value is None or value is pd.NA or value != value else int(value)
+
+
+def flow_id_column(df: pd.DataFrame) -> list[int | None]:
+    return [None if d is None else flow_id(d) for d in connection_digests(df)]
+
+
+def uid_column(df: pd.DataFrame) -> list[str | None]:
+    return [None if d is None else zeek_uid(d) for d in connection_digests(df)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -163,8 +164,14 @@ EVE_SCHEMA = {
             },
         },
     },
-    "dependentRequired": {"src_ip": ["src_port"]},
+    # an event of one connection carries the integer Suricata's consumers group a flow's events by
+    "dependentRequired": {"src_ip": ["src_port"], "community_id": ["flow_id"]},
 }
+EVE_SCHEMA["properties"]["flow_id"] = {"type": "integer", "minimum": 1, "maximum": 2**51 - 1}   # Suricata's range
+
+# Suricata 7.0.10's own etc/schema.json, the envelope fields rstwatch writes (names, types, required,
+# no other field): every event without its `rstwatch` object must pass it.
+SURICATA_EVE_SCHEMA = json.loads((Path(__file__).parent / "suricata_eve_schema.json").read_text())
 
 
 def test_eve_events_pass_the_schema_and_carry_the_join_keys():
@@ -172,14 +179,38 @@ def test_eve_events_pass_the_schema_and_carry_the_join_keys():
     assert res.returncode == 0, res.stderr
     events = [json.loads(x) for x in res.stdout.splitlines()]
     validator = jsonschema.Draft202012Validator(EVE_SCHEMA, format_checker=jsonschema.FormatChecker())
+    suricata = jsonschema.Draft202012Validator(SURICATA_EVE_SCHEMA)
     for ev in events:
         validator.validate(ev)
+        suricata.validate({k: v for k, v in ev.items() if k != "rstwatch"})
         inner = ev["rstwatch"]
         assert ev["timestamp"][:26] == inner["ts"][:26] and ev["pcap_cnt"] == inner["frame"]
         assert ev["dest_ip"] == inner["dst"] and ev["dest_port"] == inner["dport"]
         if inner["sport"]:                                   # per-RST findings: one flow, one id
             assert ev["community_id"] == inner["community_id"] and ev["src_ip"] == inner["src"]
+            assert isinstance(ev["flow_id"], int)
+        else:                                                # a flood stands for many flows: no id
+            assert "flow_id" not in ev and "community_id" not in ev
     assert {e["rstwatch"]["cause"] for e in events} >= {"closed-port", "port-scan", "rst-storm", "syn-flood"}
+    # one flow_id per connection: the events of a connection (its file, its flow, its frame range
+    # as its Wireshark filter names it) share it, and no two connections have the same one
+    def conn(e: dict) -> tuple:
+        frames = re.search(r"frame\.number>=(\d+) && frame\.number<=(\d+)", e["rstwatch"]["wireshark_filter"])
+        return e["pcap_filename"], e.get("community_id"), frames.groups()
+    ids = {conn(e): e.get("flow_id") for e in events}
+    per_conn = [i for i in ids.values() if i is not None]
+    assert len(per_conn) == len(set(per_conn)) > 60
+    assert all(e.get("flow_id") == ids[conn(e)] for e in events)
+    # jq (the EVE habit): reads every flow_id exactly (jq 1.6 holds numbers as doubles) and groups by it
+    assert shutil.which("jq"), "jq is installed by bin/setup --lab (bin/test as root)"
+    jq_ids = subprocess.run(["jq", "-c", "select(.flow_id) | [.flow_id, .community_id]"], input=res.stdout,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert [json.loads(x) for x in jq_ids] == [[e["flow_id"], e["community_id"]] for e in events if "flow_id" in e]
+    groups = subprocess.run(["jq", "-s", "-c", 'map(select(.event_type == "rstwatch" and .flow_id))'
+                             " | group_by(.flow_id) | map([length, ([.[].community_id] | unique | length)])"],
+                            input=res.stdout, capture_output=True, text=True, check=True).stdout
+    groups = json.loads(groups)
+    assert len(groups) == len(per_conn) and {n for _, n in groups} == {1} and max(k for k, _ in groups) > 20
     # the schema does reject what it claims to check
     bad = dict(events[0], proto="tcp")
     with pytest.raises(jsonschema.ValidationError):
@@ -229,8 +260,9 @@ def test_zeek_tsv_and_json_logs_read_back_to_the_findings():
     jl = run_cli("read", "--format", "jsonl", str(CAPTURES))
     assert tsv.returncode == js.returncode == jl.returncode == 0
     fields, types, rows = parse_zeek_tsv(tsv.stdout)
-    assert fields[:7] == ["ts", "community_id", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto"]
-    assert len(types) == len(fields)
+    # uid second, as in every Zeek log (Zeek's readers and joins key on it)
+    assert fields[:8] == ["ts", "uid", "community_id", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto"]
+    assert len(types) == len(fields) and types[1] == "string"
     recs = [json.loads(x) for x in jl.stdout.splitlines()]
     jrows = [json.loads(x) for x in js.stdout.splitlines()]
     # as many as the API finds on the same folder (the scripted lab and captures/real/)
@@ -240,6 +272,10 @@ def test_zeek_tsv_and_json_logs_read_back_to_the_findings():
         assert parsed["remediation"] == rec["remediation"]          # commas inside items survive (\x2c)
         assert parsed["summary"] == rec["summary"] and parsed["cause"] == rec["cause"]
         assert abs(parsed["ts"] - rec["time"]) < 1e-6
+        if rec["community_id"]:                                     # one connection: Zeek's uid form
+            assert re.fullmatch(r"C[0-9A-Za-z]{17}", parsed["uid"]), parsed["uid"]
+        else:                                                       # a flood: many connections, unset
+            assert row["uid"] == "-" and "uid" not in jrow
         assert {k: v for k, v in parsed.items() if v is not None} == \
                {k: (v if not isinstance(v, float) else pytest.approx(v)) for k, v in jrow.items()}
         if rec["sender"] == "client":
@@ -247,6 +283,124 @@ def test_zeek_tsv_and_json_logs_read_back_to_the_findings():
         elif rec["sender"] == "server":
             assert (parsed["id.orig_h"], parsed["id.orig_p"]) == (rec["dst"], rec["dport"])
             assert parsed["rst_orig"] is False
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")         # zat's own use of pandas
+def test_zeek_uid_splits_connections_as_zeeks_own_conn_log(tmp_path):
+    """Zeek's conn.log (its expected output for each trace) has one uid per connection. Read by
+    zat (the Python reader of Zeek logs), rstwatch.log must have as many uids on each 4-tuple as
+    Zeek has connections with a reset there: llc.pcap's 1,333 resets on one 4-tuple are 1,333
+    connections to Zeek, and so 1,333 uids; a connection's several resets share one."""
+    from zat.log_to_dataframe import LogToDataFrame
+    traces = zeek_conn_logs()
+    res = run_cli("read", "--format", "zeek", *[str(t) for t, _ in traces])
+    assert res.returncode == 0, res.stderr
+    log = tmp_path / "rstwatch.log"
+    log.write_text(res.stdout)
+    ours = LogToDataFrame().create_dataframe(str(log))
+    assert len(ours) >= 1350 and ours["uid"].notna().all() and str(ours["frame"].dtype) == "UInt64"
+    ours["ends"] = [frozenset({(o, int(op)), (r, int(rp))}) for o, op, r, rp in
+                    zip(ours["id.orig_h"], ours["id.orig_p"], ours["id.resp_h"], ours["id.resp_p"])]
+    uids_on = ours.groupby(["file", "ends"], observed=True)["uid"].nunique().to_dict()
+    theirs: dict = {}
+    for trace, rows in traces:
+        for row in rows:
+            if {"r", "R"} & set(row["history"]):
+                key = (str(trace), frozenset({(row["id.orig_h"], int(row["id.orig_p"])), (row["id.resp_h"], int(row["id.resp_p"]))}))
+                theirs.setdefault(key, set()).add(row["uid"])
+    assert uids_on == {k: len(v) for k, v in theirs.items()}
+    assert uids_on[(str(EXTERNAL / "zeek" / "llc.pcap"), next(k for f, k in uids_on if f.endswith("llc.pcap")))] == 1333
+    several = ours.groupby("uid").size()
+    assert (several > 1).any()                      # a connection's later resets keep its uid
+
+
+@pytest.mark.skipif(shutil.which("suricata") is None, reason="Suricata is installed by bin/setup --lab (optional)")
+def test_flow_id_groups_findings_as_suricata_groups_its_flows(tmp_path):
+    """Suricata itself reads the same captures (no rules, Community ID on): each of its TCP flow
+    events has a flow_id, a Community ID and a start and end. Every rstwatch event with a flow_id
+    falls in exactly one of Suricata's flows, and one rstwatch flow_id never spans two of them;
+    here (no port reuse) the two tools count the same flows."""
+    from datetime import datetime
+    names = ["listener-closed.pcap", "real/haproxy-check-redis.pcap", "real/nginx-444-post.pcap",
+             "real/gunicorn-413-zero-window.pcap"]
+
+    def when(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+    for name in names:
+        path, out = CAPTURES / name, tmp_path / name.replace("/", "-")
+        out.mkdir()
+        subprocess.run(["suricata", "-r", str(path), "-l", str(out), "-S", "/dev/null", "-k", "none",
+                        "--set", "outputs.1.eve-log.community-id=true"], capture_output=True, check=True, timeout=120)
+        flows = [e for e in map(json.loads, (out / "eve.json").read_text().splitlines())
+                 if e["event_type"] == "flow" and e["proto"] == "TCP"]
+        res = run_cli("read", "--format", "eve", str(path))
+        assert res.returncode == 0, res.stderr
+        ours = [json.loads(x) for x in res.stdout.splitlines()]
+        theirs_of: dict[int, set[int]] = {}
+        for ev in ours:
+            t = when(ev["timestamp"])
+            inside = [f["flow_id"] for f in flows if f["community_id"] == ev["community_id"]
+                      and when(f["flow"]["start"]) - 1e-6 <= t <= when(f["flow"]["end"]) + 1e-6]
+            assert len(inside) == 1, (name, ev["pcap_cnt"], inside)
+            theirs_of.setdefault(ev["flow_id"], set()).update(inside)
+        assert all(len(v) == 1 for v in theirs_of.values()), name
+        assert len(theirs_of) == len(set().union(*theirs_of.values())) >= 1, name
+
+
+def test_parquet_sums_and_joins_in_duckdb_and_pyarrow(tmp_path):
+    """What a notebook or a query engine does with `-o findings.parquet`: sum(resets) is every
+    reset (the captures' manifests list each one), `ts` is a timestamp, and flow_id / uid join
+    the rows to the same findings' EVE and Zeek logs."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    every, one, eve, zeek = (tmp_path / n for n in ("all.parquet", "one.parquet", "all.eve.json", "all.zeek.json"))
+    for args in ((str(CAPTURES), "-o", str(every)), (str(CAPTURES / "closed-port.pcap"), "-o", str(one)),
+                 (str(CAPTURES), "--format", "eve", "-o", str(eve)), (str(CAPTURES), "--format", "zeek-json", "-o", str(zeek))):
+        res = run_cli("read", *args)
+        assert res.returncode == 0, res.stderr
+    want: dict[str, int] = {}                        # resets per capture, from the lab's ground truth
+    for manifest in CAPTURES.rglob("manifest.json"):
+        for name, entry in json.loads(manifest.read_text())["captures"].items():
+            if entry["resets"]:
+                want[str(manifest.parent / name)] = len(entry["resets"])
+    assert sum(want.values()) > 2000
+    # column types, the same whether or not a file holds a flood
+    for path in (every, one):
+        schema = pq.read_schema(path)
+        assert schema.field("resets").type == schema.field("connections").type == pa.int64()
+        assert schema.field("ts").type == pa.timestamp("ns", tz="UTC")
+        assert schema.field("ts_iso").type == schema.field("uid").type == pa.string()
+        assert schema.field("flow_id").type == pa.int64()
+        assert schema.field("sources_sample").type == pa.list_(pa.string())
+    table = pq.read_table(every, columns=["resets", "connections", "ts", "ts_iso", "time", "uid", "community_id"])
+    assert table["resets"].null_count == table["connections"].null_count == 0
+    q = duckdb.connect()
+    assert q.execute(f"select sum(resets) from '{every}'").fetchone()[0] == sum(want.values())
+    assert dict(q.execute(f"select file, sum(resets) from '{every}' group by file").fetchall()) == want
+    assert q.execute(f"select sum(resets) from read_parquet(['{every}', '{one}'])").fetchone()[0] == sum(want.values()) + 1
+    assert q.execute(f"select typeof(ts) from '{every}' limit 1").fetchone()[0].startswith("TIMESTAMP")
+    # `ts` is the instant JSON Lines' `ts` names, to the nanosecond; a time window is a plain comparison
+    jsonl = [json.loads(x)["rstwatch"] for x in eve.read_text().splitlines()]      # the JSON Lines records
+    assert table["ts_iso"].to_pylist() == [r["ts"] for r in jsonl]
+    nanos = table["ts"].cast(pa.int64()).to_pylist()
+    assert [f"{n % 10**9:09d}Z" for n in nanos] == [r["ts"][20:] for r in jsonl]
+    assert all(abs(n / 1e9 - r["time"]) < 1e-6 for n, r in zip(nanos, jsonl))
+    window = q.execute(f"select cause from '{every}' where ts >= TIMESTAMPTZ '2026-11-21 06:19:04+00' "
+                   f"and ts < TIMESTAMPTZ '2026-11-21 06:19:05+00'").fetchall()
+    assert window == [("closed-port",)]
+    # joins: every per-connection row meets its EVE event by flow_id and its Zeek record by uid
+    per_conn = q.execute(f"select count(*) from '{every}' where uid is not null").fetchone()[0]
+    assert per_conn == len(jsonl) - 3                # all but the three floods
+    assert q.execute(f"select count(*) from '{every}' p join read_json_auto('{eve}') e on p.flow_id = e.flow_id "
+                 "and p.file = e.pcap_filename and p.frame = e.pcap_cnt").fetchone()[0] == per_conn
+    assert q.execute(f"select count(*) from '{every}' p join read_json_auto('{zeek}') z on p.uid = z.uid "
+                 "and p.frame = z.frame").fetchone()[0] == per_conn
+    # connections: one uid each, plus those the floods stand for
+    distinct = q.execute(f"select count(distinct uid), count(distinct (file, conn_first_frame)) filter (where uid is not null), "
+                     f"sum(connections) filter (where uid is null) from '{every}'").fetchone()
+    assert distinct[0] == distinct[1] > 60 and distinct[2] == 1800
 
 
 # ---------------------------------------------------------------- tcpdump habits

@@ -4,7 +4,8 @@ Logstash, Vector, Splunk, jq recipes) take rstwatch's findings as they are.
 The envelope uses Suricata's field names and formats (`timestamp` with microseconds and a
 +0000 offset, `src_ip`, `dest_port`, `proto: "TCP"`, `community_id`, `pcap_filename`,
 `pcap_cnt` = the frame number); the finding itself, every JSON Lines field, sits under
-`rstwatch`, as an alert sits under `alert`."""
+`rstwatch`, as an alert sits under `alert`. `flow_id` is what Suricata's consumers group a
+flow's events by: the same integer for every finding of one connection (rstwatch/interop.py)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from typing import Iterator, TextIO
 
 import pandas as pd
 
+from ..interop import community_id, flow_id_column
 from .records import iter_records
 
 EVENT_TYPE = "rstwatch"
@@ -25,14 +27,19 @@ def suricata_time(iso_ns: str | None, epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
 
 
-def eve_event(rec: dict) -> dict:
-    event = {"timestamp": suricata_time(rec.get("ts"), rec["time"]), "event_type": EVENT_TYPE}
+def eve_event(rec: dict, flow_id: int | None = None) -> dict:
+    event = {"timestamp": suricata_time(rec.get("ts"), rec["time"])}
+    if flow_id is not None:                     # a flood stands for many flows: none, as Suricata's
+        event["flow_id"] = flow_id              # flowless events have none
+    event["event_type"] = EVENT_TYPE
     if rec["src"] != "*":                       # a flood from many sources has no one source
         event["src_ip"] = rec["src"]
         event["src_port"] = rec["sport"]
     event.update({"dest_ip": rec["dst"], "dest_port": rec["dport"], "proto": "TCP"})
-    if rec.get("community_id"):
-        event["community_id"] = rec["community_id"]
+    cid = rec.get("community_id") or (community_id(rec["src"], rec["dst"], rec["sport"], rec["dport"])
+                                      if rec["sport"] or rec["dport"] else None)   # findings saved without one
+    if cid:
+        event["community_id"] = cid
     event["pcap_filename"] = rec["file"]
     event["pcap_cnt"] = rec["frame"]
     event[EVENT_TYPE] = rec
@@ -40,8 +47,8 @@ def eve_event(rec: dict) -> dict:
 
 
 def iter_events(df: pd.DataFrame) -> Iterator[dict]:
-    for rec in iter_records(df):
-        yield eve_event(rec)
+    for rec, flow_id in zip(iter_records(df), flow_id_column(df)):
+        yield eve_event(rec, flow_id)
 
 
 def write_eve(df: pd.DataFrame, out: TextIO, info=None) -> None:

@@ -2,7 +2,8 @@
 unset, `(empty)` for empty, \\xNN escapes) and in Zeek's JSON form (one object per line, dotted
 `id.*` names, unset fields left out). zeek-cut, Zeek's log readers and the Zeek ingest of
 Splunk/Elastic/Vector read them like any Zeek log; `community_id` and the `id.*` 4-tuple (the
-originator is the side that opened the connection) join them to conn.log."""
+originator is the side that opened the connection) join them to conn.log. `uid`, second as in
+every Zeek log, is the same for every finding of one connection (rstwatch/interop.py)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 import pandas as pd
 
+from ..interop import uid_column
 from .records import iter_records
 
 PATH = "rstwatch"
@@ -37,6 +39,7 @@ def _ts(rec: dict) -> float:
 # name, Zeek type, value from a JSON Lines record
 FIELDS: list[tuple[str, str, Callable[[dict], Any]]] = [
     ("ts", "time", _ts),
+    ("uid", "string", lambda r: r.get("uid")),
     ("community_id", "string", lambda r: r.get("community_id")),
     ("id.orig_h", "addr", lambda r: _ends(r)[0][0]),
     ("id.orig_p", "port", lambda r: _ends(r)[0][1]),
@@ -65,6 +68,13 @@ FIELDS: list[tuple[str, str, Callable[[dict], Any]]] = [
     ("connections", "count", lambda r: r.get("connections", 1)),
     ("sources_sample", "vector[addr]", lambda r: r.get("sources_sample")),
 ]
+
+
+def records(df: pd.DataFrame) -> Iterator[dict]:
+    """JSON Lines records with the connection's `uid` (unset for a flood: many connections)."""
+    for rec, uid in zip(iter_records(df), uid_column(df)):
+        rec["uid"] = uid
+        yield rec
 
 
 def _escape(text: str, in_container: bool) -> str:
@@ -108,7 +118,7 @@ def header(opened: datetime) -> list[str]:
 
 
 def tsv_lines(df: pd.DataFrame) -> Iterator[str]:
-    for rec in iter_records(df):
+    for rec in records(df):
         yield SEP.join(tsv_value(get(rec), kind) for _, kind, get in FIELDS)
 
 
@@ -130,7 +140,7 @@ def json_record(rec: dict) -> dict:
 
 
 def write_zeek_json(df: pd.DataFrame, out: TextIO, info=None) -> None:
-    for rec in iter_records(df):
+    for rec in records(df):
         out.write(json.dumps(json_record(rec), separators=(",", ":")) + "\n")
 
 
