@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -145,28 +144,9 @@ class UserTunnel:
             N.nsx(ns, f"ip link del {dev}", check=False)
 
 
-class OuterCapture:
-    """tcpdump on the outer veth, no `tcp` filter (see the module's traps)."""
-
-    def __init__(self, ns: str, iface: str, path: Path):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-U", "--immediate-mode", "-n", "-i", iface,
-                                      "-w", str(path), "not arp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if "listening on" in line or self.proc.poll() is not None:
-                break
-        time.sleep(0.3)
-
-    def stop(self) -> None:
-        time.sleep(0.5)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def outer_capture(ns: str, iface: str, path: Path) -> "N.Capture":
+    """tcpdump on the outer veth without netlab's `tcp` filter (see the module's traps)."""
+    return N.Capture(ns, iface, path, bpf="not arp")
 
 
 def tshark_resets(path: Path) -> list[dict]:
@@ -215,7 +195,7 @@ def run(out: Path, only: list[str] | None) -> dict:
                 re, re6, _ = OUTER[B]
                 tunnel = text and text.format(lo=lo, re=re, lo6=lo6, re6=re6)
             tracer.take()
-            cap = OuterCapture(*point, path)
+            cap = outer_capture(*point, path)
             try:
                 apps = {"client": App(A, "client_connect", server, PORT).result()}
             finally:

@@ -122,15 +122,16 @@ class App:
 class Capture:
     """tcpdump (pcap) or dumpcap (pcapng) in immediate mode inside a namespace."""
 
-    def __init__(self, ns: str, iface: str, path: Path, tool: str = "tcpdump", nano: bool = False):
+    def __init__(self, ns: str, iface: str, path: Path, tool: str = "tcpdump", nano: bool = False,
+                 bpf: str = "tcp"):
         self.path = path
         if tool == "dumpcap":
-            cmd = ["dumpcap", "-q", "-i", iface, "-f", "tcp", "-w", str(path)]
+            cmd = ["dumpcap", "-q", "-i", iface, "-f", bpf, "-w", str(path)]
         else:
             cmd = ["tcpdump", "-U", "--immediate-mode", "-n", "-i", iface, "-w", str(path)]
             if nano:
                 cmd += ["--time-stamp-precision=nano"]
-            cmd += ["tcp"]
+            cmd += [bpf]
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 10

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,3 +30,19 @@ def manifest() -> dict:
 def builtin_rules():
     from rstwatch.engine.loader import load_rules
     return load_rules()
+
+
+def assert_same(a, b, where: str) -> None:
+    """The compiled loops and their numpy twin gave the same: dicts, sequences, arrays (dtype too), values."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CAPTURES, EXTERNAL, ROOT, run_cli
+from conftest import CAPTURES, EXTERNAL, ROOT, assert_same, run_cli
 
 import rstwatch
 from rstwatch import hotloops_py as twin
@@ -29,21 +29,6 @@ CAPTURE_FILES = sorted(p for p in list(CAPTURES.glob("*.pcap*")) + list(EXTERNAL
 
 def _pure_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "RSTWATCH_PURE_PYTHON": "1", **extra}
-
-
-def _same(a, b, where: str) -> None:
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (tuple, list)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{where}[{i}]")
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and np.array_equal(a, b), where
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def _bytes_of(path: Path) -> bytes:
@@ -78,14 +63,14 @@ def test_fallback_loops_equal_compiled(path):
     buf = np.frombuffer(data, np.uint8)
     if data[:4] == b"\x0a\x0d\x0d\x0a":
         got = [m.walk_pcapng(buf, 0, False) for m in (compiled, twin)]
-        _same(got[0], got[1], "walk_pcapng")
+        assert_same(got[0], got[1], "walk_pcapng")
         offs, types, _, _, _, _, (local, _, caplen, start) = got[0]
         keep = np.isin(types, (2, 3, 6))
         start, caplen = start[keep], caplen[keep]
     else:
         big = data[:4] in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
         got = [m.walk_pcap(buf, 24, big) for m in (compiled, twin)]
-        _same(got[0], got[1], "walk_pcap")
+        assert_same(got[0], got[1], "walk_pcap")
         offs, caplen = got[0][0], got[0][1]
         start = offs + 16
     n = len(start)
@@ -94,11 +79,11 @@ def test_fallback_loops_equal_compiled(path):
     for linktype in (1, 0, 101, 108, 113, 276, 147):
         args = (buf, start, caplen, np.full(n, linktype, np.int32), np.arange(1, n + 1, dtype=np.int64),
                 np.arange(n, dtype=np.int64))
-        _same(compiled.decode_tcp(*args), twin.decode_tcp(*args), f"decode_tcp linktype {linktype}")
+        assert_same(compiled.decode_tcp(*args), twin.decode_tcp(*args), f"decode_tcp linktype {linktype}")
     cols = compiled.decode_tcp(buf, start, caplen, np.ones(n, np.int32), np.arange(n, dtype=np.int64),
                                np.zeros(n, np.int64))[0]
     keys = [cols[k] for k in ("src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport")]
-    _same(compiled.flow_hash_columns(*keys), twin.flow_hash_columns(*keys), "flow_hash_columns")
+    assert_same(compiled.flow_hash_columns(*keys), twin.flow_hash_columns(*keys), "flow_hash_columns")
 
 
 def test_fallback_equals_compiled_on_mangled_packets():
@@ -123,10 +108,10 @@ def test_fallback_equals_compiled_on_mangled_packets():
         caplen = rng.integers(-2, 200, n)
         args = (buf, start.astype(np.int64), caplen.astype(np.int64), rng.choice(linktypes, n),
                 np.arange(n, dtype=np.int64), rng.integers(0, 2**40, n))
-        _same(compiled.decode_tcp(*args), twin.decode_tcp(*args), f"round {round_}")
+        assert_same(compiled.decode_tcp(*args), twin.decode_tcp(*args), f"round {round_}")
         for m_args in ((buf, 24, False), (buf, 24, True), (buf, 0, False)):
-            _same(compiled.walk_pcap(*m_args), twin.walk_pcap(*m_args), f"walk_pcap round {round_}")
-            _same(compiled.walk_pcapng(*m_args), twin.walk_pcapng(*m_args), f"walk_pcapng round {round_}")
+            assert_same(compiled.walk_pcap(*m_args), twin.walk_pcap(*m_args), f"walk_pcap round {round_}")
+            assert_same(compiled.walk_pcapng(*m_args), twin.walk_pcapng(*m_args), f"walk_pcapng round {round_}")
 
 
 def _random_packet(rng) -> tuple[bytes, int]:
@@ -196,7 +181,7 @@ def test_fallback_equals_compiled_on_random_headers():
         args = (buf, np.array(starts, np.int64), np.array(caplens, np.int64),
                 np.array([lt for _, lt in packets], np.int32), np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
         want = compiled.decode_tcp(*args)
-        _same(want, twin.decode_tcp(*args), f"round {round_}")
+        assert_same(want, twin.decode_tcp(*args), f"round {round_}")
         assert len(want[0]["frame"]) > 10            # the generator makes real TCP segments too
 
 

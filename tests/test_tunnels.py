@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CAPTURES, EXTERNAL, ROOT, run_cli
+from conftest import CAPTURES, EXTERNAL, ROOT, assert_same, run_cli
 
 from rstwatch import hotloops_py as twin
 from rstwatch.analyze import analyze_file
@@ -235,21 +235,8 @@ def _decode(frames: list[bytes]):
     args = (np.frombuffer(blob, np.uint8), np.array(starts, np.int64), np.array([len(f) for f in frames], np.int64),
             np.ones(n, np.int32), np.arange(1, n + 1, dtype=np.int64), np.arange(n, dtype=np.int64))
     want = compiled.decode_tcp(*args)
-    _same(want, twin.decode_tcp(*args), "decode_tcp")
+    assert_same(want, twin.decode_tcp(*args), "decode_tcp")
     return want
-
-
-def _same(a, b, where: str) -> None:
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (tuple, list)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{where}[{i}]")
-    else:
-        assert a.dtype == b.dtype and np.array_equal(a, b), f"{where}: {a} != {b}"
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
