@@ -94,13 +94,16 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     rules = load_rules(rule_dirs)
     tune_gc()
     if chosen.name in STREAMED and extract is None:
-        with spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]) as spill_plan:
+        columns = None if chosen.name in ALL_COLUMNS else CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]
+        with spilling(columns) as spill_plan:
             results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
             errors = _tell_problems(skipped, errors, results)
             if not results:
                 return ExitStatus.USAGE
-            with open_output(output, force) as out:
-                _stream(chosen, findings_in_order(results), out)
+            from .run_report import run_info
+            info = run_info(results, rules, rule_dirs)
+            with open_output(output, force, binary=chosen.binary) as out:
+                _stream(chosen, findings_in_order(results), out, info)
             if spill_plan.failed:
                 _warn(f"{spill_plan.failed}: findings were kept in memory instead (a temporary file could not be written)")
         return ExitStatus.PARTIAL if errors else ExitStatus.OK
@@ -116,15 +119,16 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
 
 # Formats written a table of findings at a time as they are taken from memory or disk, byte for
 # byte what writing them all at once gives (tests/test_hostile.py); the others need every row.
-STREAMED = ("jsonl", "csv")
+STREAMED = ("jsonl", "csv", "eve", "zeek", "zeek-json", "parquet")
+ALL_COLUMNS = ("parquet",)              # every feature column too, so a report can be made from it later
 
 
-def _stream(chosen, tables, out) -> None:
+def _stream(chosen, tables, out, info=None) -> None:
     if chosen.name == "jsonl":          # independent lines: the batch writer, a table at a time
         for table in tables:
             write_jsonl(table, out)
         return
-    sink = chosen.sink(out)             # csv: the header once, then rows (as `live` writes it)
+    sink = chosen.batch_writer(out, info)   # a header once, then rows (as `live` writes them)
     sink.start("read")
     for table in tables:
         sink.write(table)

@@ -28,17 +28,24 @@ def finish(chosen: Format, findings: pd.DataFrame, results: list, rules: list[Ru
            info: RunInfo | None = None) -> None:
     """Write `findings` (from `results`, the FileResults read) as `chosen`, after --extract."""
     from .report.emit import extract_evidence, write_findings
+    info = run_info(results, rules, rule_dirs, title, info)
+    if extract is not None:
+        for line in extract_evidence(findings, extract, info, force):
+            typer.echo(f"rstwatch: warning: {line}", err=True)
+        typer.echo(f"rstwatch: {len(info.evidence)} evidence file(s) in {extract}", err=True)
+    write_findings(chosen, findings, output, force, info)
+
+
+def run_info(results: list, rules: list[Rule], rule_dirs: list[Path], title: str | None = None,
+             info: RunInfo | None = None) -> RunInfo:
+    """What the outputs say about the run: inputs, packets, rules (provenance, links to evidence)."""
     info = info or RunInfo()
     info.packets += sum(r.diag.packets for r in results)
     info.files += len(results)
     info.inputs += [InputFile(r.path, packets=r.diag.packets) for r in results]
     info.packets_for.update({r.path: Path(r.path) for r in results})
     info.rules, info.rule_dirs, info.title = rules, [str(d) for d in rule_dirs], title
-    if extract is not None:
-        for line in extract_evidence(findings, extract, info, force):
-            typer.echo(f"rstwatch: warning: {line}", err=True)
-        typer.echo(f"rstwatch: {len(info.evidence)} evidence file(s) in {extract}", err=True)
-    write_findings(chosen, findings, output, force, info)
+    return info
 
 
 def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: bool, rule_dirs: list[Path],

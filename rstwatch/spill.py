@@ -25,7 +25,7 @@ SPILL_AFTER = 20_000
 @dataclass
 class SpillPlan:
     directory: Path | None          # None: no temporary folder could be made
-    columns: frozenset[str]         # what the output needs; other columns are dropped at once
+    columns: frozenset[str] | None  # what the output needs (None: every column); others are dropped at once
     held: int = 0                   # findings kept in memory so far
     files: int = 0                  # tables written
     failed: str | None = None       # why tables stay in memory after all (a full disk), once
@@ -35,8 +35,8 @@ _plan: list[SpillPlan] = []
 
 
 @contextmanager
-def spilling(columns: list[str]) -> Iterator[SpillPlan]:
-    """Within this block, finished findings tables keep only `columns` and, past SPILL_AFTER
+def spilling(columns: list[str] | None) -> Iterator[SpillPlan]:
+    """Within this block, finished findings tables keep only `columns` (None: all) and, past SPILL_AFTER
     findings, go to a private temporary folder (mode 0700) removed at the end. If the folder
     cannot be made or written, tables stay in memory as before and `failed` says why."""
     try:
@@ -45,7 +45,8 @@ def spilling(columns: list[str]) -> Iterator[SpillPlan]:
         folder, failed = None, f"{tempfile.gettempdir()}: {exc.strerror or exc}"
     else:
         failed = None
-    plan = SpillPlan(Path(folder.name) if folder else None, frozenset(columns), failed=failed)
+    plan = SpillPlan(Path(folder.name) if folder else None, None if columns is None else frozenset(columns),
+                     failed=failed)
     _plan[:] = [plan]
     try:
         yield plan
@@ -79,7 +80,8 @@ def keep(table: pd.DataFrame) -> pd.DataFrame | Spilled:
     if not _plan:
         return table
     plan = _plan[0]
-    table = table[[c for c in table.columns if c in plan.columns]]
+    if plan.columns is not None:
+        table = table[[c for c in table.columns if c in plan.columns]]
     if plan.held + len(table) <= SPILL_AFTER or plan.directory is None or plan.failed:
         plan.held += len(table)
         return table

@@ -149,7 +149,8 @@ def _trickle_with_storm(path: Path, n: int, storm: int) -> None:
 
 def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_path: Path, builtin_rules,
                                                                         monkeypatch):
-    """`read --format jsonl|csv` keeps only the output columns, spills finished batches to disk and
+    """`read` in a format it streams (JSON Lines, CSV, EVE, Zeek, Parquet) keeps only the output
+    columns (Parquet: all of them), spills finished batches to disk and
     writes them back in order, a table at a time: the bytes must be those of writing the whole
     findings table at once (order, columns, nulls), across many batches, spilled tables, a
     flood in the middle of a file, a folder of small files and the bundled captures."""
@@ -157,10 +158,8 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
     from conftest import CAPTURES
     from rstwatch import analyze, spill
     from rstwatch.analyze import VerdictBatch, all_findings, findings_in_order
-    from rstwatch.report.csvout import write_csv
     from rstwatch.report.formats import FORMATS
-    from rstwatch.report.jsonl import write_jsonl
-    from rstwatch.run import STREAMED, _stream, analyze_paths
+    from rstwatch.run import ALL_COLUMNS, STREAMED, _stream, analyze_paths
     from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
     mixed = tmp_path / "mixed.pcap"
     _trickle_with_storm(mixed, 2_000, 600)
@@ -177,17 +176,30 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
         assert not errors
         return results
 
-    assert STREAMED == ("jsonl", "csv")
+    assert set(STREAMED) == {"jsonl", "csv", "eve", "zeek", "zeek-json", "parquet"}
     texts = {}
-    for name, write_all in (("jsonl", write_jsonl), ("csv", write_csv)):
-        whole, streamed = io.StringIO(), io.StringIO()
-        write_all(all_findings(analysed()), whole)
-        with spill.spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]):
+    for name in STREAMED:
+        fmt = FORMATS[name]
+        whole, streamed = (io.BytesIO(), io.BytesIO()) if fmt.binary else (io.StringIO(), io.StringIO())
+        fmt.writer()(all_findings(analysed()), whole)
+        with spill.spilling(None if name in ALL_COLUMNS else CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]):
             results = analysed()
             plan = spill._plan[0]
             assert plan.files >= 5 and plan.held <= 300, plan        # most batches went to disk
-            _stream(FORMATS[name], findings_in_order(results, rows=77), streamed)
-        assert streamed.getvalue() == whole.getvalue(), name
+            _stream(fmt, findings_in_order(results, rows=77), streamed)
+        if name == "parquet":       # the same table read back, written a row group at a time
+            from rstwatch.report.parquet import read_parquet
+            tables = []
+            for buf in (whole, streamed):
+                (tmp_path / "f.parquet").write_bytes(buf.getvalue())
+                tables.append(read_parquet(tmp_path / "f.parquet")[0])
+            pd.testing.assert_frame_equal(tables[1], tables[0])
+            assert len(tables[0]) > 2_000 and len(tables[0].columns) > 60        # every feature column
+            continue
+        got, want = streamed.getvalue(), whole.getvalue()
+        if name == "zeek":          # #open/#close say when the log was written
+            got, want = ([ln for ln in t.splitlines() if not ln.startswith(("#open", "#close"))] for t in (got, want))
+        assert got == want, name
         texts[name] = whole.getvalue()
     rows = [json.loads(line) for line in texts["jsonl"].splitlines()]
     assert len(rows) > 2_000 and [r["cause"] for r in rows if r["file"] == str(mixed)].count("rst-storm") == 1

@@ -22,12 +22,20 @@ class Format:
     write: str                         # "module:function": write(findings, out, info) with out a text
                                        # stream, or a binary one when `binary`
     stream: str | None = None          # "module:Class": Class(out) with start(what) / write(df) / finish(tally)
+    batches: str | None = None         # "module:Class" like `stream`, for `read` only: a binary format
+                                       # written a table at a time whose file is finished at the end
     binary: bool = False
     needs_file: bool = False           # writes files beside its output (Markdown images), so no stdout
     help: str = ""
 
     def writer(self) -> Callable[..., None]:
         return _resolve(self.write)
+
+    def batch_writer(self, out: Any, info: Any = None) -> Any:
+        """What `read` writes its findings through a table at a time (the live sink, or `batches`)."""
+        if self.batches is not None:
+            return _resolve(self.batches)(out, info)
+        return self.sink(out)
 
     def sink(self, out: Any) -> Any:
         if self.stream is None:
@@ -48,7 +56,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            help="a Zeek TSV log"),
     Format("zeek-json", (), "rstwatch.report.zeeklog:write_zeek_json", "rstwatch.report.zeeklog:ZeekJsonSink",
            help="a Zeek JSON log"),
-    Format("parquet", (".parquet", ".pq"), "rstwatch.report.parquet:write_parquet", binary=True,
+    Format("parquet", (".parquet", ".pq"), "rstwatch.report.parquet:write_parquet",
+           batches="rstwatch.report.parquet:ParquetSink", binary=True,
            help="every column of the findings, for `rstwatch report` or a notebook later"),
     Format("html", (".html", ".htm"), "rstwatch.report.incident:write_html",
            help="the incident report, one self-contained file"),

@@ -40,20 +40,151 @@ def provenance(info) -> dict[str, Any]:
             "warnings": info.warnings}
 
 
+# Columns a table may hold only as nulls (no flood, no tunnel, no kernel reasons in this batch):
+# their type when the batch that opens the file does not show it. Anything else unseen is text.
+NULL_TYPES = {"sources_sample": "list<string>", "alternatives": "list<string>", "evidence": "list<int64>",
+              "remediation": "list<string>", "tunnel": "string", "community_id": "string", "title": "string", "sender_inferred": "bool", "ts_iso": "string", "uid": "string",
+              "follows_frame": "int64", "conn_first_frame": "int64", "conn_last_frame": "int64",
+              "conn_id": "int64", "conn_lineage": "int64", "kernel_match": "string", "kernel_reason": "string",
+              "kernel_state": "string", "kernel_context": "string", "kernel_pid": "int64",
+              "kernel_comm": "string", "decided_by": "string", "wire_cause": "string", "kernel_agrees": "bool"}
+ROW_GROUP = 65_536                      # rows a row group holds: buffered as Arrow (~columns), not pandas
+
+
 def write_parquet(df: pd.DataFrame, out: BinaryIO, info=None) -> None:
+    sink = ParquetSink(out, info)
+    sink.start("read")
+    sink.write(df)
+    sink.finish()
+
+
+class ParquetSink:
+    """Findings tables written as they come (`read` streams its spilled batches through this):
+    one schema for the whole file, fixed by the first table (a column that is all null there
+    takes its type from NULL_TYPES), every later table cast to it; rows buffered as Arrow and
+    written a row group at a time."""
+
+    def __init__(self, out: BinaryIO, info=None) -> None:
+        self.out, self.info = out, info
+        self.writer = self.schema = None
+        self.pending: list = []
+        self.rows = 0
+
+    def start(self, what: str = "read") -> None:
+        pass
+
+    def write(self, df: pd.DataFrame) -> None:
+        table = self._arrow(df)
+        if self.schema is None:
+            self.schema = _typed(table)
+        self.pending.append(_conform(table, self.schema))
+        self.rows += len(table)
+        if self.rows >= ROW_GROUP:
+            self._flush()
+
+    def finish(self, tally=None) -> None:
+        if self.schema is None:                 # no findings at all: an empty file with the contract columns
+            self.write(pd.DataFrame({c: pd.Series(dtype=object) for c in CONTRACT_FIELDS}))
+        self._flush()
+        self.writer.close()
+
+    def _arrow(self, df: pd.DataFrame):
+        import pyarrow as pa
+        frame = _for_readers(df.copy())
+        declared = _declared_dtypes()
+        for col in frame.columns:
+            want = declared.get(col)
+            if want is not None:                   # the same pandas type in every table of the file
+                if str(frame[col].dtype) != want:
+                    frame[col] = frame[col].astype(want)
+            elif col in NULL_TYPES and frame[col].isna().all():
+                frame[col] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+            elif frame[col].dtype == object:       # mixed ints and NaN (flood rows): one arrow type
+                frame[col] = _uniform(frame[col])
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    def _with_meta(self):
+        meta = dict(self.schema.metadata or {})
+        meta[META_KEY] = json.dumps(provenance(self.info)).encode()
+        return self.schema.with_metadata(meta)
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        if not self.pending:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.out, self._with_meta(), compression="zstd")
+        table = pa.concat_tables(self.pending)
+        self.pending, self.rows = [], 0
+        self.writer.write_table(table.replace_schema_metadata(self.writer.schema.metadata), row_group_size=ROW_GROUP)
+
+
+_NULLABLE = {"int64": "Int64", "bool": "boolean"}
+
+
+def _declared_dtypes() -> dict[str, str]:
+    """Pandas types fixed for the whole file (a column's type in the file's pandas metadata is
+    the first table's): every feature as the registry declares it, NULL_TYPES' ints and bools
+    nullable (a flood row has no connection, so no frame numbers)."""
+    from ..features.registry import FEATURES, PANDAS_DTYPE
+    out = {name: PANDAS_DTYPE[f.kind] for name, f in FEATURES.items()}
+    out.update({name: _NULLABLE[kind] for name, kind in NULL_TYPES.items() if kind in _NULLABLE})
+    out.update({"sport": "Int64", "dport": "Int64"})
+    return out
+
+
+def _typed(table):
+    """The first table's schema, where a type it could not show is filled in: a column that is
+    all null there (a flood's sample in a table of single resets, a tunnel in a plain capture)
+    from NULL_TYPES, and lists that were all empty (no alternatives) as lists of text."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
-    frame = _for_readers(df.copy())
-    for col in frame.columns:
-        if frame[col].dtype == object:         # mixed ints and NaN (flood rows): one arrow type
-            frame[col] = _uniform(frame[col])
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    if "sources_sample" in table.column_names and pa.types.is_null(table.schema.field("sources_sample").type):
-        at = table.column_names.index("sources_sample")        # no flood in this file: typed all the same
-        table = table.set_column(at, "sources_sample", pa.nulls(len(table), pa.list_(pa.string())))
-    meta = dict(table.schema.metadata or {})
-    meta[META_KEY] = json.dumps(provenance(info)).encode()
-    pq.write_table(table.replace_schema_metadata(meta), out, compression="zstd")
+    named = {"string": pa.string(), "int64": pa.int64(), "bool": pa.bool_(), "list<string>": pa.list_(pa.string()),
+             "list<int64>": pa.list_(pa.int64())}
+    fields = []
+    for f, col in zip(table.schema, table.columns):
+        if f.name in NULL_TYPES and col.null_count == len(col):
+            f = f.with_type(named[NULL_TYPES[f.name]])
+        elif f.name in NULL_TYPES and _has_null(f.type):
+            f = f.with_type(named[NULL_TYPES[f.name]])
+        else:
+            f = f.with_type(_no_null(f.type))
+        fields.append(f)
+    return pa.schema(fields, metadata=table.schema.metadata)
+
+
+def _has_null(t) -> bool:
+    import pyarrow as pa
+    return pa.types.is_null(t) or any(_has_null(t.field(i).type) for i in range(t.num_fields))
+
+
+def _no_null(t):
+    """A type with `null` (nothing seen) made text at any depth (errno's empty lists), and
+    pandas' large strings made the plain strings readers expect."""
+    import pyarrow as pa
+    if pa.types.is_null(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_no_null(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_no_null(t.field(i).type)) for i in range(t.num_fields)])
+    return t
+
+
+def _conform(table, schema):
+    """`table` with the file's schema: all-null columns made of the right type, others cast."""
+    import pyarrow as pa
+    if table.schema.equals(schema, check_metadata=False):
+        return table
+    columns = []
+    for f, col in zip(schema, table.columns):
+        if col.type != f.type:
+            try:
+                col = pa.nulls(len(col), f.type) if col.null_count == len(col) else col.cast(f.type)
+            except pa.ArrowException as exc:       # a bug, but one that names the column
+                raise TypeError(f"findings column {f.name}: {col.type} cannot be written as {f.type}") from exc
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _for_readers(frame: pd.DataFrame) -> pd.DataFrame:
