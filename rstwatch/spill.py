@@ -2,7 +2,7 @@
 
 A finding held as pandas rows costs ~1.7 KB of Python objects (strings, lists), so 300,000
 spoofed resets held ~600 MB until the end of the read. When `read` writes a format it can
-stream (JSON Lines, CSV), it keeps only the columns that format writes and, past SPILL_AFTER
+stream (all but the table and the reports), it keeps only the columns that format writes and, past SPILL_AFTER
 findings, pickles each finished batch table to a temporary folder (exact round trip: same
 dtypes, same values); the writer loads them back one at a time, in output order."""
 from __future__ import annotations
@@ -20,12 +20,14 @@ import pandas as pd
 
 # Findings kept in memory before later batches go to disk: ordinary captures never spill.
 SPILL_AFTER = 20_000
+WIDE_SHARE = 4          # every column (Parquet) is ~4x the bytes a row: spill after a quarter as many
 
 
 @dataclass
 class SpillPlan:
     directory: Path | None          # None: no temporary folder could be made
     columns: frozenset[str] | None  # what the output needs (None: every column); others are dropped at once
+    after: int = SPILL_AFTER        # findings kept in memory before tables go to disk
     held: int = 0                   # findings kept in memory so far
     files: int = 0                  # tables written
     failed: str | None = None       # why tables stay in memory after all (a full disk), once
@@ -46,7 +48,7 @@ def spilling(columns: list[str] | None) -> Iterator[SpillPlan]:
     else:
         failed = None
     plan = SpillPlan(Path(folder.name) if folder else None, None if columns is None else frozenset(columns),
-                     failed=failed)
+                     SPILL_AFTER if columns is not None else SPILL_AFTER // WIDE_SHARE, failed=failed)
     _plan[:] = [plan]
     try:
         yield plan
@@ -82,7 +84,7 @@ def keep(table: pd.DataFrame) -> pd.DataFrame | Spilled:
     plan = _plan[0]
     if plan.columns is not None:
         table = table[[c for c in table.columns if c in plan.columns]]
-    if plan.held + len(table) <= SPILL_AFTER or plan.directory is None or plan.failed:
+    if plan.held + len(table) <= plan.after or plan.directory is None or plan.failed:
         plan.held += len(table)
         return table
     # `read --jobs N` workers inherit this plan (and its folder) from the parent: the process id in

@@ -48,7 +48,7 @@ NULL_TYPES = {"sources_sample": "list<string>", "alternatives": "list<string>", 
               "conn_id": "int64", "conn_lineage": "int64", "kernel_match": "string", "kernel_reason": "string",
               "kernel_state": "string", "kernel_context": "string", "kernel_pid": "int64",
               "kernel_comm": "string", "decided_by": "string", "wire_cause": "string", "kernel_agrees": "bool"}
-ROW_GROUP = 65_536                      # rows a row group holds: buffered as Arrow (~columns), not pandas
+ROW_GROUP = 16_384                      # rows a row group holds: buffered as Arrow (~columns), not pandas
 
 
 def write_parquet(df: pd.DataFrame, out: BinaryIO, info=None) -> None:
