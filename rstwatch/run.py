@@ -93,8 +93,10 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     check_output(output, force, inputs=paths)  # also refuses an output that is one of the inputs
     rules = load_rules(rule_dirs)
     tune_gc()
-    if chosen.name in STREAMED and extract is None:
+    if chosen.name in STREAMED:
         columns = None if chosen.name in ALL_COLUMNS else CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]
+        if columns is not None and extract is not None:
+            columns.append("conn_last_frame")       # each finding's packets: its connection's frame range
         with spilling(columns) as spill_plan:
             results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
             errors = _tell_problems(skipped, errors, results)
@@ -103,7 +105,11 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
             from .run_report import run_info
             info = run_info(results, rules, rule_dirs)
             with open_output(output, force, binary=chosen.binary) as out:
-                _stream(chosen, findings_in_order(results), out, info)
+                tables = findings_in_order(results)
+                if extract is None:
+                    _stream(chosen, tables, out, info)
+                else:                   # evidence files written as the findings go by
+                    _stream_with_evidence(chosen, tables, out, info, extract, force)
             if spill_plan.failed:
                 _warn(f"{spill_plan.failed}: findings were kept in memory instead (a temporary file could not be written)")
         return ExitStatus.PARTIAL if errors else ExitStatus.OK
@@ -133,6 +139,22 @@ def _stream(chosen, tables, out, info=None) -> None:
     for table in tables:
         sink.write(table)
     sink.finish(None)
+
+
+def _stream_with_evidence(chosen, tables, out, info, folder: Path, force: bool) -> None:
+    from .report.extract import EvidenceStream
+    evidence = EvidenceStream(info.packets_for, folder, force)
+
+    def extracting():
+        for table in tables:
+            evidence.add(table)
+            yield table
+
+    _stream(chosen, extracting(), out, info)
+    evidence.finish()
+    for line in evidence.problems:
+        _warn(line)
+    typer.echo(f"rstwatch: {evidence.count} evidence file(s) in {folder}", err=True)
 
 
 def _tell_problems(skipped: list[Skipped], errors: list[str], results: list[FileResult]) -> list[str]:

@@ -206,6 +206,49 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
     assert {r["file"] for r in rows} >= {str(mixed), str(CAPTURES / "closed-port.pcap")}
 
 
+def test_evidence_extracted_while_streaming_is_what_extracting_all_at_once_gives(tmp_path: Path, builtin_rules,
+                                                                               monkeypatch):
+    """`read --extract DIR` in a streamed format takes each finding's packets a pass of findings at
+    a time while the spilled batches are written: the same files, byte for byte, as extracting
+    from the whole findings table, across spilled batches, several passes over one capture, a
+    flood row, a folder of small files and the bundled captures; a second run without --force
+    is refused before it writes a file."""
+    import hashlib
+    from conftest import CAPTURES
+    from rstwatch import analyze, spill
+    from rstwatch.analyze import VerdictBatch, all_findings
+    from rstwatch.report import extract as ex
+    from rstwatch.run import analyze_paths, run_read
+    mixed = tmp_path / "mixed.pcap"
+    _trickle_with_storm(mixed, 1_500, 600)
+    hostile.small_files(tmp_path / "rotated", 30)
+    inputs = [mixed, tmp_path / "rotated", CAPTURES]
+    monkeypatch.setattr(analyze, "RESET_BATCH", 150)
+    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 50)
+    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
+    monkeypatch.setattr(ex, "PASS_WANTS", 200)
+
+    def files(folder: Path) -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+    analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
+    results, errors = analyze_paths(inputs, builtin_rules)
+    findings = all_findings(results)
+    whole, _ = ex.extract(findings, {r.path: Path(r.path) for r in results}, tmp_path / "whole", False)
+    analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
+    assert run_read(inputs, "jsonl", tmp_path / "f.jsonl", False, [], 1, extract=tmp_path / "streamed") == 0
+    assert len(whole) > 1_500 and files(tmp_path / "streamed") == files(tmp_path / "whole")
+    from rstwatch.errors import OutputError
+    before = files(tmp_path / "streamed")
+    try:
+        run_read(inputs, "jsonl", tmp_path / "g.jsonl", False, [], 1, extract=tmp_path / "streamed")
+    except OutputError as exc:
+        assert "already exists" in str(exc)
+    else:
+        raise AssertionError("a second --extract into the same folder was not refused")
+    assert files(tmp_path / "streamed") == before and not (tmp_path / "g.jsonl").exists()
+
+
 def test_spoofed_trickle_memory_does_not_grow_with_its_findings(tmp_path: Path):
     """Spoofed RSTs just under the flood rate are one finding each. Their findings used to be held
     as pandas rows until the end (~4 KiB of RSS a reset: 300,000 took 1.15 GiB); now they are

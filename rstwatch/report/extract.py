@@ -54,22 +54,36 @@ def evidence_name(label: str, frame: int, cause: str) -> str:
 
 def plan(findings: pd.DataFrame, folder: Path, force: bool) -> dict[tuple[str, int], Path]:
     """The file each finding goes to; refuses to overwrite files that exist (without --force)."""
-    out: dict[tuple[str, int], Path] = {}
-    used: set[str] = set()
-    for label, frame, cause in zip(findings["file"], findings["frame"], findings["cause"]):
-        name = evidence_name(str(label), int(frame), str(cause))
+    names = _Names(folder)
+    out = {(str(label), int(frame)): folder / names.new(str(label), int(frame), str(cause))
+           for label, frame, cause in zip(findings["file"], findings["frame"], findings["cause"])}
+    names.check(list(out.values()), force)
+    return out
+
+
+class _Names:
+    """Evidence file names, unique over a whole run (the same capture name in two folders gets
+    `-2`), remembered as hashes: 300,000 findings cost a few MB, not their names."""
+
+    def __init__(self, folder: Path) -> None:
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(str(folder), "exists and is not a folder")
+        self.used: set[int] = set()
+        self.existing = set(os.listdir(folder)) if folder.is_dir() else set()
+
+    def new(self, label: str, frame: int, cause: str) -> str:
+        name = evidence_name(label, frame, cause)
         base, n = name, 2
-        while name in used:                        # same capture name in two folders
+        while hash(name) in self.used:
             name = base.replace(".pcapng", f"-{n}.pcapng")
             n += 1
-        used.add(name)
-        out[(str(label), int(frame))] = folder / name
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(str(folder), "exists and is not a folder")
-    clash = [p for p in out.values() if p.exists()]
-    if clash and not force:
-        raise OutputError(str(clash[0]), f"already exists (use --force to overwrite; {len(clash)} file(s) would be)")
-    return out
+        self.used.add(hash(name))
+        return name
+
+    def check(self, paths: list[Path], force: bool) -> None:
+        clash = [p for p in paths if p.name in self.existing]
+        if clash and not force:
+            raise OutputError(str(clash[0]), f"already exists (use --force to overwrite; {len(clash)} file(s) would be)")
 
 
 def check_folder(folder: Path) -> None:
@@ -87,26 +101,72 @@ def check_folder(folder: Path) -> None:
 def extract(findings: pd.DataFrame, where: dict[str, Path], folder: Path, force: bool) -> tuple[dict, list[str]]:
     """Write one pcapng per finding; returns ((file, frame) -> path written, problems)."""
     targets = plan(findings, folder, force)
-    folder.mkdir(parents=False, exist_ok=True)
-    written: dict[tuple[str, int], Path] = {}
-    problems: list[str] = []
-    for label, grp in findings.groupby("file", sort=False):
-        path = where.get(str(label), Path(str(label)))
-        wants = [_want(row, targets[(str(label), int(row.frame))].name) for row in grp.itertuples(index=False)]
+    stream = EvidenceStream(where, folder, force, keep_paths=True, names=targets)
+    stream.add(findings)
+    stream.finish()
+    return stream.written, stream.problems
+
+
+PASS_WANTS = 20_000         # findings whose packets one pass over a capture collects
+
+
+class EvidenceStream:
+    """--extract a table of findings at a time (`read` streaming its spilled batches): findings
+    are gathered per capture and, every PASS_WANTS of them, one pass over that capture takes
+    their packets and writes their files. Memory holds one pass's findings and packets."""
+
+    def __init__(self, where: dict[str, Path], folder: Path, force: bool, keep_paths: bool = False,
+                 names: dict[tuple[str, int], Path] | None = None) -> None:
+        self.where, self.folder, self.force = where, folder, force
+        self.targets = names                    # planned names (the whole table at once), or made here
+        self.names = _Names(folder) if names is None else None
+        self.written: dict[tuple[str, int], Path] = {}
+        self.keep_paths, self.count = keep_paths, 0
+        self.problems: list[str] = []
+        self.label: str | None = None
+        self.wants: list[_Want] = []
+        folder.mkdir(parents=False, exist_ok=True)
+
+    def add(self, findings: pd.DataFrame) -> None:
+        for label, grp in findings.groupby("file", sort=False):
+            label = str(label)
+            if label != self.label:
+                self._pass()
+                self.label = label
+            for row in grp.itertuples(index=False):
+                frame = int(row.frame)
+                name = (self.targets[(label, frame)].name if self.targets is not None
+                        else self.names.new(label, frame, str(row.cause)))
+                self.wants.append(_want(row, name))
+                if len(self.wants) >= PASS_WANTS:
+                    self._pass()
+
+    def finish(self) -> None:
+        self._pass()
+
+    def _pass(self) -> None:
+        wants, label = self.wants, self.label
+        self.wants = []
+        if not wants:
+            return
+        if self.names is not None:              # names made here: a clash is refused before this pass writes
+            self.names.check([self.folder / w.name for w in wants], self.force)
+        path = self.where.get(label, Path(label))
         try:
             _collect(path, wants)
         except (CaptureError, OSError) as exc:
-            problems.append(f"{label}: evidence not extracted ({exc})")
-            continue
+            self.problems.append(f"{label}: evidence not extracted ({exc})")
+            return
         from .. import __version__
         for w in wants:
             if not any(p[0] == w.rst for p in w.packets):
-                problems.append(f"{label}: frame {w.rst}: not extracted (its link type is not decoded by the fast reader)")
+                self.problems.append(f"{label}: frame {w.rst}: not extracted (its link type is not decoded by the fast reader)")
                 continue
-            dest = folder / w.name
-            write_file(dest, pcapng_bytes(w.packets, w.rst, f"{w.cause}", str(label), __version__), force)
-            written[(str(label), w.rst)] = dest
-    return written, problems
+            dest = self.folder / w.name
+            write_file(dest, pcapng_bytes(w.packets, w.rst, f"{w.cause}", label, __version__), self.force)
+            self.count += 1
+            if self.keep_paths:
+                self.written[(label, w.rst)] = dest
 
 
 def _want(row, name: str) -> _Want:
