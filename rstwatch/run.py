@@ -91,11 +91,14 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     skipped: list[Skipped] = []
     paths = expand_inputs(paths, skipped)       # folders -> files, once, before any work
     check_output(output, force, inputs=paths)  # also refuses an output that is one of the inputs
+    if chosen.name in REPORTS:
+        from .report.incident import check_outputs
+        check_outputs(output, force, markdown=chosen.name == "md")
     rules = load_rules(rule_dirs)
     tune_gc()
     if chosen.name in STREAMED:
         columns = None if chosen.name in ALL_COLUMNS else CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]
-        if columns is not None and extract is not None:
+        if columns is not None and (extract is not None or chosen.name in REPORTS):
             columns.append("conn_last_frame")       # each finding's packets: its connection's frame range
         with spilling(columns) as spill_plan:
             results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
@@ -104,6 +107,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
                 return ExitStatus.USAGE
             from .run_report import run_info
             info = run_info(results, rules, rule_dirs)
+            info.output, info.force = output, force
             with open_output(output, force, binary=chosen.binary) as out:
                 tables = findings_in_order(results)
                 if extract is None:
@@ -125,8 +129,9 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
 
 # Formats written a table of findings at a time as they are taken from memory or disk, byte for
 # byte what writing them all at once gives (tests/test_hostile.py); the others need every row.
-STREAMED = ("jsonl", "csv", "eve", "zeek", "zeek-json", "parquet")
+STREAMED = ("jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md")
 ALL_COLUMNS = ("parquet",)              # every feature column too, so a report can be made from it later
+REPORTS = ("html", "md")                # from a digest of the findings (report/digest.py), evidence linked
 
 
 def _stream(chosen, tables, out, info=None) -> None:
@@ -136,25 +141,31 @@ def _stream(chosen, tables, out, info=None) -> None:
         return
     sink = chosen.batch_writer(out, info)   # a header once, then rows (as `live` writes them)
     sink.start("read")
-    for table in tables:
-        sink.write(table)
-    sink.finish(None)
+    try:
+        for table in tables:
+            sink.write(table)
+        sink.finish(None)
+    except BaseException:
+        if hasattr(sink, "abort"):          # a report's side file: its temporary file removed
+            sink.abort()
+        raise
 
 
 def _stream_with_evidence(chosen, tables, out, info, folder: Path, force: bool) -> None:
     from .report.extract import EvidenceStream
-    evidence = EvidenceStream(info.packets_for, folder, force)
+    evidence = EvidenceStream(info.packets_for, folder, force, keep_paths=chosen.name in REPORTS)
 
     def extracting():
         for table in tables:
             evidence.add(table)
             yield table
+        evidence.finish()                   # before a report is rendered: it links each file
+        info.evidence.update(evidence.written)
+        for line in evidence.problems:
+            _warn(line)
+        typer.echo(f"rstwatch: {evidence.count} evidence file(s) in {folder}", err=True)
 
     _stream(chosen, extracting(), out, info)
-    evidence.finish()
-    for line in evidence.problems:
-        _warn(line)
-    typer.echo(f"rstwatch: {evidence.count} evidence file(s) in {folder}", err=True)
 
 
 def _tell_problems(skipped: list[Skipped], errors: list[str], results: list[FileResult]) -> list[str]:

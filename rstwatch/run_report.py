@@ -61,6 +61,9 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     captures = [p for p in paths if p not in saved]
     files = expand_inputs(captures) if captures else []
     check_output(output, force, inputs=[*files, *saved])   # never replaces one of its inputs
+    if chosen.name in ("html", "md"):
+        from .report.incident import check_outputs
+        check_outputs(output, force, markdown=chosen.name == "md")
     rules = load_rules(rule_dirs)
     from .run import tune_gc
     tune_gc()

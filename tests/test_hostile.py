@@ -159,7 +159,7 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
     from rstwatch import analyze, spill
     from rstwatch.analyze import VerdictBatch, all_findings, findings_in_order
     from rstwatch.report.formats import FORMATS
-    from rstwatch.run import ALL_COLUMNS, STREAMED, _stream, analyze_paths
+    from rstwatch.run import ALL_COLUMNS, REPORTS, STREAMED, _stream, analyze_paths
     from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
     mixed = tmp_path / "mixed.pcap"
     _trickle_with_storm(mixed, 2_000, 600)
@@ -176,9 +176,11 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
         assert not errors
         return results
 
-    assert set(STREAMED) == {"jsonl", "csv", "eve", "zeek", "zeek-json", "parquet"}
+    assert set(STREAMED) == {"jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md"}
     texts = {}
     for name in STREAMED:
+        if name in REPORTS:         # the next test
+            continue
         fmt = FORMATS[name]
         whole, streamed = (io.BytesIO(), io.BytesIO()) if fmt.binary else (io.StringIO(), io.StringIO())
         fmt.writer()(all_findings(analysed()), whole)
@@ -204,6 +206,67 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
     rows = [json.loads(line) for line in texts["jsonl"].splitlines()]
     assert len(rows) > 2_000 and [r["cause"] for r in rows if r["file"] == str(mixed)].count("rst-storm") == 1
     assert {r["file"] for r in rows} >= {str(mixed), str(CAPTURES / "closed-port.pcap")}
+
+
+def test_report_from_a_stream_of_tables_is_the_report_of_all_findings(tmp_path: Path, builtin_rules, monkeypatch):
+    """`read -o r.html|r.md` digests the findings a table at a time (report/digest.py: counters,
+    the first rows, sample candidates) and writes the full CSV as it goes: the report and the
+    CSV beside it are byte for byte those made from the whole findings table, across spilled
+    batches, a flood, a folder of small files and the bundled captures (many causes, ties in
+    the alternatives and senders, findings with equal times)."""
+    import io
+    import re
+    from conftest import CAPTURES
+    from rstwatch import analyze, spill
+    from rstwatch.analyze import VerdictBatch, all_findings, findings_in_order
+    from rstwatch.report import incident
+    from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
+    from rstwatch.run import _stream
+    from rstwatch.run_report import run_info
+    from rstwatch.report.formats import FORMATS
+    from rstwatch.run import analyze_paths
+    mixed = tmp_path / "mixed.pcap"
+    _trickle_with_storm(mixed, 2_000, 600)
+    hostile.small_files(tmp_path / "rotated", 40)
+    inputs = [mixed, tmp_path / "rotated", CAPTURES]
+    monkeypatch.setattr(analyze, "RESET_BATCH", 150)
+    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 50)
+    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
+    monkeypatch.setattr(incident, "EMBED_CSV_BYTES", 200_000)     # the CSV goes beside the report
+
+    def analysed():
+        analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
+        results, errors = analyze_paths(inputs, builtin_rules)
+        assert not errors
+        return results
+
+    def made(streamed: bool, name: str) -> tuple[str, bytes]:
+        out = tmp_path / name / f"r.{name}"
+        out.parent.mkdir()
+        if streamed:
+            with spill.spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame", "conn_last_frame"]):
+                results = analysed()
+                assert spill._plan[0].files >= 5
+                info = run_info(results, builtin_rules, [])
+                info.output, info.force = out, False
+                buf = io.StringIO()
+                _stream(FORMATS[name], findings_in_order(results, rows=77), buf, info)
+        else:
+            results = analysed()
+            info = run_info(results, builtin_rules, [])
+            info.output, info.force = out, False
+            buf = io.StringIO()
+            FORMATS[name].writer()(all_findings(results), buf, info=info)
+        text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "", buf.getvalue())    # when it was made
+        return text, (out.parent / "r.findings.csv").read_bytes()
+
+    for name in ("html", "md"):
+        whole = made(False, name)
+        (tmp_path / name).rename(tmp_path / f"{name}-whole")
+        streamed = made(True, name)
+        assert streamed[0] == whole[0], name
+        assert streamed[1] == whole[1] and len(whole[1]) > 200_000, name
+        assert "rst-storm" in whole[0] and "closed-port" in whole[0]
 
 
 def test_evidence_extracted_while_streaming_is_what_extracting_all_at_once_gives(tmp_path: Path, builtin_rules,

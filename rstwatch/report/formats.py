@@ -59,9 +59,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("parquet", (".parquet", ".pq"), "rstwatch.report.parquet:write_parquet",
            batches="rstwatch.report.parquet:ParquetSink", binary=True,
            help="every column of the findings, for `rstwatch report` or a notebook later"),
-    Format("html", (".html", ".htm"), "rstwatch.report.incident:write_html",
+    Format("html", (".html", ".htm"), "rstwatch.report.incident:write_html", batches="rstwatch.report.incident:html_sink",
            help="the incident report, one self-contained file"),
     Format("md", (".md", ".markdown"), "rstwatch.report.incident:write_markdown", needs_file=True,
+           batches="rstwatch.report.incident:markdown_sink",
            help="the incident report as Markdown, images in NAME_files/ beside it"),
 ]}
 

@@ -15,9 +15,9 @@ import pandas as pd
 
 from .summary import reset_weights
 
-TABLE_ROWS = 500              # rows shown in the findings table
+from .digest import SAMPLES, TABLE_ROWS, Digest
+
 EMBED_CSV_BYTES = 1_000_000   # the full CSV is embedded up to this size, else written beside the report
-SAMPLES = 3                   # example connections drawn per cause
 TOP = 10                      # top services / clients
 
 
@@ -52,8 +52,9 @@ def endpoints(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return pd.Series(server, index=df.index), client
 
 
-def _top(keys: pd.Series, weights: pd.Series, causes: pd.Series) -> list[dict]:
-    frame = pd.DataFrame({"key": keys.astype(str), "n": weights, "cause": causes})
+def _top(frame: pd.DataFrame) -> list[dict]:
+    """The TOP endpoints by resets, from (key, cause, n) rows, with their three main causes."""
+    frame = frame.assign(key=frame["key"].astype(str), cause=frame["cause"].astype(str))
     total = frame.groupby("key")["n"].sum().sort_values(ascending=False, kind="stable").head(TOP)
     out = []
     for key, n in total.items():
@@ -62,18 +63,6 @@ def _top(keys: pd.Series, weights: pd.Series, causes: pd.Series) -> list[dict]:
                     "causes": ", ".join(f"{c} {int(v)}" for c, v in sub.head(3).items())
                     + (f", +{len(sub) - 3} more" if len(sub) > 3 else "")})
     return out
-
-
-def _connections(df: pd.DataFrame) -> int:
-    """Distinct connections: a connection's two directions and its several RSTs count once."""
-    flood = df["connections"].notna() if "connections" in df else pd.Series(False, index=df.index)
-    single = df[~flood]
-    first = single["conn_first_frame"] if "conn_first_frame" in single else single["frame"]
-    keys = set()
-    for f, a, p, b, q, s in zip(single["file"], single["src"], single["sport"], single["dst"], single["dport"], first):
-        x, y = (str(a), int(p)), (str(b), int(q))
-        keys.add((f, min(x, y), max(x, y), str(s)))
-    return len(keys) + (int(pd.to_numeric(df.loc[flood, "connections"]).sum()) if flood.any() else 0)
 
 
 def _samples(grp: pd.DataFrame) -> pd.DataFrame:
@@ -85,43 +74,41 @@ def _samples(grp: pd.DataFrame) -> pd.DataFrame:
     return distinct
 
 
-def build(df: pd.DataFrame, info, standalone_svg: bool = False) -> dict[str, Any]:
-    """Everything the templates show."""
+def build(df: pd.DataFrame | None, info, standalone_svg: bool = False, digest: Digest | None = None) -> dict[str, Any]:
+    """Everything the templates show, from the findings or from their digest (a report read as a
+    stream of tables: report/digest.py)."""
     from .. import __version__
     from .runinfo import rules_digest, with_digests
-    df = df.sort_values(["time", "file", "frame"], kind="stable", ignore_index=True) if len(df) else df
+    digest = digest if digest is not None else Digest.of(df)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    names = sorted({Path(str(f.path)).name for f in info.inputs}) or sorted({Path(str(f)).name for f in df.get("file", [])})
+    names = sorted({Path(str(f.path)).name for f in info.inputs}) or sorted(digest.file_names)
     model: dict[str, Any] = {
         "title": info.title or f"TCP resets in {', '.join(names[:3])}{' and more' if len(names) > 3 else ''}",
-        "generated": now, "version": __version__, "findings": len(df), "packets": info.packets,
+        "generated": now, "version": __version__, "findings": digest.findings, "packets": info.packets,
         "files": info.files, "notes": list(info.warnings),
     }
     model["provenance"] = _provenance(info, with_digests, rules_digest)
-    if not len(df):
+    if not digest.findings:
         model.update(resets=0, empty=True)
         return model
-    weights = reset_weights(df)
-    server, client = endpoints(df)
-    df = df.assign(_server=server, _client=client, _w=weights)
-    resets = int(weights.sum())
-    per_cause = df.groupby("cause")["_w"].sum().sort_values(ascending=False, kind="stable")
+    per_cause = digest.per_cause()
+    resets = int(per_cause.sum())
     order = list(per_cause.index)
     from .timeline import _human, colours, timeline_svg
     palette = colours(order)
-    t0, t1 = float(df["time"].min()), float(df["time"].max())
-    svg, step = timeline_svg(df, order, palette, standalone=standalone_svg)
+    t0, t1 = digest.t0, digest.t1
+    svg, step = timeline_svg(digest.reset_table(), order, palette, standalone=standalone_svg)
     top = ", ".join(f"{c} ({int(n):,}, {100 * n / resets:.0f}%)" for c, n in per_cause.head(3).items())
     model.update(
-        empty=False, resets=resets, connections=_connections(df), start=_utc(t0), end=_utc(t1),
+        empty=False, resets=resets, connections=digest.connections(), start=_utc(t0), end=_utc(t1),
         span=_duration(t1 - t0), day=_utc(t0, "%Y-%m-%d"), causes_sentence=top, cause_count=len(order),
         drops=_drops(info), timeline=svg, bin_text=_human(step), palette=palette,
-        top_services=_top(df["_server"], weights, df["cause"]), top_clients=_top(df["_client"], weights, df["cause"]),
+        top_services=_top(digest.endpoint_counts("server")), top_clients=_top(digest.endpoint_counts("client")),
     )
-    model["sections"], notes = _sections(df, order, palette, info, per_cause, resets)
+    model["sections"], notes = _sections(digest, order, palette, info, per_cause, resets)
     model["notes"] += notes
-    model["table"] = _table(df.head(TABLE_ROWS), info)
-    model["table_capped"] = len(df) > TABLE_ROWS
+    model["table"] = _table(digest.rows.head(TABLE_ROWS), info)
+    model["table_capped"] = digest.findings > TABLE_ROWS
     return model
 
 
@@ -148,20 +135,20 @@ def _provenance(info, with_digests, rules_digest) -> dict[str, Any]:
             "source": info.source}
 
 
-def _sections(df, order, palette, info, per_cause, resets) -> tuple[list[dict], list[str]]:
+def _sections(digest: Digest, order, palette, info, per_cause, resets) -> tuple[list[dict], list[str]]:
     from .ladder import ladder_svg
     from .packets import packets_for_samples
     rules = {r.name: r for r in info.rules}
-    samples = {c: _samples(df[df["cause"] == c]) for c in order}
+    kept = digest.rows
+    samples = {c: _samples(kept[kept["cause"] == c]) for c in order}
     every = pd.concat(list(samples.values()))
     packets, notes = packets_for_samples(every, info.packets_for)
     sections = []
     for n, cause in enumerate(order):
-        grp = df[df["cause"] == cause]
+        stats = digest.causes[cause]
         rule = rules.get(cause)
-        first = grp.iloc[0]
-        conf = grp["confidence"].astype(float)
-        alts = pd.Series([a for lst in grp["alternatives"] for a in (lst or [])], dtype=object).value_counts()
+        first = kept[kept["cause"] == cause].iloc[0]
+        alts = digest.value_counts(cause, "alternatives")
         examples = []
         for k, (idx, row) in enumerate(samples[cause].iterrows()):
             pk = packets.get(idx)
@@ -176,16 +163,16 @@ def _sections(df, order, palette, info, per_cause, resets) -> tuple[list[dict], 
                              "id": f"ladder-{cause}-{k + 1}"})
         errno = first["errno"] or {}
         sections.append({
-            "cause": cause, "colour": palette[cause], "resets": int(per_cause[cause]), "findings": len(grp),
+            "cause": cause, "colour": palette[cause], "resets": int(per_cause[cause]), "findings": stats.findings,
             "share": _share(per_cause[cause], resets),
             "title": first["title"], "rule": first["rule"],
             "notes": rule.confidence_notes if rule else "", "references": "; ".join(rule.references) if rule else "",
-            "senders": ", ".join(f"{k} {v}" for k, v in grp["sender"].value_counts().items()),
+            "senders": ", ".join(f"{k} {v}" for k, v in digest.value_counts(cause, "senders").items()),
             "receiver_errno": ", ".join(errno.get("receiver") or []) or "nothing",
             "sender_errno": ", ".join(errno.get("sender") or []) or "nothing",
             "remediation": list(first["remediation"] or []),
-            "conf_min": f"{conf.min():.2f}", "conf_max": f"{conf.max():.2f}",
-            "alternatives": ", ".join(f"{a} ({v})" if len(grp) > 1 else str(a) for a, v in alts.items()) or "none",
+            "conf_min": f"{stats.conf_min:.2f}", "conf_max": f"{stats.conf_max:.2f}",
+            "alternatives": ", ".join(f"{a} ({v})" if stats.findings > 1 else str(a) for a, v in alts.items()) or "none",
             "examples": examples,
         })
     return sections, notes
@@ -222,25 +209,78 @@ def _table(df: pd.DataFrame, info) -> list[dict]:
             for r in df.itertuples(index=False)]
 
 
+class CsvSpool:
+    """The complete findings as CSV, a table at a time: kept in memory up to EMBED_CSV_BYTES (a
+    data: link in the report), past that written on into a file beside the report (or, with the
+    report on stdout, dropped with a note). The side file is written like any output: a
+    temporary name, no link followed, moved into place at the end, removed if the run fails."""
+
+    def __init__(self, info, side_name: str) -> None:
+        from .csvout import CsvSink
+        self.side_name = side_name
+        self.info, self.side = info, (info.output.with_name(side_name) if info.output is not None else None)
+        self.blocked = self.side is not None and os.path.lexists(self.side) and not info.force
+        if self.blocked:                        # kept: a large CSV is then not written, and the report says why
+            self.side = None
+        self.buf = io.StringIO()
+        self.sink = CsvSink(self.buf)
+        self.sink.start("report")
+        self.size, self.spilled, self.dropped = 0, None, False
+        self._exit = None
+
+    def add(self, df: pd.DataFrame) -> None:
+        self.sink.write(df)
+        self._drain()
+
+    def _drain(self) -> None:
+        text = self.buf.getvalue()
+        if self.spilled is None and (self.dropped or len(text) <= EMBED_CSV_BYTES):
+            return                              # still small enough to embed (bytes are checked at the end)
+        self.buf.seek(0)
+        self.buf.truncate()
+        self.size += len(text.encode())
+        if self.side is None:
+            self.dropped = True
+            return
+        if self.spilled is None:
+            from contextlib import ExitStack
+            from .output import open_output
+            self._exit = ExitStack()
+            self.spilled = self._exit.enter_context(open_output(self.side, self.info.force))
+        self.spilled.write(text)
+
+    def result(self) -> dict[str, str]:
+        self.sink.finish(None)
+        text = self.buf.getvalue()
+        data = text.encode()
+        if self.spilled is None and not self.dropped and len(data) <= EMBED_CSV_BYTES:
+            return {"href": "data:text/csv;base64," + base64.b64encode(data).decode(), "download": "findings.csv",
+                    "size": f"{len(data) / 1024:.0f} KiB"}
+        if self.side is None:
+            why = (f"{self.info.output.with_name(self.side_name).name} exists (--force replaces it)" if self.blocked
+                   else "the report went to stdout")
+            return {"note": f"the full findings are too large to embed and were not written beside the report "
+                            f"({why}): write them with `rstwatch read --format csv`"}
+        if self.spilled is None:                # over the limit in the last table
+            self.dropped = False
+            self._drain()
+        else:
+            self.spilled.write(text)
+            self.size += len(data)
+        self._exit.close()                      # the side file moved into place
+        return {"href": self.side.name, "size": f"{self.size / 2**20:.1f} MiB", "download": self.side.name}
+
+    def abort(self) -> None:
+        if self._exit is not None:
+            import sys
+            self._exit.__exit__(*sys.exc_info())    # the temporary file removed, nothing moved into place
+
+
 def _full_csv(df: pd.DataFrame, info, side_name: str) -> dict[str, str]:
     """The complete findings as CSV: a data: link when small, else a file beside the report."""
-    from .csvout import write_csv
-    buf = io.StringIO()
-    write_csv(df, buf)
-    data = buf.getvalue().encode()
-    if len(data) <= EMBED_CSV_BYTES or info.output is None:
-        if len(data) > EMBED_CSV_BYTES:
-            return {"note": "the full findings are too large to embed: write them with `rstwatch read -f csv`"}
-        return {"href": "data:text/csv;base64," + base64.b64encode(data).decode(), "download": "findings.csv",
-                "size": f"{len(data) / 1024:.0f} KiB"}
-    side = info.output.with_name(side_name)
-    _write_beside(side, data, info.force)
-    return {"href": side.name, "size": f"{len(data) / 2**20:.1f} MiB", "download": side.name}
-
-
-def _write_beside(path: Path, data: bytes, force: bool) -> None:
-    from .output import write_file
-    write_file(path, data, force)           # never through a planted link, no .part left behind
+    spool = CsvSpool(info, side_name)
+    spool.add(df)
+    return spool.result()
 
 
 def _env():
@@ -251,16 +291,24 @@ def _env():
 
 
 def write_html(df: pd.DataFrame, out: TextIO, info) -> None:
-    model = build(df, info)
+    stem = info.output.stem if info.output is not None else "findings"
+    render_html(Digest.of(df), lambda: _full_csv(df, info, f"{stem}.findings.csv"), out, info)
+
+
+def render_html(digest: Digest, csv, out: TextIO, info) -> None:
+    model = build(None, info, digest=digest)
     if not model["empty"]:
-        stem = info.output.stem if info.output is not None else "findings"
-        model["csv"] = _full_csv(df, info, f"{stem}.findings.csv")
+        model["csv"] = csv()
     out.write(_env().get_template("report.html.j2").render(**model))
 
 
 def write_markdown(df: pd.DataFrame, out: TextIO, info) -> None:
     """Markdown with the pictures as SVG files in NAME_files/ beside it."""
-    model = build(df, info, standalone_svg=True)
+    render_markdown(Digest.of(df), lambda: _full_csv(df, info, f"{info.output.stem}.findings.csv"), out, info)
+
+
+def render_markdown(digest: Digest, csv, out: TextIO, info) -> None:
+    model = build(None, info, standalone_svg=True, digest=digest)
     folder = info.output.with_name(info.output.stem + "_files")
     if not model["empty"]:
         files: dict[str, str] = {"timeline.svg": model["timeline"]}
@@ -272,12 +320,58 @@ def write_markdown(df: pd.DataFrame, out: TextIO, info) -> None:
                     name = f"{ex['id']}.svg"
                     files[name] = _standalone(ex["ladder"])
                     ex["ladder"] = f"{folder.name}/{name}"
-        model["csv"] = _full_csv(df, info, f"{info.output.stem}.findings.csv")
+        model["csv"] = csv()
         if model["csv"].get("href", "").startswith("data:"):
             files["findings.csv"] = base64.b64decode(model["csv"]["href"].split(",", 1)[1]).decode()
             model["csv"] = {"href": f"{folder.name}/findings.csv", "size": model["csv"]["size"]}
         _write_folder(folder, files, info.force)
     out.write(_env().get_template("report.md.j2").render(**model))
+
+
+class ReportSink:
+    """`read -o r.html|r.md` as its findings stream: a digest for the report (report/digest.py)
+    and the full CSV written as they go; the report itself rendered at the end."""
+
+    def __init__(self, out: TextIO, info, markdown: bool = False) -> None:
+        self.out, self.info, self.markdown = out, info, markdown
+        stem = info.output.stem if info.output is not None else "findings"
+        self.digest, self.csv = Digest(), CsvSpool(info, f"{stem}.findings.csv")
+
+    def start(self, what: str) -> None:
+        pass
+
+    def write(self, df: pd.DataFrame) -> None:
+        self.digest.add(df)
+        self.csv.add(df)
+
+    def finish(self, tally=None) -> None:
+        render = render_markdown if self.markdown else render_html
+        render(self.digest, self.csv.result, self.out, self.info)
+
+    def abort(self) -> None:
+        self.csv.abort()
+
+
+def check_outputs(output: Path | None, force: bool, markdown: bool) -> None:
+    """Before any work: a Markdown report's NAME_files/ folder can be written (it holds files
+    only with --force). The CSV beside a report never stops one: see CsvSpool."""
+    if markdown and output is not None:
+        folder = output.with_name(output.stem + "_files")
+        from ..errors import OutputError
+        if os.path.islink(folder):
+            raise OutputError(str(folder), "is a symbolic link; refusing to follow it")
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(str(folder), "exists and is not a folder")
+        if folder.is_dir() and any(folder.iterdir()) and not force:
+            raise OutputError(str(folder), "already exists (use --force to overwrite)")
+
+
+def html_sink(out: TextIO, info) -> ReportSink:
+    return ReportSink(out, info)
+
+
+def markdown_sink(out: TextIO, info) -> ReportSink:
+    return ReportSink(out, info, markdown=True)
 
 
 def _standalone(svg: str) -> str:

@@ -1,0 +1,181 @@
+"""What the incident report needs from every finding, gathered a table at a time, so a report of
+300,000 resets holds counters and a few hundred rows, not 300,000 rows of 80 columns.
+
+Kept whole: the first TABLE_ROWS findings in time order (the findings table), and per cause its
+first finding and the candidates for its sample ladders (the first finding of each of the first
+SAMPLES distinct (file, server) pairs, and its first 2 x SAMPLES findings). Everything else is
+counted: resets per cause, confidence range, alternatives and senders (in order of first
+appearance, as value_counts orders ties), connections (as hashes), resets per server and client
+endpoint (narrow Arrow-backed columns, re-aggregated as they grow), and each reset's time and
+cause for the timeline. Reporting from the digest gives what reporting from the whole table
+gave, byte for byte (tests/test_report.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .summary import reset_weights
+
+TABLE_ROWS = 500              # rows shown in the findings table
+SAMPLES = 3                   # example connections drawn per cause
+SORT = ["time", "file", "frame", "_seq"]     # the report's order; `_seq` keeps equal keys as they came
+_REAGGREGATE = 200_000        # endpoint rows held before they are summed again
+
+
+@dataclass
+class CauseStats:
+    resets: int = 0
+    findings: int = 0
+    conf_min: float = float("inf")
+    conf_max: float = float("-inf")
+    alternatives: dict = field(default_factory=dict)    # name -> [count, first key]
+    senders: dict = field(default_factory=dict)
+
+
+class Digest:
+    def __init__(self) -> None:
+        self.findings = 0
+        self.rows: pd.DataFrame | None = None         # kept whole, in report order
+        self.causes: dict[str, CauseStats] = {}
+        self.connection_keys: list[np.ndarray] = []
+        self.flood_connections = 0
+        self.endpoints: list[pd.DataFrame] = []       # (role, key, cause, n), summed as they grow
+        self.endpoint_rows = 0
+        self.times: list[np.ndarray] = []             # every single reset's time...
+        self.codes: list[np.ndarray] = []             # ...and its cause, as an index into cause_names
+        self.cause_names: dict[str, int] = {}
+        self.floods: list[pd.DataFrame] = []          # flood rows: time, cause, resets, summary
+        self.t0, self.t1 = float("inf"), float("-inf")
+        self.file_names: set[str] = set()
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> "Digest":
+        digest = cls()
+        digest.add(df)
+        return digest
+
+    def add(self, df: pd.DataFrame) -> None:
+        if not len(df):
+            return
+        from .incident import endpoints
+        df = df.reset_index(drop=True)
+        weights = reset_weights(df)
+        server, client = endpoints(df)
+        df = df.assign(_server=server, _client=client, _w=weights,
+                       _seq=np.arange(self.findings, self.findings + len(df)))
+        self.findings += len(df)
+        self.file_names.update(Path(str(f)).name for f in df["file"].unique())
+        df = df.sort_values(SORT, kind="stable", ignore_index=True)
+        self._count(df)
+        self._keep(df)
+
+    # ------------------------------------------------------------------ counters
+
+    def _count(self, df: pd.DataFrame) -> None:
+        times = df["time"].to_numpy(float)
+        self.t0, self.t1 = min(self.t0, float(times.min())), max(self.t1, float(times.max()))
+        flood = df["_w"].to_numpy() != 1
+        codes = np.array([self.cause_names.setdefault(c, len(self.cause_names)) for c in df["cause"].astype(str)],
+                         np.int32)
+        self.times.append(times[~flood])
+        self.codes.append(codes[~flood])
+        if flood.any():
+            self.floods.append(pd.DataFrame({"time": times[flood], "cause": df["cause"].astype(str)[flood].to_numpy(),
+                                             "resets": df["_w"].to_numpy()[flood],
+                                             "summary": df["summary"].astype(str)[flood].to_numpy()}))
+        for cause, grp in df.groupby("cause", sort=False):
+            st = self.causes.setdefault(str(cause), CauseStats())
+            st.resets += int(grp["_w"].sum())
+            st.findings += len(grp)
+            conf = grp["confidence"].astype(float)
+            st.conf_min, st.conf_max = min(st.conf_min, conf.min()), max(st.conf_max, conf.max())
+            keys = list(zip(grp["time"], grp["file"].astype(str), grp["frame"], grp["_seq"]))
+            for key, alts, sender in zip(keys, grp["alternatives"], grp["sender"]):
+                for pos, a in enumerate(alts or []):
+                    _tally(st.alternatives, a, key + (pos,))
+                _tally(st.senders, sender, key)
+        self._count_connections(df)
+        role = np.repeat(np.array(["server", "client"]), len(df))
+        self.endpoints.append(pd.DataFrame({
+            "role": role, "key": np.concatenate([df["_server"].astype(str), df["_client"].astype(str)]),
+            "cause": np.tile(df["cause"].astype(str).to_numpy(), 2), "n": np.tile(df["_w"].to_numpy(), 2)},
+        ).astype({"key": "str", "cause": "category", "role": "category"}))
+        self.endpoint_rows += 2 * len(df)
+        if self.endpoint_rows > _REAGGREGATE:
+            self.endpoints = [self._endpoint_totals()]
+            self.endpoint_rows = len(self.endpoints[0])
+            from ..analyze import _give_back
+            _give_back()                        # the pages the chunk tables held, to the system
+
+    def _count_connections(self, df: pd.DataFrame) -> None:
+        """A connection's two directions and its several RSTs count once; a flood its own count."""
+        flood = df["connections"].notna() if "connections" in df else pd.Series(False, index=df.index)
+        if flood.any():
+            self.flood_connections += int(pd.to_numeric(df.loc[flood, "connections"]).sum())
+        single = df[~flood]
+        first = single["conn_first_frame"] if "conn_first_frame" in single else single["frame"]
+        keys = []
+        for f, a, p, b, q, s in zip(single["file"], single["src"], single["sport"], single["dst"], single["dport"], first):
+            x, y = (str(a), int(p)), (str(b), int(q))
+            keys.append(hash((f, min(x, y), max(x, y), str(s))))
+        self.connection_keys.append(np.unique(np.array(keys, np.int64)))
+
+    def _endpoint_totals(self) -> pd.DataFrame:
+        both = pd.concat(self.endpoints, ignore_index=True)
+        return both.groupby(["role", "key", "cause"], observed=True, sort=False)["n"].sum().reset_index()
+
+    # ------------------------------------------------------------------ rows kept whole
+
+    def _keep(self, df: pd.DataFrame) -> None:
+        rows = df if self.rows is None else pd.concat([self.rows, df], ignore_index=True)
+        rows = rows.sort_values(SORT, kind="stable", ignore_index=True)
+        keep = np.zeros(len(rows), bool)
+        keep[:TABLE_ROWS] = True
+        for _, grp in rows.groupby("cause", sort=False):
+            keep[grp.index[:2 * SAMPLES]] = True
+            keep[grp.drop_duplicates(["file", "_server"]).index[:SAMPLES]] = True
+        self.rows = rows[keep].reset_index(drop=True)
+
+    # ------------------------------------------------------------------ what the report reads
+
+    def per_cause(self) -> pd.Series:
+        """Resets per cause, most first; equal counts in name order (as groupby then a stable sort)."""
+        s = pd.Series({c: st.resets for c, st in sorted(self.causes.items())}, dtype="int64")
+        return s.sort_values(ascending=False, kind="stable")
+
+    def connections(self) -> int:
+        keys = np.concatenate(self.connection_keys) if self.connection_keys else np.zeros(0, np.int64)
+        return len(np.unique(keys)) + self.flood_connections
+
+    def reset_table(self) -> pd.DataFrame:
+        """time, cause, resets and (floods) summary of every finding, for the timeline."""
+        names = np.array(list(self.cause_names), dtype=object)
+        codes = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int32)
+        single = pd.DataFrame({"time": np.concatenate(self.times) if self.times else np.zeros(0),
+                               "cause": names[codes] if len(names) else np.zeros(0, object),
+                               "resets": np.ones(len(codes), np.int64), "summary": ""})
+        return pd.concat([single, *self.floods], ignore_index=True)
+
+    def endpoint_counts(self, role: str) -> pd.DataFrame:
+        totals = self._endpoint_totals() if self.endpoints else pd.DataFrame(columns=["role", "key", "cause", "n"])
+        return totals[totals["role"] == role].reset_index(drop=True)
+
+    def value_counts(self, cause: str, what: str) -> pd.Series:
+        """As grp[what].value_counts() over the cause's findings in report order."""
+        tally = getattr(self.causes[cause], what)
+        ordered = sorted(tally.items(), key=lambda kv: kv[1][1])       # by first appearance
+        return pd.Series([n for _, (n, _) in ordered], index=pd.Index([k for k, _ in ordered], dtype=object),
+                         dtype="int64").sort_values(ascending=False, kind="stable")
+
+
+def _tally(tally: dict, name, key) -> None:
+    entry = tally.get(name)
+    if entry is None:
+        tally[name] = [1, key]
+    else:
+        entry[0] += 1
+        if key < entry[1]:
+            entry[1] = key
