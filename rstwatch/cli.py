@@ -242,7 +242,8 @@ def _run_guarded(action, debug: bool) -> None:
     except RstwatchError as exc:
         if debug:
             raise
-        for line in str(exc).splitlines():
+        # One line per problem (a rule error lists several); a newline inside one (a file name's) is escaped.
+        for line in getattr(exc, "problems", None) or [str(exc)]:
             _tell(f"rstwatch: error: {line}")
         raise typer.Exit(ExitStatus.USAGE)
     except KeyboardInterrupt:
@@ -259,9 +260,11 @@ def _run_guarded(action, debug: bool) -> None:
 
 
 def _tell(line: str) -> None:
-    """One line on stderr; if stderr itself is gone (a hung-up terminal) there is no one to tell."""
+    """One line on stderr; if stderr itself is gone (a hung-up terminal) there is no one to tell.
+    Control characters (a file name's ESC or newline) are shown as escapes (report/plaintext.py)."""
+    from .report.plaintext import visible
     try:
-        typer.echo(line, err=True)
+        typer.echo(visible(line), err=True)
     except OSError:
         pass
 

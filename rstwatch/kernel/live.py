@@ -10,6 +10,7 @@ from collections import Counter
 import pandas as pd
 
 from ..engine.model import Rule
+from ..report.plaintext import visible
 from .addrs import LocalAddresses
 from .join import KernelJoin
 from .reader import TraceReader
@@ -17,7 +18,7 @@ from .tracefs import KernelUnavailable, TraceInstance
 
 
 def _say(message: str) -> None:
-    print(f"rstwatch: {message}", file=sys.stderr, flush=True)
+    print(f"rstwatch: {visible(message)}", file=sys.stderr, flush=True)
 
 
 class KernelSide:

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import OutputError
+from ..report.plaintext import visible
 
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _default_warn(message: str) -> None:
     try:
-        print(f"rstwatch: warning: {message}", file=sys.stderr, flush=True)
+        print(f"rstwatch: warning: {visible(message)}", file=sys.stderr, flush=True)
     except OSError:
         pass
 

@@ -16,6 +16,7 @@ import typer
 from ..engine.loader import load_rules
 from ..exitcodes import ExitStatus
 from ..report.output import guarded_stdout
+from ..report.plaintext import visible
 from ..kernel.live import KernelSide
 from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
 from .evidence import Evidence
@@ -79,7 +80,7 @@ class Stop:
 
 def _say(message: str) -> None:
     try:
-        print(f"rstwatch: {message}", file=sys.stderr, flush=True)
+        print(f"rstwatch: {visible(message)}", file=sys.stderr, flush=True)   # names shown, never obeyed
     except OSError:
         pass                                # stderr is gone (a hung-up terminal): no one to tell
 

@@ -15,7 +15,9 @@ import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from .plaintext import visible
 from .summary import cause_rows, reset_count
 
 MAX_ROWS = 200
@@ -76,11 +78,20 @@ def _new_table(cols: list[str], widths: dict[str, int], wrap: bool) -> Table:
     return table
 
 
-def _cells(row, cols: list[str]) -> list[str]:
+def plain(value) -> Text:
+    """A cell as plain text: markup in it (`[link=...]`) is not interpreted, controls are escaped."""
+    return Text(visible(value))
+
+
+def _name(path) -> str:
+    return visible(Path(str(path)).name)
+
+
+def _cells(row, cols: list[str]) -> list[Text]:
     values = {"file": lambda: Path(str(row.file)).name, "frame": lambda: str(row.frame),
               "time": lambda: _clock(row.time), "conn": lambda: connection_text(row.src, row.sport, row.dst, row.dport),
               "by": lambda: str(row.sender), "cause": lambda: str(row.cause), "conf": lambda: f"{row.confidence:.2f}"}
-    return [values[c]() for c in cols] + [str(row.title)]
+    return [plain(values[c]()) for c in cols] + [plain(row.title)]
 
 
 def _console(out: TextIO, width: int | None) -> Console:
@@ -104,11 +115,11 @@ def write_table(df: pd.DataFrame, out: TextIO, info=None, width: int | None = No
                               zip(shown["src"], shown["sport"], shown["dst"], shown["dport"]))
     multi = df["file"].nunique() > 1
     if multi:
-        widths["file"] = max(4, max(len(Path(str(f)).name) for f in shown["file"]))
+        widths["file"] = max(4, max(len(_name(f)) for f in shown["file"]))
     cols, wrap = layout(console.width, widths)
     if multi and "file" not in cols:            # too narrow for a file column: one block per file
         for name, grp in shown.groupby("file", sort=False):
-            console.print(f"[bold]{Path(str(name)).name}[/bold]")
+            console.print(Text(_name(name), style="bold"))
             table = _new_table(cols, widths, wrap)
             for row in grp.itertuples(index=False):
                 table.add_row(*_cells(row, cols))
@@ -131,7 +142,7 @@ def write_cause_summary(rows: list[tuple[str, int, str, str]], console: Console)
     summary.add_column("sent by", no_wrap=console.width >= 100)
     summary.add_column("what to change first", ratio=1, overflow="fold", min_width=WHY_MIN)
     for cause, n, senders, fix in rows:
-        summary.add_row(cause, str(n), senders, fix)
+        summary.add_row(plain(cause), str(n), plain(senders), plain(fix))
     console.print(summary)
 
 
