@@ -105,6 +105,8 @@ class Dumpcap:
         self.cmd = [self.dumpcap, "-q", "-n", "-w", "-", "-s", str(snaplen), "-B", str(buffer_mib)]
         for name in interfaces:
             self.cmd += ["-i", name]
+            if name == "any":           # cooked v2 carries the interface index: copies are told apart and named
+                self.cmd += ["-y", "LINUX_SLL2"]
         if bpf:
             self.cmd += ["-f", bpf]
         self.proc: subprocess.Popen | None = None

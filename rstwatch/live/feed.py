@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import threading
 import time
 from typing import Callable, Iterator
 
 import numpy as np
 
+from ..sources.copies import CopyFilter
 from ..sources.decode import decode
 from ..sources.diagnostics import Diagnostics
 from ..sources.pcapng import PACKET_BLOCKS, read_pcapng
@@ -54,8 +56,10 @@ class PipeFeed:
     """Reads the capture pipe in its own thread; `batches` gets (Segments, arrival monotonic
     time) tuples and END once the pipe closes."""
 
-    def __init__(self, fd: int, label: str, on_blocks: Callable[[bytes, bytes], None] | None = None) -> None:
+    def __init__(self, fd: int, label: str, on_blocks: Callable[[bytes, bytes], None] | None = None,
+                 interfaces: list[str] | None = None) -> None:
         self.fd = fd
+        self.copies = CopyFilter(live_name(interfaces or []))     # `any`: a forwarded segment is seen twice
         self.diag = Diagnostics(label)
         self.batches: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
         self.on_blocks = on_blocks          # evidence writer: (header blocks, whole blocks)
@@ -105,6 +109,7 @@ class PipeFeed:
         try:
             for buf, rec in read_pcapng(ChunkBuffer.from_chunks(self._chunks(), self.diag), self.diag):
                 seg, odd = decode(buf, rec, self.diag)
+                seg = self.copies.apply(buf, rec, seg)
                 self.unsupported += len(odd)
                 if len(seg):
                     self.batches.put((seg, time.monotonic()))
@@ -112,3 +117,20 @@ class PipeFeed:
             self.error = exc
         finally:
             self.batches.put(END)
+
+
+def live_name(interfaces: list[str]) -> Callable[[int], str | None]:
+    """Interface names as this host knows them: an SLL2 index through the kernel (dumpcap captures
+    in our namespace), a pcapng interface by the order of the -i options (dumpcap keeps it)."""
+    def name(key: int) -> str | None:
+        if key >> 63:
+            index = key & 0xFFFFFFFF
+            try:
+                return socket.if_indextoname(index)
+            except OSError:
+                return f"ifindex {index}"          # gone since (a pod's veth): the index still tells copies apart
+        if key >> 62:
+            return None
+        i = (key >> 32) & 0x3FFFFFFF
+        return interfaces[i] if i < len(interfaces) else f"interface {i}"
+    return name

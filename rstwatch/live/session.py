@@ -106,7 +106,7 @@ def run_live(opts: LiveOptions) -> int:
     capturing = False
     try:
         with Dumpcap(opts.interfaces, opts.bpf, opts.snaplen) as cap:
-            feed = PipeFeed(cap.stdout_fd, label, evidence.write if evidence else None).start()
+            feed = PipeFeed(cap.stdout_fd, label, evidence.write if evidence else None, opts.interfaces).start()
             if not feed.wait_started(START_TIMEOUT_S):
                 cap.stop()
                 raise CaptureStartError(", ".join(opts.interfaces), cap.failure())
@@ -119,6 +119,7 @@ def run_live(opts: LiveOptions) -> int:
             sink.start(where)
 
             def emit(df: pd.DataFrame) -> None:
+                df = feed.copies.annotate(df)       # which interfaces saw each reset (`any`, several -i)
                 if len(df):
                     sink.write(df)
                     tally.add(df)

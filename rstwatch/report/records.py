@@ -15,7 +15,8 @@ EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connection
                 "kernel_match", "kernel_reason", "kernel_state", "kernel_context", "kernel_pid", "kernel_comm",
                 "decided_by", "wire_cause", "kernel_agrees",
                 "follows_frame",         # a follow-up RST: the frame of the reset it is a consequence of
-                "tunnel"]                # findings inside a tunnel only (sources/tunnels.py)
+                "tunnel",                # findings inside a tunnel only (sources/tunnels.py)
+                "interfaces"]            # captures on several interfaces (`any`): where the reset was seen (sources/copies.py)
 
 
 _PLAIN_TYPES = frozenset((str, int, bool))
@@ -38,9 +39,9 @@ def _plain(value: Any) -> Any:
 
 # Only flood findings carry these: a record of any other finding leaves them out.
 FLOOD_ONLY_FIELDS = ("resets", "connections", "sources_sample")
-# Fields a record leaves out where they are not set: the flood counts, and the tunnel of a
-# finding inside one (so the records of untunnelled captures are unchanged).
-OPTIONAL_FIELDS = FLOOD_ONLY_FIELDS + ("tunnel",)
+# Fields a record leaves out where they are not set: the flood counts, the tunnel of a finding
+# inside one, the interfaces of a capture on several (so the records of other captures are unchanged).
+OPTIONAL_FIELDS = FLOOD_ONLY_FIELDS + ("tunnel", "interfaces")
 
 
 def column_values(col: pd.Series) -> list:

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import CaptureError
+from .copies import CopyFilter
 from .decode import decode
 from .diagnostics import Diagnostics
 from .pcap import is_pcap, read_pcap
@@ -149,10 +150,12 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             raise CaptureError(str(path), f"{kind} (starts with {head.hex()})")
         unsupported: list[np.ndarray] = []
         linktypes: set[int] = set()
+        copies = CopyFilter()               # `any`: a forwarded segment is seen twice (as live counts it)
         for buf, rec in reader(ChunkBuffer.from_stream(stream, diag, first=head), diag):
             if keep is not None:
                 rec = keep(buf, rec)
             seg, odd = decode(buf, rec, diag)
+            seg = copies.apply(buf, rec, seg)
             if progress:
                 progress(raw.tell(), diag.packets)
             if len(odd):
@@ -161,6 +164,9 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             yield seg
             if keep is not None and keep.done:
                 break
+        if copies.copies:
+            diag.warn(f"{copies.copies:,} segment(s) seen again on another interface (a capture on `any` of a "
+                      f"forwarding host) were counted once")
     if unsupported and is_stdin(path):          # the tshark engine reads files, and a pipe is gone
         diag.warn(f"{sum(len(f) for f in unsupported)} frame(s) with link type "
                   f"{', '.join(map(str, sorted(linktypes)))} skipped: only the tshark engine decodes them "
