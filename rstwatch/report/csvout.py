@@ -2,12 +2,17 @@
 
 A list becomes one cell of `;`-separated items; an item that holds a `;` or a quote is quoted
 CSV-style inside the cell (remediation text does), so `csv.reader([cell], delimiter=";")`
-gives the list back. errno becomes JSON."""
+gives the list back. errno becomes JSON.
+
+A text cell that a spreadsheet would run as a formula (it starts with = + - @, a tab or a carriage
+return: a file name like `=HYPERLINK(...)`) gets a leading `'`, as OWASP advises; numbers stay
+numbers (docs/safe-io.md)."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from typing import TextIO
 
 import pandas as pd
@@ -35,11 +40,26 @@ def split_list(cell: str) -> list[str]:
     return next(csv.reader(io.StringIO(cell, newline=""), delimiter=";")) if cell else []
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def inert(value):
+    """A cell no spreadsheet runs as a formula: text starting with = + - @ TAB CR gets a leading `'`
+    (text that is just a number, like "-1", is left as it is: a spreadsheet reads it as that number)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def _flat(rec: dict) -> dict:
     for key in LIST_FIELDS:
         if key in rec:
             rec[key] = join_list(rec[key])
     rec["errno"] = json.dumps(rec["errno"], separators=(",", ":"))
+    for key, value in rec.items():
+        if isinstance(value, str) and value.startswith(_FORMULA_START):
+            rec[key] = inert(value)
     return rec
 
 
