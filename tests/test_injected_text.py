@@ -81,3 +81,95 @@ def test_visible_escapes_controls_and_bidi_only():
     from rstwatch.report.plaintext import visible
     assert visible("caf\u00e9 \u65e5\u672c [b]") == "caf\u00e9 \u65e5\u672c [b]"
     assert visible("a\x00\x7f\x9b\u202eb\u2028") == "a\\x00\\x7f\\x9b\\u202eb\\u2028"
+
+
+def _csv_rows(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_csv_formula_cells_are_inert(hostile):
+    """read --format csv: a file name a spreadsheet would run gets a leading ', the rest is as read;
+    number cells are unchanged."""
+    res = run_cli("read", ".", "--format", "csv", cwd=hostile)     # `file` then is the bare name
+    assert res.returncode == 0, res.stderr
+    rows = _csv_rows(res.stdout)
+    files = sorted(r["file"] for r in rows)
+    for name in FORMULAS:
+        assert "'" + name in files
+    for name in (ESC, MARKUP, NEWLINE, SVG, JSLINK):
+        assert name in files                                  # data, not a display: kept exactly
+    assert all(not f.startswith(("=", "+", "-", "@", "\t", "\r")) for f in files)
+    assert {(r["frame"], r["sport"], r["confidence"]) for r in rows} == {("2", "9001", "0.95")}
+
+
+def test_csv_sink_and_numbers():
+    """live's CsvSink writes the same cells; numbers, negative ones too, stay numbers."""
+    from rstwatch.api import read
+    from rstwatch.report.csvout import CsvSink, write_csv
+    df = read(CAPTURES / "closed-port.pcap").assign(file="@SUM(1+1)", summary="-1+2", time=-1.5,
+                                                    remediation=[["=cmd|' /C calc'!A0", "ok"]])
+    for write in (lambda out: write_csv(df, out), lambda out: (s := CsvSink(out), s.start("live"), s.write(df))):
+        buf = io.StringIO()
+        write(buf)
+        row = _csv_rows(buf.getvalue())[0]
+        assert row["file"] == "'@SUM(1+1)" and row["summary"] == "'-1+2" and row["time"] == "-1.5"
+        assert row["remediation"].startswith("'=cmd|")
+
+
+def test_inert_keeps_numbers_as_text_they_are():
+    from rstwatch.report.csvout import inert
+    assert [inert(v) for v in (-3, -1.5, "-1", "+2.5e3", "-.5", "-1-1", "=1", "", "a=b")] == \
+        [-3, -1.5, "-1", "+2.5e3", "-.5", "'-1-1", "'=1", "", "a=b"]
+
+
+def _render(markdown: str) -> str:
+    """HTML from a CommonMark renderer with GFM tables that lets raw HTML and every link through,
+    as the most permissive viewer would (markdown-it-py comes with rich)."""
+    from markdown_it import MarkdownIt
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    md.validateLink = lambda url: True
+    return md.render(markdown)
+
+
+def test_markdown_report_renders_names_as_text(hostile, tmp_path):
+    """read -o r.md --extract DIR over the hostile names, DIR itself named like a scheme: rendered,
+    no tag from a name, no link but to a relative path or https, one table row per finding with
+    the name whole in its cell."""
+    import html as htmllib
+    import re
+    from urllib.parse import urlsplit
+    res = run_cli("read", ".", "-o", str(tmp_path / "r.md"), "--extract", str(tmp_path / "javascript:alert(1)"),
+                  cwd=hostile)                                # `file` is the bare name, as in the CSV test
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "r.md").read_text()
+    assert "\x1b" not in text and "\x07" not in text
+    page = _render(text)
+    assert "<svg" not in page                                 # the name's tag is text: &lt;svg
+    targets = re.findall(r'(?:href|src)="([^"]*)"', page)
+    assert len([t for t in targets if t.endswith(".pcapng")]) > len(NAMES)    # each table row, the examples
+    for t in targets:
+        url = urlsplit(htmllib.unescape(t))
+        assert url.scheme in ("", "https") and not t.startswith("/"), t
+        assert t.startswith("#") or (tmp_path / htmllib.unescape(t).replace("%3A", ":").replace("%28", "(")
+                                     .replace("%29", ")")).exists(), t
+    table = page[page.index("<h2>All findings</h2>"):page.index("<h2>How this report was made</h2>")]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S) for r in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+    rows = [r for r in rows if r]
+    assert len(rows) == len(NAMES) and all(len(r) == 9 for r in rows)
+    shown = {htmllib.unescape(r[1]) for r in rows}
+    assert shown == {n.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\n", "\\n")
+                     .replace("\t", "\\t") for n in NAMES}
+    assert all(htmllib.unescape(r[2]) == "2" for r in rows)
+    beside = _csv_rows((tmp_path / "r_files" / "findings.csv").read_text())      # the report's full CSV
+    assert sorted(r["file"] for r in beside) == sorted("'" + n if n in FORMULAS else n for n in NAMES)
+
+
+def test_markdown_filters():
+    from rstwatch.report.mdtext import md_code, md_link, md_text
+    assert md_text("a_b *c* [d](e) <f> & g|h #i ~j `k` \\l") == \
+        "a_b \\*c\\* \\[d\\](e) &lt;f> &amp; g\\|h \\#i \\~j \\`k\\` \\\\l"
+    assert md_text("- x", start=True) == "\\- x" and md_text("12. x", start=True) == "12\\. x"
+    assert md_code("a``b|c", cell=True) == "``` a``b\\|c ```"
+    assert [md_link(t) for t in ("javascript:alert(1)", "https://x.example/a", "/etc/passwd", "https://x/<a>",
+                                 "r_files/a b.svg")] == \
+        ["javascript%3Aalert%281%29", "https://x.example/a", None, None, "r_files/a%20b.svg"]

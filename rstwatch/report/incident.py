@@ -285,9 +285,12 @@ def _full_csv(df: pd.DataFrame, info, side_name: str) -> dict[str, str]:
 
 def _env():
     import jinja2
-    return jinja2.Environment(loader=jinja2.PackageLoader("rstwatch.report", "templates"),
-                              autoescape=jinja2.select_autoescape(["html.j2"]), trim_blocks=True, lstrip_blocks=True,
-                              undefined=jinja2.StrictUndefined)
+    from .mdtext import md_code, md_link, md_prose, md_text
+    env = jinja2.Environment(loader=jinja2.PackageLoader("rstwatch.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html.j2"]), trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(md=md_text, mdprose=md_prose, mdcode=md_code, mdlink=md_link)     # the Markdown template's escaping
+    return env
 
 
 def write_html(df: pd.DataFrame, out: TextIO, info) -> None:
