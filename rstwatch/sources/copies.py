@@ -39,6 +39,11 @@ def _identity(seg: Segments) -> np.ndarray:
     return h
 
 
+def _one_interface(rec: RecordIndex) -> bool:
+    lt = rec.linktype
+    return not ((lt == LT_SLL) | (lt == LT_SLL2)).any() and not (rec.iface != rec.iface[0]).any()
+
+
 def seen_on(buf: np.ndarray, rec: RecordIndex, seg: Segments) -> np.ndarray:
     """The interface key of each segment: (pcapng interface << 32) | SLL2 index or SLL packet type,
     tagged by which of the two it is."""
@@ -69,6 +74,8 @@ class CopyFilter:
     def apply(self, buf: np.ndarray, rec: RecordIndex, seg: Segments) -> Segments:
         if not len(seg):
             return seg
+        if not len(self._recent[0]) and _one_interface(rec):
+            return seg                                 # the common capture: nothing can be a copy
         key = seen_on(buf, rec, seg)
         many = bool((key != key[0]).any()) or bool(key[0] & _SLL2_TAG)
         if not many and not len(self._recent[0]):
