@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .model import Rule
+from ..kernel.stored import settle_stored
 from ..track.storms import example_verdict
 
 UNKNOWN = "unknown"
@@ -59,6 +60,7 @@ def rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
 def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     """Add rule, cause, confidence, alternatives to each row: the first matching rule by
     priority wins; other matching causes and the rule's declared ones become alternatives."""
+    every = rules
     rules = [r for r in rules if r.flood is None]       # flood rules group connections while reading
     n = len(df)
     masks = np.zeros((len(rules), n), bool)
@@ -80,7 +82,7 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     per_pattern = {p: _alternatives(rules, int(winner[j]), masks[:, j]) for p, j in first_row.items()}
     out["alternatives"] = [list(per_pattern[p]) for p in which]
     mark_follow_ups(out)
-    return out
+    return settle_stored(out, every)     # kernel reasons a `live --write` file kept (kernel/stored.py)
 
 
 def _alternatives(rules: list[Rule], w: int, matched: np.ndarray) -> list[str]:

@@ -62,6 +62,7 @@ class KernelJoin:
         self.matched: dict[int, KernelEvent] = {}          # frame -> event, until its finding is out
         self.reasons: Counter = Counter()                  # our events by reason (matched + kernel-only)
         self.joined = self.kernel_only = self.foreign = 0
+        self.on_match = None                               # (frame, event) of each reset joined: live --write keeps it
 
     # -------------------------------------------------------------- inputs
     def add_wire(self, seg: Segments) -> None:
@@ -89,6 +90,10 @@ class KernelJoin:
         if len(self.waiting) > MAX_WAITING:
             self.waiting = self.waiting[-MAX_WAITING:]
 
+    def unmatched_frames(self) -> list[int]:
+        """This host's resets still waiting for their kernel event."""
+        return [w.frame for ws in self.wire.values() for w in ws]
+
     # -------------------------------------------------------------- matching
     def match(self) -> None:
         still = []
@@ -104,6 +109,8 @@ class KernelJoin:
                 continue
             cands.remove(best)
             self.matched[best.frame] = ev
+            if self.on_match is not None:
+                self.on_match(best.frame, ev)
             self.reasons[ev.reason] += 1
             self.joined += 1
         self.waiting = still

@@ -19,10 +19,16 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..errors import OutputError
+from ..kernel.stored import with_comment
+from ..loops import walk_pcapng
 from ..report.plaintext import visible
+from ..sources.pcapng import EPB, PACKET_BLOCKS
 
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_HELD_BYTES = 64 << 20       # held for kernel reasons: beyond this the oldest go out without them
 
 
 def _default_warn(message: str) -> None:
@@ -61,6 +67,14 @@ class Evidence:
         self._warn = warn
         self._ids: dict[Path, tuple[int, int]] = {}     # files we created: only those are ever unlinked
         self._lock = threading.Lock()   # the feed thread writes, the main thread closes
+        # With kernel reasons (`hold`), blocks wait until every reset in them has its verdict, so that
+        # the kernel's reason goes into the file as the reset's packet comment (kernel/stored.py).
+        self._holding = False
+        self._held: list[tuple] = []    # (header, blocks, block offsets, types, big-endian flags, first frame)
+        self._held_bytes = 0
+        self._frames = 0                # packet blocks seen: the live session's frame numbers
+        self._big = False
+        self._comments: dict[int, str] = {}
         self._check(force)
 
     def _name(self, index: int) -> Path:
@@ -144,21 +158,79 @@ class Evidence:
         self.size += len(data)
         self.bytes_written += len(data)
 
+    def hold(self) -> None:
+        self._holding = True
+
+    def note(self, frame: int, comment: str) -> None:
+        """The comment the packet at `frame` gets when it is written (a kernel reason)."""
+        with self._lock:
+            self._comments[frame] = comment
+
     def write(self, header: bytes, blocks: bytes) -> None:
         """Called with whole pcapng blocks; the first call's blocks include the header itself."""
         with self._lock:
             if self.closed or self.failed:
                 return
-            try:
-                if self.fd is None:
-                    self._open_next(b"")
-                elif self.ring_files and self.size >= self.ring_bytes:
-                    self._open_next(header)
-                self._write(blocks)
-            except OutputError as exc:
-                self._fail(exc.where, exc.reason)
-            except OSError as exc:
-                self._fail(str(self.files[-1]) if self.files else str(self.path), exc.strerror or str(exc))
+            if not self._holding:
+                self._put(header, blocks)
+                return
+            offs, types, bigs, _, _, big_after, _ = walk_pcapng(np.frombuffer(blocks, np.uint8), 0, self._big,
+                                                                with_fields=False)
+            first = self._frames + 1
+            self._frames += int(np.count_nonzero(np.isin(types, PACKET_BLOCKS)))
+            self._held.append((header, blocks, offs, types, bigs, first))
+            self._big = bool(big_after)
+            self._held_bytes += len(blocks)
+            while self._held_bytes > MAX_HELD_BYTES and len(self._held) > 1:
+                self._write_held()
+
+    def release(self, upto_frame: int | None = None) -> None:
+        """Write the held blocks whose packets are all at or before `upto_frame` (None: all)."""
+        with self._lock:
+            if self._comments:                      # joined after their packet went out: too late
+                written = self._held[0][5] if self._held else self._frames + 1
+                for frame in [f for f in self._comments if f < written]:
+                    del self._comments[frame]
+            while self._held:
+                _, _, _, types, _, first = self._held[0]
+                last = first + int(np.count_nonzero(np.isin(types, PACKET_BLOCKS))) - 1
+                if upto_frame is not None and last > upto_frame:
+                    return
+                self._write_held()
+
+    def _write_held(self) -> None:
+        header, blocks, offs, types, bigs, first = self._held.pop(0)
+        self._held_bytes -= len(blocks)
+        if self.closed or self.failed:
+            return
+        if self._comments:
+            blocks = self._commented(blocks, offs, types, bigs, first)
+        self._put(header, blocks)
+
+    def _commented(self, blocks: bytes, offs, types, bigs, first: int) -> bytes:
+        ends = np.append(offs[1:], len(blocks))
+        pkt = np.flatnonzero(np.isin(types, PACKET_BLOCKS))
+        parts, done = [], 0
+        for n, k in enumerate(pkt.tolist()):
+            text = self._comments.pop(first + n, None)
+            if text is None or types[k] != EPB:
+                continue
+            a, b = int(offs[k]), int(ends[k])
+            parts += [blocks[done:a], with_comment(blocks[a:b], text, bool(bigs[k]))]
+            done = b
+        return b"".join(parts + [blocks[done:]]) if parts else blocks
+
+    def _put(self, header: bytes, blocks: bytes) -> None:
+        try:
+            if self.fd is None:
+                self._open_next(b"")
+            elif self.ring_files and self.size >= self.ring_bytes:
+                self._open_next(header)
+            self._write(blocks)
+        except OutputError as exc:
+            self._fail(exc.where, exc.reason)
+        except OSError as exc:
+            self._fail(str(self.files[-1]) if self.files else str(self.path), exc.strerror or str(exc))
 
     def _fail(self, where: str, reason: str) -> None:
         self.failed = f"{where}: {reason}"
@@ -176,6 +248,7 @@ class Evidence:
             self.fd = None
 
     def close(self) -> None:
+        self.release()                  # what was held goes out, with the reasons known by now
         with self._lock:
             self.closed = True
             self._close_fd()

@@ -65,6 +65,7 @@ class PipeFeed:
         self.on_blocks = on_blocks          # evidence writer: (header blocks, whole blocks)
         self.splitter = BlockSplitter()
         self.bytes_read = 0
+        self.frames_seen = 0                # packets decoded and (if TCP) queued: set after the put
         self.unsupported = 0
         self.error: BaseException | None = None
         self._started = threading.Event()
@@ -113,6 +114,7 @@ class PipeFeed:
                 self.unsupported += len(odd)
                 if len(seg):
                     self.batches.put((seg, time.monotonic()))
+                self.frames_seen = self.diag.packets
         except BaseException as exc:       # surfaced by the main loop, never lost in a thread
             self.error = exc
         finally:
@@ -134,3 +136,17 @@ def live_name(interfaces: list[str]) -> Callable[[int], str | None]:
         i = (key >> 32) & 0x3FFFFFFF
         return interfaces[i] if i < len(interfaces) else f"interface {i}"
     return name
+
+
+def settled_frame(feed: PipeFeed, tracker, join) -> int:
+    """The last frame before which no reset of this host still waits for its kernel event (a reset
+    waits until it is joined or its verdict is out): evidence held for kernel reasons may be
+    written up to it. Typically a tick (0.25 s) behind the wire."""
+    seen = feed.frames_seen                 # read before the queue: its batch is queued by then
+    upto = seen if feed.batches.empty() else tracker.last_frame
+    waiting = join.unmatched_frames()
+    if waiting and len(tracker.pend_frame):
+        still = np.intersect1d(np.asarray(waiting, np.int64), tracker.pend_frame)
+        if len(still):
+            upto = min(upto, int(still.min()) - 1)
+    return upto

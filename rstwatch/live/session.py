@@ -20,7 +20,8 @@ from ..report.plaintext import visible
 from ..kernel.live import KernelSide
 from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
 from .evidence import Evidence
-from .feed import END, PipeFeed
+from ..kernel.stored import comment_text
+from .feed import END, PipeFeed, settled_frame
 from .flowtable import Limits, SEGMENT_BYTES
 from .metrics import LiveMetrics
 from .report import LiveReport
@@ -99,6 +100,9 @@ def run_live(opts: LiveOptions) -> int:
     kernel_notes: list[str] = []
     kernel = KernelSide.open(opts.interfaces, rules, label, metrics, kernel_notes.append) if opts.kernel else None
     tracker = kernel.wrap(tracker) if kernel else tracker
+    if kernel and evidence:             # each reset's kernel reason goes into the file as its packet comment
+        evidence.hold()
+        kernel.join.on_match = lambda frame, ev: evidence.note(frame, comment_text(ev))
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     tally = CauseTally()
@@ -125,6 +129,8 @@ def run_live(opts: LiveOptions) -> int:
                     tally.add(df)
                     if opts.report:
                         opts.report.add(df)
+                if evidence and kernel:
+                    evidence.release(settled_frame(feed, tracker, kernel.join))
                 if metrics:
                     metrics.findings(df)
                     for d in tracker.delays:

@@ -42,6 +42,7 @@ class LiveTracker:
         self.prune_stats = PruneStats()
         self.evicted_total = 0
         self.segments = 0
+        self.last_frame = 0                         # newest frame ingested
         self.last_ts = 0                            # newest packet time (capture clock, ns) ...
         self.last_arrival = time.monotonic()        # ... and when it arrived (our clock)
         self.delays: list[float] = []               # seconds from RST arrival to verdict, last poll
@@ -52,6 +53,7 @@ class LiveTracker:
         self.segments += len(seg)
         if len(seg):
             self.last_ts = max(self.last_ts, int(seg["ts_ns"].max()))
+            self.last_frame = max(self.last_frame, int(seg["frame"].max()))
             self.last_arrival = arrived
         rst = np.flatnonzero((seg["flags"] & RST) != 0)
         if len(rst):

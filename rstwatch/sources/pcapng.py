@@ -170,6 +170,27 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
         ts_ns = np.where(last_timed >= 0, ts_ns[np.maximum(last_timed, 0)], st.last_ts_ns)
     if timed.any():
         st.last_ts_ns = int(ts_ns[np.flatnonzero(timed)[-1]])
+    _stored_reasons(buf, offs[pk], block_end, data, caplen, bigs[pk], ok & (types[pk] == EPB), ts_ns)
     keep = np.flatnonzero(ok)
     return RecordIndex(data=data[keep], caplen=caplen[keep], linktype=linktype[keep],
                        frame=frames[keep], ts_ns=ts_ns[keep], iface=iface[keep].astype(np.int32))
+
+
+def _stored_reasons(buf, starts, ends, data, caplen, bigs, epb, ts_ns) -> None:
+    """Kernel reasons a `live --write` file keeps as packet comments (kernel/stored.py). Only EPBs
+    whose options start with a comment are looked at, and those one at a time: capture tools
+    rarely write options at all, so the common file costs a few array operations per chunk."""
+    opts_at = data + ((caplen + 3) & ~3)
+    has = epb & (ends - 4 >= opts_at + 4)
+    if not has.any():
+        return
+    at = np.where(has, opts_at, 0)
+    lo, hi = buf[at].astype(np.int64), buf[at + 1].astype(np.int64)
+    code = np.where(bigs.astype(bool), (lo << 8) | hi, lo | (hi << 8))
+    from ..kernel.stored import first_comment, parse_comment, remember
+    for i in np.flatnonzero(has & (code == 1)).tolist():
+        start, end = int(starts[i]), int(ends[i])
+        text = first_comment(bytes(buf[start:end]), int(opts_at[i]) - start, bool(bigs[i]))
+        ev = parse_comment(text) if text else None
+        if ev is not None:
+            remember(int(ts_ns[i]), ev)
