@@ -60,3 +60,39 @@ def test_any_on_a_router_counts_each_forwarded_reset_once(tmp_path: Path):
     assert replay.returncode == 0, replay.stderr
     again = [json.loads(line) for line in replay.stdout.splitlines()]
     assert [(r["frame"], r["cause"]) for r in again] == [(r["frame"], r["cause"]) for r in recs]
+
+
+def _forwarded(ip: bytes) -> bytes:
+    """The same packet leaving a router: TTL (IPv4) or hop limit (IPv6) one less."""
+    b = bytearray(ip)
+    b[8 if ip[0] >> 4 == 4 else 7] -= 1
+    return bytes(b)
+
+
+@pytest.mark.parametrize("linktype", [113, 276])
+def test_read_of_an_any_capture_counts_each_forwarded_segment_once(tmp_path: Path, linktype: int):
+    """Every packet of a real capture twice, as `tcpdump -i any` (cooked v1: in, then out) or
+    `live any` (cooked v2: two interface indexes) records a router forwarding it, 30 us apart:
+    the same verdicts as the original capture, at the first copy's frame."""
+    import struct
+    from pcapgen import frame_for, l3_of, read_pcap_raw, write_pcap
+    original = ROOT / "captures" / "data-after-close.pcap"
+    lt, packets = read_pcap_raw(original)
+    doubled = []
+    for sec, usec, frame in packets:
+        ip = l3_of(lt, frame)
+        first, again = frame_for(linktype, ip), frame_for(linktype, _forwarded(ip))
+        if linktype == 113:                                  # packet type: to us (0), then outgoing (4)
+            again = struct.pack("!H", 4) + again[2:]
+        else:                                                # interface index 2, then 3
+            first, again = first[:4] + struct.pack("!I", 2) + first[8:], again[:4] + struct.pack("!I", 3) + again[8:]
+        doubled += [(sec, usec, first), (sec, usec + 30, again)]
+    path = tmp_path / "any.pcap"
+    write_pcap(path, linktype, doubled)
+    want = [json.loads(l) for l in run_cli("read", str(original), "--format", "jsonl").stdout.splitlines()]
+    res = run_cli("read", str(path), "--format", "jsonl")
+    assert res.returncode == 0, res.stderr
+    got = [json.loads(l) for l in res.stdout.splitlines()]
+    assert len(want) >= 1 and [(2 * r["frame"] - 1, r["cause"], r["confidence"]) for r in want] == \
+           [(r["frame"], r["cause"], r["confidence"]) for r in got]
+    assert f"{len(packets)} segment(s) seen again on another interface" in res.stderr, res.stderr
