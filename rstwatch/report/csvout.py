@@ -19,7 +19,7 @@ import pandas as pd
 
 from .records import CONTRACT_FIELDS, EXTRA_FIELDS, iter_records
 
-LIST_FIELDS = ("alternatives", "evidence", "remediation", "sources_sample")
+LIST_FIELDS = ("alternatives", "evidence", "remediation", "sources_sample", "interfaces")
 FIELDS = CONTRACT_FIELDS + EXTRA_FIELDS
 
 
