@@ -254,16 +254,20 @@ def all_findings(results: list[FileResult]) -> pd.DataFrame:
     return pd.concat(runs, ignore_index=True)
 
 
-def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH) -> Iterator[pd.DataFrame]:
+def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH, release: bool = False) -> Iterator[pd.DataFrame]:
     """The rows of `all_findings(results)`, in its order and with its columns (a record names every
     column of the whole table, null where a row has none), as tables of at most ~`rows` rows for
-    a writer that streams: a spilled table is loaded while its rows are written, one at a time."""
+    a writer that streams: a spilled table is loaded while its rows are written, one at a time.
+    With `release`, the results give up their findings to this stream, which lets each table go
+    once written (what a report renders at the end then has that memory back)."""
     parts = []                                      # (result, its findings table or pieces, floods)
     columns: dict[str, None] = {}
     for r in results:
         if r._findings is not None:                 # findings from another process (--jobs)
             parts.append((r._findings, None, None))
             columns.update(dict.fromkeys(r._findings.columns))
+            if release:
+                r._findings = None
             continue
         pieces = r._batch.take(r) if r._pieces is None and r._batch is not None else (r._pieces or [])
         if r._floods is not None and not pieces:    # as `assemble`: an empty table, then the floods
@@ -275,6 +279,8 @@ def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH) -> Ite
             columns.update(dict.fromkeys(spill.columns_of(t)))
         if r._floods is not None:
             columns.update(dict.fromkeys(r._floods.columns))
+        if release:
+            r._pieces = r._floods = None
     union = list(columns)
     for table in _in_order(parts, rows):
         yield table if len(table.columns) == len(union) else table.reindex(columns=union)
@@ -282,7 +288,9 @@ def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH) -> Ite
 
 def _in_order(parts: list, rows: int) -> Iterator[pd.DataFrame]:
     runs = _Runs(rows)
-    for findings, pieces, floods in parts:
+    parts.reverse()
+    while parts:
+        findings, pieces, floods = parts.pop()     # a part written is a part let go
         if findings is not None:
             yield from runs.flush()
             yield from _slices(findings, rows)

@@ -43,7 +43,8 @@ class Digest:
         self.connection_keys: list[np.ndarray] = []
         self.flood_connections = 0
         self.endpoints: list[pd.DataFrame] = []       # (role, key, cause, n), summed as they grow
-        self.endpoint_rows = 0
+        self.endpoint_rows = 0                        # rows held, summed ones included
+        self.endpoint_sums = 0                        # rows of the last sum (distinct endpoints)
         self.times: list[np.ndarray] = []             # every single reset's time...
         self.codes: list[np.ndarray] = []             # ...and its cause, as an index into cause_names
         self.cause_names: dict[str, int] = {}
@@ -104,9 +105,9 @@ class Digest:
             "cause": np.tile(df["cause"].astype(str).to_numpy(), 2), "n": np.tile(df["_w"].to_numpy(), 2)},
         ).astype({"key": "str", "cause": "category", "role": "category"}))
         self.endpoint_rows += 2 * len(df)
-        if self.endpoint_rows > _REAGGREGATE:
+        if self.endpoint_rows - self.endpoint_sums > max(_REAGGREGATE, self.endpoint_sums):   # amortised
             self.endpoints = [self._endpoint_totals()]
-            self.endpoint_rows = len(self.endpoints[0])
+            self.endpoint_sums = self.endpoint_rows = len(self.endpoints[0])
             from ..analyze import _give_back
             _give_back()                        # the pages the chunk tables held, to the system
 
