@@ -150,7 +150,7 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             raise CaptureError(str(path), f"{kind} (starts with {head.hex()})")
         unsupported: list[np.ndarray] = []
         linktypes: set[int] = set()
-        copies = CopyFilter()               # `any`: a forwarded segment is seen twice (as live counts it)
+        copies = CopyFilter(remember=False)     # `any`: a forwarded segment is seen twice (as live counts it)
         for buf, rec in reader(ChunkBuffer.from_stream(stream, diag, first=head), diag):
             if keep is not None:
                 rec = keep(buf, rec)

@@ -64,8 +64,9 @@ class CopyFilter:
     """Drops the later copies of each segment, batch after batch (a copy may come in the next
     batch); `names(frame)` gives the interfaces that saw the reset kept at that frame."""
 
-    def __init__(self, name: Callable[[int], str | None] | None = None) -> None:
+    def __init__(self, name: Callable[[int], str | None] | None = None, remember: bool = True) -> None:
         self.name = name or default_name
+        self.remember = remember                     # False: copies dropped, interfaces not kept (read)
         self.copies = 0
         self._recent = (np.zeros(0, np.uint64),) * 2 + (np.zeros(0, np.int64),) * 3   # ident, key, ts, frame, flags
         self._keys: dict[int, list[int]] = {}        # reset frame -> interface keys, in order seen
@@ -95,7 +96,8 @@ class CopyFilter:
         copy_sorted = ~start & (Ks != Ks[head])
         copy = np.zeros(len(order), bool)
         copy[order] = copy_sorted
-        self._remember(order >= len(old_i), head, copy_sorted, Ks, F[order], FL[order])
+        if self.remember:
+            self._remember(order >= len(old_i), head, copy_sorted, Ks, F[order], FL[order])
         drop = copy[len(old_i):]
         kept = seg if not drop.any() else seg.take(np.flatnonzero(~drop))
         self.copies += int(drop.sum())
