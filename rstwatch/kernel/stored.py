@@ -24,7 +24,7 @@ from .events import KernelEvent
 
 PREFIX = "rstwatch kernel reason "
 FROM_FILE = "from-file"           # kernel_match of a finding whose reason came from the capture file
-MAX_STORED = 1_000_000            # comments waiting for their finding (a hostile file cannot grow it without bound)
+MAX_STORED = 200_000              # packet times with comments kept (a hostile file cannot grow it without bound)
 _TEXT_LIMIT = 64                  # reason, state, comm: short tokens in a real trace
 
 STORED: dict[int, list[KernelEvent]] = {}      # capture time (us) -> events read from comments
