@@ -18,13 +18,14 @@ from .features.extract import feature_table
 from .report.jsonl import write_jsonl
 from .report.output import check_output, open_output
 from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
+from .report.plaintext import visible
 from .spill import spilling
 from .sources.capture import Skipped, expand_inputs
 from .track.storms import STORM_MIN_FLOWS
 
 
 def _warn(message: str) -> None:
-    typer.echo(f"rstwatch: warning: {message}", err=True)
+    typer.echo(f"rstwatch: warning: {visible(message)}", err=True)      # names from the input: shown, not obeyed
 
 
 def _analyze_one(args: tuple, progress=None) -> FileResult | str:
@@ -163,7 +164,7 @@ def _stream_with_evidence(chosen, tables, out, info, folder: Path, force: bool) 
         info.evidence.update(evidence.written)
         for line in evidence.problems:
             _warn(line)
-        typer.echo(f"rstwatch: {evidence.count} evidence file(s) in {folder}", err=True)
+        typer.echo(f"rstwatch: {evidence.count} evidence file(s) in {visible(folder)}", err=True)
 
     _stream(chosen, extracting(), out, info)
 
@@ -172,7 +173,7 @@ def _tell_problems(skipped: list[Skipped], errors: list[str], results: list[File
     """Error lines for what could not be read, warnings for what was read; the error lines."""
     errors = _skipped_lines(skipped) + errors
     for err in errors:
-        typer.echo(f"rstwatch: error: {err}", err=True)
+        typer.echo(f"rstwatch: error: {visible(err)}", err=True)
     for res in results:
         for w in res.diag.warnings:
             _warn(f"{res.path}: {w}")

@@ -10,6 +10,7 @@ import typer
 from .engine.loader import load_rules
 from .engine.model import Rule
 from .report.formats import Format, choose
+from .report.plaintext import visible
 from .report.runinfo import InputFile, RunInfo
 
 
@@ -31,8 +32,8 @@ def finish(chosen: Format, findings: pd.DataFrame, results: list, rules: list[Ru
     info = run_info(results, rules, rule_dirs, title, info)
     if extract is not None:
         for line in extract_evidence(findings, extract, info, force):
-            typer.echo(f"rstwatch: warning: {line}", err=True)
-        typer.echo(f"rstwatch: {len(info.evidence)} evidence file(s) in {extract}", err=True)
+            typer.echo(f"rstwatch: warning: {visible(line)}", err=True)
+        typer.echo(f"rstwatch: {len(info.evidence)} evidence file(s) in {visible(extract)}", err=True)
     write_findings(chosen, findings, output, force, info)
 
 
@@ -82,14 +83,14 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
         results, errors = analyze_paths(files, rules, jobs, debug, storm_min)
         frames += [r.findings for r in results]
         for err in errors:
-            typer.echo(f"rstwatch: error: {err}", err=True)
+            typer.echo(f"rstwatch: error: {visible(err)}", err=True)
         for res in results:
             for w in res.diag.warnings:
-                typer.echo(f"rstwatch: warning: {res.path}: {w}", err=True)
+                typer.echo(f"rstwatch: warning: {visible(f'{res.path}: {w}')}", err=True)
     if not frames:
         return 2                            # nothing could be read
     findings = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     finish(chosen, findings, results, rules, rule_dirs, output, force, extract, title, info)
     if output is not None:
-        typer.echo(f"rstwatch: report written to {output}", err=True)
+        typer.echo(f"rstwatch: report written to {visible(output)}", err=True)
     return 1 if errors else 0              # 1: some inputs could not be read

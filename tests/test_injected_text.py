@@ -173,3 +173,21 @@ def test_markdown_filters():
     assert [md_link(t) for t in ("javascript:alert(1)", "https://x.example/a", "/etc/passwd", "https://x/<a>",
                                  "r_files/a b.svg")] == \
         ["javascript%3Aalert%281%29", "https://x.example/a", None, None, "r_files/a%20b.svg"]
+
+
+@pytest.mark.parametrize("command", ["read", "report"])
+def test_input_error_lines_escape_a_file_name(tmp_path, command):
+    """A file that is not a capture, named to forge a line and write the clipboard: `read` and
+    `report` say so in one line, with the name's control characters escaped."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad\x1b]52;c;aGk=\x07\nrstwatch: fake.pcap").write_bytes(b"junk")
+    shutil.copy(CAPTURES / "closed-port.pcap", folder / "closed-port.pcap")
+    args = ["--format", "jsonl"] if command == "read" else ["-o", str(tmp_path / "r.html")]
+    res = run_cli(command, str(folder), *args)
+    assert res.returncode == 1, res.stderr
+    assert "\x1b" not in res.stderr and "\x07" not in res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("rstwatch: error:")]
+    assert errors == [f"rstwatch: error: {folder}/bad\\x1b]52;c;aGk=\\x07\\nrstwatch: fake.pcap: "
+                      "not a pcap or pcapng file (starts with 6a756e6b)"], res.stderr
+    assert not [ln for ln in res.stderr.splitlines() if ln.startswith("rstwatch: fake")]
