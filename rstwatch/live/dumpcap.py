@@ -83,6 +83,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _has_sll2(dumpcap: str) -> bool:
+    """Whether `any` offers Linux cooked v2 here (libpcap >= 1.10); older ones give cooked v1,
+    whose copies are told apart by direction but not named."""
+    try:
+        proc = subprocess.run([dumpcap, "-L", "-i", "any"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and "LINUX_SLL2" in proc.stdout
+
+
 _DROPS = re.compile(r"Packets received/dropped on interface '(.*)': (\d+)/(\d+)")
 
 
@@ -105,8 +115,8 @@ class Dumpcap:
         self.cmd = [self.dumpcap, "-q", "-n", "-w", "-", "-s", str(snaplen), "-B", str(buffer_mib)]
         for name in interfaces:
             self.cmd += ["-i", name]
-            if name == "any":           # cooked v2 carries the interface index: copies are told apart and named
-                self.cmd += ["-y", "LINUX_SLL2"]
+            if name == "any" and _has_sll2(self.dumpcap):    # cooked v2 carries the interface index:
+                self.cmd += ["-y", "LINUX_SLL2"]                # copies are told apart and named
         if bpf:
             self.cmd += ["-f", bpf]
         self.proc: subprocess.Popen | None = None
