@@ -130,7 +130,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
 
 # Formats written a table of findings at a time as they are taken from memory or disk, byte for
 # byte what writing them all at once gives (tests/test_hostile.py); the others need every row.
-STREAMED = ("jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md")
+STREAMED = ("jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md", "table")
 ALL_COLUMNS = ("parquet",)              # every feature column too, so a report can be made from it later
 REPORTS = ("html", "md")                # from a digest of the findings (report/digest.py), evidence linked
 

@@ -176,7 +176,7 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
         assert not errors
         return results
 
-    assert set(STREAMED) == {"jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md"}
+    assert set(STREAMED) == {"jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md", "table"}
     texts = {}
     for name in STREAMED:
         if name in REPORTS:         # the next test

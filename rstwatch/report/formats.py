@@ -45,6 +45,7 @@ class Format:
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("table", (), "rstwatch.report.table:write_table", "rstwatch.report.table:TableSink",
+           batches="rstwatch.report.table:TableBatches",
            help="for a terminal: one row per RST, then a summary by cause"),
     Format("jsonl", (".jsonl", ".ndjson", ".json"), "rstwatch.report.jsonl:write_jsonl",
            "rstwatch.report.jsonl:JsonlSink", help="one JSON object per RST (the field contract)"),

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .plaintext import visible
-from .summary import cause_rows, reset_count
+from .summary import CauseTally, reset_count
 
 MAX_ROWS = 200
 WHY_MIN = 24            # the why column never gets narrower than this
@@ -99,21 +99,60 @@ def _console(out: TextIO, width: int | None) -> Console:
 
 
 def write_table(df: pd.DataFrame, out: TextIO, info=None, width: int | None = None) -> None:
-    console = _console(out, width)
-    days = sorted({_day(t) for t in df["time"]}) if len(df) else []
-    packets, files = (info.packets, info.files) if info is not None else (0, df["file"].nunique() if len(df) else 0)
-    console.print(f"{len(df)} finding(s) for {reset_count(df)} TCP reset(s) in {files} file(s), {packets} packets read"
-                  + (f"; times are UTC on {', '.join(days)}" if days else ""))
-    if not len(df):
-        return
-    shown = df.head(MAX_ROWS)
+    writer = TableBatches(out, info, width)
+    writer.write(df)
+    writer.finish()
+
+
+class TableBatches:
+    """`read --format table` a findings table at a time (read streams its spilled batches): the
+    first MAX_ROWS rows, the counts of the heading and the summary by cause are all it keeps,
+    and the table is printed at the end, as writing every finding at once prints it."""
+
+    def __init__(self, out: TextIO, info=None, width: int | None = None) -> None:
+        self.out, self.info, self.width = out, info, width
+        self.shown: list[pd.DataFrame] = []
+        self.rows = self.resets = 0
+        self.days: set[str] = set()
+        self.files: set = set()
+        self.tally = CauseTally()
+
+    def start(self, what: str = "read") -> None:
+        pass
+
+    def write(self, df: pd.DataFrame) -> None:
+        if not len(df):
+            return
+        if self.rows < MAX_ROWS:
+            self.shown.append(df.head(MAX_ROWS - self.rows))
+        self.rows += len(df)
+        self.resets += reset_count(df)
+        self.days.update(_day(t) for t in df["time"])
+        self.files.update(df["file"].unique())
+        self.tally.add(df)
+
+    def finish(self, tally=None) -> None:
+        console = _console(self.out, self.width)
+        days = sorted(self.days)
+        packets, files = (self.info.packets, self.info.files) if self.info is not None else (0, len(self.files))
+        console.print(f"{self.rows} finding(s) for {self.resets} TCP reset(s) in {files} file(s), {packets} packets read"
+                      + (f"; times are UTC on {', '.join(days)}" if days else ""))
+        if not self.rows:
+            return
+        shown = pd.concat(self.shown, ignore_index=True) if len(self.shown) > 1 else self.shown[0]
+        _print_rows(console, shown, multi=len(self.files) > 1)
+        if self.rows > MAX_ROWS:
+            console.print(f"... {self.rows - MAX_ROWS} more rows not shown (use --format jsonl, csv or html for all)")
+        write_cause_summary(self.tally.rows(), console)
+
+
+def _print_rows(console: Console, shown: pd.DataFrame, multi: bool) -> None:
     widths = {"frame": max(5, len(str(shown["frame"].max()))), "time": 12, "by": 7, "conf": 4,
               "cause": max(5, int(shown["cause"].str.len().max())),
               "conn": max(18, max(len(connection_text(*t)) for t in
                                   zip(shown["src"], shown["sport"], shown["dst"], shown["dport"])))}
     widths["conn_half"] = max(max(len(f"{a}:{p} ->"), len(f"{b}:{q}")) for a, p, b, q in
                               zip(shown["src"], shown["sport"], shown["dst"], shown["dport"]))
-    multi = df["file"].nunique() > 1
     if multi:
         widths["file"] = max(4, max(len(_name(f)) for f in shown["file"]))
     cols, wrap = layout(console.width, widths)
@@ -129,9 +168,6 @@ def write_table(df: pd.DataFrame, out: TextIO, info=None, width: int | None = No
         for row in shown.itertuples(index=False):
             table.add_row(*_cells(row, cols))
         console.print(table)
-    if len(df) > MAX_ROWS:
-        console.print(f"... {len(df) - MAX_ROWS} more rows not shown (use --format jsonl, csv or html for all)")
-    write_cause_summary(cause_rows(df), console)
 
 
 def write_cause_summary(rows: list[tuple[str, int, str, str]], console: Console) -> None:
