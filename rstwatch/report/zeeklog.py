@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Callable, Iterator, TextIO
 
 import pandas as pd
@@ -77,7 +78,11 @@ def records(df: pd.DataFrame) -> Iterator[dict]:
         yield rec
 
 
+@lru_cache(maxsize=4096)          # titles, remediation, causes and file names repeat on every row
 def _escape(text: str, in_container: bool) -> str:
+    if text.isprintable() and "\\" not in text and "\t" not in text and not (in_container and SET_SEP in text) \
+            and text not in (UNSET, EMPTY):
+        return text                 # the common case, without a loop over characters in Python
     out = []
     for ch in text:
         if ch == "\\" or not ch.isprintable() or ch == "\t" or (in_container and ch == SET_SEP):
