@@ -193,7 +193,8 @@ def test_live_joins_kernel_reasons_for_every_kernel_sent_cause():
         recs = res.records_of(sc)
         assert recs, f"{sc.name}: no finding on the sending side"
         if sc.flood:
-            assert [r["cause"] for r in recs] == ["port-scan"] and recs[0]["resets"] >= 500
+            # one row, or (a scan slowed past 10 s on a loaded machine) a row per 10 s whose resets add up
+            assert {r["cause"] for r in recs} == {"port-scan"} and sum(r["resets"] for r in recs) >= 500, recs
             continue
         for r in recs:
             want_match = "kernel-only" if sc.name == "kernel-only" else "matched"
