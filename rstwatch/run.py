@@ -101,7 +101,8 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
         columns = None if chosen.name in ALL_COLUMNS else CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]
         if columns is not None and (extract is not None or chosen.name in REPORTS):
             columns.append("conn_last_frame")       # each finding's packets: its connection's frame range
-        with spilling(columns) as spill_plan:
+        # a report imports matplotlib and jinja2, --extract holds a pass's packets: fewer findings held meanwhile
+        with spilling(columns, lean=chosen.name in REPORTS or extract is not None) as spill_plan:
             results, errors = analyze_paths(paths, rules, jobs, debug, storm_min, keep)
             errors = _tell_problems(skipped, errors, results)
             if not results:
@@ -254,6 +255,8 @@ def _render(cond) -> str:
 def run_rules_validate(folders: list[Path]) -> int:
     # The loader `read --rules` uses, built-ins included: one loader, one verdict.
     rs = load_rule_set(folders)
+    for warning in rs.warnings:          # a rule that matches every reset (engine/loader.py)
+        _warn(warning)
     if folders:
         typer.echo(f"{len(rs.from_folders)} rule(s) valid in {', '.join(map(str, folders))} "
                    f"({len(rs.rules)} with the built-in rules)")

@@ -37,10 +37,11 @@ _plan: list[SpillPlan] = []
 
 
 @contextmanager
-def spilling(columns: list[str] | None) -> Iterator[SpillPlan]:
+def spilling(columns: list[str] | None, lean: bool = False) -> Iterator[SpillPlan]:
     """Within this block, finished findings tables keep only `columns` (None: all) and, past SPILL_AFTER
     findings, go to a private temporary folder (mode 0700) removed at the end. If the folder
-    cannot be made or written, tables stay in memory as before and `failed` says why."""
+    cannot be made or written, tables stay in memory as before and `failed` says why. `lean`:
+    spill after a quarter as many (what the writer itself holds is large: a report, evidence)."""
     try:
         folder = tempfile.TemporaryDirectory(prefix="rstwatch-findings-", ignore_cleanup_errors=True)
     except OSError as exc:
@@ -48,7 +49,7 @@ def spilling(columns: list[str] | None) -> Iterator[SpillPlan]:
     else:
         failed = None
     plan = SpillPlan(Path(folder.name) if folder else None, None if columns is None else frozenset(columns),
-                     SPILL_AFTER if columns is not None else SPILL_AFTER // WIDE_SHARE, failed=failed)
+                     SPILL_AFTER if columns is not None and not lean else SPILL_AFTER // WIDE_SHARE, failed=failed)
     _plan[:] = [plan]
     try:
         yield plan
