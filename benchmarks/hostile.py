@@ -1,20 +1,29 @@
 """Hostile captures that once blew up memory or time, and a benchmark that prints the numbers.
 
     .venv/bin/python benchmarks/hostile.py [--zeros-gib 1] [--trickle 300000] [--files 3000] [--only trickle]
+    .venv/bin/python benchmarks/hostile.py --only metrics       (root: a network namespace and a pids cgroup)
 
 Generators (also used by tests/test_hostile.py at small sizes):
   zero_records   a gzip of a pcap header followed by zeros: every 16 bytes is a zero-length record
   rst_trickle    spoofed RSTs on distinct 4-tuples at a rate just under the storm rate (99/s)
   small_files    a folder of rotated two-packet captures (SYN, RST|ACK: a refused connection each)
+  rule_folder    valid rule files of many OR branches, or an explain repeating {src} (issue 20 item 15)
+  idle_clients, header_flood
+                 metrics endpoint abuse: connections that never send a request, and requests with
+                 more header lines than a server should take (issue 20 item 14)
 
 Each benchmark runs `rstwatch read` in its own process and reports wall time and peak RSS
-(ru_maxrss of that child alone).
+(ru_maxrss of that child alone). The metrics benchmark runs `rstwatch live lo --metrics-port` in a
+namespace with the systemd unit's TasksMax=64 (a pids cgroup), holds idle connections against it,
+sends header floods, and prints the scrape time, the process's threads and what reached stderr.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
 import os
+import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -96,6 +105,78 @@ def small_files(folder: Path, n: int) -> list[Path]:
     return paths
 
 
+def idle_clients(host: str, port: int, n: int) -> list[socket.socket]:
+    """n connections that send half a request line and then nothing (the caller closes them)."""
+    held = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"GET /met")
+        held.append(s)
+    return held
+
+
+def header_flood(host: str, port: int, n: int, headers: int = 101) -> dict[str, int]:
+    """n requests of `headers` header lines each; the status lines they got, counted."""
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % k for k in range(headers - 1)) + b"\r\n"
+    got: dict[str, int] = {}
+    for _ in range(n):
+        try:
+            with socket.create_connection((host, port), timeout=5) as s:
+                s.sendall(request)
+                first = s.makefile("rb").readline().decode("latin-1").strip() or "(closed)"
+        except OSError as exc:
+            first = f"({type(exc).__name__})"
+        got[first] = got.get(first, 0) + 1
+    return got
+
+
+def scrape_seconds(host: str, port: int, timeout: float = 10.0) -> float | None:
+    """Seconds one GET /metrics took, or None when it failed."""
+    t = time.perf_counter()
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = s.makefile("rb").read()
+    except OSError:
+        return None
+    return time.perf_counter() - t if data.startswith(b"HTTP/1.") and b" 200 " in data[:20] else None
+
+
+def pids_cgroup(name: str, limit: int) -> Path | None:
+    """A pids cgroup (v1 or v2) holding at most `limit` tasks, as TasksMax= does; None where none can be made."""
+    v1, v2 = Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")
+    control = v2 / "cgroup.subtree_control"
+    bases = [v1] if (v1 / "tasks").exists() else []
+    if control.exists() and "pids" in control.read_text().split():
+        bases.append(v2)
+    for base in bases:
+        group = base / name
+        try:
+            group.mkdir(exist_ok=True)
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:
+            continue
+    return None
+
+
+def rule_folder(folder: Path, files: int = 1, branches: int = 4000, explain_repeats: int = 1,
+                name: str = "or-bomb") -> list[Path]:
+    """`files` valid rule files, each a `when` of `branches` OR branches of two tests (4,000 make
+    ~250 KB) and an explain of `{src}` repeated `explain_repeats` times."""
+    folder.mkdir(parents=True, exist_ok=True)
+    branch = "  - {conn.client_bytes: {gt: %d}, rst.has_ack: true}\n"
+    paths = []
+    for k in range(files):
+        p = folder / f"{name}-{k}.yaml"
+        p.write_text(f"id: USR{k + 1:04d}\nname: {name}-{k}\ntitle: hostile\nconfidence: 0.5\n"
+                     "errno: {receiver: [], sender: []}\nremediation: []\nreferences: []\ntests: []\n"
+                     f"explain: \"{'{src}' * explain_repeats}\"\nwhen:\n"
+                     + "".join(branch % (10**9 + j) for j in range(branches)))
+        paths.append(p)
+    return paths
+
+
 # --- the benchmark -------------------------------------------------------------------------
 
 def measured(*args: str) -> tuple[float, float, bytes]:
@@ -118,10 +199,12 @@ def main() -> None:
     ap.add_argument("--zeros-gib", type=float, default=1.0, help="decompressed size of the zero-record bomb")
     ap.add_argument("--trickle", type=int, default=300_000, help="spoofed RSTs at 99/s")
     ap.add_argument("--files", type=int, default=3000, help="two-packet captures in one folder")
-    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files"),
-                    help="run only this benchmark (repeatable; default: all three)")
+    ap.add_argument("--idle", type=int, default=80, help="idle connections held against the metrics endpoint")
+    ap.add_argument("--floods", type=int, default=200, help="requests with 101 header lines")
+    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files", "metrics"),
+                    help="run only this benchmark (repeatable; default: all three, and metrics as root)")
     a = ap.parse_args()
-    only = set(a.only or ("zeros", "trickle", "files"))
+    only = set(a.only or ("zeros", "trickle", "files", *(("metrics",) if os.geteuid() == 0 else ())))
     with tempfile.TemporaryDirectory(prefix="rstwatch-hostile-") as tmp:
         tmp = Path(tmp)
         if "zeros" in only:
@@ -130,6 +213,8 @@ def main() -> None:
             trickle(tmp, a.trickle)
         if "files" in only:
             files(tmp, a.files)
+        if "metrics" in only:
+            metrics(a.idle, a.floods)
 
 
 def zeros(tmp: Path, gib: float) -> None:
@@ -164,6 +249,47 @@ def files(tmp: Path, n: int) -> None:
     print(f"many small files: {n:,} two-packet captures in {wall:.1f} s = {per_file_ms:.2f} ms per file "
           f"(start-up {w1:.2f} s excluded), peak RSS {rss:.0f} MiB vs {rss1:.0f} MiB for one file "
           f"({per_file_kib:+.1f} KiB per file), {rows:,} findings")
+
+
+def metrics(idle: int, floods: int, port: int = 19750) -> None:
+    ns, group = "rwhostile", pids_cgroup("rstwatch-hostile", 64)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    enter = f"echo $$ > {group}/cgroup.procs; " if group else ""
+    proc = subprocess.Popen(["sh", "-c", f"{enter}ip netns exec {ns} ip link set lo up && exec ip netns exec {ns} "
+                             f"{sys.executable} -m rstwatch live lo --format jsonl --metrics-port {port} "
+                             "--metrics-address 127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    code = ("import sys, time; sys.path.insert(0, %r); import hostile as h\n"
+            "for _ in range(100):\n"
+            "    if h.scrape_seconds('127.0.0.1', %d, 1) is not None: break\n"
+            "    time.sleep(0.2)\n"
+            "held = h.idle_clients('127.0.0.1', %d, %d)\n"
+            "pid = int(sys.argv[1]); threads = [l for l in open(f'/proc/{pid}/status') if l.startswith('Threads')][0].split()[1]\n"
+            "t = [h.scrape_seconds('127.0.0.1', %d) for _ in range(5)]\n"
+            "f = h.header_flood('127.0.0.1', %d, %d)\n"
+            "print(threads, sum(x is not None for x in t), max((x for x in t if x is not None), default=0), f)\n"
+            % (str(Path(__file__).parent), port, port, idle, port, port, floods))
+    try:
+        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, str(proc.pid)],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if group:
+            group.rmdir()
+    if res.returncode != 0:
+        raise SystemExit(f"metrics benchmark failed: {res.stderr[-800:]}")
+    threads, ok, worst, statuses = res.stdout.split(" ", 3)
+    print(f"metrics endpoint abuse ({'TasksMax=64' if group else 'no pids cgroup'}): {idle} idle connections held, "
+          f"{threads} threads in rstwatch, {ok}/5 scrapes answered (slowest {float(worst) * 1000:.0f} ms); "
+          f"{floods} requests with 101 headers: {statuses.strip()}; stderr {len(err):,} bytes, "
+          f"{err.count(b'Traceback')} tracebacks")
 
 
 if __name__ == "__main__":

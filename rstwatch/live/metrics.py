@@ -1,9 +1,14 @@
 """--metrics-port/--metrics-address: Prometheus text exposition of what the live session has seen."""
 from __future__ import annotations
 
+import gzip
+import socket
+from urllib.parse import parse_qs, urlsplit
+
 import pandas as pd
 
 from ..errors import RstwatchError
+from .httpserve import SelectorServer
 from .sinks import reset_weights
 
 
@@ -33,9 +38,24 @@ def interface_rx_dropped(name: str) -> int | None:
         return None
 
 
+def listen(address: str, port: int) -> socket.socket:
+    """A listening TCP socket on the first address the name resolves to (IPv4 or IPv6)."""
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # a restart binds while old sockets linger
+        sock.bind(sockaddr)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class LiveMetrics:
     def __init__(self, port: int, addr: str | None = None, interfaces: list[str] | None = None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
         from .. import __version__
         reg = self.registry = CollectorRegistry()
         self.resets = Counter("rstwatch_resets", "TCP resets classified (a flood counts every reset it holds), "
@@ -65,11 +85,32 @@ class LiveMetrics:
             self.capture_drops.labels(interface=name)
         self.address = bind_address(addr)
         try:
-            start_http_server(port, addr=self.address, registry=reg)
+            listener = listen(self.address, port)
         except (OSError, ValueError) as exc:      # busy port, no permission, an address not on this host
             where = f"[{self.address}]:{port}" if ":" in self.address else f"{self.address}:{port}"
             raise MetricsError(f"--metrics-address/--metrics-port {where}",
                                getattr(exc, "strerror", None) or str(exc)) from None
+        self.server = SelectorServer(listener, self.render).start()
+
+    def render(self, method: str, target: str, headers: dict[str, str]) -> tuple[str, list, bytes]:
+        """The answers prometheus_client's own server gives (any path serves the metrics, name[]
+        narrows them, OpenMetrics and gzip when asked), so scrapes read the same text as before."""
+        from prometheus_client.exposition import choose_encoder
+        allow = [("Allow", "OPTIONS,GET")]
+        url = urlsplit(target)
+        if method == "OPTIONS":
+            return "200 OK", allow, b""
+        if method != "GET":
+            return "405 Method Not Allowed", allow, f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()
+        if url.path == "/favicon.ico":
+            return "200 OK", [], b""
+        encoder, content_type = choose_encoder(headers.get("accept", ""))
+        params = parse_qs(url.query)
+        registry = self.registry.restricted_registry(params["name[]"]) if "name[]" in params else self.registry
+        body, extra = encoder(registry), [("Content-Type", content_type)]
+        if any(e.split(";")[0].strip().lower() == "gzip" for e in headers.get("accept-encoding", "").split(",")):
+            body, extra = gzip.compress(body), [*extra, ("Content-Encoding", "gzip")]
+        return "200 OK", extra, body
 
     def update(self, packets: int, segments: int, evicted: int, flows: int, table_segments: int) -> None:
         """Bring the counters up to the session's running totals."""
