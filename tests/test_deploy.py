@@ -315,3 +315,108 @@ def test_vector_config_reads_the_outputs_rstwatch_writes():
         for value in sink.get("labels", {}).values():
             for field in re.findall(r"\{\{\s*(\w+)\s*\}\}", value):
                 assert field == "host" or field in record, field
+
+
+def _promtool_series(scrapes: list[str], instance: str, minutes: list[int]) -> list[dict]:
+    """promtool input_series from scraped exposition texts: every sample of every scrape, labelled
+    as Prometheus labels its targets (job, instance); minute m of the test holds scrape minutes[m]."""
+    from prometheus_client.parser import text_string_to_metric_families
+    per_scrape = []
+    for text in scrapes:
+        values = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                labels = {**s.labels, "job": "rstwatch", "instance": instance}
+                key = s.name + "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
+                values[key] = s.value
+        per_scrape.append(values)
+    keys = sorted(set().union(*per_scrape))
+    return [{"series": key, "values": " ".join("_" if key not in per_scrape[k] else repr(float(per_scrape[k][key]))
+                                               for k in minutes)} for key in keys]
+
+
+@root_only
+def test_capture_drop_alert_fires_on_what_a_running_rstwatch_exports(tmp_path):
+    """#19 item 3: `rstwatch live any` in a namespace whose veth d1 has a smaller MTU than its peer
+    d0, so frames sent on d0 are dropped on receive by d1 (kernel rx_dropped), before any capture.
+    Its /metrics is scraped before and after; the scrapes become promtool's input series, and
+    RstwatchCaptureDropping must fire after the drops and not before. Before, the alert watched
+    dumpcap's count (which moves only when dumpcap stops) and `any` had no interface counter."""
+    ns, frames = "hfdrops", 25
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    proc = None
+    try:
+        for cmd in ("ip link set lo up", "ip link add d0 type veth peer name d1", "ip link set d1 mtu 1000",
+                    "ip link set d0 up", "ip link set d1 up"):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd.split()], check=True)
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "rstwatch", "live", "any",
+                                 "--format", "jsonl", "--metrics-port", str(METRICS_PORT)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        code = ("import json, socket, time, urllib.request\n"
+                "def scrape():\n"
+                "    return urllib.request.urlopen('http://127.0.0.1:%d/metrics', timeout=5).read().decode()\n"
+                "for _ in range(100):\n"
+                "    try: scrape(); break\n"
+                "    except OSError: time.sleep(0.2)\n"
+                "time.sleep(0.6)\n"
+                "out = [scrape()]\n"
+                "time.sleep(0.6)\n"
+                "out.append(scrape())\n"
+                "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+                "s.bind(('d0', 0))\n"
+                "for _ in range(%d):\n"                  # 1400 bytes: over d1's MTU, so d1 drops it
+                "    try: s.send(b'\\xff' * 6 + b'\\x02\\x00\\x00\\x00\\x00\\x01\\x88\\xb5' + bytes(1400))\n"
+                "    except OSError: pass\n"               # the sender is told (ENOBUFS)
+                "time.sleep(1.0)\n"                         # the counters are read every 0.25 s
+                "out += [scrape(), scrape()]\n"
+                "print(json.dumps(out))\n" % (METRICS_PORT, frames))
+        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=90)
+        assert res.returncode == 0, res.stderr
+        scrapes = json.loads(res.stdout)
+    finally:
+        if proc:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        subprocess.run(f"ip netns pids {ns} | xargs -r kill -9", shell=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    def any_drops(text):
+        m = re.search(r'^rstwatch_interface_dropped_packets_total\{interface="any"\} (\S+)$', text, re.M)
+        assert m, text
+        return float(m.group(1))
+    assert any_drops(scrapes[0]) == any_drops(scrapes[1])
+    dropped = any_drops(scrapes[3]) - any_drops(scrapes[1])
+    assert frames <= dropped < 1000, dropped            # `any` sums the namespace's interfaces (d1's drops)
+    instance = "node1:9750"
+    # minutes 0-9: the two scrapes before the drops; from minute 10: the two after
+    series = _promtool_series(scrapes, instance, [0] * 5 + [1] * 5 + [2] + [3] * 10)
+    description = (f"{dropped:g} packets dropped before the capture saw them in 10 minutes. Narrow the capture "
+                   "(--bpf), lower --snaplen or give the pod/service more CPU; check the interface's ring "
+                   "(ethtool -g) and net.core.netdev_max_backlog.")
+    fired = [{"exp_labels": {"severity": "warning", "instance": instance},
+              "exp_annotations": {"summary": f"rstwatch capture drops on {instance}", "description": description}}]
+    test = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+                {"eval_time": "9m", "alertname": "RstwatchCaptureDropping", "exp_alerts": []},     # nothing dropped
+                {"eval_time": "12m", "alertname": "RstwatchCaptureDropping", "exp_alerts": fired},
+                {"eval_time": "19m", "alertname": "RstwatchCaptureDropping", "exp_alerts": fired},
+                {"eval_time": "20m", "alertname": "RstwatchCaptureDropping", "exp_alerts": []}]}]}   # 10 min on
+    (tmp_path / "scraped.test.yml").write_text(yaml.safe_dump(test))
+    res = subprocess.run([_tool("promtool"), "test", "rules", "scraped.test.yml"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+    # the same series with the drops taken out: the alert stays silent to the end
+    quiet = _promtool_series(scrapes[:2], instance, [0] * 5 + [1] * 16)
+    test["tests"][0]["input_series"] = quiet
+    for case in test["tests"][0]["alert_rule_test"]:
+        case["exp_alerts"] = []
+    (tmp_path / "quiet.test.yml").write_text(yaml.safe_dump(test))
+    res = subprocess.run([_tool("promtool"), "test", "rules", "quiet.test.yml"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr

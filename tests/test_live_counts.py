@@ -151,19 +151,29 @@ def test_metrics_address_that_is_not_here_is_one_line_error():
 
 def test_capture_drops_are_a_total_counter_per_interface_and_interface_drops_move_while_running(monkeypatch):
     """dumpcap's drops (known when it stops) go to rstwatch_capture_dropped_packets_total{interface};
-    the kernel's per-interface receive drops are read on every tick while running."""
+    the kernel's per-interface receive drops are read on every tick while running (#19 item 3:
+    `any` too, summed over the interfaces)."""
     from rstwatch.live import metrics as m
-    counts = {"eth9": 100}
+    counts = {"eth9": 100, "veth1": 5}
     monkeypatch.setattr(m, "interface_rx_dropped", lambda name: counts.get(name))
+    monkeypatch.setattr(m, "_interfaces", lambda: list(counts))
     port = _free_port()
     lm = m.LiveMetrics(port, "127.0.0.1", ["eth9", "any"])
     url = f"http://127.0.0.1:{port}/metrics"
     assert _scrape(url)['rstwatch_interface_dropped_packets_total{interface="eth9"}'] == 0
+    assert _scrape(url)['rstwatch_interface_dropped_packets_total{interface="any"}'] == 0
     counts["eth9"] = 137
     lm.update(10, 5, 0, 1, 5)
     got = _scrape(url)
     assert got['rstwatch_interface_dropped_packets_total{interface="eth9"}'] == 37
-    assert 'rstwatch_interface_dropped_packets_total{interface="any"}' not in got     # no such counter for `any`
+    # `any`: summed over the namespace's interfaces; one made later counts from when first seen,
+    # one that goes keeps what it added
+    counts["veth1"], counts["pod7"] = 8, 2
+    lm.update(10, 5, 0, 1, 5)
+    counts["pod7"] = 6
+    del counts["veth1"]
+    lm.update(10, 5, 0, 1, 5)
+    assert _scrape(url)['rstwatch_interface_dropped_packets_total{interface="any"}'] == 37 + 3 + 4
     lm.capture_stopped({"eth9": (1000, 12), "any": (50, 0)}, 12)
     got = _scrape(url)
     assert got['rstwatch_capture_dropped_packets_total{interface="eth9"}'] == 12

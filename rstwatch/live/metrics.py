@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 from urllib.parse import parse_qs, urlsplit
 
@@ -53,6 +54,38 @@ def listen(address: str, port: int) -> socket.socket:
     return sock
 
 
+class RxDrops:
+    """Receive drops since rstwatch started, of one interface or, for `any`, summed over every
+    interface of this network namespace: one series per captured name, so a node's churning pod
+    interfaces add no label values. An interface that appears later counts from when it is first
+    seen; one that goes keeps what it added (the counter never goes back)."""
+
+    def __init__(self, name: str) -> None:
+        self.names = None if name == "any" else [name]
+        self.base: dict[str, int] = {}
+        self.added: dict[str, int] = {}
+        self.total()
+
+    def total(self) -> int | None:
+        names = self.names if self.names is not None else _interfaces()
+        for name in names:
+            now = interface_rx_dropped(name)
+            if now is None:
+                continue
+            base = self.base.setdefault(name, now)
+            if now < base:                        # deleted and made again under the same name
+                self.base[name] = base = -self.added.get(name, 0)
+            self.added[name] = now - base
+        return sum(self.added.values()) if self.base else None
+
+
+def _interfaces() -> list[str]:
+    try:
+        return os.listdir("/sys/class/net")
+    except OSError:
+        return []
+
+
 class LiveMetrics:
     def __init__(self, port: int, addr: str | None = None, interfaces: list[str] | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -71,15 +104,15 @@ class LiveMetrics:
                                      ["interface"], registry=reg)
         self.iface_drops = Counter("rstwatch_interface_dropped_packets",
                                    "Packets the interface dropped on receive since rstwatch started (kernel "
-                                   "rx_dropped), read while running", ["interface"], registry=reg)
+                                   "rx_dropped), read while running", ["interface"], registry=reg)   # `any`: summed
         Info("rstwatch_build", "The rstwatch that serves these metrics", registry=reg).info({"version": __version__})
         self.delay = Histogram("rstwatch_verdict_delay_seconds", "Time from a RST reaching rstwatch to its verdict",
                                buckets=(0.5, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0), registry=reg)
         self.kernel = Counter("rstwatch_kernel_resets", "Resets this host's kernel sent (tcp:tcp_send_reset), by its reason",
                               ["reason"], registry=reg)       # fed by rstwatch/kernel/live.py
         self._totals: dict = {}
-        self._rx_base = {name: v for name in (interfaces or []) if (v := interface_rx_dropped(name)) is not None}
-        for name in self._rx_base:
+        self._rx = {name: rx for name in (interfaces or []) if (rx := RxDrops(name)).total() is not None}
+        for name in self._rx:
             self.iface_drops.labels(interface=name)            # exported at 0 from the start
         for name in interfaces or []:
             self.capture_drops.labels(interface=name)
@@ -119,10 +152,10 @@ class LiveMetrics:
             self._totals[counter] = total
         self.flows.set(flows)
         self.table_segments.set(table_segments)
-        for name, base in self._rx_base.items():
-            now = interface_rx_dropped(name)
-            if now is not None and now >= base:
-                self._advance(self.iface_drops.labels(interface=name), ("rx", name), now - base)
+        for name, rx in self._rx.items():
+            total = rx.total()
+            if total is not None:
+                self._advance(self.iface_drops.labels(interface=name), ("rx", name), total)
 
     def _advance(self, child, key, total: int) -> None:
         child.inc(max(total - self._totals.get(key, 0), 0))
