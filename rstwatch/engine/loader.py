@@ -2,7 +2,7 @@
 may add rules, override a built-in by id, or disable one (`disabled: true`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,9 +10,15 @@ from typing import Any
 from ..errors import RuleError
 from .ruleyaml import MAX_BYTES, YamlProblem, load_yaml
 from .order import DEFAULT_BAND, check_order_keys, order_rules
-from .model import (ID_PATTERN, KNOWN_KEYS, NAME_PATTERN, REQUIRED, TEMPLATE_FIELDS, Rule, check_condition,
-                    check_template)
+from .model import (ID_PATTERN, KNOWN_KEYS, MAX_RULE_CONDITIONS, MAX_TOTAL_CONDITIONS, NAME_PATTERN, REQUIRED,
+                    TEMPLATE_FIELDS, Rule, always_true, check_condition, check_template, count_conditions)
 from ..track.storms import SUMMARY_FIELDS, check_flood, check_group
+
+
+# All rule files loaded together (built-ins included: 18 files, 28 KB): checked before any is
+# parsed, since parsing is what took minutes for 200 files of 250 KB.
+MAX_SET_BYTES = 4 * 1024 * 1024
+MAX_RULE_FILES = 1000
 
 
 def builtin_rules_dir() -> Path:
@@ -103,13 +109,21 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     if not (isinstance(errno, dict) and set(errno) <= {"receiver", "sender"}
             and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in errno.values())):
         problems.append(f"{base}:{ln('errno')}: errno must be {{receiver: [..], sender: [..]}} lists of text")
-    check_condition(data.get("when"), "when", problems, lines, base)
-    check_condition(data.get("unless"), "unless", problems, lines, base)
+    # Each condition is a pass over every reset: counted before each is checked (a thousand bad
+    # ones would be a thousand lines).
+    conditions = count_conditions(data.get("when")) + count_conditions(data.get("unless"))
+    if conditions > MAX_RULE_CONDITIONS:
+        problems.append(f"{base}:{ln('when')}: rule {rid}: more than {MAX_RULE_CONDITIONS} conditions in when "
+                        f"and unless (the built-in rules have at most 19)")
+    else:
+        check_condition(data.get("when"), "when", problems, lines, base)
+        check_condition(data.get("unless"), "unless", problems, lines, base)
     if isinstance(data.get("explain"), str):
-        check_template(data["explain"], base, ln("explain"), problems, fields)
+        check_template(data["explain"], base, ln("explain"), problems, fields, rid)
     for n, text in enumerate(data.get("remediation", []) if isinstance(data.get("remediation"), list) else []):
         if isinstance(text, str):
-            check_template(text, base, lines.get(f"remediation[{n}]", ln("remediation")), problems, fields)
+            check_template(text, base, lines.get(f"remediation[{n}]", ln("remediation")), problems, fields, rid,
+                           f"remediation[{n}]")
     tests = data.get("tests", [])
     if not isinstance(tests, list):
         problems.append(f"{base}:{ln('tests')}: tests must be a list")
@@ -135,7 +149,7 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
                 errno={"receiver": list(errno.get("receiver", [])), "sender": list(errno.get("sender", []))},
                 explain=data.get("explain", ""), remediation=list(data.get("remediation", [])),
                 references=list(data.get("references", [])), tests=tests, source=base, line=1, lines=lines,
-                flood=dict(data["flood"]) if is_flood else None)
+                flood=dict(data["flood"]) if is_flood else None, conditions=conditions)
 
 
 def _check_flood_rule(data: dict, base: str, lines: dict[str, int], problems: list[str]) -> None:
@@ -150,12 +164,36 @@ def _check_flood_rule(data: dict, base: str, lines: dict[str, int], problems: li
         problems.append(f"{base}:{lines.get(key, lines.get('flood', 1))}: {reason}")
 
 
+def rule_files(directory: Path) -> list[Path]:
+    return sorted(list(directory.glob("*.yaml")) + list(directory.glob("*.yml"))) if directory.is_dir() else []
+
+
+def check_set_size(directories: list[Path], problems: list[str]) -> None:
+    """Refuse, before parsing anything, more rule files or more bytes than MAX_RULE_FILES / MAX_SET_BYTES."""
+    count = total = 0
+    for d in directories:
+        files = rule_files(d)
+        count += len(files)
+        if count > MAX_RULE_FILES:
+            problems.append(f"{d}:1: more than {MAX_RULE_FILES:,} rule files in all the rules folders together")
+            return
+        for path in files:
+            try:
+                total += path.stat().st_size if path.is_file() else 0
+            except OSError:
+                continue                    # parse_rule_file says why it cannot be read
+            if total > MAX_SET_BYTES:
+                problems.append(f"{path}:1: with this file the rule files hold {total // 1024:,} KiB, more than "
+                                f"the {MAX_SET_BYTES // 1024:,} KiB all rule files together may hold")
+                return
+
+
 def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
     if not directory.is_dir():
         problems.append(f"{directory}:1: rules folder not found")
         return []
     rules = []
-    files = sorted(list(directory.glob("*.yaml")) + list(directory.glob("*.yml")))
+    files = rule_files(directory)
     if not files:
         problems.append(f"{directory}:1: no .yaml rule files in this folder")
     seen: dict[str, str] = {}
@@ -178,6 +216,7 @@ def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
 class RuleSet:
     rules: list[Rule]               # what classifies: built-ins and folders merged, in evaluation order
     from_folders: list[Rule]        # the rules the user folders add or override
+    warnings: list[str] = field(default_factory=list)   # `file:line: reason` of valid rules that look wrong
 
 
 def builtin_causes() -> set[str]:
@@ -189,6 +228,9 @@ def load_rule_set(extra_dirs: list[Path] | None = None, builtin: bool = True) ->
     """The one loader every command uses. Built-in rules, then each user folder in order: same id
     replaces, `disabled` removes. Raises RuleError listing every `file:line: reason`."""
     problems: list[str] = []
+    check_set_size(([builtin_rules_dir()] if builtin else []) + [Path(d) for d in extra_dirs or []], problems)
+    if problems:
+        raise RuleError(problems)
     by_id: dict[str, Rule] = {}
     if builtin:
         for r in load_dir(builtin_rules_dir(), problems):
@@ -225,11 +267,28 @@ def load_rule_set(extra_dirs: list[Path] | None = None, builtin: bool = True) ->
             if alt not in known:
                 problems.append(f"{r.source}:{r.line_of(f'alternatives[{n}]', 'alternatives')}: "
                                 f"alternative `{alt}` is not a known cause")
+    total = 0
+    for r in by_id.values():
+        total += r.conditions
+        if total > MAX_TOTAL_CONDITIONS:
+            problems.append(f"{r.source}:{r.line_of('when')}: rule {r.id}: with this rule the rules loaded hold more "
+                            f"than {MAX_TOTAL_CONDITIONS:,} conditions together (the built-in rules: 86)")
+            break
     ordered = order_rules(list(by_id.values()), known, problems)
     if problems:
         raise RuleError(problems)
     rank = {r.id: k for k, r in enumerate(ordered)}
-    return RuleSet(ordered, sorted(from_folders.values(), key=lambda r: rank[r.id]))
+    return RuleSet(ordered, sorted(from_folders.values(), key=lambda r: rank[r.id]), catch_all_warnings(ordered))
+
+
+def catch_all_warnings(ordered: list[Rule]) -> list[str]:
+    """A rule that matches every reset wins every one: each rule tried after it never does. Only the
+    last rule tried (`unknown`, the fallback) may do that."""
+    tried = [r for r in ordered if r.flood is None]
+    return [f"{r.source}:{r.line_of('when')}: rule {r.id} ({r.name}) matches every reset (its `when` is empty or "
+            f"always true, no `unless`): the {len(tried) - k - 1} rule(s) tried after it, {tried[-1].name} "
+            f"among them, never win"
+            for k, r in enumerate(tried[:-1]) if always_true(r.when) and not r.unless]
 
 
 def load_rules(extra_dirs: list[Path] | None = None, builtin: bool = True) -> list[Rule]:

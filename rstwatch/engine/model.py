@@ -16,6 +16,13 @@ TEMPLATE_FIELDS = {"src", "sport", "dst", "dport", "sender", "receiver", "frame"
 ID_PATTERN = re.compile(r"^[A-Z]{2,8}\d{3,5}S?$")     # S: the flood rules' ids (RST001S)
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 REQUIRED = ("id", "name", "title", "when", "confidence", "explain", "errno", "remediation", "references", "tests")
+# Limits far above any real rule (the built-in ones: at most 19 conditions, 86 in all, an explain of
+# 181 characters with 7 placeholders), low enough that a hostile folder is refused in a second instead
+# of costing minutes per read (every condition is a pass over every reset) or gigabytes per explain.
+MAX_RULE_CONDITIONS = 200       # tests in one rule's when + unless
+MAX_TOTAL_CONDITIONS = 2000     # in all the rules loaded together
+MAX_TEMPLATE_CHARS = 2000       # an explain or one remediation line
+MAX_TEMPLATE_FIELDS = 50        # placeholders in one of them
 KNOWN_KEYS = set(REQUIRED) | {"unless", "priority", "band", "before", "after", "confidence_notes", "alternatives",
                               "disabled", "maturity", "flood"}
 
@@ -40,6 +47,7 @@ class Rule:
     references: list[str] = field(default_factory=list)
     tests: list[dict] = field(default_factory=list)
     flood: dict | None = None       # a flood rule: its detector and thresholds (track/storms.py), no `when`
+    conditions: int = 0             # tests in when + unless (count_conditions)
     source: str = ""                # file path
     line: int = 1
     lines: dict[str, int] = field(default_factory=dict, repr=False, compare=False)   # key path -> line
@@ -57,6 +65,28 @@ def _type_ok(kind: str, value: Any) -> bool:
     if kind == "float":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, str)
+
+
+def count_conditions(cond: Any) -> int:
+    """Tests in a condition: one per feature operator; an OR branch with none still counts one (it
+    costs a pass too). Stops counting past MAX_RULE_CONDITIONS + 1: enough to refuse."""
+    if isinstance(cond, list):
+        n = 0
+        for item in cond:
+            n += max(1, count_conditions(item))
+            if n > MAX_RULE_CONDITIONS:
+                break
+        return n
+    if isinstance(cond, dict):
+        return sum(len(t) if isinstance(t, dict) and t else 1 for t in cond.values())
+    return 0
+
+
+def always_true(cond: Any) -> bool:
+    """A `when` that every reset meets: missing, `{}`, or an OR list with an empty branch."""
+    if cond is None or cond == {}:
+        return True
+    return isinstance(cond, list) and any(always_true(item) for item in cond)
 
 
 def check_condition(cond: Any, where: str, problems: list[str], lines: dict[str, int], base: str) -> None:
@@ -94,11 +124,22 @@ def check_condition(cond: Any, where: str, problems: list[str], lines: dict[str,
                 problems.append(f"{base}:{ln}: {name} is {feat.kind}, got {value!r}")
 
 
-def check_template(text: str, base: str, ln: int, problems: list[str], fields: set[str] = TEMPLATE_FIELDS) -> None:
+def check_template(text: str, base: str, ln: int, problems: list[str], fields: set[str] = TEMPLATE_FIELDS,
+                   rule: str = "", key: str = "explain") -> None:
+    # Filled once per finding: a template that is megabytes once is gigabytes across findings.
+    if len(text) > MAX_TEMPLATE_CHARS:
+        problems.append(f"{base}:{ln}: rule {rule}: {key} is {len(text):,} characters, more than the "
+                        f"{MAX_TEMPLATE_CHARS:,} allowed")
+        return
     try:
         parts = list(string.Formatter().parse(text))
     except ValueError as exc:
         problems.append(f"{base}:{ln}: explain: {exc}")
+        return
+    placeholders = sum(fname is not None for _, fname, _, _ in parts)
+    if placeholders > MAX_TEMPLATE_FIELDS:
+        problems.append(f"{base}:{ln}: rule {rule}: {key} has {placeholders:,} placeholders, more than the "
+                        f"{MAX_TEMPLATE_FIELDS} allowed")
         return
     for _, fname, spec, conv in parts:
         if fname is None:
