@@ -69,7 +69,10 @@ def test_scrapes_answer_while_80_idle_connections_are_held_under_tasksmax_64():
             _, err = proc.communicate()
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
         if group:
-            group.rmdir()
+            try:
+                group.rmdir()
+            except OSError:                     # still busy: the next run reuses it
+                pass
     assert res.returncode == 0, res.stderr
     threads, scrapes, flood = eval(res.stdout)          # noqa: S307 - our own repr
     assert all(s is not None and s < 2.0 for s in scrapes), scrapes

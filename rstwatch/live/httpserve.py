@@ -131,7 +131,7 @@ class SelectorServer:
                 self._send(c)
             elif events & selectors.EVENT_READ:
                 self._receive(c)
-        except OSError:                             # the client went away (reset, broken pipe)
+        except Exception:                           # noqa: BLE001 - gone (reset, broken pipe) or odd: one client, not the server
             self._drop(c)
 
     def _receive(self, c: _Client) -> None:
