@@ -150,8 +150,11 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             raise CaptureError(str(path), f"{kind} (starts with {head.hex()})")
         unsupported: list[np.ndarray] = []
         linktypes: set[int] = set()
+        odd_ifaces: set[int] = set()
+        where: list[tuple[int, int]] | None = None      # pcapng: each interface's (section, id)
         copies = CopyFilter(remember=False)     # `any`: a forwarded segment is seen twice (as live counts it)
         for buf, rec in reader(ChunkBuffer.from_stream(stream, diag, first=head), diag):
+            where = getattr(rec, "where", where)
             if keep is not None:
                 rec = keep(buf, rec)
             seg, odd = decode(buf, rec, diag)
@@ -160,7 +163,9 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
                 progress(raw.tell(), diag.packets)
             if len(odd):
                 unsupported.append(odd)
-                linktypes.update(int(x) for x in np.unique(rec.linktype[np.isin(rec.frame, odd)]))
+                sel = np.isin(rec.frame, odd)
+                linktypes.update(int(x) for x in np.unique(rec.linktype[sel]))
+                odd_ifaces.update(int(x) for x in np.unique(rec.iface[sel]))
             yield seg
             if keep is not None and keep.done:
                 break
@@ -181,14 +186,25 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
         if len(frames) == diag.packets and keep is None:
             yield read_with_tshark(path, diag)
         else:
-            yield read_with_tshark(path, diag, _frame_filter(frames))
+            iface_ids = [where[k] for k in sorted(odd_ifaces)] if where is not None else None
+            yield read_with_tshark(path, diag, _frame_filter(frames, iface_ids), only=frames)
 
 
-def _frame_filter(frames: np.ndarray) -> str:
+MAX_INTERFACE_TERMS = 64       # past that the filter names frame numbers only
+
+
+def _frame_filter(frames: np.ndarray, interfaces: list[tuple[int, int]] | None = None) -> str:
+    """A display filter any tshark accepts (no sets: 4.0 wants commas, older ones spaces) for at
+    least `frames`: their frame range and, in a pcapng, their interfaces (a link type is one
+    interface's). It may take more (frames of other link types between them); the tshark engine
+    keeps only `frames`, so its size does not grow with the frames (15,000 frame numbers made a
+    filter tshark refused and a line pyshark could not read)."""
     lo, hi = int(frames.min()), int(frames.max())
-    if hi - lo + 1 == len(frames):
-        return f"tcp && frame.number >= {lo} && frame.number <= {hi}"
-    return "tcp && frame.number in {" + " ".join(str(int(f)) for f in frames) + "}"
+    text = f"tcp && frame.number >= {lo} && frame.number <= {hi}"
+    if interfaces and len(interfaces) <= MAX_INTERFACE_TERMS and hi - lo + 1 != len(frames):
+        text += " && (" + " || ".join(f"(frame.section_number == {s} && frame.interface_id == {i})"
+                                      for s, i in interfaces) + ")"
+    return text
 
 
 def read_segments(path: Path, diag: Diagnostics, keep: SegmentFilter | None = None) -> Segments:

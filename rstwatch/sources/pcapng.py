@@ -3,7 +3,7 @@ timestamp resolution, Enhanced/Simple/obsolete Packet Blocks."""
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -83,11 +83,21 @@ def _parse_idb(body: bytes, big: bool) -> Interface:
     return iface
 
 
+@dataclass
+class PcapngRecords(RecordIndex):
+    """Records of a pcapng file, with where each interface is: `where[iface]` is its (section
+    number from 1, id inside that section), as tshark's frame.section_number / frame.interface_id
+    name it (tshark counts interfaces per section; `iface` counts them across the file)."""
+    where: list[tuple[int, int]] = field(default_factory=list)
+
+
 class _State:
     def __init__(self) -> None:
         self.big = False
         self.ifaces: list[Interface] = []
         self.section_base = 0       # global index of this section's interface 0
+        self.sections = 0
+        self.where: list[tuple[int, int]] = []      # PcapngRecords.where, shared by every chunk
         self.next_frame = 1
         self.seen_shb = False
         self.last_ts_ns = 0         # time of the last timed packet, for Simple Packet Blocks
@@ -129,8 +139,10 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
         if t == SHB:
             st.section_base = len(st.ifaces)
             st.seen_shb = True
+            st.sections += 1
         elif t == IDB:
             st.ifaces.append(_parse_idb(bytes(buf[off + 8:end - 4]), big))
+            st.where.append((max(st.sections, 1), len(st.ifaces) - 1 - st.section_base))
     section_base[prev:] = st.section_base
     pk = np.flatnonzero(is_pkt)
     n = len(pk)
@@ -172,8 +184,8 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
         st.last_ts_ns = int(ts_ns[np.flatnonzero(timed)[-1]])
     _stored_reasons(buf, offs[pk], block_end, data, caplen, bigs[pk], ok & (types[pk] == EPB), ts_ns)
     keep = np.flatnonzero(ok)
-    return RecordIndex(data=data[keep], caplen=caplen[keep], linktype=linktype[keep],
-                       frame=frames[keep], ts_ns=ts_ns[keep], iface=iface[keep].astype(np.int32))
+    return PcapngRecords(data=data[keep], caplen=caplen[keep], linktype=linktype[keep],
+                         frame=frames[keep], ts_ns=ts_ns[keep], iface=iface[keep].astype(np.int32), where=st.where)
 
 
 def _stored_reasons(buf, starts, ends, data, caplen, bigs, epb, ts_ns) -> None:

@@ -52,8 +52,10 @@ class _UnknownChildFilter(logging.Filter):
         return not record.getMessage().startswith("Unknown child process pid")
 
 
-def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp") -> Segments:
-    """Decode the TCP segments of `path` matching `display_filter` with pyshark."""
+def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp",
+                     only: np.ndarray | None = None) -> Segments:
+    """Decode the TCP segments of `path` matching `display_filter` with pyshark; with `only`, keep
+    those frame numbers alone (the filter may take more: frames the fast reader already decoded)."""
     if not tshark_available():
         raise CaptureError(str(path), "needs the tshark engine (link type not decoded by the fast reader) "
                                       "but tshark is not installed (apt-get install tshark)")
@@ -69,12 +71,12 @@ def read_with_tshark(path: Path, diag: Diagnostics, display_filter: str = "tcp")
     loop = asyncio.new_event_loop()
     try:
         return _read(pyshark.FileCapture(str(path), display_filter=display_filter, use_json=True,
-                                         keep_packets=False, eventloop=loop), path, diag, rows)
+                                         keep_packets=False, eventloop=loop), path, diag, rows, only)
     finally:
         loop.close()
 
 
-def _read(cap, path: Path, diag: Diagnostics, rows: dict[str, list]) -> Segments:
+def _read(cap, path: Path, diag: Diagnostics, rows: dict[str, list], only: np.ndarray | None = None) -> Segments:
     try:
         for pkt in cap:
             ips = [layer for layer in pkt.layers if layer.layer_name in ("ip", "ipv6")]
@@ -113,5 +115,8 @@ def _read(cap, path: Path, diag: Diagnostics, rows: dict[str, list]) -> Segments
         if not rows["frame"]:
             raise CaptureError(str(path), f"the tshark engine could not read it ({failure})")
         diag.warn(f"tshark engine stopped early ({failure})")
-    diag.tcp_segments += len(rows["frame"])
-    return Segments({k: np.asarray(v, dtype=SEGMENT_COLUMNS[k]) for k, v in rows.items()})
+    seg = Segments({k: np.asarray(v, dtype=SEGMENT_COLUMNS[k]) for k, v in rows.items()})
+    if only is not None:
+        seg = seg.take(np.flatnonzero(np.isin(seg["frame"], only)))
+    diag.tcp_segments += len(seg)
+    return seg
