@@ -201,10 +201,11 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=3000, help="two-packet captures in one folder")
     ap.add_argument("--idle", type=int, default=80, help="idle connections held against the metrics endpoint")
     ap.add_argument("--floods", type=int, default=200, help="requests with 101 header lines")
-    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files", "metrics"),
+    ap.add_argument("--rule-files", type=int, default=200, help="rule files of 4,000 OR branches (~245 KB each)")
+    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files", "metrics", "rules"),
                     help="run only this benchmark (repeatable; default: all three, and metrics as root)")
     a = ap.parse_args()
-    only = set(a.only or ("zeros", "trickle", "files", *(("metrics",) if os.geteuid() == 0 else ())))
+    only = set(a.only or ("zeros", "trickle", "files", "rules", *(("metrics",) if os.geteuid() == 0 else ())))
     with tempfile.TemporaryDirectory(prefix="rstwatch-hostile-") as tmp:
         tmp = Path(tmp)
         if "zeros" in only:
@@ -213,6 +214,8 @@ def main() -> None:
             trickle(tmp, a.trickle)
         if "files" in only:
             files(tmp, a.files)
+        if "rules" in only:
+            rule_sets(tmp, a.rule_files)
         if "metrics" in only:
             metrics(a.idle, a.floods)
 
@@ -234,6 +237,23 @@ def trickle(tmp: Path, n: int) -> None:
     rows = out.count(b"\n")
     print(f"spoofed RST trickle: {n:,} RSTs at 99/s on distinct 4-tuples in {wall:.1f} s "
           f"({n / wall:,.0f} RSTs/s), peak RSS {rss:.0f} MiB, {rows:,} findings")
+
+
+def rule_sets(tmp: Path, n: int) -> None:
+    """`rules validate` of n OR-bomb files, and of one explain repeating {src} 50,000 times."""
+    for what, folder in ((f"{n} rule files of 4,000 OR branches", tmp / "or-bombs"),
+                         ("an explain of 50,000 {src}", tmp / "explain")):
+        if folder.name == "or-bombs":
+            rule_folder(folder, n)
+        else:
+            rule_folder(folder, 1, branches=1, explain_repeats=50_000)
+        code = ("import resource,subprocess,sys,time;t=time.perf_counter();p=subprocess.run(sys.argv[1:],capture_output=True);"
+                "print(time.perf_counter()-t,resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,p.returncode,"
+                "p.stderr.decode().splitlines()[:1])")
+        res = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "rstwatch", "rules", "validate", str(folder)],
+                             capture_output=True, text=True)
+        wall, kib, rc, first = res.stdout.split(" ", 3)
+        print(f"rules validate, {what}: exit {rc} in {float(wall):.1f} s, peak RSS {int(kib) / 1024:.0f} MiB: {first.strip()}")
 
 
 def files(tmp: Path, n: int) -> None:
