@@ -8,7 +8,7 @@ counted: resets per cause, confidence range, alternatives and senders (in order 
 appearance, as value_counts orders ties), connections (as hashes), resets per server and client
 endpoint (narrow Arrow-backed columns, re-aggregated as they grow), and each reset's time and
 cause for the timeline. Reporting from the digest gives what reporting from the whole table
-gave, byte for byte (tests/test_report.py)."""
+gave, byte for byte (tests/test_hostile.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
