@@ -241,3 +241,20 @@ def test_report_never_writes_over_one_of_its_inputs(tmp_path):
     res = run_cli("report", str(cap), "-o", str(cap), "--force")
     assert res.returncode == 2 and "one of the inputs" in res.stderr and len(res.stderr.splitlines()) == 1
     assert cap.read_bytes() == before
+
+
+def test_a_csv_too_large_to_embed_is_never_lost_silently(tmp_path):
+    """The full CSV of the bundled and public captures (1.1 MiB) is more than a report embeds:
+    with the report on stdout it is not written and the report says so (this crashed the
+    template before); beside `-o r.html` an existing r.findings.csv is kept without --force, and
+    the report says why its CSV is missing, rather than failing after the work."""
+    from conftest import EXTERNAL
+    res = run_cli("read", str(CAPTURES), str(EXTERNAL), "--format", "html")
+    assert res.returncode == 0, res.stderr[-500:]
+    assert "too large to embed and were not written beside the report (the report went to stdout)" in res.stdout
+    kept = tmp_path / "r.findings.csv"
+    kept.write_text("mine\n")
+    res = run_cli("read", str(CAPTURES), str(EXTERNAL), "-o", str(tmp_path / "r.html"))
+    assert res.returncode == 0, res.stderr[-500:]
+    assert kept.read_text() == "mine\n"
+    assert "r.findings.csv exists (--force replaces it)" in (tmp_path / "r.html").read_text()

@@ -232,14 +232,16 @@ class CsvSpool:
         self.sink.write(df)
         self._drain()
 
-    def _drain(self) -> None:
+    def _drain(self, last: bool = False) -> None:
         text = self.buf.getvalue()
-        if self.spilled is None and (self.dropped or len(text) <= EMBED_CSV_BYTES):
+        if not last and self.spilled is None and not self.dropped and len(text) <= EMBED_CSV_BYTES:
             return                              # still small enough to embed (bytes are checked at the end)
         self.buf.seek(0)
         self.buf.truncate()
         self.size += len(text.encode())
-        if self.side is None:
+        if self.dropped:
+            return
+        if self.side is None:                   # no file to write beside: not kept, the report says so
             self.dropped = True
             return
         if self.spilled is None:
@@ -251,22 +253,16 @@ class CsvSpool:
 
     def result(self) -> dict[str, str]:
         self.sink.finish(None)
-        text = self.buf.getvalue()
-        data = text.encode()
+        data = self.buf.getvalue().encode()
         if self.spilled is None and not self.dropped and len(data) <= EMBED_CSV_BYTES:
             return {"href": "data:text/csv;base64," + base64.b64encode(data).decode(), "download": "findings.csv",
                     "size": f"{len(data) / 1024:.0f} KiB"}
         if self.side is None:
             why = (f"{self.info.output.with_name(self.side_name).name} exists (--force replaces it)" if self.blocked
                    else "the report went to stdout")
-            return {"note": f"the full findings are too large to embed and were not written beside the report "
+            return {"href": "", "note": f"the full findings are too large to embed and were not written beside the report "
                             f"({why}): write them with `rstwatch read --format csv`"}
-        if self.spilled is None:                # over the limit in the last table
-            self.dropped = False
-            self._drain()
-        else:
-            self.spilled.write(text)
-            self.size += len(data)
+        self._drain(last=True)
         self._exit.close()                      # the side file moved into place
         return {"href": self.side.name, "size": f"{self.size / 2**20:.1f} MiB", "download": self.side.name}
 
