@@ -54,7 +54,8 @@ def truth(folder: Path, sc: M.Scenario, trace: list[dict]) -> tuple[dict, list[d
 def run(out: Path, only: list[str] | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and only else {"scenarios": {}}
+    manifest = (json.loads(manifest_path.read_text()) if manifest_path.exists() and only
+                else {"captures": {}, "scenarios": {}})
     M.setup()
     tracer = ResetTracer("rstwatch-multihost")
     try:
@@ -68,11 +69,16 @@ def run(out: Path, only: list[str] | None) -> dict:
             files, resets = truth(folder, sc, tracer.take())
             for path in folder.rglob("*"):
                 os.chmod(path, 0o755 if path.is_dir() else 0o644)
+            # per file, as the other labs' manifests (tests count every labelled RST of captures/)
+            for rel, entry in files.items():
+                manifest["captures"][f"{name}/{rel}"] = {
+                    "scenario": name, "cause": sc.cause, "host": entry["host"], "what_happened": sc.doc,
+                    "capture_point": f"{entry['host']}:{Path(rel).stem}", "format": "pcap", "resets": entry["resets"]}
             manifest["scenarios"][name] = {
                 "cause": sc.cause, "sent_by": sc.origin, "what_happened": sc.doc,
                 "hosts": {"client": M.C_ADDR, "router": [f"{M.NET}.1.1", M.R_SERVER_SIDE], "server": M.S_ADDR},
-                "client_capture_filter": sc.client_bpf, "files": files, "applications_saw": apps,
-            }
+                "client_capture_filter": sc.client_bpf, "files": sorted(f"{name}/{rel}" for rel in files),
+                "applications_saw": apps}
             kinds = sorted({str(r["kernel_reason"]) for r in resets})
             print(f"{name:22} {len(resets)} RST frame(s) in {len(files)} captures kernel={kinds} "
                   f"apps={json.dumps(apps)[:120]}", flush=True)
