@@ -23,6 +23,7 @@ from .track.connection import RESET_DELAY_NS
 from .track.flows import BURST_WINDOW_NS, evict_oldest, forget_closed, settled, split_components
 from .track.storms import STORM_MIN_FLOWS, StormTracker
 from .report.storms import storm_rows
+from .track.rstrows import RstRows
 from .track.tracker import rst_connections
 
 class FileResult:
@@ -140,16 +141,16 @@ class VerdictBatch:
             self._add(owner, label, seg.take(rows))
 
     def _add(self, owner: object, label: str, seg: Segments) -> None:
-        P, conns = rst_connections(seg)
+        P, conns, rsts = rst_connections(seg)
         if not conns:
             return
-        ts = [P["ts_ns"][c.idx[r.pos]] for c in conns for r in c.rsts]
+        ts = P["ts_ns"][rsts.row].tolist()
         lo, hi = min(ts) - BURST_WINDOW_NS, max(ts) + BURST_WINDOW_NS
         if any(k is not owner and a <= hi and lo <= b for k, (a, b) in self.spans.items()):
             self.flush()                      # another file's resets are too close in time
         a, b = self.spans.get(owner, (lo, hi))
         self.spans[owner] = (min(a, lo), max(b, hi))
-        self.parts.append((owner, label, P, conns, ts))
+        self.parts.append((owner, label, P, conns, rsts, ts))
         self.resets += len(ts)
         if self.resets >= self.max_resets:
             self.flush()
@@ -163,31 +164,32 @@ class VerdictBatch:
     def _flush(self) -> None:
         parts, self.parts, self.spans, self.resets = self.parts, [], {}, 0
         if len(parts) == 1:
-            _, label, P, conns, ts = parts[0]
+            _, label, P, conns, rsts, ts = parts[0]
         else:
-            P = {k: [] for k in parts[0][2]}
-            conns, ts = [], []
-            for _, _, p, cs, t in parts:
-                off = len(P["frame"])
-                for k, col in p.items():
-                    P[k].extend(col)
+            P = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
+            conns, ts, conn_offsets, row_offsets, rows = [], [], [], [], 0
+            for _, _, p, cs, _, t in parts:
+                conn_offsets.append(len(conns))
+                row_offsets.append(rows)
                 for c in cs:
-                    c.idx = [i + off for i in c.idx]
+                    c.idx = [i + rows for i in c.idx]
+                rows += len(p["frame"])
                 conns.extend(cs)
                 ts.extend(t)
+            rsts = RstRows.concat([p[4] for p in parts], conn_offsets, row_offsets)
             label = ""
-        out = explain(classify(feature_table(label, P, conns), self.rules), self.rules)
+        out = explain(classify(feature_table(label, P, conns, rsts), self.rules), self.rules)
         add_join_keys(out, ts)
         if len(parts) > 1:
-            out["file"] = [lab for _, lab, _, _, t in parts for _ in t]
+            out["file"] = [lab for _, lab, _, _, _, t in parts for _ in t]
         # one block per dtype instead of one per column: a file's slice of this table then costs
         # ~10 KB instead of ~40 KB (measured; 3,000 small files are 3,000 slices)
         out = spill.keep(out.copy())        # on disk, when a long read streams its output
         start = 0
-        for owner, _, _, _, t in parts:
+        for owner, _, _, _, _, t in parts:
             self.done.setdefault(owner, []).append((out, start, start + len(t)))
             start += len(t)
-        del parts, P, conns
+        del parts, P, conns, rsts
         _give_back()
 
     def empty(self) -> pd.DataFrame:
@@ -397,10 +399,10 @@ def shared_batch(rules: list[Rule]) -> VerdictBatch:
 
 def verdicts(label: str, seg: Segments, rules: list[Rule]) -> pd.DataFrame:
     """One explained finding per RST in `seg` (which must hold whole connections)."""
-    P, conns = rst_connections(seg)
-    out = explain(classify(feature_table(label, P, conns), rules), rules)
+    P, conns, rsts = rst_connections(seg)
+    out = explain(classify(feature_table(label, P, conns, rsts), rules), rules)
     # join keys (community_id, ts with nanoseconds) for every finding, read and live alike
-    return add_join_keys(out, [P["ts_ns"][c.idx[r.pos]] for c in conns for r in c.rsts])
+    return add_join_keys(out, P["ts_ns"][rsts.row].tolist() if len(rsts) else [])
 
 
 def _static_texts(templates: list[str]) -> list[str] | None:

@@ -31,8 +31,9 @@ def _same_value(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def assert_same_connection(P: dict, idx: list[int]) -> int:
-    want, got = connection.walk(P, idx), walkloop.walk(P, idx)
+def assert_same_connection(P: dict, PN: dict, idx: list[int]) -> int:
+    """P: the segment columns as lists (the Python walk's input), PN: as numpy arrays (the compiled one's)."""
+    want, got = connection.walk(P, idx), walkloop.walk(PN, idx)
     where = f"connection starting at frame {P['frame'][idx[0]]}"
     for attr in ("idx", "flipped", "client_dir", "role_inferred", "history", "conn_state", "rtt_ns"):
         assert _same_value(getattr(got, attr), getattr(want, attr)), (where, attr, getattr(got, attr), getattr(want, attr))
@@ -45,22 +46,42 @@ def assert_same_connection(P: dict, idx: list[int]) -> int:
     return len(want.rsts)
 
 
-def assert_same_split(P: dict, idx: list[int]) -> list:
+def assert_same_split(P: dict, PN: dict, idx: list[int]) -> list:
     want = connection.split_connections(P, idx)
-    assert walkloop.split_connections(P, idx) == want
+    assert walkloop.split_connections(PN, idx) == want
     return want
 
 
+def assert_same_rows(seg: Segments) -> None:
+    """What the feature table gets: every RST's features as typed columns, from both walks."""
+    _, conns, got = tracker.rst_connections(seg)
+    compiled, tracker.compiled_walk_groups = tracker.compiled_walk_groups, None
+    try:
+        _, want_conns, want = tracker.rst_connections(seg)
+    finally:
+        tracker.compiled_walk_groups = compiled
+    assert [c.idx for c in conns] == [c.idx for c in want_conns]
+    for field in ("conn", "row", "frame"):
+        assert np.array_equal(getattr(got, field), getattr(want, field)), field
+    assert got.evidence == want.evidence
+    assert got.features.keys() == want.features.keys()
+    for name, column in want.features.items():
+        assert got.features[name].dtype == column.dtype, name
+        assert got.features[name].equals(column), name
+
+
 def every_connection(seg: Segments) -> int:
+    assert_same_rows(seg)
     seg, order, bounds = rst_flows_grouped(seg)
     P = {k: v.tolist() for k, v in seg.cols.items()}
+    PN = seg.cols
     order, bounds = order.tolist(), bounds.tolist()
     checked = 0
     for g in range(len(bounds) - 1):
-        for part, _ in assert_same_split(P, order[bounds[g]:bounds[g + 1]]):
-            checked += assert_same_connection(P, part)
+        for part, _ in assert_same_split(P, PN, order[bounds[g]:bounds[g + 1]]):
+            checked += assert_same_connection(P, PN, part)
     # and the pieces a 4-tuple's walk links together (`continues`)
-    want, got = tracker.python_walk_groups(P, order, bounds), walkloop.walk_groups(P, order, bounds)
+    want, (got, _) = tracker.python_walk_groups(P, order, bounds), walkloop.walk_groups(PN, order, bounds)
     assert [c.idx for c in got] == [c.idx for c in want]
     assert [c.continues and c.continues.idx for c in got] == [c.continues and c.continues.idx for c in want]
     return checked
@@ -112,9 +133,10 @@ def segment_streams(draw):
 def test_compiled_walk_is_the_python_walk_on_random_streams(rows):
     cols = {k: np.array([r.get(k, 0) for r in rows], dtype=t) for k, t in SEGMENT_COLUMNS.items()}
     P = {k: v.tolist() for k, v in cols.items()}
-    for part, _ in assert_same_split(P, list(range(len(rows)))):
-        assert_same_connection(P, part)
-    want, got = tracker.python_walk_groups(P, list(range(len(rows))), [0, len(rows)]), \
-        walkloop.walk_groups(P, list(range(len(rows))), [0, len(rows)])
+    for part, _ in assert_same_split(P, cols, list(range(len(rows)))):
+        assert_same_connection(P, cols, part)
+    assert_same_rows(Segments(cols))
+    want, (got, _) = tracker.python_walk_groups(P, list(range(len(rows))), [0, len(rows)]), \
+        walkloop.walk_groups(cols, list(range(len(rows))), [0, len(rows)])
     assert [(c.idx, c.continues and c.continues.idx) for c in got] == \
         [(c.idx, c.continues and c.continues.idx) for c in want]

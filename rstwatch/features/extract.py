@@ -1,8 +1,6 @@
 """One row per RST segment: identity columns plus every registered feature, typed."""
 from __future__ import annotations
 
-from itertools import chain
-
 import numpy as np
 import pandas as pd
 import pyarrow
@@ -14,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:                 # the tracker imports this module's registry: no runtime import back
     from ..track.connection import Connection
+    from ..track.rstrows import RstRows
 from .registry import FEATURES, PANDAS_DTYPE, declare
 
 META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "conn_state",
@@ -21,30 +20,24 @@ META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender
                 "sender_inferred", "conn_id", "conn_lineage", "tunnel"]
 
 
-def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.DataFrame:
-    """One typed row per RST of `conns`, built a column at a time: what a connection gives all its
-    resets is computed once per connection, the segment columns are gathered at the RSTs' rows,
-    and the walk's feature lists become columns with one zip (a dict per row, read a feature at
-    a time, cost ~20 us a reset)."""
+def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], rsts: RstRows | None = None) -> pd.DataFrame:
+    """One typed row per RST of `conns`, built a column at a time: the walk's features come as
+    typed columns already (track/rstrows.py), what a connection gives all its resets is computed
+    once per connection, and the segment columns are gathered at the RSTs' rows."""
     from ..track.connection import WALK_FEATURES
-    rsts = [r for c in conns for r in c.rsts]
-    rows = [c.idx[r.pos] for c in conns for r in c.rsts]
-    conn_of = [k for k, c in enumerate(conns) for _ in c.rsts]
-    if rsts:
+    if rsts is None:
+        from ..track.rstrows import from_python_walk
+        rsts = from_python_walk([])
+    n = len(rsts)
+    if n:
         _check_computed(WALK_FEATURES)
-    # one flat list, then every k-th value: read in memory order (zip(*rows) was 2x slower)
-    flat, width = list(chain.from_iterable(r.values for r in rsts)), len(WALK_FEATURES)
-    features = {name: flat[k::width] for k, name in enumerate(WALK_FEATURES)} if rsts else {}
-    del flat
+    conn_of, rows = rsts.conn, rsts.row
 
     def at(column: str) -> list:                  # a segment column at the RSTs' rows
-        if not rows:                              # the empty table's P may have no columns
-            return []
-        values = P[column]
-        return [values[i] for i in rows]
+        return P[column][rows].tolist() if n else []
 
-    def per_conn(values: list) -> list:           # a value per connection, repeated for each of its RSTs
-        return [values[k] for k in conn_of]
+    def per_conn(values: list, dtype=object) -> np.ndarray:   # a value per connection, repeated for each of its RSTs
+        return np.array(values, dtype=dtype)[conn_of] if n else np.zeros(0, dtype)
 
     ids = {id(c): k for k, c in enumerate(conns)}
     lineage = []
@@ -53,42 +46,46 @@ def feature_table(file: str, P: dict[str, list], conns: list[Connection]) -> pd.
         while root.continues is not None and id(root.continues) in ids:
             root = root.continues
         lineage.append(ids[id(root)])
-    frame = P["frame"] if conns else []
-    firsts, lasts = per_conn([frame[c.idx[0]] for c in conns]), per_conn([frame[c.idx[-1]] for c in conns])
+    frame = P["frame"] if conns else np.zeros(0, np.int64)
+    firsts = per_conn([c.idx[0] for c in conns], np.int64)
+    lasts = per_conn([c.idx[-1] for c in conns], np.int64)
+    firsts, lasts = frame[firsts].tolist(), frame[lasts].tolist()
     v6s, sports, dports = at("v6"), at("sport"), at("dport")
     srcs = list(map(address_text, v6s, at("src_hi"), at("src_lo")))
     dsts = list(map(address_text, v6s, at("dst_hi"), at("dst_lo")))
-    from_client = features.get("rst.from_client", [])
-    from_server = features.get("rst.from_server", [])
+    from_client = rsts.features["rst.from_client"]
+    client_known = ~from_client.isna()
+    is_client = from_client.to_numpy(dtype=bool, na_value=False)
+    sender = np.where(client_known, np.where(is_client, "client", "server"), "unknown").astype(object)
     meta = {
-        "file": [file] * len(rsts),
-        "frame": [r.frame for r in rsts],
-        "time": [t / 1e9 for t in at("ts_ns")],
+        "file": [file] * n,
+        "frame": rsts.frame,
+        "time": P["ts_ns"][rows] / 1e9 if n else [],
         "src": srcs, "sport": sports, "dst": dsts, "dport": dports,
-        "sender": ["unknown" if fc is None else ("client" if fc else "server") for fc in from_client],
+        "sender": sender,
         "conn_state": per_conn([c.conn_state for c in conns]),
         "history": per_conn([c.history for c in conns]),
-        "evidence": [r.evidence for r in rsts],
+        "evidence": rsts.evidence,
         "wireshark_filter": [_display_filter(*row) for row in zip(v6s, srcs, dsts, sports, dports, firsts, lasts)],
         "conn_first_frame": firsts,
         "conn_last_frame": lasts,
-        "sender_inferred": per_conn([bool(c.role_inferred and c.client_dir is not None) for c in conns]),
+        "sender_inferred": per_conn([bool(c.role_inferred and c.client_dir is not None) for c in conns], bool),
         "conn_id": conn_of,
-        "conn_lineage": per_conn(lineage),
-        "tunnel": tunnel_texts(at("tunnel")) if "tunnel" in P else [None] * len(rsts),
-        "_server": [None if fs is None else ((d, dp) if fc else (s, sp))
-                    for fs, fc, s, sp, d, dp in zip(from_server, from_client, srcs, sports, dsts, dports)],
+        "conn_lineage": per_conn(lineage, np.int64),
+        "tunnel": tunnel_texts(at("tunnel")) if "tunnel" in P else [None] * n,
+        # the server endpoint of each RST its server sent (the server-burst feature groups by it)
+        "_server": [((d, dp) if c else (s, sp)) if k else None
+                    for k, c, s, sp, d, dp in zip(client_known.tolist(), is_client.tolist(), srcs, sports, dsts, dports)],
     }
     columns = {name: _meta_column(name, values) for name, values in meta.items()}
     for name, feat in FEATURES.items():
-        values = [None] * len(rsts) if name in BURST_FEATURES else features.get(name, [])
-        columns[name] = _nullable(values, feat.kind)
+        columns[name] = nullable([None] * n, feat.kind) if name in BURST_FEATURES else rsts.features[name]
     df = pd.DataFrame(columns, copy=False)
     df["conn.server_rst_burst"] = _server_burst(df).astype(PANDAS_DTYPE["int"])
     return df.drop(columns="_server")
 
 
-def _nullable(values: list, kind: str):
+def nullable(values: list, kind: str):
     """A feature column in its nullable pandas type. Booleans and integers (None where not
     known) are built from their values and a mask with numpy's comparisons: pd.array() inspects
     every value in Python (30 ms for 100,000 integers against 13)."""
@@ -121,8 +118,8 @@ _META_DTYPES = {"frame": "int64", "time": "float64", "sport": "int64", "dport": 
                 "conn_last_frame": "int64", "sender_inferred": "bool", "conn_id": "int64", "conn_lineage": "int64"}
 
 
-def _meta_column(name: str, values: list) -> np.ndarray:
-    if name in _META_DTYPES and (values or name in ("frame", "time")):
+def _meta_column(name: str, values) -> np.ndarray:
+    if name in _META_DTYPES and (len(values) or name in ("frame", "time")):
         return np.array(values, dtype=_META_DTYPES[name])
     out = np.empty(len(values), dtype=object)
     out[:] = values

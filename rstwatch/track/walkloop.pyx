@@ -1,13 +1,22 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=False
 """The per-connection walk of track/connection.py in C (Cython): the same TCP bookkeeping with
-each side's state in a C struct instead of a Python object, for a ~10x cheaper walk per reset.
+each side's state in a C struct instead of a Python object, reading the segment columns as
+numpy arrays and writing each RST's features into typed columns (track/rstrows.py), so a reset
+costs no Python object per feature (a list of ~47 values per RST, then turning them into
+columns, was ~8 us of a ~25 us reset).
 
 connection.py stays the reference, readable one, and is what runs without a compiler;
 tests/test_walk_twin.py checks both give identical connections (history, conn_state, rtt,
 every feature of every RST, evidence) on every bundled and public capture and on random
 segment streams. A change to the walk is made in both."""
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport int64_t, uint64_t
+
+import numpy as np
+
 from .connection import (RESET_DELAY_NS as _RESET_DELAY_NS, AFTER_RECEIVER as _AFTER_RECEIVER,
-                         AFTER_SENDER as _AFTER_SENDER, Connection, ConnRst)
+                         AFTER_SENDER as _AFTER_SENDER, WALK_FEATURES, Connection, ConnRst)
+from ..features.registry import FEATURES
 from . import zeek
 from dataclasses import fields as _fields
 
@@ -17,6 +26,126 @@ _CONNECTION_FIELDS = ("idx", "flipped", "client_dir", "role_inferred", "history"
                       "rsts", "continues")
 if tuple(f.name for f in _fields(Connection)) != _CONNECTION_FIELDS:
     raise RuntimeError("walkloop: Connection's fields changed; update _CONNECTION_FIELDS and new_connection")
+
+# Where each feature (WALK_FEATURES order) lives: its kind's block and its row in the block.
+cdef enum:
+    K_BOOL = 0
+    K_INT = 1
+    K_FLOAT = 2
+    K_STR = 3
+    MAX_FEATURES = 64
+cdef int KIND[MAX_FEATURES]
+cdef int SLOT[MAX_FEATURES]
+_KIND_CODES = {"bool": K_BOOL, "int": K_INT, "float": K_FLOAT, "str": K_STR}
+if len(WALK_FEATURES) > MAX_FEATURES:
+    raise RuntimeError("walkloop: more features than MAX_FEATURES")
+_per_kind = [0, 0, 0, 0]
+for _k, _name in enumerate(WALK_FEATURES):
+    KIND[_k] = _KIND_CODES[FEATURES[_name].kind]
+    SLOT[_k] = _per_kind[KIND[_k]]
+    _per_kind[KIND[_k]] += 1
+N_BOOL, N_INT, N_FLOAT, N_STR = _per_kind
+if N_STR != 1 or FEATURES[WALK_FEATURES[20]].kind != "str":
+    raise RuntimeError("walkloop: trigger.kind is expected to be the only text feature, 21st")
+# trigger.kind's values, by code
+TRIGGER_KINDS = ("none", "rst", "synack", "syn", "fin", "probe", "data", "ack")
+cdef enum:
+    T_NONE = 0
+    T_RST = 1
+    T_SYNACK = 2
+    T_SYN = 3
+    T_FIN = 4
+    T_PROBE = 5
+    T_DATA = 6
+    T_ACK = 7
+
+
+cdef class Cols:
+    """The segment columns the walk reads, typed (the dtypes of sources/segments.SEGMENT_COLUMNS)."""
+    cdef const unsigned short[:] flags, win, sport, dport
+    cdef const unsigned int[:] seq, ack
+    cdef const int[:] plen, ipid
+    cdef const unsigned char[:] ttl, hlen
+    cdef const int64_t[:] frame, ts
+    cdef const uint64_t[:] src_lo, src_hi
+
+    def __cinit__(self, dict P):
+        self.flags, self.win, self.sport, self.dport = P["flags"], P["win"], P["sport"], P["dport"]
+        self.seq, self.ack, self.plen, self.ipid = P["seq"], P["ack"], P["plen"], P["ipid"]
+        self.ttl, self.hlen, self.frame, self.ts = P["ttl"], P["hlen"], P["frame"], P["ts_ns"]
+        self.src_lo, self.src_hi = P["src_lo"], P["src_hi"]
+
+
+cdef class RstOut:
+    """Every RST the walk met, a row each: which connection, segment row, frame, sender, position
+    in its connection, evidence frames, and its features in typed blocks (bools as -1/0/1 with -1
+    for unknown; integers and floats with a missing mask; trigger.kind as a code)."""
+    cdef public object bools, ints, int_missing, floats, float_missing, kinds, conn, row, frame, sender, pos
+    cdef public list evidence
+    cdef public Py_ssize_t n
+    cdef signed char[:, ::1] bv
+    cdef int64_t[:, ::1] iv
+    cdef unsigned char[:, ::1] imv
+    cdef double[:, ::1] fv
+    cdef unsigned char[:, ::1] fmv
+    cdef signed char[::1] kv
+    cdef int64_t[::1] connv, rowv, framev, senderv, posv
+
+    def __cinit__(self, Py_ssize_t capacity):
+        self.bools = np.empty((N_BOOL, capacity), np.int8)
+        self.ints = np.empty((N_INT, capacity), np.int64)
+        self.int_missing = np.zeros((N_INT, capacity), np.uint8)
+        self.floats = np.empty((N_FLOAT, capacity), np.float64)
+        self.float_missing = np.zeros((N_FLOAT, capacity), np.uint8)
+        self.kinds = np.empty(capacity, np.int8)
+        self.conn, self.row, self.frame = (np.empty(capacity, np.int64) for _ in range(3))
+        self.sender, self.pos = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+        self.bv, self.iv, self.imv = self.bools, self.ints, self.int_missing
+        self.fv, self.fmv, self.kv = self.floats, self.float_missing, self.kinds
+        self.connv, self.rowv, self.framev = self.conn, self.row, self.frame
+        self.senderv, self.posv = self.sender, self.pos
+        self.evidence = []
+        self.n = 0
+
+    cdef inline void put_bool(self, int k, int v):          # v: -1 unknown, 0, 1
+        self.bv[SLOT[k], self.n] = v
+
+    cdef inline void put_int(self, int k, int64_t v):
+        self.iv[SLOT[k], self.n] = v
+
+    cdef inline void put_int_missing(self, int k):
+        self.iv[SLOT[k], self.n] = 0
+        self.imv[SLOT[k], self.n] = 1
+
+    cdef inline void put_float(self, int k, double v):
+        self.fv[SLOT[k], self.n] = v
+
+    cdef inline void put_float_missing(self, int k):
+        self.fv[SLOT[k], self.n] = 0.0
+        self.fmv[SLOT[k], self.n] = 1
+
+    def trimmed(self):
+        """The rows written (views)."""
+        n = self.n
+        return (self.bools[:, :n], self.ints[:, :n], self.int_missing[:, :n], self.floats[:, :n],
+                self.float_missing[:, :n], self.kinds[:n], self.conn[:n], self.row[:n], self.frame[:n],
+                self.sender[:n], self.pos[:n], self.evidence)
+
+    def values(self, Py_ssize_t r):
+        """Row r's features as the Python walk lists them (WALK_FEATURES order): for the twin test."""
+        out = []
+        for k in range(len(WALK_FEATURES)):
+            kind, slot = KIND[k], SLOT[k]
+            if kind == K_BOOL:
+                v = self.bv[slot, r]
+                out.append(None if v < 0 else bool(v))
+            elif kind == K_INT:
+                out.append(None if self.imv[slot, r] else int(self.iv[slot, r]))
+            elif kind == K_FLOAT:
+                out.append(None if self.fmv[slot, r] else float(self.fv[slot, r]))
+            else:
+                out.append(TRIGGER_KINDS[self.kv[r]])
+        return out
 
 
 cdef object new_connection(list idx, bint flipped, object client_dir, bint inferred):
@@ -91,13 +220,13 @@ cdef inline void note_probe(long long *count, long long *frames, long long frame
     count[0] += 1
 
 
-cdef list last_probes(long long count, long long *frames, int n):
-    """The last `n` probe frames, oldest first (probes[-n:])."""
-    cdef list out = []
+cdef int last_probes(long long count, long long *frames, int n, long long *out, int used):
+    """Append the last `n` probe frames (probes[-n:]) to out[used:]; returns the new count."""
     cdef long long k
     for k in range(max(0, count - n), count):
-        out.append(frames[k % 3])
-    return out
+        out[used] = frames[k % 3]
+        used += 1
+    return used
 
 
 cdef class History:
@@ -141,47 +270,67 @@ cdef inline (int, int) next_state(int state, int peer, bint syn, bint has_ack, b
 
 
 def walk(dict P, list idx):
-    """track.connection.walk, compiled."""
-    cdef list flags = P["flags"], seqs = P["seq"], acks = P["ack"], plens = P["plen"]
-    cdef list ttls = P["ttl"], wins = P["win"], frames = P["frame"], tss = P["ts_ns"]
-    cdef list sports = P["sport"], src_los = P["src_lo"], src_his = P["src_hi"], dports = P["dport"]
-    cdef Py_ssize_t n = len(idx), pos
+    """track.connection.walk, compiled: the Connection with its RSTs as ConnRst (the twin test's
+    view; the pipeline uses walk_groups, which writes the RSTs' features as columns)."""
+    cdef Cols c = Cols(P)
+    cdef Py_ssize_t r
+    cdef RstOut out = RstOut(sum(1 for i in idx if c.flags[i] & RST))
+    conn = conn_walk(c, out, 0, idx)
+    for r in range(out.n):
+        conn.rsts.append(ConnRst(pos=int(out.pos[r]), frame=int(out.frame[r]), sender=int(out.sender[r]),
+                                 values=out.values(r), evidence=out.evidence[r]))
+    return conn
+
+
+cdef object conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
+    """One connection: its Connection, and a row in `out` per RST."""
+    cdef Py_ssize_t n = len(idx_list), pos
     cdef int d, f, client_dir = -1
     cdef bint inferred = True, flipped, syn, fin, rst, has_ack
-    cdef long long seq, ack, plen, end, i, win, ttl, ts, sp, dp
+    cdef long long seq, ack, plen, end, i, win, ttl, sp, dp, first
+    cdef uint64_t a_lo, a_hi
+    cdef unsigned short a_port
     cdef Side sides[2]
     cdef Side *me
     cdef Side *peer
-    cdef list dirs = [0] * n
-    first = idx[0]
-    a_port, a_lo, a_hi = sports[first], src_los[first], src_his[first]
+    cdef Py_ssize_t first_row = out.n, rst_count = 0
+    cdef long long *idx = <long long *>malloc(n * sizeof(long long))
+    cdef char *dirs = <char *>malloc(n)
+    if idx == NULL or dirs == NULL:
+        free(idx)
+        free(dirs)
+        raise MemoryError()
     for pos in range(n):
-        j = idx[pos]
-        dirs[pos] = 0 if (sports[j] == a_port and src_los[j] == a_lo and src_his[j] == a_hi) else 1
+        idx[pos] = idx_list[pos]
+    first = idx[0]
+    a_port, a_lo, a_hi = c.sport[first], c.src_lo[first], c.src_hi[first]
+    for pos in range(n):
+        i = idx[pos]
+        dirs[pos] = 0 if (c.sport[i] == a_port and c.src_lo[i] == a_lo and c.src_hi[i] == a_hi) else 1
     # roles: the first SYN or SYN-ACK says who the client is; without one, the ports
     for pos in range(n):
-        f = flags[idx[pos]]
+        f = c.flags[idx[pos]]
         if f & SYN:
             d = dirs[pos]
             client_dir = (1 - d) if f & ACK else d
             inferred = False
             break
     if inferred:
-        sp, dp = sports[first], dports[first]
+        sp, dp = c.sport[first], c.dport[first]
         if dp < 1024 <= sp or (dp < sp and sp >= 32768 > dp):
             client_dir = 0
         elif sp < 1024 <= dp or (sp < dp and dp >= 32768 > sp):
             client_dir = 1
-    f = flags[first]
+    f = c.flags[first]
     flipped = (f & SYN) and (f & ACK)
     if flipped:
-        dirs = [1 - x for x in dirs]
+        for pos in range(n):
+            dirs[pos] = 1 - dirs[pos]
         client_dir = 0
-    conn = new_connection(idx, flipped, None if client_dir < 0 else client_dir, inferred)
+    conn = new_connection(idx_list, flipped, None if client_dir < 0 else client_dir, inferred)
     memset_side(&sides[0])
     memset_side(&sides[1])
     cdef History hist = History(flipped)
-    cdef list rsts = conn.rsts
     cdef bint has_rtt = False
     cdef long long rtt_ns = 0
     for pos in range(n):
@@ -189,15 +338,15 @@ def walk(dict P, list idx):
         d = dirs[pos]
         me = &sides[d]
         peer = &sides[1 - d]
-        f = flags[i]
-        seq = seqs[i]
-        ack = acks[i]
-        plen = plens[i]
-        win = wins[i]
+        f = c.flags[i]
+        seq = c.seq[i]
+        ack = c.ack[i]
+        plen = c.plen[i]
+        win = c.win[i]
         syn, fin, rst, has_ack = (f & SYN) != 0, (f & FIN) != 0, (f & RST) != 0, (f & ACK) != 0
         if rst:
-            rsts.append(describe_rst(P, conn, client_dir, idx, dirs, pos, sides, len(rsts),
-                                     has_rtt, rtt_ns))
+            describe_rst(c, out, conn_no, client_dir, inferred, idx, dirs, pos, sides, rst_count, has_rtt, rtt_ns)
+            rst_count += 1
         # --- history letters
         if syn:
             hist.add("Q" if (fin or rst) else ("H" if has_ack else "S"), d == 0)
@@ -221,9 +370,9 @@ def walk(dict P, list idx):
         # --- probes
         if (not (syn or fin or rst) and plen <= 1 and me.has_nxt and sdiff(seq, me.nxt) == -1):
             if peer.has_last_ack and peer.last_win == 0:
-                note_probe(&me.zw_probes, me.zw_frames, frames[i])
+                note_probe(&me.zw_probes, me.zw_frames, c.frame[i])
             else:
-                note_probe(&me.probes, me.probe_frames, frames[i])
+                note_probe(&me.probes, me.probe_frames, c.frame[i])
         elif not rst and (plen > 0 or syn or fin):
             me.probes = 0
             me.zw_probes = 0
@@ -243,11 +392,11 @@ def walk(dict P, list idx):
             end += SEQ_MOD
         if syn:
             me.has_isn, me.isn = True, seq
-            me.has_syn_frame, me.syn_frame = True, frames[i]
-            me.has_syn_ts, me.syn_ts_ns = True, tss[i]
+            me.has_syn_frame, me.syn_frame = True, c.frame[i]
+            me.has_syn_ts, me.syn_ts_ns = True, c.ts[i]
         elif (not has_rtt and has_ack and not rst and me.has_syn_ts and peer.has_isn
               and sdiff(ack, peer.isn) >= 1):
-            has_rtt, rtt_ns = True, <long long>tss[i] - me.syn_ts_ns
+            has_rtt, rtt_ns = True, c.ts[i] - me.syn_ts_ns
         if not rst:
             if not me.has_nxt or sdiff(end, me.nxt) > 0:
                 me.has_nxt, me.nxt = True, end
@@ -260,14 +409,14 @@ def walk(dict P, list idx):
                 me.has_fin_seq, me.fin_seq = True, (seq + plen) % SEQ_MOD
                 if me.fin_seq < 0:
                     me.fin_seq += SEQ_MOD
-                me.has_fin_frame, me.fin_frame = True, frames[i]
+                me.has_fin_frame, me.fin_frame = True, c.frame[i]
             if (plen > 0 or fin) and has_ack:
                 me.has_ack_at_last_write, me.ack_at_last_write = True, ack
             if has_ack:
                 me.has_last_ack, me.last_ack, me.last_win = True, ack, win
                 if peer.has_fin_seq and sdiff(ack, peer.fin_seq) >= 1:
                     peer.fin_acked = True
-            ttl = ttls[i]
+            ttl = c.ttl[i]
             if me.ttl_count[ttl] == 0:
                 me.ttl_order[me.ttl_kinds] = <int>ttl
                 me.ttl_kinds += 1
@@ -278,7 +427,9 @@ def walk(dict P, list idx):
     text = "".join(hist.letters)
     conn.history = text
     conn.conn_state = zeek.conn_state(sides[0].state, sides[1].state, sides[0].size, sides[1].size, text)
-    after_rst(flags, idx, dirs, rsts)
+    after_rst(c, out, first_row, idx, dirs, n)
+    free(idx)
+    free(dirs)
     return conn
 
 
@@ -296,21 +447,31 @@ cdef void memset_side(Side *s):
         s.ttl_count[k] = 0
 
 
-cdef object describe_rst(dict P, object conn, int client, list idx, list dirs, Py_ssize_t pos, Side *sides,
-                         Py_ssize_t index_in_conn, bint has_rtt, long long rtt_ns):
-    """connection._describe_rst, compiled: the features of the RST at `pos`."""
-    cdef list flags = P["flags"], seqs = P["seq"], acks = P["ack"], plens = P["plen"], tss = P["ts_ns"]
-    cdef list frames = P["frame"]
+cdef inline int tri(bint known, bint value):
+    """A bool feature's code: -1 unknown, else 0/1."""
+    return (1 if value else 0) if known else -1
+
+
+cdef void describe_rst(Cols c, RstOut o, Py_ssize_t conn_no, int client, bint role_inferred, long long *idx,
+                       char *dirs, Py_ssize_t pos, Side *sides, Py_ssize_t index_in_conn, bint has_rtt,
+                       long long rtt_ns) except *:
+    """connection._describe_rst, compiled: the features of the RST at `pos`, written as row o.n."""
     cdef long long i = idx[pos]
     cdef int d = dirs[pos]
     cdef Side *snd = &sides[d]
     cdef Side *rcv = &sides[1 - d]
     cdef Side *cli = NULL
     cdef Side *srv = NULL
-    cdef int f = flags[i], tf = 0, fj, k, best
-    cdef long long seq = seqs[i], ack = acks[i], j, t_plen = 0, offset = 0, window, t_ack = 0, a
-    cdef bint has_ack = (f & ACK) != 0, has_trig, has_offset, at_fin, t_probe
+    cdef int f = c.flags[i], tf = 0, fj, k, best, trigger_kind
+    cdef long long seq = c.seq[i], ack = c.ack[i], j, t_plen = 0, offset = 0, window, t_ack = 0, a = 0
+    cdef long long ttl_i, ttl_delta = 0, ipid
+    cdef bint has_ack = (f & ACK) != 0, has_trig, has_offset, at_fin, t_probe, in_window = False
+    cdef bint completes_handshake, has_acked_after = False, has_ttl_delta = False
+    cdef int echoes = -1
     cdef Py_ssize_t tpos = -1, same_ack = -1, data_ack = -1, trig = -1
+    cdef long long ev[16]
+    cdef int nev = 0, x, y
+    cdef long long tmp
     if client >= 0:
         cli = &sides[client]
         srv = &sides[1 - client]
@@ -319,11 +480,11 @@ cdef object describe_rst(dict P, object conn, int client, list idx, list dirs, P
     if not has_ack:
         for k in range(pos - 1, max(-1, pos - 9), -1):
             j = idx[k]
-            fj = flags[j]
-            if dirs[k] != d and fj & ACK and not fj & RST and acks[j] == seq:
+            fj = c.flags[j]
+            if dirs[k] != d and fj & ACK and not fj & RST and c.ack[j] == seq:
                 if same_ack < 0:
                     same_ack = k
-                if plens[j] > 0:
+                if c.plen[j] > 0:
                     data_ack = k
         if data_ack >= 0:
             tpos = data_ack
@@ -332,179 +493,217 @@ cdef object describe_rst(dict P, object conn, int client, list idx, list dirs, P
     has_trig = tpos >= 0
     if has_trig:
         trig = idx[tpos]
-        tf = flags[trig]
-        t_plen = plens[trig]
-        t_ack = acks[trig]
+        tf = c.flags[trig]
+        t_plen = c.plen[trig]
+        t_ack = c.ack[trig]
     t_probe = (has_trig and not (tf & (SYN | FIN | RST)) and t_plen <= 1 and rcv.has_nxt
-               and sdiff(seqs[trig], rcv.nxt) == -1)
+               and sdiff(c.seq[trig], rcv.nxt) == -1)
     if not has_trig:
-        trigger_kind = "none"
+        trigger_kind = T_NONE
     elif tf & RST:
-        trigger_kind = "rst"
+        trigger_kind = T_RST
     elif tf & SYN and tf & ACK:
-        trigger_kind = "synack"
+        trigger_kind = T_SYNACK
     elif tf & SYN:
-        trigger_kind = "syn"
+        trigger_kind = T_SYN
     elif tf & FIN:
-        trigger_kind = "fin"
+        trigger_kind = T_FIN
     elif t_probe:
-        trigger_kind = "probe"
+        trigger_kind = T_PROBE
     elif t_plen > 0:
-        trigger_kind = "data"
+        trigger_kind = T_DATA
     else:
-        trigger_kind = "ack"
-    prev_ts = tss[idx[pos - 1]] if pos > 0 else None
-    before_trig_ts = tss[idx[tpos - 1]] if has_trig and tpos > 0 else None
-    if has_trig and before_trig_ts is not None:
-        idle = (tss[trig] - before_trig_ts) / 1e9
-    elif prev_ts is not None:
-        idle = (tss[i] - prev_ts) / 1e9
-    else:
-        idle = None
+        trigger_kind = T_ACK
 
     has_offset = rcv.has_last_ack
     if has_offset:
         offset = sdiff(seq, rcv.last_ack)
     at_fin = has_offset and offset == -1 and snd.has_fin_seq and seq == snd.fin_seq
     window = max(rcv.last_win << MAX_WSCALE, 65535)
-    in_window = None if not has_offset else ((0 <= offset <= window) or at_fin)
+    if has_offset:
+        in_window = (0 <= offset <= window) or at_fin
     after_own_fin = has_ack and snd.has_fin_seq and seq == (snd.fin_seq + 1) % SEQ_MOD
     completes_handshake = (client >= 0 and d == client and has_ack and srv.has_isn
                            and ack == (srv.isn + 1) % SEQ_MOD
                            and (not cli.has_last_ack or sdiff(cli.last_ack, srv.isn) < 1))
-    echoes = None
-    if in_window is False:
-        echoes = False
+    if has_offset and not in_window:
+        echoes = 0
         for k in range(pos - 1, max(-1, pos - ECHO_LOOKBACK), -1):
             j = idx[k]
-            fj = flags[j]
-            if dirs[k] != d and fj & ACK and not fj & RST and acks[j] == seq:
-                echoes = True
+            fj = c.flags[j]
+            if dirs[k] != d and fj & ACK and not fj & RST and c.ack[j] == seq:
+                echoes = 1
                 break
-    acked_after_write = None
     if has_ack and snd.has_ack_at_last_write:
+        has_acked_after = True
         a = max(0, sdiff(ack, snd.ack_at_last_write))
         if (a and rcv.has_fin_seq and sdiff(rcv.fin_seq, snd.ack_at_last_write) >= 0
                 and sdiff(ack, rcv.fin_seq) >= 1):
             a -= 1
-        acked_after_write = a
-    ttl_i = P["ttl"][i]
-    ttl_delta = None
+    ttl_i = c.ttl[i]
     if snd.ttl_kinds:
         best = snd.ttl_order[0]
         for k in range(1, snd.ttl_kinds):
             if snd.ttl_count[snd.ttl_order[k]] > snd.ttl_count[best]:
                 best = snd.ttl_order[k]
-        ttl_delta = abs(ttl_i - best)
-    ipid = P["ipid"][i]
+        has_ttl_delta, ttl_delta = True, abs(ttl_i - best)
+    ipid = c.ipid[i]
     # in connection.WALK_FEATURES order (RST_FEATURES, then the two after.* set by after_rst)
-    values = [
-        None if client < 0 else d == client,  # rst.from_client
-        None if client < 0 else d != client,  # rst.from_server
-        has_ack,  # rst.has_ack
-        P["win"][i] == 0 and P["hlen"][i] == 20 and (ipid == 0 or ipid == -1),  # rst.stateless_shape
-        plens[i] > 0,  # rst.has_payload
-        (trigger_kind == "syn" and has_ack and ack == (seqs[trig] + 1) % SEQ_MOD
-         and not snd.has_syn_frame),  # rst.answers_syn
-        trigger_kind == "synack" and not has_ack and seq == t_ack,  # rst.answers_synack
-        None if not has_trig or not (tf & ACK) else seq == t_ack,  # rst.seq_eq_trigger_ack
-        offset if has_offset else None,  # rst.seq_offset
-        in_window,  # rst.seq_in_window
-        None if not has_offset else (offset == 0 or at_fin),  # rst.seq_exact
-        echoes,  # rst.seq_echoes_receiver_ack
-        at_fin,  # rst.seq_at_fin
-        after_own_fin,  # rst.after_own_fin
-        completes_handshake,  # rst.completes_handshake
-        ttl_i,  # rst.ttl
-        ttl_delta,  # rst.ttl_delta
-        None if ttl_delta is None else ttl_delta >= 1,  # rst.ttl_mismatch
-        index_in_conn,  # rst.index_in_conn
-        None if prev_ts is None else (tss[i] - prev_ts) / 1e9,  # rst.gap_s
-        trigger_kind,  # trigger.kind
-        t_plen > 0,  # trigger.has_data
-        None if (not snd.has_fin_seq or not has_trig or not tf & ACK)
-        else sdiff(t_ack, snd.fin_seq) >= 1,  # trigger.acks_sender_fin
-        idle,  # trigger.idle_before_s
-        cli != NULL and cli.has_syn_frame,  # conn.syn_seen
-        srv != NULL and srv.has_syn_frame,  # conn.synack_seen
-        completes_handshake or (
-            cli != NULL and srv.has_isn and cli.has_last_ack and cli.has_syn_frame
-            and sdiff(cli.last_ack, srv.isn) >= 1),  # conn.handshake_complete
-        not sides[0].has_syn_frame and not sides[1].has_syn_frame,  # conn.midstream
-        None if cli == NULL else cli.data_bytes,  # conn.client_bytes
-        None if srv == NULL else srv.data_bytes,  # conn.server_bytes
-        None if (srv == NULL or not srv.has_sent_after_synack)
-        else srv.sent_after_synack,  # conn.server_packets_after_synack
-        conn.role_inferred,  # conn.role_inferred
-        rtt_ns / 1e9 if has_rtt else None,  # conn.rtt_s
-        snd.has_fin_seq,  # sender.fin_sent
-        snd.fin_acked,  # sender.fin_acked
-        snd.data_bytes,  # sender.bytes
-        snd.probes,  # sender.keepalive_probes
-        snd.zw_probes,  # sender.zero_window_probes
-        snd.has_last_ack and snd.last_win == 0,  # sender.zero_window
-        acked_after_write,  # sender.bytes_acked_after_last_write
-        rcv.has_fin_seq,  # receiver.fin_sent
-        rcv.data_bytes,  # receiver.bytes
-        snd.peer_bytes_since_my_data,  # receiver.bytes_after_sender_data
-        rcv.retrans,  # receiver.retransmissions
-        rcv.zw_probes,  # receiver.zero_window_probes
-        rcv.has_last_ack and rcv.last_win == 0,  # receiver.zero_window
-        None, None,  # after.sender_packets, after.receiver_packets
-    ]
-    evidence = set()
+    o.put_bool(0, tri(client >= 0, d == client))                         # rst.from_client
+    o.put_bool(1, tri(client >= 0, d != client))                         # rst.from_server
+    o.put_bool(2, has_ack)                                               # rst.has_ack
+    o.put_bool(3, c.win[i] == 0 and c.hlen[i] == 20 and (ipid == 0 or ipid == -1))   # rst.stateless_shape
+    o.put_bool(4, c.plen[i] > 0)                                         # rst.has_payload
+    o.put_bool(5, trigger_kind == T_SYN and has_ack and ack == (c.seq[trig] + 1) % SEQ_MOD
+               and not snd.has_syn_frame)                                # rst.answers_syn
+    o.put_bool(6, trigger_kind == T_SYNACK and not has_ack and seq == t_ack)   # rst.answers_synack
+    o.put_bool(7, tri(has_trig and (tf & ACK) != 0, seq == t_ack))      # rst.seq_eq_trigger_ack
+    if has_offset:                                                       # rst.seq_offset
+        o.put_int(8, offset)
+    else:
+        o.put_int_missing(8)
+    o.put_bool(9, tri(has_offset, in_window))                            # rst.seq_in_window
+    o.put_bool(10, tri(has_offset, offset == 0 or at_fin))              # rst.seq_exact
+    o.put_bool(11, echoes)                                               # rst.seq_echoes_receiver_ack
+    o.put_bool(12, at_fin)                                               # rst.seq_at_fin
+    o.put_bool(13, after_own_fin)                                        # rst.after_own_fin
+    o.put_bool(14, completes_handshake)                                  # rst.completes_handshake
+    o.put_int(15, ttl_i)                                                 # rst.ttl
+    if has_ttl_delta:                                                    # rst.ttl_delta
+        o.put_int(16, ttl_delta)
+    else:
+        o.put_int_missing(16)
+    o.put_bool(17, tri(has_ttl_delta, ttl_delta >= 1))                   # rst.ttl_mismatch
+    o.put_int(18, index_in_conn)                                         # rst.index_in_conn
+    if pos > 0:                                                          # rst.gap_s
+        o.put_float(19, (c.ts[i] - c.ts[idx[pos - 1]]) / 1e9)
+    else:
+        o.put_float_missing(19)
+    o.kv[o.n] = trigger_kind                                             # trigger.kind
+    o.put_bool(21, t_plen > 0)                                           # trigger.has_data
+    o.put_bool(22, tri(snd.has_fin_seq and has_trig and (tf & ACK) != 0,
+                       sdiff(t_ack, snd.fin_seq) >= 1))                  # trigger.acks_sender_fin
+    if has_trig and tpos > 0:                                            # trigger.idle_before_s
+        o.put_float(23, (c.ts[trig] - c.ts[idx[tpos - 1]]) / 1e9)
+    elif pos > 0:
+        o.put_float(23, (c.ts[i] - c.ts[idx[pos - 1]]) / 1e9)
+    else:
+        o.put_float_missing(23)
+    o.put_bool(24, cli != NULL and cli.has_syn_frame)                    # conn.syn_seen
+    o.put_bool(25, srv != NULL and srv.has_syn_frame)                    # conn.synack_seen
+    o.put_bool(26, completes_handshake or (
+        cli != NULL and srv.has_isn and cli.has_last_ack and cli.has_syn_frame
+        and sdiff(cli.last_ack, srv.isn) >= 1))                          # conn.handshake_complete
+    o.put_bool(27, not sides[0].has_syn_frame and not sides[1].has_syn_frame)   # conn.midstream
+    if cli == NULL:                                                      # conn.client_bytes, conn.server_bytes
+        o.put_int_missing(28)
+        o.put_int_missing(29)
+    else:
+        o.put_int(28, cli.data_bytes)
+        o.put_int(29, srv.data_bytes)
+    if srv == NULL or not srv.has_sent_after_synack:                     # conn.server_packets_after_synack
+        o.put_int_missing(30)
+    else:
+        o.put_int(30, srv.sent_after_synack)
+    o.put_bool(31, role_inferred)                                        # conn.role_inferred
+    if has_rtt:                                                          # conn.rtt_s
+        o.put_float(32, rtt_ns / 1e9)
+    else:
+        o.put_float_missing(32)
+    o.put_bool(33, snd.has_fin_seq)                                      # sender.fin_sent
+    o.put_bool(34, snd.fin_acked)                                        # sender.fin_acked
+    o.put_int(35, snd.data_bytes)                                        # sender.bytes
+    o.put_int(36, snd.probes)                                            # sender.keepalive_probes
+    o.put_int(37, snd.zw_probes)                                         # sender.zero_window_probes
+    o.put_bool(38, snd.has_last_ack and snd.last_win == 0)               # sender.zero_window
+    if has_acked_after:                                                  # sender.bytes_acked_after_last_write
+        o.put_int(39, a)
+    else:
+        o.put_int_missing(39)
+    o.put_bool(40, rcv.has_fin_seq)                                      # receiver.fin_sent
+    o.put_int(41, rcv.data_bytes)                                        # receiver.bytes
+    o.put_int(42, snd.peer_bytes_since_my_data)                          # receiver.bytes_after_sender_data
+    o.put_int(43, rcv.retrans)                                           # receiver.retransmissions
+    o.put_int(44, rcv.zw_probes)                                         # receiver.zero_window_probes
+    o.put_bool(45, rcv.has_last_ack and rcv.last_win == 0)               # receiver.zero_window
+    # after.sender_packets, after.receiver_packets: after_rst
+    # evidence frames, sorted, each once
     if cli != NULL and cli.has_syn_frame:
-        evidence.add(cli.syn_frame)
+        ev[nev] = cli.syn_frame
+        nev += 1
     if srv != NULL and srv.has_syn_frame:
-        evidence.add(srv.syn_frame)
+        ev[nev] = srv.syn_frame
+        nev += 1
     if snd.has_fin_frame:
-        evidence.add(snd.fin_frame)
+        ev[nev] = snd.fin_frame
+        nev += 1
     if rcv.has_fin_frame:
-        evidence.add(rcv.fin_frame)
-    evidence.update(last_probes(snd.probes, snd.probe_frames, 3))
-    evidence.update(last_probes(snd.zw_probes, snd.zw_frames, 2))
-    evidence.update(last_probes(rcv.zw_probes, rcv.zw_frames, 2))
+        ev[nev] = rcv.fin_frame
+        nev += 1
+    nev = last_probes(snd.probes, snd.probe_frames, 3, ev, nev)
+    nev = last_probes(snd.zw_probes, snd.zw_frames, 2, ev, nev)
+    nev = last_probes(rcv.zw_probes, rcv.zw_frames, 2, ev, nev)
     if has_trig:
-        evidence.add(frames[trig])
-    evidence.add(frames[i])
-    return ConnRst(pos=pos, frame=frames[i], sender=d, values=values, evidence=sorted(evidence))
+        ev[nev] = c.frame[trig]
+        nev += 1
+    ev[nev] = c.frame[i]
+    nev += 1
+    for x in range(1, nev):                 # insertion sort: at most 12 frames
+        tmp = ev[x]
+        y = x - 1
+        while y >= 0 and ev[y] > tmp:
+            ev[y + 1] = ev[y]
+            y -= 1
+        ev[y + 1] = tmp
+    evidence = []
+    for x in range(nev):
+        if x == 0 or ev[x] != ev[x - 1]:
+            evidence.append(ev[x])
+    o.evidence.append(evidence)
+    o.connv[o.n] = conn_no
+    o.rowv[o.n] = i
+    o.framev[o.n] = c.frame[i]
+    o.senderv[o.n] = d
+    o.posv[o.n] = pos
+    o.n += 1
 
 
-cdef void after_rst(list flags, list idx, list dirs, list rsts):
-    """connection._after_rst: what each side sent after each RST, in one backward pass."""
-    if not rsts:
-        return
+cdef void after_rst(Cols c, RstOut o, Py_ssize_t first_row, long long *idx, char *dirs, Py_ssize_t n):
+    """connection._after_rst: what each side sent after each RST, in one backward pass (the
+    connection's RST rows are first_row..o.n - 1, in position order)."""
     cdef long long later[2]
     later[0] = later[1] = 0
-    cdef Py_ssize_t pos, k = 0
-    ordered = sorted(rsts, key=_pos, reverse=True)
-    cdef Py_ssize_t m = len(ordered)
-    for pos in range(len(idx) - 1, -1, -1):
-        while k < m and ordered[k].pos == pos:
-            r = ordered[k]
-            r.values[AFTER_SENDER] = later[r.sender]
-            r.values[AFTER_RECEIVER] = later[1 - r.sender]
-            k += 1
-        if not (<int>flags[idx[pos]]) & RST:
+    cdef Py_ssize_t pos, r = o.n - 1
+    cdef int s
+    cdef int k_snd = SLOT[AFTER_SENDER], k_rcv = SLOT[AFTER_RECEIVER]
+    if r < first_row:
+        return
+    for pos in range(n - 1, -1, -1):
+        while r >= first_row and o.posv[r] == pos:
+            s = <int>o.senderv[r]
+            o.iv[k_snd, r] = later[s]
+            o.iv[k_rcv, r] = later[1 - s]
+            r -= 1
+        if not c.flags[idx[pos]] & RST:
             later[<int>dirs[pos]] += 1
-
-
-def _pos(r):
-    return r.pos
 
 
 def split_connections(dict P, list idx):
     """connection.split_connections, compiled."""
-    cdef list flags = P["flags"], seqs = P["seq"], tss = P["ts_ns"]
+    return split_in(Cols(P), idx)
+
+
+cdef list split_in(Cols c, list idx):
     cdef list conns = [], cur = []
     cdef bint cur_continues = False, has_syn_seq = False, has_rst = False, syn_only, fresh_syn, stale
     cdef long long syn_seq = 0, last_rst_ns = 0, ts
+    cdef Py_ssize_t i
     cdef int f
     for i in idx:
-        f = flags[i]
-        ts = tss[i]
+        f = c.flags[i]
+        ts = c.ts[i]
         syn_only = (f & SYN) != 0 and not (f & ACK)
-        fresh_syn = syn_only and (has_rst or (has_syn_seq and seqs[i] != syn_seq))
+        fresh_syn = syn_only and (has_rst or (has_syn_seq and c.seq[i] != syn_seq))
         stale = has_rst and ts - last_rst_ns > RESET_DELAY_NS
         if cur and (stale or fresh_syn):
             conns.append((cur, cur_continues))
@@ -512,7 +711,7 @@ def split_connections(dict P, list idx):
             cur_continues = not syn_only
         cur.append(i)
         if syn_only and not has_syn_seq:
-            has_syn_seq, syn_seq = True, seqs[i]
+            has_syn_seq, syn_seq = True, c.seq[i]
         if f & RST:
             has_rst, last_rst_ns = True, ts
     if cur:
@@ -522,23 +721,26 @@ def split_connections(dict P, list idx):
 
 def walk_groups(dict P, list order, list bounds):
     """The connections holding a RST in each 4-tuple group order[bounds[g]:bounds[g + 1]], as
-    tracker.rst_connections walks them (before sorting), each linked to the earlier piece it continues."""
-    cdef list flags = P["flags"], conns = []
-    cdef Py_ssize_t g
+    tracker.rst_connections walks them (before sorting), each linked to the earlier piece it
+    continues; and an RstOut with a row per RST (its `conn` numbering the connections returned)."""
+    cdef Cols c = Cols(P)
+    cdef RstOut out = RstOut(int(np.count_nonzero(np.asarray(P["flags"]) & RST)))
+    cdef list conns = []
+    cdef Py_ssize_t g, i
     cdef bint any_rst
     for g in range(len(bounds) - 1):
         prev = None
-        for part, continues in split_connections(P, order[bounds[g]:bounds[g + 1]]):
+        for part, continues in split_in(c, order[bounds[g]:bounds[g + 1]]):
             any_rst = False
             for i in part:
-                if (<int>flags[i]) & RST:
+                if c.flags[i] & RST:
                     any_rst = True
                     break
             if any_rst:
-                conn = walk(P, part)
+                conn = conn_walk(c, out, len(conns), part)
                 conn.continues = prev if continues else None
                 conns.append(conn)
                 prev = conn
             elif not continues:
                 prev = None
-    return conns
+    return conns, out
