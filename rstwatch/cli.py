@@ -54,7 +54,7 @@ DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
 
 @app.command()
 def read(
-    paths: list[Path] = typer.Argument(..., help="Capture files (pcap, pcapng, optionally .gz) or folders; - reads standard input (tcpdump -w - | rstwatch read -)."),
+    paths: Optional[list[Path]] = typer.Argument(None, help="Capture files (pcap, pcapng, optionally .gz) or folders; - reads standard input (tcpdump -w - | rstwatch read -)."),
     fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="table (default on a terminal), jsonl (default otherwise), csv, eve (Suricata EVE JSON), zeek (Zeek TSV log) or zeek-json."),
     bpf: Optional[str] = typer.Option(None, "--bpf", "-f", callback=_filter_not_format, help="Read only the packets this capture filter accepts (libpcap syntax, as in tcpdump), e.g. 'port 443'."),
     since: Optional[str] = typer.Option(None, "--since", help="Skip packets before this time: ISO 8601 (UTC unless a zone is given) or epoch seconds."),
@@ -66,12 +66,16 @@ def read(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
     storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a port scan, RST storm or SYN flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
     extract: Optional[Path] = typer.Option(None, "--extract", help="Write the packets of each finding's connection as a small pcapng into this folder (named after the finding)."),
+    host: Optional[list[str]] = typer.Option(None, "--host", help="NAME=PATH (repeatable): the captures (file or folder) of one host; the hosts' views of each connection are joined (docs/multihost.md)."),
+    hosts: Optional[Path] = typer.Option(None, "--hosts", help="A folder with one subfolder (or capture file) per host, named after the host; as --host for each."),
     debug: bool = DebugOpt,
 ) -> None:
     """Classify every TCP RST in capture files."""
     from .run import run_read
-    _guard(lambda: run_read(paths, fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min,
-                            filters=(bpf, since, until, count), extract=extract), debug)
+    if not paths and not host and hosts is None:
+        raise typer.BadParameter("give capture files or folders, or --host NAME=PATH / --hosts DIR", param_hint="PATHS")
+    _guard(lambda: run_read(paths or [], fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min,
+                            filters=(bpf, since, until, count), extract=extract, hosts=(tuple(host or ()), hosts)), debug)
 
 
 @app.command()

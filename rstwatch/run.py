@@ -84,8 +84,11 @@ def tune_gc() -> None:
 
 def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: bool,
              rule_dirs: list[Path], jobs: int, debug: bool = False, storm_min: int = STORM_MIN_FLOWS,
-             filters: tuple = (), extract: Path | None = None) -> int:
+             filters: tuple = (), extract: Path | None = None, hosts: tuple = ((), None)) -> int:
     from .run_report import finish, plan
+    if hosts[0] or hosts[1] is not None:        # --host / --hosts: several vantage points joined
+        from .vantage.run import run_hosts
+        return run_hosts(paths, hosts, fmt, output, force, rule_dirs, jobs, debug, storm_min, filters, extract)
     from .sources.readfilter import make_filter
     chosen = plan(fmt, output, extract)         # md to stdout, an --extract folder that cannot be made: exit 2 now
     keep = make_filter(*filters) if filters else None     # bad --bpf/--since/--until: exit 2 before any work

@@ -16,7 +16,9 @@ EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connection
                 "decided_by", "wire_cause", "kernel_agrees",
                 "follows_frame",         # a follow-up RST: the frame of the reset it is a consequence of
                 "tunnel",                # findings inside a tunnel only (sources/tunnels.py)
-                "interfaces"]            # captures on several interfaces (`any`): where the reset was seen (sources/copies.py)
+                "interfaces",            # captures on several interfaces (`any`): where the reset was seen (sources/copies.py)
+                # read --host: where it was seen and which host's capture decided (rstwatch/vantage/)
+                "host", "seen_at", "settled_by", "missed_by", "joined_across_nat", "single_view_cause"]
 
 
 _PLAIN_TYPES = frozenset((str, int, bool))

@@ -1,0 +1,36 @@
+"""`rstwatch read --host NAME=PATH ... | --hosts DIR`: the hosts' findings joined, in any read format."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..exitcodes import ExitStatus
+from ..report.plaintext import visible
+
+
+def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_dirs: list[Path], jobs: int,
+              debug: bool, storm_min, filters: tuple, extract) -> int:
+    from ..engine.loader import load_rules
+    from ..errors import RstwatchError
+    from ..report.output import check_output
+    from ..run_report import finish, plan
+    from ..sources.readfilter import make_filter
+    from . import parse_hosts, read_hosts
+    if paths:
+        raise RstwatchError("--host", "give captures either as PATHS or per host (--host/--hosts), not both")
+    chosen = plan(fmt, output, extract)
+    keep = make_filter(*filters) if any(f is not None for f in filters) else None
+    specs, folder = hosts
+    parsed = parse_hosts(list(specs), folder)
+    check_output(output, force, inputs=[p for h in parsed for p in h.paths])
+    rules = load_rules(rule_dirs)
+    run = read_hosts(parsed, rules, jobs, debug, storm_min, keep)
+    for err in run.errors:
+        typer.echo(f"rstwatch: error: {visible(err)}", err=True)
+    if not run.results:
+        return ExitStatus.USAGE
+    for note in run.notes:
+        typer.echo(f"rstwatch: vantage: {note}", err=True)
+    finish(chosen, run.findings, run.results, rules, rule_dirs, output, force, extract)
+    return ExitStatus.PARTIAL if run.errors else ExitStatus.OK
