@@ -182,9 +182,9 @@ def test_features_are_declared_once_and_all_computed():
         from rstwatch.sources.capture import read_segments
         from rstwatch.sources.diagnostics import Diagnostics
         from rstwatch.track.tracker import rst_connections
-        P, conns = rst_connections(read_segments(CAPTURES / "keepalive-race.pcap", Diagnostics("x")))
+        P, conns, rsts = rst_connections(read_segments(CAPTURES / "keepalive-race.pcap", Diagnostics("x")))
         with pytest.raises(RuntimeError, match="rst.nobody_computes_this"):
-            feature_table("x", P, conns)
+            feature_table("x", P, conns, rsts)
     finally:
         del FEATURES["rst.nobody_computes_this"]
 

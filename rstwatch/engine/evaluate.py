@@ -74,8 +74,7 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
     # Rows that matched the same rules have the same alternatives: worked out once per pattern
     # (a few dozen patterns for 100,000 resets), each row gets its own list
-    which = (np.unique(np.packbits(masks, axis=0).T, axis=0, return_inverse=True)[1].reshape(-1).tolist()
-             if n else [])
+    which = _patterns(masks) if n else []
     first_row: dict[int, int] = {}
     for j, p in enumerate(which):
         first_row.setdefault(p, j)
@@ -83,6 +82,18 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     out["alternatives"] = [list(per_pattern[p]) for p in which]
     mark_follow_ups(out)
     return settle_stored(out, every)     # kernel reasons a `live --write` file kept (kernel/stored.py)
+
+
+def _patterns(masks: np.ndarray) -> list[int]:
+    """A number per row (column of `masks`) that rows matching the same rules share. Up to 64
+    rules the row's bits are one integer and numpy's 1-D unique does it (unique over rows of a
+    2-D array sorts structured rows: ~25x slower, a tenth of a 5,000-reset batch's classify)."""
+    packed = np.packbits(masks, axis=0)             # (ceil(rules / 8), rows)
+    if len(packed) > 8:
+        return np.unique(packed.T, axis=0, return_inverse=True)[1].reshape(-1).tolist()
+    keys = np.zeros((masks.shape[1], 8), np.uint8)
+    keys[:, :len(packed)] = packed.T
+    return np.unique(keys.view(np.uint64).reshape(-1), return_inverse=True)[1].tolist()
 
 
 def _alternatives(rules: list[Rule], w: int, matched: np.ndarray) -> list[str]:
