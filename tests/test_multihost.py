@@ -34,27 +34,32 @@ def truth_of(scenario: str) -> dict:
             for rel in SCENARIOS[scenario]["files"]}
 
 
-def accuracy(joined: bool) -> tuple[int, int, int, int]:
+def accuracy(joined: bool, rules) -> tuple[int, int, int, int]:
     """(scenarios whose reset the client's view gets right, RST frames right) alone or joined, of
-    (scenarios, RST frames): a reset missing from the client's capture counts as wrong."""
+    (scenarios, RST frames): a reset missing from the client's capture counts as wrong. In
+    process (the same code `read` and `read --hosts` run; the CLI is tested below)."""
+    from pathlib import Path
+    from rstwatch.analyze import analyze_file
+    from rstwatch.vantage import parse_hosts, read_hosts
     ok_scen = ok_frames = frames = 0
     for name in SCENARIOS:
         truth = truth_of(name)
         frames += sum(len(v) for v in truth.values())
         if joined:
-            rows, res = read("--hosts", str(LAB / name))
-            assert res.returncode == 0, res.stderr
+            run = read_hosts(parse_hosts([], LAB / name), rules)
+            assert not run.errors
+            rows = run.findings.to_dict("records")
         else:
-            rows = [r for f in truth for r in read(f)[0]]
-        ok_frames += sum(truth[r["file"]].get(r["frame"]) == r["cause"] for r in rows)
+            rows = [r for f in truth for r in analyze_file(Path(f), rules).findings.to_dict("records")]
+        ok_frames += sum(truth[str(r["file"])].get(r["frame"]) == r["cause"] for r in rows)
         client = [r for r in rows if "/client/" in r["file"]] if not joined else rows
         want = SCENARIOS[name]["cause"]
         ok_scen += bool(client) and all(r["cause"] == want for r in client)
     return ok_scen, ok_frames, len(SCENARIOS), frames
 
 
-def test_accuracy_one_view_against_joined():
-    alone, joined = accuracy(False), accuracy(True)
+def test_accuracy_one_view_against_joined(builtin_rules):
+    alone, joined = accuracy(False, builtin_rules), accuracy(True, builtin_rules)
     print(f"client view alone: {alone[0]}/{alone[2]} resets; each capture alone: {alone[1]}/{alone[3]} RST frames; "
           f"joined: {joined[0]}/{joined[2]} resets, {joined[1]}/{joined[3]} RST frames")
     assert joined[0] == joined[2] and joined[1] == joined[3], joined      # every labelled reset right when joined
