@@ -6,12 +6,17 @@ newest `ring_files` files are kept; each new file starts with the stream's heade
 
 Files are created with O_CREAT|O_EXCL|O_NOFOLLOW: rstwatch (often root) never follows a symbolic
 link someone planted, and never writes into a file it did not create; --force replaces a regular
-file only (unlink, then create anew: never truncate through a hard link). If the disk fills up
+file only (unlink, then create anew: never truncate through a hard link), and never one another
+running rstwatch holds: each file a session creates is made at the start (the first one before
+the capture starts, so a clash is an exit 2, not a lost file) and kept locked (flock) for the
+life of the session, ring files included, so a second `--write` run on the same path is refused
+with the first one's pid rather than unlinking the file the first one's summary names. If the disk fills up
 (or any write fails), the file is cut back to its last whole block, one warning names it, and
 the session goes on classifying and reporting without evidence.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import sys
@@ -36,6 +41,41 @@ def _default_warn(message: str) -> None:
         print(f"rstwatch: warning: {visible(message)}", file=sys.stderr, flush=True)
     except OSError:
         pass
+
+
+def holder(path: Path) -> str | None:
+    """'another rstwatch (pid N) is writing it' when a running session holds `path`, else None.
+    The probe takes a shared lock for an instant: never blocks, never writes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        pid = _lock_pid(os.fstat(fd))
+        return f"another rstwatch{f' (pid {pid})' if pid else ''} is writing it; not replaced (stop that run first)"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _lock_pid(st: os.stat_result) -> int | None:
+    """The pid holding a flock on this file, from /proc/locks (best effort: None if not found)."""
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == key and parts[4].isdigit():
+                    return int(parts[4])
+    except OSError:
+        pass
+    return None
 
 
 def _not_regular(st: os.stat_result) -> str | None:
@@ -66,6 +106,7 @@ class Evidence:
         self.failed: str | None = None  # why writing stopped early ("FILE: reason"), once it did
         self._warn = warn
         self._ids: dict[Path, tuple[int, int]] = {}     # files we created: only those are ever unlinked
+        self._locks: dict[Path, int] = {}   # each file kept (ring included): its descriptor, flocked until unlock()
         self._lock = threading.Lock()   # the feed thread writes, the main thread closes
         # With kernel reasons (`hold`), blocks wait until every reset in them has its verdict, so that
         # the kernel's reason goes into the file as the reset's packet comment (kernel/stored.py).
@@ -76,6 +117,7 @@ class Evidence:
         self._big = False
         self._comments: dict[int, str] = {}
         self._check(force)
+        self._open_next(b"")            # made and locked now: a clash is refused before the capture starts
 
     def _name(self, index: int) -> Path:
         if not self.ring_files:
@@ -95,7 +137,7 @@ class Evidence:
                 st = os.lstat(p)
             except FileNotFoundError:
                 continue
-            why = _not_regular(st)
+            why = _not_regular(st) or holder(p)
             if why:
                 raise OutputError(str(p), why)
             if not force:
@@ -105,8 +147,10 @@ class Evidence:
         for _ in range(5):
             try:
                 fd = os.open(name, CREATE, 0o666)       # the user's umask applies
+                fcntl.flock(fd, fcntl.LOCK_EX)          # blocking: a probe holds its shared lock for an instant
                 st = os.fstat(fd)
                 self._ids[name] = (st.st_dev, st.st_ino)
+                self._locks[name] = fd
                 return fd
             except FileExistsError:
                 if not self.force:
@@ -115,7 +159,7 @@ class Evidence:
                     st = os.lstat(name)
                 except FileNotFoundError:
                     continue
-                why = _not_regular(st)
+                why = _not_regular(st) or holder(name)
                 if why:
                     raise OutputError(str(name), why) from None
                 os.unlink(name)
@@ -127,10 +171,13 @@ class Evidence:
         """Remove a file this session created, and only if the name still points to it."""
         try:
             st = os.lstat(name)
+            if self._ids.get(name) == (st.st_dev, st.st_ino):
+                os.unlink(name)
         except OSError:
-            return
-        if self._ids.get(name) == (st.st_dev, st.st_ino):
-            os.unlink(name)
+            pass
+        fd = self._locks.pop(name, None)            # unlinked first: no moment unlocked under its name
+        if fd is not None and fd != self.fd:
+            os.close(fd)
 
     def _open_next(self, header: bytes) -> None:
         self._close_fd()
@@ -240,15 +287,31 @@ class Evidence:
         self._warn(f"{where}: {reason}; no more packets are written to it (resets are still classified and reported)")
 
     def _close_fd(self) -> None:
-        if self.fd is not None:
+        """Stop writing the current file; its descriptor stays open (and locked) in _locks."""
+        if self.fd is not None and self.fd not in self._locks.values():
             try:
                 os.close(self.fd)
             except OSError:
                 pass
-            self.fd = None
+        self.fd = None
 
     def close(self) -> None:
+        """No more writes. The files stay locked until unlock() (after the summary and report)."""
+        if self.closed:
+            return
         self.release()                  # what was held goes out, with the reasons known by now
         with self._lock:
             self.closed = True
+            if self.fd is not None and self.size == 0 and self.files:     # no packet came: no empty file left
+                self._unlink_own(self.files.pop())
             self._close_fd()
+
+    def unlock(self) -> None:
+        """The session is over: another run may now replace the files (with --force)."""
+        self.close()
+        for fd in self._locks.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._locks.clear()

@@ -93,6 +93,14 @@ def run_live(opts: LiveOptions) -> int:
         opts.report.check()                 # an unwritable --report: exit 2 before capturing
     evidence = Evidence(opts.write, opts.force, opts.ring_files, opts.ring_mb,
                         warn=lambda m: _say(f"warning: {m}")) if opts.write else None
+    try:
+        return _run(opts, rules, label, evidence)
+    finally:
+        if evidence:
+            evidence.unlock()           # held through the summary and the report, which name and read the files
+
+
+def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) -> int:
     metrics = LiveMetrics(opts.metrics_port, opts.metrics_address, opts.interfaces) if opts.metrics_port else None
     out = guarded_stdout()                  # a full stdout: one error line; a closed one: a quiet end
     sink = make_sink(opts.fmt, out)         # table, jsonl, csv, ... (report/formats.py)
