@@ -50,6 +50,7 @@ def _root(version: bool = typer.Option(False, "--version", "-V", is_eager=True, 
 
 RulesOpt = typer.Option(None, "--rules", help="Extra rule folder (repeatable): adds rules, overrides or disables built-ins by id.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
+SchedulerOpt = typer.Option(None, "--scheduler", metavar="ADDRESS", help="Read the files on Dask: a running dask.distributed scheduler (tcp://HOST:8786), or `local` for a local cluster of --jobs worker processes (default one per core). Files may be paths the workers see or fsspec URLs (file://, s3://...). Needs rstwatch[cluster]; docs/deploy.md.")
 
 
 @app.command()
@@ -68,14 +69,16 @@ def read(
     extract: Optional[Path] = typer.Option(None, "--extract", help="Write the packets of each finding's connection as a small pcapng into this folder (named after the finding)."),
     host: Optional[list[str]] = typer.Option(None, "--host", help="NAME=PATH (repeatable): the captures (file or folder) of one host; the hosts' views of each connection are joined (docs/multihost.md)."),
     hosts: Optional[Path] = typer.Option(None, "--hosts", help="A folder with one subfolder (or capture file) per host, named after the host; as --host for each."),
+    scheduler: Optional[str] = SchedulerOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Classify every TCP RST in capture files."""
     from .run import run_read
     if not paths and not host and hosts is None:
         raise typer.BadParameter("give capture files or folders, or --host NAME=PATH / --hosts DIR", param_hint="PATHS")
-    _guard(lambda: run_read(paths or [], fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min,
-                            filters=(bpf, since, until, count), extract=extract, hosts=(tuple(host or ()), hosts)), debug)
+    _guard(_on_dask(scheduler, jobs, lambda: run_read(
+        paths or [], fmt.value if fmt else None, output, force, rules or [], jobs, debug, storm_min,
+        filters=(bpf, since, until, count), extract=extract, hosts=(tuple(host or ()), hosts))), debug)
 
 
 @app.command()
@@ -89,12 +92,25 @@ def report(
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
     storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
+    scheduler: Optional[str] = SchedulerOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """An incident report to hand over: headline, timeline, causes with packet ladders, all findings."""
     from .run_report import run_report
-    _guard(lambda: run_report(paths, output, fmt.value if fmt else None, force, rules or [], title, extract, jobs,
-                              debug, storm_min), debug)
+    _guard(_on_dask(scheduler, jobs, lambda: run_report(paths, output, fmt.value if fmt else None, force, rules or [],
+                                                         title, extract, jobs, debug, storm_min)), debug)
+
+
+def _on_dask(scheduler: Optional[str], jobs: int, action):
+    """`action`, with each file read as a Dask task when --scheduler is given (rstwatch/cluster.py)."""
+    if scheduler is None:
+        return action
+
+    def on_dask():
+        from .cluster import using
+        with using(scheduler.strip(), jobs if jobs > 1 else 0):
+            return action()
+    return on_dask
 
 
 LiveFormat = Enum("LiveFormat", {n.replace("-", "_"): n for n, f in FORMATS.items() if f.stream}, type=str)
