@@ -22,6 +22,8 @@ BINS = [(0.0, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01)]
 def score(folder: Path, rules) -> list[dict]:
     """One row per labelled RST (floods count as one row per flood finding)."""
     manifest = json.loads((folder / "manifest.json").read_text())
+    if "scenarios" in manifest:         # the multi-host lab: scored as meant to be read, all hosts joined
+        return score_joined(folder, manifest, rules)
     rows = []
     for name, entry in sorted(manifest["captures"].items()):
         found = analyze_file(folder / name, rules).findings
@@ -36,6 +38,22 @@ def score(folder: Path, rules) -> list[dict]:
             rows.append(dict(lab=folder.name, capture=name, frame=f["frame"], want=want, got=f["cause"],
                              confidence=f["confidence"], alternatives=list(f["alternatives"] or []),
                              control=entry.get("cause") is None))
+    return rows
+
+
+def score_joined(folder: Path, manifest: dict, rules) -> list[dict]:
+    """`read --hosts SCENARIO` for each scenario of captures/multihost/ (docs/multihost.md gives the
+    numbers of each capture read alone)."""
+    from rstwatch.vantage import parse_hosts, read_hosts
+    rows = []
+    for scenario in sorted(manifest["scenarios"]):
+        found = read_hosts(parse_hosts([], folder / scenario), rules).findings
+        for f in found.to_dict("records"):
+            name = str(Path(f["file"]).relative_to(folder))
+            truth = {r["frame"]: r for r in manifest["captures"][name]["resets"]}
+            rows.append(dict(lab=f"{folder.name} (joined)", capture=name, frame=f["frame"],
+                             want=truth.get(f["frame"], {}).get("cause", "(not a labelled RST)"), got=f["cause"],
+                             confidence=f["confidence"], alternatives=list(f["alternatives"] or [])))
     return rows
 
 
