@@ -16,7 +16,7 @@ from .errors import CaptureError, RstwatchError
 from .exitcodes import ExitStatus
 from .features.extract import feature_table
 from .report.jsonl import write_jsonl
-from .report.output import check_output, open_output
+from .report.output import open_output
 from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
 from .report.plaintext import visible
 from .spill import spilling
@@ -93,11 +93,10 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     chosen = plan(fmt, output, extract)         # md to stdout, an --extract folder that cannot be made: exit 2 now
     keep = make_filter(*filters) if filters else None     # bad --bpf/--since/--until: exit 2 before any work
     skipped: list[Skipped] = []
+    from .run_report import check_all_outputs     # the output (never an input), beside a report, --extract
+    check_all_outputs(chosen, output, force, extract, paths)     # before any input is opened
     paths = expand_inputs(paths, skipped)       # folders -> files, once, before any work
-    check_output(output, force, inputs=paths)  # also refuses an output that is one of the inputs
-    if chosen.name in REPORTS:
-        from .report.incident import check_outputs
-        check_outputs(output, force, markdown=chosen.name == "md")
+    check_all_outputs(chosen, output, force, extract, paths)     # again with the files found in folders
     rules = load_rules(rule_dirs)
     tune_gc()
     if chosen.name in STREAMED:

@@ -24,6 +24,21 @@ def plan(fmt: str | None, output: Path | None, extract: Path | None, default: st
     return chosen
 
 
+def check_all_outputs(chosen: Format, output: Path | None, force: bool, extract: Path | None,
+                      inputs: list[Path]) -> None:
+    """Every path this run writes, refused before any input is opened (issue #20 item 8): the
+    output (never one of the inputs), the CSV and NAME_files/ beside a report, and evidence
+    files of these inputs already in the --extract folder."""
+    from .report.output import check_output
+    check_output(output, force, inputs=inputs)
+    if chosen.name in ("html", "md"):
+        from .report.beside import check_beside
+        check_beside(output, force, markdown=chosen.name == "md")
+    if extract is not None:
+        from .report.extract import check_folder
+        check_folder(extract, force, inputs)
+
+
 def finish(chosen: Format, findings: pd.DataFrame, results: list, rules: list[Rule], rule_dirs: list[Path],
            output: Path | None, force: bool, extract: Path | None = None, title: str | None = None,
            info: RunInfo | None = None) -> None:
@@ -53,18 +68,15 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
                title: str | None, extract: Path | None, jobs: int = 1, debug: bool = False,
                storm_min: int | None = None) -> int:
     """Captures and/or saved findings (Parquet) -> an incident report (HTML unless told otherwise)."""
-    from .report.output import check_output
     from .report.parquet import is_parquet, read_parquet
     from .run import analyze_paths
     from .sources.capture import expand_inputs
     chosen = plan(fmt, output, extract, default="html")
+    check_all_outputs(chosen, output, force, extract, paths)    # before any input is opened
     saved = [p for p in paths if p.is_file() and is_parquet(p)]
     captures = [p for p in paths if p not in saved]
     files = expand_inputs(captures) if captures else []
-    check_output(output, force, inputs=[*files, *saved])   # never replaces one of its inputs
-    if chosen.name in ("html", "md"):
-        from .report.incident import check_outputs
-        check_outputs(output, force, markdown=chosen.name == "md")
+    check_all_outputs(chosen, output, force, extract, [*files, *saved])    # again with the files found in folders
     rules = load_rules(rule_dirs)
     from .run import tune_gc
     tune_gc()

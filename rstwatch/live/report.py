@@ -3,6 +3,7 @@ of the output registry (HTML or Markdown incident report, Parquet, ...). Ladders
 packets from the --write file(s), whose frame numbers are the session's."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,11 +21,21 @@ class LiveReport:
         self.kept = 0
         self.dropped = 0
 
-    def check(self) -> None:
-        """Before the capture starts: the report can be written (exit 2 otherwise)."""
+    def check(self, evidence: Path | None = None) -> None:
+        """Before the capture starts: the report and what goes beside it (the CSV, a Markdown
+        report's NAME_files/) can be written, and none of them is the --write file (exit 2
+        otherwise: a report refused at the end loses the whole session's findings)."""
+        from ..errors import OutputError
         from ..report.output import check_output
         self.format = choose(by_suffix(self.path) or "html", self.path, False)
         check_output(self.path, self.force)
+        if self.format.name in ("html", "md"):
+            from ..report.beside import check_beside
+            check_beside(self.path, self.force, markdown=self.format.name == "md")
+        if evidence is not None:
+            mine = {self.path, self.path.with_name(f"{self.path.stem}.findings.csv")}
+            if any(os.path.abspath(evidence) == os.path.abspath(p) for p in mine):
+                raise OutputError(str(evidence), "is both the --write file and the --report output")
 
     def add(self, df: pd.DataFrame) -> None:
         if not len(df):

@@ -90,7 +90,7 @@ def run_live(opts: LiveOptions) -> int:
     rules = load_rules(opts.rule_dirs)
     label = "live:" + ",".join(opts.interfaces)
     if opts.report:
-        opts.report.check()                 # an unwritable --report: exit 2 before capturing
+        opts.report.check(opts.write)       # an unwritable --report or its side files: exit 2 before capturing
     evidence = Evidence(opts.write, opts.force, opts.ring_files, opts.ring_mb,
                         warn=lambda m: _say(f"warning: {m}")) if opts.write else None
     try:

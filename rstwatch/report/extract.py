@@ -44,6 +44,9 @@ class _Want:
     packets: list = field(default_factory=list)     # (frame, linktype, ts_ns, origlen, bytes)
 
 
+_EVIDENCE = re.compile(r"(.*)-f\d+-.+\.pcapng")      # STEM-fFRAME-CAUSE[-N].pcapng: the last -fN- is the frame
+
+
 def evidence_name(label: str, frame: int, cause: str) -> str:
     stem = Path(label).name
     stem = re.sub(r"(\.gz)?$", "", stem)
@@ -86,8 +89,11 @@ class _Names:
             raise OutputError(str(clash[0]), f"already exists (use --force to overwrite; {len(clash)} file(s) would be)")
 
 
-def check_folder(folder: Path) -> None:
-    """Before any work: the folder can be made or written."""
+def check_folder(folder: Path, force: bool = True, inputs: list[Path] = ()) -> None:
+    """Before any work: the folder can be made or written, and (without --force) holds no
+    evidence files of these inputs from an earlier run. Which frames clash is known only after
+    the work (plan() checks that exactly); a file named after an input is refused now, since a
+    rerun on the same capture writes the same names (issue #20 item 8)."""
     parent = folder.parent if str(folder.parent) else Path(".")
     if folder.exists() and not folder.is_dir():
         raise OutputError(str(folder), "exists and is not a folder")
@@ -96,6 +102,17 @@ def check_folder(folder: Path) -> None:
     target = folder if folder.exists() else parent
     if not os.access(target, os.W_OK):
         raise OutputError(str(folder), f"folder {target} is not writable")
+    if force or not inputs or not folder.is_dir():
+        return
+    stems = {evidence_name(str(p), 0, "x").removesuffix("-f0-x.pcapng") for p in inputs}
+    try:
+        names = os.listdir(folder)
+    except OSError as exc:
+        raise OutputError(str(folder), exc.strerror or str(exc)) from None
+    clash = sorted(n for n in names if (m := _EVIDENCE.fullmatch(n)) and m.group(1) in stems)
+    if clash:
+        raise OutputError(str(folder / clash[0]), f"already exists (use --force to overwrite; {len(clash)} evidence "
+                                                  "file(s) of these inputs are in the folder)")
 
 
 def extract(findings: pd.DataFrame, where: dict[str, Path], folder: Path, force: bool) -> tuple[dict, list[str]]:
