@@ -258,3 +258,69 @@ def test_a_csv_too_large_to_embed_is_never_lost_silently(tmp_path):
     assert res.returncode == 0, res.stderr[-500:]
     assert kept.read_text() == "mine\n"
     assert "r.findings.csv exists (--force replaces it)" in (tmp_path / "r.html").read_text()
+
+
+def _shifted_pcap(src: Path, dst: Path, seconds: int) -> None:
+    """A copy of a classic little-endian pcap with every timestamp moved by `seconds`."""
+    import struct
+    data = bytearray(src.read_bytes())
+    assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+    pos = 24
+    while pos + 16 <= len(data):
+        sec, _, incl, _ = struct.unpack_from("<IIII", data, pos)
+        struct.pack_into("<I", data, pos, sec + seconds)
+        pos += 16 + incl
+    dst.write_bytes(bytes(data))
+
+
+def test_report_over_years_cuts_the_quiet_gaps(tmp_path):
+    """Captures years apart (as a folder of public traces is): the timeline gets one panel per
+    period with resets, the gaps cut out and said so, a bounded number of bars, and the span,
+    subtitle and caption read as people write them (not "264007.5 h" and one day's date)."""
+    year = 365 * 86400
+    folder = tmp_path / "incidents"
+    folder.mkdir()
+    for k, (name, shift) in enumerate([("closed-port.pcap", 0), ("data-after-close.pcap", 3 * year),
+                                       ("keepalive-race.pcap", 9 * year)]):
+        _shifted_pcap(CAPTURES / name, folder / f"{k}-{name}", shift)
+    res = run_cli("report", str(folder), "-o", str(tmp_path / "r.html"))
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "r.html").read_text()
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert svg.count(">//<") == 2                                   # two cuts, three panels
+    assert len(re.findall(r"<g id=\"patch_", svg)) < 3 * 80         # bars (and legend swatches) stay bounded
+    caption = re.search(r"<figcaption>(.*?)</figcaption>", page, re.S).group(1)
+    assert "cut into 3 periods with resets" in caption and "years in all" in caption, caption
+    assert re.search(r"\(9\.\d years\)", page), "the span in years"
+    subtitle = re.search(r"times are UTC ([^<&]*)", page).group(1).strip()
+    first, last = re.findall(r"\d{4}-\d\d-\d\d", subtitle)
+    assert subtitle.startswith("from") and int(last[:4]) - int(first[:4]) == 9, subtitle
+    # a single capture keeps one axis
+    res = run_cli("report", str(CAPTURES / "closed-port.pcap"), "-o", str(tmp_path / "one.html"))
+    one = (tmp_path / "one.html").read_text()
+    assert ">//<" not in one and "cut into" not in one and "times are UTC on " in one
+
+
+def test_report_says_what_it_is_doing_on_a_terminal(tmp_path):
+    """On a terminal the report's own work (after the read's progress bar) has a progress line:
+    stderr is a pty here, as an SRE's shell gives."""
+    import pty
+    exe = shutil.which("rstwatch", path=str(Path(__import__("sys").executable).parent)) or shutil.which("rstwatch")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([exe, "report", str(CAPTURES / "data-after-close.pcap"), "-o", str(tmp_path / "r.html")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+                            env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:                 # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=120) == 0, seen
+    os.close(leader)
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
+    assert "report: " in text and "report written to" in text, text

@@ -7,9 +7,10 @@ import base64
 import io
 import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import pandas as pd
 
@@ -33,7 +34,26 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds < 365 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / (365.25 * 86400):.1f} years"
+
+
+def _days(t0: float, t1: float) -> str:
+    """The UTC day (or first and last day) the resets fall on, for the page's subtitle."""
+    first, last = _utc(t0, "%Y-%m-%d"), _utc(t1, "%Y-%m-%d")
+    return f"on {first}" if first == last else f"from {first} to {last}"
+
+
+def _timeline_note(steps: list[float], cut: float) -> str:
+    """What the figure's caption must add when the axis was cut into panels."""
+    if len(steps) == 1:
+        return ""
+    from .timeline import _human
+    return (f" The axis is cut into {len(steps)} periods with resets: the quiet time between them ({_duration(cut)}"
+            f" in all) is left out, each cut marked //; bins are {', '.join(_human(s) for s in steps)} from left to right.")
 
 
 def _endpoint(host: str, port: Any) -> str:
@@ -74,6 +94,31 @@ def _samples(grp: pd.DataFrame) -> pd.DataFrame:
     return distinct
 
 
+@contextmanager
+def progress() -> Iterator[Callable[[str], None]]:
+    """On a terminal, a line saying which part of the report is being made (the read before it
+    has its own bar; a report of many causes takes seconds more); elsewhere nothing."""
+    if not sys.stderr.isatty():
+        yield lambda text: None
+        return
+    from rich.console import Console
+    with Console(stderr=True).status("report: summing up the findings") as status:
+        yield lambda text: status.update(f"report: {text}")
+
+
+_say: list[Callable[[str], None]] = [lambda text: None]      # the running report's progress line
+
+
+@contextmanager
+def _reporting() -> Iterator[Callable[[str], None]]:
+    with progress() as say:
+        _say[0] = say
+        try:
+            yield say
+        finally:
+            _say[0] = lambda text: None
+
+
 def build(df: pd.DataFrame | None, info, standalone_svg: bool = False, digest: Digest | None = None) -> dict[str, Any]:
     """Everything the templates show, from the findings or from their digest (a report read as a
     stream of tables: report/digest.py)."""
@@ -97,12 +142,14 @@ def build(df: pd.DataFrame | None, info, standalone_svg: bool = False, digest: D
     from .timeline import _human, colours, timeline_svg
     palette = colours(order)
     t0, t1 = digest.t0, digest.t1
-    svg, step = timeline_svg(digest.reset_table(), order, palette, standalone=standalone_svg)
+    _say[0](f"drawing the timeline of {resets:,} resets")
+    svg, steps, cut = timeline_svg(digest.reset_table(), order, palette, standalone=standalone_svg)
     top = ", ".join(f"{c} ({int(n):,}, {100 * n / resets:.0f}%)" for c, n in per_cause.head(3).items())
     model.update(
         empty=False, resets=resets, connections=digest.connections(), start=_utc(t0), end=_utc(t1),
-        span=_duration(t1 - t0), day=_utc(t0, "%Y-%m-%d"), causes_sentence=top, cause_count=len(order),
-        drops=_drops(info), timeline=svg, bin_text=_human(step), palette=palette,
+        span=_duration(t1 - t0), day=_days(t0, t1), causes_sentence=top, cause_count=len(order),
+        drops=_drops(info), timeline=svg, bin_text=_human(steps[0]) if len(set(steps)) == 1 else "time",
+        timeline_note=_timeline_note(steps, cut), palette=palette,
         top_services=_top(digest.endpoint_counts("server")), top_clients=_top(digest.endpoint_counts("client")),
     )
     model["sections"], notes = _sections(digest, order, palette, info, per_cause, resets)
@@ -145,6 +192,7 @@ def _sections(digest: Digest, order, palette, info, per_cause, resets) -> tuple[
     packets, notes = packets_for_samples(every, info.packets_for)
     sections = []
     for n, cause in enumerate(order):
+        _say[0](f"cause {n + 1} of {len(order)}: {cause}, its packet ladders")
         stats = digest.causes[cause]
         rule = rules.get(cause)
         first = kept[kept["cause"] == cause].iloc[0]
@@ -295,10 +343,13 @@ def write_html(df: pd.DataFrame, out: TextIO, info) -> None:
 
 
 def render_html(digest: Digest, csv, out: TextIO, info) -> None:
-    model = build(None, info, digest=digest)
-    if not model["empty"]:
-        model["csv"] = csv()
-    out.write(_env().get_template("report.html.j2").render(**model))
+    with _reporting() as say:
+        model = build(None, info, digest=digest)
+        if not model["empty"]:
+            say("the findings as CSV")
+            model["csv"] = csv()
+        say("writing the page")
+        out.write(_env().get_template("report.html.j2").render(**model))
 
 
 def write_markdown(df: pd.DataFrame, out: TextIO, info) -> None:
@@ -307,6 +358,11 @@ def write_markdown(df: pd.DataFrame, out: TextIO, info) -> None:
 
 
 def render_markdown(digest: Digest, csv, out: TextIO, info) -> None:
+    with _reporting():
+        _render_markdown(digest, csv, out, info)
+
+
+def _render_markdown(digest: Digest, csv, out: TextIO, info) -> None:
     model = build(None, info, standalone_svg=True, digest=digest)
     folder = info.output.with_name(info.output.stem + "_files")
     if not model["empty"]:
