@@ -182,3 +182,28 @@ def test_lab_rebuilds_a_scenario(tmp_path):
     assert res.returncode == 0, res.stderr
     assert {r["cause"] for r in rows} == {"middlebox-reset"} and {r["settled_by"] for r in rows} == {"server"}
     assert not subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count("mh")
+
+
+def test_report_shows_vantage_points(tmp_path):
+    """Item 4: the HTML report of a joined run has a section with where each RST was seen, which host
+    settled it, and a ladder with one column per capture; a one-host report has none."""
+    import html as h
+    name = "client-lost-reset"
+    page = tmp_path / "r.html"
+    res = run_cli("read", "--hosts", str(LAB / name), "-T", "html", "-o", str(page))
+    assert res.returncode == 0, res.stderr
+    text = page.read_text()
+    section = text[text.index('<section id="vantage">'):]
+    section = section[:section.index("</section>")]
+    assert "clock offsets relative to client" in section
+    row = re.search(r"<tbody>\s*<tr>(.*?)</tr>", section, re.S).group(1)
+    cells = [h.unescape(re.sub("<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+    assert cells[1:5] == ["linger-zero-abort (0.70)", "server", "router, server", "-"], cells
+    svg = re.search(r'<svg[^>]*class="ladder vantage".*?</svg>', section, re.S).group(0)
+    heads = re.findall(r'font-weight="bold">([a-z]+)</text><text[^>]*>([a-z0-9.]+)</text>', svg)
+    assert heads == [("client", "c0.pcap"), ("router", "r0.pcap"), ("router", "r1.pcap"), ("server", "s0.pcap")]
+    rst = re.search(r'<g class="seg rst">.*?</g>', svg).group(0)
+    assert rst.count("<circle") == 4 and "not in this capture" in rst     # 3 captures hold it, the client's lacks it
+    single = tmp_path / "one.html"
+    assert run_cli("read", str(LAB / name / "server"), "-T", "html", "-o", str(single)).returncode == 0
+    assert 'id="vantage"' not in single.read_text()

@@ -25,6 +25,7 @@ class VantageRun:
     joined: int = 0
     across_nat: int = 0
     notes: list[str] = field(default_factory=list)
+    groups: list = field(default_factory=list)      # join.Joined: the report's vantage section draws them
 
 
 def read_hosts(hosts: list[Host], rules, jobs: int = 1, debug: bool = False, storm_min=None, keep=None) -> VantageRun:
@@ -53,7 +54,8 @@ def read_hosts(hosts: list[Host], rules, jobs: int = 1, debug: bool = False, sto
     middlebox = next((r for r in rules if r.name == "middlebox-reset"), None)
     if len(findings):
         findings = settle(findings, joined, host_of, offsets, middlebox)
-    run = VantageRun(findings, results, errors, offsets, len(joined), sum(j.across_nat for j in joined))
+    run = VantageRun(findings, results, errors, offsets, len(joined), sum(j.across_nat for j in joined),
+                     groups=joined)
     run.notes = _notes(run, names)
     return run
 

@@ -32,5 +32,8 @@ def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_di
         return ExitStatus.USAGE
     for note in run.notes:
         typer.echo(f"rstwatch: vantage: {note}", err=True)
+    if chosen.name == "html" and len(run.findings):
+        from .section import WithVantage, vantage_section
+        chosen = WithVantage(chosen, vantage_section(run.groups, run.findings, run.offsets, run.notes))
     finish(chosen, run.findings, run.results, rules, rule_dirs, output, force, extract)
     return ExitStatus.PARTIAL if run.errors else ExitStatus.OK
