@@ -24,14 +24,11 @@ def iso_ns(ts_ns: int) -> str:
 
 
 def iso_ns_column(ts_ns: Iterable[int]) -> list[str]:
-    """Many at once: the date part is formatted once per second, not once per row."""
-    day = _second_text
-    return [day(int(t) // 1_000_000_000) + f".{int(t) % 1_000_000_000:09d}Z" for t in ts_ns]
-
-
-@lru_cache(maxsize=4096)
-def _second_text(sec: int) -> str:
-    return datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    """Many at once, as iso_ns gives each: numpy formats nanosecond datetimes in C (~0.8 us a
+    row against ~1.7 us with a cached date part per second, and ~13 us when every row is in a
+    second of its own). Every int64 nanosecond time falls in years 1677-2262, four digits."""
+    ts = np.asarray(ts_ns if isinstance(ts_ns, np.ndarray) else list(ts_ns), dtype=np.int64)
+    return [t + "Z" for t in np.datetime_as_string(ts.astype("datetime64[ns]"), unit="ns").tolist()]
 
 
 _ADDRESS_FAMILIES = (socket.AF_INET, socket.AF_INET6)

@@ -69,6 +69,15 @@ def test_community_id_of_text_that_is_no_address_is_none():
     assert community_id("10.0.0.1", "10.0.0.2", 1, 2) == "1:nsF+CyuHj+gRdemh9jH9fNbMK+U="   # the package's id
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-(2**63) + 1, 2**63 - 1), max_size=50))
+def test_ts_column_is_each_time_written_with_datetime(times):
+    """`ts` for a table at once (numpy's formatting) is, for every int64 nanosecond time, what
+    Python's datetime writes for each alone."""
+    from rstwatch.interop import iso_ns, iso_ns_column
+    assert iso_ns_column(times) == [iso_ns(t) for t in times]
+
+
 def test_ts_keeps_the_nanoseconds_time_rounds():
     df = rstwatch.read(CAPTURES / "closed-port-ipv6.pcapng")     # a nanosecond-resolution capture
     epoch = tshark_fields(CAPTURES / "closed-port-ipv6.pcapng", "frame.time_epoch", extra=("-Y", "frame.number==2"))[0][0]
