@@ -207,3 +207,12 @@ def test_report_shows_vantage_points(tmp_path):
     single = tmp_path / "one.html"
     assert run_cli("read", str(LAB / name / "server"), "-T", "html", "-o", str(single)).returncode == 0
     assert 'id="vantage"' not in single.read_text()
+
+
+def test_output_never_overwrites_a_host_capture(tmp_path):
+    shutil.copytree(LAB / "closed-port", tmp_path / "cp")
+    target = tmp_path / "cp" / "client" / "c0.pcap"
+    before = target.read_bytes()
+    res = run_cli("read", "--hosts", str(tmp_path / "cp"), "-o", str(target), "--force")
+    assert res.returncode == 2 and "is one of the inputs" in res.stderr
+    assert target.read_bytes() == before

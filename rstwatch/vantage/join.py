@@ -42,6 +42,7 @@ def join(files: list[FileConns]) -> list[Joined]:
             groups.setdefault(c.key, []).append(Member(f, c))
     out = []
     for members in groups.values():
+        members = _aligned(members)
         if len(members) < 2:
             continue
         j = Joined(members)
@@ -50,6 +51,15 @@ def join(files: list[FileConns]) -> list[Joined]:
         _order(j)
         out.append(j)
     return out
+
+
+def _aligned(members: list[Member]) -> list[Member]:
+    """The members that share at least one segment (direction, seq, ack, flags, length) with the
+    first: a Community ID alone would also join a later connection that reused the 4-tuple."""
+    if len(members) < 2:
+        return members
+    first = set(members[0].conn.segs)
+    return [members[0]] + [m for m in members[1:] if first.intersection(m.conn.segs)]
 
 
 def _deltas(a: Conn, b: Conn) -> tuple[list[float], list[float]]:

@@ -13,8 +13,8 @@ def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_di
               debug: bool, storm_min, filters: tuple, extract) -> int:
     from ..engine.loader import load_rules
     from ..errors import RstwatchError
-    from ..report.output import check_output
     from ..run_report import finish, plan
+    from ..sources.capture import expand_inputs
     from ..sources.readfilter import make_filter
     from . import parse_hosts, read_hosts
     if paths:
@@ -23,7 +23,10 @@ def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_di
     keep = make_filter(*filters) if any(f is not None for f in filters) else None
     specs, folder = hosts
     parsed = parse_hosts(list(specs), folder)
-    check_output(output, force, inputs=[p for h in parsed for p in h.paths])
+    from ..run_report import check_all_outputs   # the output (never an input), beside a report, --extract
+    named = [p for h in parsed for p in h.paths]
+    check_all_outputs(chosen, output, force, extract, named)
+    check_all_outputs(chosen, output, force, extract, expand_inputs(named, []))    # and the files in folders
     rules = load_rules(rule_dirs)
     run = read_hosts(parsed, rules, jobs, debug, storm_min, keep)
     for err in run.errors:
