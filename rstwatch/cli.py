@@ -92,13 +92,14 @@ def report(
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
     storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
+    packets: Optional[list[Path]] = typer.Option(None, "--packets", help="Saved findings (Parquet): captures, or folders of them, their packet ladders and --extract may re-read (a path inside the Parquet file is opened only if it is one of these or under one)."),
     scheduler: Optional[str] = SchedulerOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """An incident report to hand over: headline, timeline, causes with packet ladders, all findings."""
     from .run_report import run_report
     _guard(_on_dask(scheduler, jobs, lambda: run_report(paths, output, fmt.value if fmt else None, force, rules or [],
-                                                         title, extract, jobs, debug, storm_min)), debug)
+                                                         title, extract, jobs, debug, storm_min, packets or [])), debug)
 
 
 def _on_dask(scheduler: Optional[str], jobs: int, action):

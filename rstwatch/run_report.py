@@ -64,9 +64,41 @@ def run_info(results: list, rules: list[Rule], rule_dirs: list[Path], title: str
     return info
 
 
+def packet_sources(labels, roots: list[Path]) -> dict[str, Path | None]:
+    """The capture each saved finding's `file` may be re-read from (ladders, --extract): a
+    regular file that is one of `roots` (the inputs named on the command line and --packets) or
+    under one of them, found at the recorded path or by its name directly in a root folder; else
+    None, and it is never opened (issue #20 item 13: a path inside a Parquet file is the data's,
+    not the user's: /etc/shadow, a FIFO, /dev/zero)."""
+    import os
+    import stat
+    real = []
+    for r in roots:
+        try:
+            real.append((os.path.realpath(r), r.is_dir()))
+        except OSError:
+            continue
+    out: dict[str, Path | None] = {}
+    for label in labels:
+        label = str(label)
+        found = None
+        for cand in [Path(label)] + [Path(r) / Path(label).name for r, is_dir in real if is_dir]:
+            try:
+                if not stat.S_ISREG(os.stat(cand).st_mode):
+                    continue
+            except (OSError, ValueError):
+                continue
+            where = os.path.realpath(cand)
+            if any(where == r or (is_dir and where.startswith(r.rstrip(os.sep) + os.sep)) for r, is_dir in real):
+                found = Path(where)
+                break
+        out[label] = found
+    return out
+
+
 def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: bool, rule_dirs: list[Path],
                title: str | None, extract: Path | None, jobs: int = 1, debug: bool = False,
-               storm_min: int | None = None) -> int:
+               storm_min: int | None = None, packets: list[Path] = ()) -> int:
     """Captures and/or saved findings (Parquet) -> an incident report (HTML unless told otherwise)."""
     from .report.parquet import is_parquet, read_parquet
     from .run import analyze_paths
@@ -89,8 +121,11 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
         info.carried = meta if len(saved) == 1 else {}
         info.packets += int(meta.get("packets") or 0)
         info.files += int(meta.get("files") or 0)
-        info.inputs += [InputFile(f["path"], f.get("size"), f.get("sha256"), f.get("packets"))
-                        for f in meta.get("inputs", [])]
+        info.inputs += [InputFile(f["path"], f["size"], f["sha256"], f["packets"], carried=True)
+                        for f in meta.get("inputs", [])]       # as recorded: never opened or hashed
+    if saved:
+        labels = pd.unique(pd.concat([f["file"].astype(str) for f in frames])) if frames else []
+        info.packets_for.update(packet_sources(labels, [*captures, *packets]))
     if files:
         results, errors = analyze_paths(files, rules, jobs, debug, storm_min)
         frames += [r.findings for r in results]

@@ -169,6 +169,11 @@ class EvidenceStream:
         if self.names is not None:              # names made here: a clash is refused before this pass writes
             self.names.check([self.folder / w.name for w in wants], self.force)
         path = self.where.get(label, Path(label))
+        if path is None or not path.is_file():  # named only inside saved findings, or a FIFO: never opened
+            why = "capture not named on the command line (give its folder with --packets)" if path is None \
+                else "not a regular file"
+            self.problems.append(f"{label}: evidence not extracted ({why})")
+            return
         try:
             _collect(path, wants)
         except (CaptureError, OSError) as exc:

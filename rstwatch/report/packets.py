@@ -98,6 +98,10 @@ def packets_for_samples(samples: pd.DataFrame, where: dict[str, Path]) -> tuple[
     notes: list[str] = []
     for label, grp in samples.groupby("file", sort=False):
         path = where.get(str(label), Path(str(label)))
+        if path is None:                        # named only inside saved findings: never opened
+            notes.append(f"{label}: capture not named on the command line (give its folder with --packets), "
+                         "so its examples have no packet ladder")
+            continue
         if not path.is_file():
             notes.append(f"{label}: capture not found, so its examples have no packet ladder")
             continue

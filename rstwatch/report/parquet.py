@@ -247,13 +247,23 @@ def read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if meta is None or missing:
         raise CaptureError(str(path), "Parquet file without rstwatch findings"
                            + (f" (missing columns: {', '.join(missing[:4])})" if missing else ""))
-    df = _as_read(table.to_pandas())
+    from .parquet_check import check_schema, check_values, clean_meta    # untrusted input: types, values
+    try:
+        meta = clean_meta(json.loads(meta), str(path))
+    except ValueError:
+        raise CaptureError(str(path), "not rstwatch findings: its rstwatch metadata is not JSON") from None
+    check_schema(table.schema, str(path))
+    try:
+        df = _as_read(table.to_pandas())
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+        raise CaptureError(str(path), f"not rstwatch findings: {exc}") from None
+    check_values(df, str(path))
     for col in LIST_COLUMNS:
         if col in df:
             df[col] = [v.tolist() if hasattr(v, "tolist") else v for v in df[col]]
     if "errno" in df:
         df["errno"] = [{k: list(x) if x is not None else [] for k, x in (e or {}).items()} for e in df["errno"]]
-    return df, json.loads(meta)
+    return df, meta
 
 
 def is_parquet(path: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ class InputFile:
     size: int | None = None
     sha256: str | None = None
     packets: int | None = None
+    carried: bool = False       # named inside a findings Parquet: shown as recorded, never opened or hashed
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size, "sha256": self.sha256, "packets": self.packets}
@@ -41,20 +43,29 @@ class RunInfo:
 
 
 def file_digest(path: str | Path) -> tuple[int | None, str | None]:
-    """(size, SHA-256) of a file, or (None, None) when it cannot be read."""
+    """(size, SHA-256) of a regular file, or (None, None) when it cannot be read or is not one
+    (a FIFO or /dev/zero would block or never end)."""
     try:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return os.path.getsize(path), h.hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None, None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, None
+        h = hashlib.sha256()
+        for block in iter(lambda: os.read(fd, 1 << 20), b""):
+            h.update(block)
+        return st.st_size, h.hexdigest()
+    except OSError:
+        return None, None
+    finally:
+        os.close(fd)
 
 
 def with_digests(inputs: list[InputFile]) -> list[InputFile]:
     for f in inputs:
-        if f.sha256 is None:
+        if f.sha256 is None and not f.carried:
             f.size, f.sha256 = file_digest(f.path)
     return inputs
 
