@@ -20,6 +20,7 @@ sends header floods, and prints the scrape time, the process's threads and what 
 from __future__ import annotations
 
 import argparse
+import ast
 import gzip
 import os
 import signal
@@ -271,8 +272,13 @@ def files(tmp: Path, n: int) -> None:
           f"({per_file_kib:+.1f} KiB per file), {rows:,} findings")
 
 
-def metrics(idle: int, floods: int, port: int = 19750) -> None:
-    ns, group = "rwhostile", pids_cgroup("rstwatch-hostile", 64)
+def abuse_metrics_endpoint(ns: str, port: int, idle: int, floods: int, scrapes: int = 5) -> tuple[dict, bytes, int, bool]:
+    """`rstwatch live lo --metrics-port PORT` in a fresh namespace `ns`, held to TasksMax=64 when
+    the host has a pids cgroup: `idle` idle connections held while `scrapes` scrapes are timed,
+    then `floods` requests with 101 headers. Returns (what was seen: threads in rstwatch, the
+    scrape times (None: failed), the flood's status lines counted; rstwatch's stderr, its exit
+    code, whether TasksMax applied)."""
+    group = pids_cgroup(f"rstwatch-{ns}", 64)
     subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     subprocess.run(["ip", "netns", "add", ns], check=True)
     enter = f"echo $$ > {group}/cgroup.procs; " if group else ""
@@ -281,17 +287,17 @@ def metrics(idle: int, floods: int, port: int = 19750) -> None:
                              "--metrics-address 127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
     code = ("import sys, time; sys.path.insert(0, %r); import hostile as h\n"
-            "for _ in range(100):\n"
+            "for _ in range(150):\n"
             "    if h.scrape_seconds('127.0.0.1', %d, 1) is not None: break\n"
             "    time.sleep(0.2)\n"
             "held = h.idle_clients('127.0.0.1', %d, %d)\n"
-            "pid = int(sys.argv[1]); threads = [l for l in open(f'/proc/{pid}/status') if l.startswith('Threads')][0].split()[1]\n"
-            "t = [h.scrape_seconds('127.0.0.1', %d) for _ in range(5)]\n"
+            "threads = [l for l in open('/proc/%d/status') if l.startswith('Threads')][0].split()[1]\n"
+            "t = [h.scrape_seconds('127.0.0.1', %d, 5) for _ in range(%d)]\n"
             "f = h.header_flood('127.0.0.1', %d, %d)\n"
-            "print(threads, sum(x is not None for x in t), max((x for x in t if x is not None), default=0), f)\n"
-            % (str(Path(__file__).parent), port, port, idle, port, port, floods))
+            "print(repr({'threads': int(threads), 'scrapes': t, 'flood': f}))\n"
+            % (str(Path(__file__).parent), port, port, idle, proc.pid, port, scrapes, port, floods))
     try:
-        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, str(proc.pid)],
+        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
                              capture_output=True, text=True, timeout=300)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -307,11 +313,16 @@ def metrics(idle: int, floods: int, port: int = 19750) -> None:
             except OSError:                     # still busy: the next run reuses it
                 pass
     if res.returncode != 0:
-        raise SystemExit(f"metrics benchmark failed: {res.stderr[-800:]}")
-    threads, ok, worst, statuses = res.stdout.split(" ", 3)
-    print(f"metrics endpoint abuse ({'TasksMax=64' if group else 'no pids cgroup'}): {idle} idle connections held, "
-          f"{threads} threads in rstwatch, {ok}/5 scrapes answered (slowest {float(worst) * 1000:.0f} ms); "
-          f"{floods} requests with 101 headers: {statuses.strip()}; stderr {len(err):,} bytes, "
+        raise RuntimeError(f"metrics endpoint abuse failed: {res.stderr[-800:]}")
+    return ast.literal_eval(res.stdout), err, proc.returncode, group is not None
+
+
+def metrics(idle: int, floods: int, port: int = 19750) -> None:
+    seen, err, _, limited = abuse_metrics_endpoint("rwhostile", port, idle, floods)
+    ok = [x for x in seen["scrapes"] if x is not None]
+    print(f"metrics endpoint abuse ({'TasksMax=64' if limited else 'no pids cgroup'}): {idle} idle connections held, "
+          f"{seen['threads']} threads in rstwatch, {len(ok)}/5 scrapes answered (slowest {max(ok, default=0) * 1000:.0f} ms); "
+          f"{floods} requests with 101 headers: {seen['flood']}; stderr {len(err):,} bytes, "
           f"{err.count(b'Traceback')} tracebacks")
 
 
