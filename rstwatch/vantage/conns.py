@@ -44,61 +44,71 @@ class FileConns:
     by_frame: dict                  # RST frame -> (conn index, RST identity)
 
 
-def _table(path: Path) -> pd.DataFrame:
+COLUMNS = ("frame", "ts_ns", "v6", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "seq", "ack", "flags",
+           "plen", "ttl")
+
+
+def _columns(path: Path) -> dict[str, np.ndarray]:
     seg = read_segments(path, Diagnostics(str(path)))
-    df = pd.DataFrame({k: seg[k] for k in ("frame", "ts_ns", "v6", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport",
-                                           "dport", "seq", "ack", "flags", "plen", "ttl")})
-    a = list(zip(df["src_hi"], df["src_lo"], df["sport"]))
-    b = list(zip(df["dst_hi"], df["dst_lo"], df["dport"]))
-    df["conn"] = pd.Series([min(x, y) + max(x, y) for x, y in zip(a, b)], index=df.index).factorize()[0] \
-        if len(df) else pd.Series(dtype="int64")
-    return df
+    c = {k: np.asarray(seg[k]) for k in COLUMNS}
+    # one id per connection: its two endpoints in a canonical order (vectorised, no tuple per packet)
+    s_first = (c["src_hi"] < c["dst_hi"]) | ((c["src_hi"] == c["dst_hi"]) & (
+        (c["src_lo"] < c["dst_lo"]) | ((c["src_lo"] == c["dst_lo"]) & (c["sport"] <= c["dport"]))))
+    keys = pd.DataFrame({
+        "ah": np.where(s_first, c["src_hi"], c["dst_hi"]), "al": np.where(s_first, c["src_lo"], c["dst_lo"]),
+        "ap": np.where(s_first, c["sport"], c["dport"]), "bh": np.where(s_first, c["dst_hi"], c["src_hi"]),
+        "bl": np.where(s_first, c["dst_lo"], c["src_lo"]), "bp": np.where(s_first, c["dport"], c["sport"]),
+        "v6": c["v6"]})
+    c["conn"] = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy() if len(keys) else np.zeros(0, int)
+    return c
 
 
-def _endpoint(row, side: str) -> tuple[str, int]:
-    return (address_text(bool(row.v6), int(getattr(row, f"{side}_hi")), int(getattr(row, f"{side}_lo"))),
-            int(row.sport if side == "src" else row.dport))
+def _endpoint(c: dict, i: int, side: str) -> tuple[str, int]:
+    return (address_text(bool(c["v6"][i]), int(c[f"{side}_hi"][i]), int(c[f"{side}_lo"][i])),
+            int(c["sport" if side == "src" else "dport"][i]))
 
 
 def file_conns(host: str, path: Path) -> FileConns:
-    df = _table(path)
-    if df.empty:
+    c = _columns(path)
+    if not len(c["frame"]):
         return FileConns(host, str(path), 0.0, 0.0, [], {})
+    order = np.argsort(c["conn"], kind="stable")         # each connection's packets together, in capture order
+    bounds = np.flatnonzero(np.diff(c["conn"][order])) + 1
     conns, by_frame = [], {}
-    for _, g in df.groupby("conn", sort=False):
-        conns.append(_conn(g, len(conns), by_frame))
-    ts = df["ts_ns"].to_numpy()
-    return FileConns(host, str(path), ts.min() / 1e9, ts.max() / 1e9, conns, by_frame)
+    for idx in np.split(order, bounds):
+        conns.append(_conn(c, idx, len(conns), by_frame))
+    return FileConns(host, str(path), c["ts_ns"].min() / 1e9, c["ts_ns"].max() / 1e9, conns, by_frame)
 
 
-def _conn(g: pd.DataFrame, index: int, by_frame: dict) -> Conn:
-    flags = g["flags"].to_numpy()
-    syn = g[(flags & (SYN | ACK)) == SYN]
-    synack = g[(flags & (SYN | ACK)) == (SYN | ACK)]
-    first = g.iloc[0]
+def _conn(c: dict, idx: np.ndarray, index: int, by_frame: dict) -> Conn:
+    flags = c["flags"][idx]
+    syn = idx[(flags & (SYN | ACK)) == SYN]
+    synack = idx[(flags & (SYN | ACK)) == (SYN | ACK)]
     if len(syn):
-        c_row, c_isn = syn.iloc[0], int(syn.iloc[0].seq)
-        client, server = _endpoint(c_row, "src"), _endpoint(c_row, "dst")
+        at, side, c_isn = syn[0], "src", int(c["seq"][syn[0]])
     elif len(synack):
-        s_row = synack.iloc[0]
-        client, server, c_isn = _endpoint(s_row, "dst"), _endpoint(s_row, "src"), (int(s_row.ack) - 1) % (1 << 32)
+        at, side, c_isn = synack[0], "dst", (int(c["ack"][synack[0]]) - 1) % (1 << 32)
     else:                           # no handshake: the lower port is taken as the server's
-        x, y = _endpoint(first, "src"), _endpoint(first, "dst")
-        client, server = (x, y) if x[1] >= y[1] else (y, x)
-        c_isn = None
-    s_isn = int(synack.iloc[0].seq) if len(synack) else None
+        at, c_isn = idx[0], None
+        side = "src" if c["sport"][at] >= c["dport"][at] else "dst"
+    other = "dst" if side == "src" else "src"
+    client, server = _endpoint(c, at, side), _endpoint(c, at, other)
+    s_isn = int(c["seq"][synack[0]]) if len(synack) else None
     key = ("isn", c_isn, s_isn, server[1]) if c_isn is not None else \
         ("cid", community_id(client[0], server[0], client[1], server[1]))
-    ts = g["ts_ns"].to_numpy() / 1e9
+    ts = c["ts_ns"][idx] / 1e9
     conn = Conn(key, client, server, float(ts.min()), float(ts.max()))
-    from_client = [(_endpoint(r, "src") == client) for r in g.itertuples(index=False)]
-    for r, t, mine in zip(g.itertuples(index=False), ts, from_client):
-        role = "c" if mine else "s"
-        conn.segs.setdefault((role, int(r.seq), int(r.ack), int(r.flags), int(r.plen)), float(t))
-        if r.flags & RST:
-            ident = (role, int(r.seq), int(r.flags) & (RST | ACK))
-            conn.rsts.setdefault(ident, (float(t), int(r.frame)))
-            by_frame[int(r.frame)] = (index, ident)
-        elif int(r.ttl) in INITIAL_TTLS:
+    port = c["sport" if side == "src" else "dport"][at]
+    mine = ((c["src_hi"][idx] == c[f"{side}_hi"][at]) & (c["src_lo"][idx] == c[f"{side}_lo"][at])
+            & (c["sport"][idx] == port))
+    cols = [c[k][idx].tolist() for k in ("seq", "ack", "flags", "plen", "ttl", "frame")]
+    for is_c, t, seq, ack, fl, plen, ttl, frame in zip(mine.tolist(), ts.tolist(), *cols):
+        role = "c" if is_c else "s"
+        conn.segs.setdefault((role, seq, ack, fl, plen), t)
+        if fl & RST:
+            ident = (role, seq, fl & (RST | ACK))
+            conn.rsts.setdefault(ident, (t, frame))
+            by_frame[frame] = (index, ident)
+        elif ttl in INITIAL_TTLS:
             conn.initial_ttl_from.add(role)
     return conn
