@@ -83,7 +83,7 @@ def read(
 
 @app.command()
 def report(
-    paths: list[Path] = typer.Argument(..., help="Capture files or folders, and/or findings saved by `rstwatch read -o x.parquet`."),
+    paths: Optional[list[Path]] = typer.Argument(None, help="Capture files or folders, and/or findings saved by `rstwatch read -o x.parquet`."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The report: NAME.html (one self-contained file) or NAME.md (images in NAME_files/); default: HTML on stdout."),
     fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="Default html, or md; any `read` format works."),
     title: Optional[str] = typer.Option(None, "--title", help="The report's title, e.g. \"INC-2291 checkout 502s\"."),
@@ -94,10 +94,21 @@ def report(
     storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
     packets: Optional[list[Path]] = typer.Option(None, "--packets", help="Saved findings (Parquet): captures, or folders of them, their packet ladders and --extract may re-read (a path inside the Parquet file is opened only if it is one of these or under one)."),
     scheduler: Optional[str] = SchedulerOpt,
+    host: Optional[list[str]] = typer.Option(None, "--host", help="NAME=PATH (repeatable): one host's captures; the report shows where each RST was seen (docs/multihost.md)."),
+    hosts: Optional[Path] = typer.Option(None, "--hosts", help="A folder with one subfolder (or capture file) per host."),
     debug: bool = DebugOpt,
 ) -> None:
     """An incident report to hand over: headline, timeline, causes with packet ladders, all findings."""
     from .run_report import run_report
+    if host or hosts is not None:
+        from .vantage.run import run_hosts
+        _guard(_on_dask(scheduler, jobs, lambda: run_hosts(paths or [], (tuple(host or ()), hosts), fmt.value if fmt else "html",
+                                                           output, force, rules or [], jobs, debug, storm_min,
+                                                           (None, None, None, None), extract, title)), debug)
+        return
+    if not paths:
+        raise typer.BadParameter("give capture files, folders or saved findings, or --host NAME=PATH / --hosts DIR",
+                                 param_hint="PATHS")
     _guard(_on_dask(scheduler, jobs, lambda: run_report(paths, output, fmt.value if fmt else None, force, rules or [],
                                                          title, extract, jobs, debug, storm_min, packets or [])), debug)
 

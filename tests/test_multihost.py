@@ -204,6 +204,10 @@ def test_report_shows_vantage_points(tmp_path):
     assert heads == [("client", "c0.pcap"), ("router", "r0.pcap"), ("router", "r1.pcap"), ("server", "s0.pcap")]
     rst = re.search(r'<g class="seg rst">.*?</g>', svg).group(0)
     assert rst.count("<circle") == 4 and "not in this capture" in rst     # 3 captures hold it, the client's lacks it
+    rep = tmp_path / "report.html"           # `report` takes the hosts too (HTML by default)
+    res = run_cli("report", "--hosts", str(LAB / name), "--title", "INC-23", "-o", str(rep))
+    assert res.returncode == 0, res.stderr
+    assert 'id="vantage"' in rep.read_text() and "INC-23" in rep.read_text()
     single = tmp_path / "one.html"
     assert run_cli("read", str(LAB / name / "server"), "-T", "html", "-o", str(single)).returncode == 0
     assert 'id="vantage"' not in single.read_text()

@@ -10,7 +10,7 @@ from ..report.plaintext import visible
 
 
 def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_dirs: list[Path], jobs: int,
-              debug: bool, storm_min, filters: tuple, extract) -> int:
+              debug: bool, storm_min, filters: tuple, extract, title: str | None = None) -> int:
     from ..engine.loader import load_rules
     from ..errors import RstwatchError
     from ..run_report import finish, plan
@@ -38,5 +38,5 @@ def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_di
     if chosen.name == "html" and len(run.findings):
         from .section import WithVantage, vantage_section
         chosen = WithVantage(chosen, vantage_section(run.groups, run.findings, run.offsets, run.notes))
-    finish(chosen, run.findings, run.results, rules, rule_dirs, output, force, extract)
+    finish(chosen, run.findings, run.results, rules, rule_dirs, output, force, extract, title)
     return ExitStatus.PARTIAL if run.errors else ExitStatus.OK
