@@ -45,7 +45,7 @@ def read_hosts(hosts: list[Host], rules, jobs: int = 1, debug: bool = False, sto
         errors += [f"{h.name}={e}" for e in errs]
         for r in res:
             host_of[str(r.path)] = h.name
-            files.append(file_conns(h.name, Path(r.path)))
+            files.append(file_conns(h.name, Path(r.path), str(r.path)))
         results += res
     findings = all_findings(results) if results else pd.DataFrame()
     joined = join(files)

@@ -68,16 +68,18 @@ def _endpoint(c: dict, i: int, side: str) -> tuple[str, int]:
             int(c["sport" if side == "src" else "dport"][i]))
 
 
-def file_conns(host: str, path: Path) -> FileConns:
+def file_conns(host: str, path: Path, label: str | None = None) -> FileConns:
+    """`label`: the file as its findings name it (the path as given, not normalised)."""
     c = _columns(path)
+    label = label if label is not None else str(path)
     if not len(c["frame"]):
-        return FileConns(host, str(path), 0.0, 0.0, [], {})
+        return FileConns(host, label, 0.0, 0.0, [], {})
     order = np.argsort(c["conn"], kind="stable")         # each connection's packets together, in capture order
     bounds = np.flatnonzero(np.diff(c["conn"][order])) + 1
     conns, by_frame = [], {}
     for idx in np.split(order, bounds):
         conns.append(_conn(c, idx, len(conns), by_frame))
-    return FileConns(host, str(path), c["ts_ns"].min() / 1e9, c["ts_ns"].max() / 1e9, conns, by_frame)
+    return FileConns(host, label, c["ts_ns"].min() / 1e9, c["ts_ns"].max() / 1e9, conns, by_frame)
 
 
 def _conn(c: dict, idx: np.ndarray, index: int, by_frame: dict) -> Conn:
