@@ -214,7 +214,8 @@ def test_parquet_round_trip_and_report_from_saved_findings(tmp_path, truth):
     direct = run_cli("read", str(CAPTURES), "--format", "jsonl").stdout
     assert buf.getvalue() == direct                                  # byte for byte
     assert len(meta["inputs"]) == len(list(CAPTURES.rglob("*.pcap*"))) and all(len(f["sha256"]) == 64 for f in meta["inputs"])
-    res = run_cli("report", str(saved), "-o", str(tmp_path / "later.html"))
+    # the captures named inside the saved findings are re-read only where the user says (#20 item 13)
+    res = run_cli("report", str(saved), "-o", str(tmp_path / "later.html"), "--packets", str(CAPTURES))
     assert res.returncode == 0, res.stderr
     page = (tmp_path / "later.html").read_text()
     assert page.count('class="ladder"') >= len({r["cause"] for r in truth})   # the captures were re-read
@@ -246,8 +247,8 @@ def test_report_never_writes_over_one_of_its_inputs(tmp_path):
 def test_a_csv_too_large_to_embed_is_never_lost_silently(tmp_path):
     """The full CSV of the bundled and public captures (1.1 MiB) is more than a report embeds:
     with the report on stdout it is not written and the report says so (this crashed the
-    template before); beside `-o r.html` an existing r.findings.csv is kept without --force, and
-    the report says why its CSV is missing, rather than failing after the work."""
+    template before); beside `-o r.html` an existing r.findings.csv is kept without --force: the
+    run is refused before any work (#20 item 8), one line, exit 2."""
     from conftest import EXTERNAL
     res = run_cli("read", str(CAPTURES), str(EXTERNAL), "--format", "html")
     assert res.returncode == 0, res.stderr[-500:]
@@ -255,9 +256,13 @@ def test_a_csv_too_large_to_embed_is_never_lost_silently(tmp_path):
     kept = tmp_path / "r.findings.csv"
     kept.write_text("mine\n")
     res = run_cli("read", str(CAPTURES), str(EXTERNAL), "-o", str(tmp_path / "r.html"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr[-500:]
+    assert "r.findings.csv: already exists beside the report (use --force to overwrite)" in res.stderr
+    assert kept.read_text() == "mine\n" and not (tmp_path / "r.html").exists()
+    res = run_cli("read", str(CAPTURES), str(EXTERNAL), "-o", str(tmp_path / "r.html"), "--force")
     assert res.returncode == 0, res.stderr[-500:]
-    assert kept.read_text() == "mine\n"
-    assert "r.findings.csv exists (--force replaces it)" in (tmp_path / "r.html").read_text()
+    assert kept.read_text() != "mine\n"            # replaced with --force, and linked from the report
+    assert 'href="r.findings.csv"' in (tmp_path / "r.html").read_text()
 
 
 def _shifted_pcap(src: Path, dst: Path, seconds: int) -> None:
