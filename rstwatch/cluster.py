@@ -67,12 +67,28 @@ class Cluster:
         if self.address == LOCAL:
             # worker processes, one thread each: a task's spill plan and verdict batch are per process
             self._local = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
-                                       processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+                                       processes=True, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
             return Client(self._local)
-        try:
-            return Client(self.address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, ValueError, TypeError) as exc:        # refused, timed out, not an address
-            raise RstwatchError(self.address, f"cannot reach the Dask scheduler: {exc}") from None
+        # Client's own timeout does not cover a peer that accepts and never answers (a wrong port,
+        # a proxy): it waits for ever. So it connects in a thread given a deadline of our own.
+        box: list = []
+
+        def connect() -> None:
+            try:
+                box.append(Client(self.address, timeout=CONNECT_TIMEOUT_S))
+            except BaseException as exc:        # noqa: BLE001 (told in the caller's thread)
+                box.append(exc)
+        attempt = threading.Thread(target=connect, name="rstwatch-dask-connect", daemon=True)
+        attempt.start()
+        attempt.join(CONNECT_TIMEOUT_S + 1)
+        if not box:
+            raise RstwatchError(self.address, f"cannot reach the Dask scheduler: no answer within "
+                                              f"{CONNECT_TIMEOUT_S} s")
+        if isinstance(box[0], (OSError, ValueError, TypeError)):    # refused, timed out, not an address
+            raise RstwatchError(self.address, f"cannot reach the Dask scheduler: {box[0]}")
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
 
     def close(self) -> None:
         for part in (self._client, self._local):
@@ -139,7 +155,7 @@ def _task(item: tuple[str, str], rules, debug: bool, storm_min: int, keep, plan:
     from .analyze import FileResult
     from .run import _analyze_one
     source, label = item
-    with _one_at_a_time, _opened(source, label, debug) as (path, problem):
+    with _one_at_a_time, _in_scratch(), _opened(source, label, debug) as (path, problem):
         if problem is not None:
             return problem
         with spill.spilling(*plan) if plan is not None else nullcontext():   # a folder of this task's own
@@ -147,6 +163,24 @@ def _task(item: tuple[str, str], rules, debug: bool, storm_min: int, keep, plan:
             if isinstance(out, str):        # the worker's name for it -> the user's
                 return out.replace(str(path), label, 1)
             return FileResult(out.path, out.diag, findings=out.findings)   # spilled tables read back here
+
+
+@contextmanager
+def _in_scratch() -> Iterator[None]:
+    """Temporary files (spilled findings, copies of URLs) in this worker's own folder: when a worker
+    is killed, the next worker started on that host removes its folder (Dask's workspace), so a
+    retried task leaves nothing behind; two workers on one host never share one."""
+    try:
+        from distributed import get_worker
+        folder = get_worker().local_directory
+    except ValueError:                  # not on a worker (called directly): the usual folder
+        yield
+        return
+    before, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
 
 
 @contextmanager

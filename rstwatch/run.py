@@ -29,9 +29,10 @@ def _warn(message: str) -> None:
 
 
 def _analyze_one(args: tuple, progress=None) -> FileResult | str:
-    path, rules, debug, storm_min, *keep = args           # keep: the read filter, if any
+    path, rules, debug, storm_min, *more = args           # more: the read filter, the file's name (a Dask worker's)
+    keep, label = (*more, None, None)[:2]
     try:
-        return analyze_file(path, rules, storm_min=storm_min, progress=progress, keep=keep[0] if keep else None)
+        return analyze_file(path, rules, label, storm_min=storm_min, progress=progress, keep=keep)
     except CaptureError as exc:
         if debug:
             raise
@@ -61,7 +62,10 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     """Results in input order (deterministic whatever --jobs), and one error line per unreadable file."""
     files = expand_inputs(paths)
     work = [(f, rules, debug, storm_min, keep) for f in files]
-    if jobs > 1 and len(files) > 1:
+    from .cluster import current
+    if (cluster := current()) is not None:      # --scheduler: the same work, each file a Dask task
+        outcomes = cluster.map_files(files, rules, debug, storm_min, keep)
+    elif jobs > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
             outcomes = list(pool.map(_analyze_one, work))
