@@ -147,6 +147,30 @@ def _trickle_with_storm(path: Path, n: int, storm: int) -> None:
     path.write_bytes(hostile.PCAP_HEADER + rec.tobytes())
 
 
+def _small_batches(tmp_path: Path, monkeypatch, rules, resets: int, small_files: int):
+    """Inputs that cross every batch boundary (a trickle with a flood in the middle, a folder of
+    small captures, the bundled captures), batches of 150 resets, spilling after 300 findings;
+    returns (inputs, analysed) where analysed() reads them afresh into FileResults."""
+    from conftest import CAPTURES
+    from rstwatch import analyze, spill
+    from rstwatch.analyze import VerdictBatch
+    from rstwatch.run import analyze_paths
+    mixed = tmp_path / "mixed.pcap"
+    _trickle_with_storm(mixed, resets, 600)
+    hostile.small_files(tmp_path / "rotated", small_files)
+    inputs = [mixed, tmp_path / "rotated", CAPTURES]
+    monkeypatch.setattr(analyze, "RESET_BATCH", 150)
+    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 50)
+    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
+
+    def analysed():
+        analyze._shared[:] = [VerdictBatch(rules, max_resets=150)]
+        results, errors = analyze_paths(inputs, rules)
+        assert not errors
+        return results
+    return inputs, analysed
+
+
 def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_path: Path, builtin_rules,
                                                                         monkeypatch):
     """`read` in a format it streams (JSON Lines, CSV, EVE, Zeek, Parquet) keeps only the output
@@ -156,25 +180,14 @@ def test_streamed_output_is_byte_for_byte_what_writing_all_at_once_gives(tmp_pat
     flood in the middle of a file, a folder of small files and the bundled captures."""
     import io
     from conftest import CAPTURES
-    from rstwatch import analyze, spill
-    from rstwatch.analyze import VerdictBatch, all_findings, findings_in_order
+    from rstwatch import spill
+    from rstwatch.analyze import all_findings, findings_in_order
     from rstwatch.report.formats import FORMATS
-    from rstwatch.run import ALL_COLUMNS, REPORTS, STREAMED, _stream, analyze_paths
+    from rstwatch.run import ALL_COLUMNS, REPORTS, STREAMED, _stream
     from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
-    mixed = tmp_path / "mixed.pcap"
-    _trickle_with_storm(mixed, 2_000, 600)
-    hostile.small_files(tmp_path / "rotated", 40)
-    inputs = [mixed, tmp_path / "rotated", CAPTURES]
-    monkeypatch.setattr(analyze, "RESET_BATCH", 150)
-    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 50)
+    inputs, analysed = _small_batches(tmp_path, monkeypatch, builtin_rules, 2_000, 40)
+    mixed = inputs[0]
     monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", 64 * 1024)
-    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
-
-    def analysed():
-        analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
-        results, errors = analyze_paths(inputs, builtin_rules)
-        assert not errors
-        return results
 
     assert set(STREAMED) == {"jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md", "table"}
     texts = {}
@@ -216,29 +229,15 @@ def test_report_from_a_stream_of_tables_is_the_report_of_all_findings(tmp_path: 
     the alternatives and senders, findings with equal times)."""
     import io
     import re
-    from conftest import CAPTURES
-    from rstwatch import analyze, spill
-    from rstwatch.analyze import VerdictBatch, all_findings, findings_in_order
+    from rstwatch import spill
+    from rstwatch.analyze import all_findings, findings_in_order
     from rstwatch.report import incident
     from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
     from rstwatch.run import _stream
     from rstwatch.run_report import run_info
     from rstwatch.report.formats import FORMATS
-    from rstwatch.run import analyze_paths
-    mixed = tmp_path / "mixed.pcap"
-    _trickle_with_storm(mixed, 2_000, 600)
-    hostile.small_files(tmp_path / "rotated", 40)
-    inputs = [mixed, tmp_path / "rotated", CAPTURES]
-    monkeypatch.setattr(analyze, "RESET_BATCH", 150)
-    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 50)
-    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
+    _, analysed = _small_batches(tmp_path, monkeypatch, builtin_rules, 2_000, 40)
     monkeypatch.setattr(incident, "EMBED_CSV_BYTES", 200_000)     # the CSV goes beside the report
-
-    def analysed():
-        analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
-        results, errors = analyze_paths(inputs, builtin_rules)
-        assert not errors
-        return results
 
     def made(streamed: bool, name: str) -> tuple[str, bytes]:
         out = tmp_path / name / f"r.{name}"
@@ -277,25 +276,17 @@ def test_evidence_extracted_while_streaming_is_what_extracting_all_at_once_gives
     flood row, a folder of small files and the bundled captures; a second run without --force
     is refused before it writes a file."""
     import hashlib
-    from conftest import CAPTURES
-    from rstwatch import analyze, spill
+    from rstwatch import analyze
     from rstwatch.analyze import VerdictBatch, all_findings
     from rstwatch.report import extract as ex
-    from rstwatch.run import analyze_paths, run_read
-    mixed = tmp_path / "mixed.pcap"
-    _trickle_with_storm(mixed, 1_500, 600)
-    hostile.small_files(tmp_path / "rotated", 30)
-    inputs = [mixed, tmp_path / "rotated", CAPTURES]
-    monkeypatch.setattr(analyze, "RESET_BATCH", 150)
-    monkeypatch.setattr(analyze, "SETTLE_MIN_RESETS", 50)
-    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
+    from rstwatch.run import run_read
+    inputs, analysed = _small_batches(tmp_path, monkeypatch, builtin_rules, 1_500, 30)
     monkeypatch.setattr(ex, "PASS_WANTS", 200)
 
     def files(folder: Path) -> dict[str, str]:
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 
-    analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
-    results, errors = analyze_paths(inputs, builtin_rules)
+    results = analysed()
     findings = all_findings(results)
     whole, _ = ex.extract(findings, {r.path: Path(r.path) for r in results}, tmp_path / "whole", False)
     analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]

@@ -6,7 +6,6 @@ directions, midstream starts, wrap-around) that reach the corners real captures 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
