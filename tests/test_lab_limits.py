@@ -1,0 +1,66 @@
+"""The connection-limit lab (captures/limits/, lab/make_limits_captures.py; issue #22 item 3): git
+daemon at --max-connections accepts and closes new connections with their request unread while it
+serves others (kernel: TCP_ABORT_ON_CLOSE); the control kills the daemon with connections queued
+(TCP_STATE). rstwatch must call the first `connection-limit`, the second `listener-closed`, and the
+clean control nothing. As root, every scenario is rebuilt on the running kernel and checked the same way.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CAPTURES, ROOT
+
+import rstwatch
+
+LIMITS = CAPTURES / "limits"
+
+
+def check_lab(folder: Path, want_reasons: bool = True) -> None:
+    entries = json.loads((folder / "manifest.json").read_text())["captures"]
+    assert {e["cause"] for e in entries.values()} == {"connection-limit", "listener-closed", None}
+    for name, entry in entries.items():
+        df = rstwatch.read(folder / name)
+        got = dict(zip(df["frame"], df["cause"]))
+        if entry["cause"] is None:
+            assert got == {}, name
+            continue
+        assert len(entry["resets"]) >= 3, name          # a run of refusals, a queue of three
+        want = {r["frame"]: r["cause"] for r in entry["resets"]}
+        assert got == want, name
+        reasons = {r["kernel_reason"] for r in entry["resets"]}
+        expected = {"connection-limit": {"TCP_ABORT_ON_CLOSE"}, "listener-closed": {"TCP_STATE"}}[entry["cause"]]
+        assert reasons == expected, name
+        if entry["cause"] == "connection-limit":         # the port went on serving: the later client got its answer
+            assert entry["applications_saw"]["later"]["exit"] == 0
+            assert (df["conn.server_alive_in_burst"] >= 1).all()
+
+
+def test_bundled_limits_lab():
+    check_lab(LIMITS)
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is needed to cross-check the RST frames")
+def test_every_rst_tshark_sees_is_labelled():
+    entries = json.loads((LIMITS / "manifest.json").read_text())["captures"]
+    assert {p.name for p in LIMITS.glob("*.pcap")} == set(entries)
+    for name, entry in entries.items():
+        out = subprocess.run(["tshark", "-r", str(LIMITS / name), "-Y", "tcp.flags.reset == 1", "-T", "fields",
+                              "-e", "frame.number"], capture_output=True, text=True, check=True).stdout
+        assert [int(x) for x in out.split()] == [r["frame"] for r in entry["resets"]], name
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces, tracefs)")
+def test_fresh_limits_lab(tmp_path: Path):
+    """Every scenario rebuilt with real programs on this kernel (about 15 s), then judged as above."""
+    out = tmp_path / "limits"
+    res = subprocess.run([sys.executable, str(ROOT / "lab" / "make_limits_captures.py"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
+    check_lab(out)
