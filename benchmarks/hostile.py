@@ -8,6 +8,8 @@ Generators (also used by tests/test_hostile.py at small sizes):
   rst_trickle    spoofed RSTs on distinct 4-tuples at a rate just under the storm rate (99/s)
   small_files    a folder of rotated two-packet captures (SYN, RST|ACK: a refused connection each)
   rule_folder    valid rule files of many OR branches, or an explain repeating {src} (issue 20 item 15)
+  live_report    72,000 findings fed to `live --report r.html` a batch at a time, as a session
+                 emits them (issue 20 item 16): the report's own memory, over what the session holds
   idle_clients, header_flood
                  metrics endpoint abuse: connections that never send a request, and requests with
                  more header lines than a server should take (issue 20 item 14)
@@ -203,7 +205,8 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=80, help="idle connections held against the metrics endpoint")
     ap.add_argument("--floods", type=int, default=200, help="requests with 101 header lines")
     ap.add_argument("--rule-files", type=int, default=200, help="rule files of 4,000 OR branches (~245 KB each)")
-    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files", "metrics", "rules"),
+    ap.add_argument("--live-report", type=int, default=72_000, help="findings fed to live --report")
+    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files", "metrics", "rules", "live-report"),
                     help="run only this benchmark (repeatable; default: all three, and metrics as root)")
     a = ap.parse_args()
     only = set(a.only or ("zeros", "trickle", "files", "rules", *(("metrics",) if os.geteuid() == 0 else ())))
@@ -217,6 +220,8 @@ def main() -> None:
             files(tmp, a.files)
         if "rules" in only:
             rule_sets(tmp, a.rule_files)
+        if "live-report" in only:
+            live_report(tmp, a.live_report)
         if "metrics" in only:
             metrics(a.idle, a.floods)
 
@@ -255,6 +260,52 @@ def rule_sets(tmp: Path, n: int) -> None:
                              capture_output=True, text=True)
         wall, kib, rc, first = res.stdout.split(" ", 3)
         print(f"rules validate, {what}: exit {rc} in {float(wall):.1f} s, peak RSS {int(kib) / 1024:.0f} MiB: {first.strip()}")
+
+
+LIVE_REPORT = """
+import gc, sys, time
+from pathlib import Path
+import pyarrow.parquet as pq
+from rstwatch.live.report import LiveReport
+from rstwatch.report.parquet import LIST_COLUMNS, _as_read
+
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024
+
+report = LiveReport(Path(sys.argv[2]), True)
+report.check()
+gc.collect()
+base = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")         # VmHWM from here: the report's work only
+t = time.perf_counter()
+for batch in pq.ParquetFile(sys.argv[1]).iter_batches(512):     # a session's verdicts, a tick at a time
+    df = _as_read(batch.to_pandas())
+    for col in LIST_COLUMNS:
+        if col in df:
+            df[col] = [list(v) if v is not None else None for v in df[col]]
+    df["errno"] = [{k: list(x) if x is not None else [] for k, x in (e or {}).items()} for e in df["errno"]]
+    report.add(df)
+held = status("VmRSS") - base
+report.write("live:bench", 0, [], [], None, None, [])
+print(report.kept, held, status("VmHWM") - base, time.perf_counter() - t)
+"""
+
+
+def live_report(tmp: Path, n: int) -> None:
+    """`live --report r.html` of n findings (spoofed RSTs, every column as a session has them)."""
+    pcap, saved = tmp / "live-report.pcap", tmp / "live-report.parquet"
+    rst_trickle(pcap, n, 99.0)
+    res = subprocess.run([sys.executable, "-m", "rstwatch", "read", str(pcap), "--storm-min", "0", "-o", str(saved)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"read failed: {res.stderr[-500:]}")
+    res = subprocess.run([sys.executable, "-c", LIVE_REPORT, str(saved), str(tmp / "live-report.html")],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"live report failed: {res.stderr[-800:]}")
+    kept, held, peak, wall = res.stdout.split()
+    print(f"live --report r.html: {int(kept):,} findings held in {float(held):.0f} MiB, report written at a peak of "
+          f"{float(peak):.0f} MiB over the session's own memory, {float(wall):.1f} s")
 
 
 def files(tmp: Path, n: int) -> None:

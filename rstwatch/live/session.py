@@ -96,6 +96,8 @@ def run_live(opts: LiveOptions) -> int:
     try:
         return _run(opts, rules, label, evidence)
     finally:
+        if opts.report:
+            opts.report.abort()         # not written (an error): its CSV spooled so far is removed
         if evidence:
             evidence.unlock()           # held through the summary and the report, which name and read the files
 
