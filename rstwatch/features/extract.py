@@ -79,10 +79,11 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     }
     columns = {name: _meta_column(name, values) for name, values in meta.items()}
     for name, feat in FEATURES.items():
-        columns[name] = nullable([None] * n, feat.kind) if name in BURST_FEATURES else rsts.features[name]
+        columns[name] = nullable([None] * n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
     df = pd.DataFrame(columns, copy=False)
     df["conn.server_rst_burst"] = _server_burst(df).astype(PANDAS_DTYPE["int"])
     df["conn.server_alive_in_burst"] = _server_alive(df, P, rows).astype(PANDAS_DTYPE["int"])
+    _older_connection(df, P, rows, [conns[k].idx[0] for k in np.asarray(conn_of).tolist()] if n else [])
     return df.drop(columns="_server")
 
 
@@ -129,7 +130,7 @@ def _meta_column(name: str, values) -> np.ndarray:
 
 def _check_computed(computed: list[str]) -> None:
     """A declared feature that no code computes would silently be NA in every row: refuse."""
-    missing = [n for n in FEATURES if n not in computed and n not in BURST_FEATURES]
+    missing = [n for n in FEATURES if n not in computed and n not in TABLE_FEATURES]
     if missing:
         raise RuntimeError(f"features declared but never computed: {', '.join(missing)}")
 
@@ -229,3 +230,55 @@ def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarr
     alive[sizes < 2] = 0
     out[rows[order]] = alive[run]
     return pd.Series(out, index=df.index)
+
+
+OLDER_FEATURES = declare(
+    ("conn.older_established", "bool", "", "for a RST answering a challenge ACK (rst.answers_challenge_ack): whether the older connection on the same 4-tuple in the capture (up to 300 s before) had completed its handshake or carried data (an established connection its host lost) or not (an attempt given up before its SYN-ACK came); unset when the capture shows none"),
+    ("conn.older_first_frame", "int", "frame", "for a RST answering a challenge ACK: the first frame of the older connection on the same 4-tuple that the peer still held (also in the evidence)"),
+)
+TABLE_FEATURES = BURST_FEATURES + OLDER_FEATURES
+OLDER_LOOKBACK_NS = 300 * 1_000_000_000
+
+
+def _endpoint_keys(P: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """A direction-independent 64-bit key of each row's 4-tuple."""
+    a = (P["src_hi"][rows] * np.uint64(0x9E3779B97F4A7C15)) ^ P["src_lo"][rows] ^ (P["sport"][rows].astype(np.uint64) << np.uint64(48))
+    b = (P["dst_hi"][rows] * np.uint64(0x9E3779B97F4A7C15)) ^ P["dst_lo"][rows] ^ (P["dport"][rows].astype(np.uint64) << np.uint64(48))
+    return (np.minimum(a, b) * np.uint64(0xC2B2AE3D27D4EB4F)) ^ np.maximum(a, b)
+
+
+def _older_connection(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows, conn_first_rows: list[int]) -> None:
+    """conn.older_established, conn.older_first_frame: what the capture shows of the connection a
+    challenge ACK speaks for, i.e. the same 4-tuple's segments before this connection's first one
+    (the walk splits them off at the new SYN). Established: data, or an ACK without SYN from the
+    RST's sender (it had answered a SYN-ACK). Only the rare challenge resets look, so this is one
+    vectorised pass over the batch's segments when there is any."""
+    n = len(df)
+    est: list = [None] * n
+    first: list = [None] * n
+    hits = np.flatnonzero(df["rst.answers_challenge_ack"].fillna(False).to_numpy(bool)) if n else []
+    if len(hits):
+        rst_rows = np.asarray(rst_rows)
+        every = np.arange(len(P["frame"]))
+        keys = _endpoint_keys(P, every)
+        flags, plen, ts = P["flags"], P["plen"], P["ts_ns"]
+        # a batch can hold several files one after another (their frame numbers start again):
+        # the older connection must be in the same file, whose rows run with rising frame numbers
+        starts = np.r_[0, np.flatnonzero(np.diff(P["frame"]) <= 0) + 1]
+        for r in hits.tolist():
+            i, start = int(rst_rows[r]), int(conn_first_rows[r])
+            block = int(starts[np.searchsorted(starts, start, "right") - 1])
+            older = np.flatnonzero((keys == keys[i]) & (every >= block) & (every < start)
+                                   & (ts >= ts[start] - OLDER_LOOKBACK_NS))
+            if not len(older):
+                continue
+            same_side = (P["sport"][older] == P["sport"][i]) & (P["src_lo"][older] == P["src_lo"][i]) \
+                & (P["src_hi"][older] == P["src_hi"][i])
+            f = flags[older]
+            answered = same_side & ((f & 0x10) != 0) & ((f & 0x06) == 0)      # ACK, no SYN, no RST
+            est[r] = bool((plen[older] > 0).any() or answered.any())
+            first[r] = int(P["frame"][older[0]])
+            ev = df.at[df.index[r], "evidence"]
+            df.at[df.index[r], "evidence"] = sorted(set(ev) | {first[r], int(P["frame"][older[-1]])})
+    df["conn.older_established"] = nullable(est, "bool")
+    df["conn.older_first_frame"] = nullable(first, "int")

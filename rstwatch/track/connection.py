@@ -270,6 +270,7 @@ RST_FEATURES = declare(
     ("receiver.retransmissions", "int", "", "retransmitted segments from the receiver before the RST"),
     ("receiver.zero_window_probes", "int", "", "zero-window probes the RST's receiver sent while the sender advertised window 0, just before the RST"),
     ("receiver.zero_window", "bool", "", "the RST's receiver last advertised a zero window (it stopped reading)"),
+    ("rst.answers_challenge_ack", "bool", "", "bare RST from a side whose SYN got no SYN-ACK but a bare ACK that does not acknowledge it (an RFC 5961 challenge ACK: the peer still holds an older connection or attempt on this 4-tuple); seq = that ACK's ack"),
 )
 
 
@@ -398,6 +399,11 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "receiver.retransmissions": rcv.retrans,
         "receiver.zero_window_probes": len(rcv.zw_probes),
         "receiver.zero_window": rcv.last_ack is not None and rcv.last_win == 0,
+        # RFC 5961 4.2: a SYN on a 4-tuple the peer still holds draws an ACK of the old state;
+        # the SYN's side (SYN_SENT) answers that unacceptable ACK with a RST at its ack
+        "rst.answers_challenge_ack": (not has_ack and trigger_kind == "ack" and snd.isn is not None
+                                      and snd.syn_frame is not None and rcv.syn_frame is None
+                                      and t_ack != (snd.isn + 1) % SEQ_MOD and seq == t_ack),
     }
     evidence = [x for x in (cli.syn_frame if cli else None, srv.syn_frame if srv else None,
                             snd.fin_frame, rcv.fin_frame, *snd.probes[-3:], *snd.zw_probes[-2:], *rcv.zw_probes[-2:],

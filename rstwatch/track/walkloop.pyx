@@ -626,6 +626,9 @@ cdef void describe_rst(Cols c, RstOut o, Py_ssize_t conn_no, int client, bint ro
     o.put_int(43, rcv.retrans)                                           # receiver.retransmissions
     o.put_int(44, rcv.zw_probes)                                         # receiver.zero_window_probes
     o.put_bool(45, rcv.has_last_ack and rcv.last_win == 0)               # receiver.zero_window
+    o.put_bool(46, not has_ack and trigger_kind == T_ACK and snd.has_isn and snd.has_syn_frame
+               and not rcv.has_syn_frame and t_ack != (snd.isn + 1) % SEQ_MOD
+               and seq == t_ack)                                         # rst.answers_challenge_ack
     # after.sender_packets, after.receiver_packets: after_rst
     # evidence frames, sorted, each once
     if cli != NULL and cli.has_syn_frame:
