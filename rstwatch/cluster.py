@@ -127,12 +127,19 @@ def _source(path: Path) -> tuple[str, str]:
     text = str(path)
     if text == "-":
         raise RstwatchError("-", "standard input cannot be read by Dask workers: give files or URLs")
-    m = URL.fullmatch(text)
-    if m and not path.exists():
-        scheme, rest = m.groups()
-        url = f"{scheme}:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
+    if URL.fullmatch(text) and not path.exists():
+        url = "::".join(map(_slashes, text.split("::")))     # chained: zip://a.pcap::s3://b/a.zip
         return url, url
     return os.path.abspath(path), text
+
+
+def _slashes(part: str) -> str:
+    """`s3:/b/k` (a Path's spelling) -> `s3://b/k`; `file:/x` -> `file:///x`."""
+    m = URL.fullmatch(part)
+    if not m:
+        return part
+    scheme, rest = m.groups()
+    return f"{scheme}:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
 
 
 def _plan_here() -> tuple | None:
@@ -209,7 +216,8 @@ def _opened(source: str, label: str, debug: bool) -> Iterator[tuple[Path | None,
         except (OSError, ValueError) as exc:
             if debug:
                 raise
-            yield None, f"{label}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+            why = "no such file" if isinstance(exc, FileNotFoundError) else (getattr(exc, "strerror", None) or exc)
+            yield None, f"{label}: {why}"
             return
         yield local, None
     finally:

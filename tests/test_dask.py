@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -105,17 +106,24 @@ def test_same_bytes_as_jobs_1_and_a_bad_file_is_one_line(lab, tmp_path):
     assert b"Traceback" not in dask.stderr
 
 
-def test_file_urls_read_by_the_workers(lab):
+def test_urls_read_by_the_workers(lab, tmp_path):
     names = sorted(p for p in CAPTURES.glob("*.pcap*"))[:4]
     local = _read(*map(str, names))
-    urls = [p.resolve().as_uri() for p in names]
-    dask = _read(*urls, "--scheduler", lab.address)
-    assert dask.returncode == local.returncode == 0, dask.stderr
+    # file:// (opened in place) and a zip member (an fsspec filesystem that is not local: copied to
+    # the worker's folder, read, removed); a member that is not there is one line, the rest is read
+    with zipfile.ZipFile(tmp_path / "caps.zip", "w") as z:
+        z.write(names[3], names[3].name)
+    urls = [p.resolve().as_uri() for p in names[:3]] + [f"zip://{names[3].name}::{(tmp_path / 'caps.zip').as_uri()}"]
+    gone = f"zip://gone.pcap::{(tmp_path / 'caps.zip').as_uri()}"
+    dask = _read(*urls, gone, "--scheduler", lab.address)
+    assert local.returncode == 0 and dask.returncode == 1, dask.stderr
+    assert dask.stderr.decode().splitlines() == [f"rstwatch: error: {gone}: no such file"]
     rows = [json.loads(x) for x in dask.stdout.splitlines()]
     assert {r["file"] for r in rows} == set(urls)             # each finding names the URL it came from
     for r in rows:
         r["file"] = str(names[urls.index(r["file"])])
     assert rows == [json.loads(x) for x in local.stdout.splitlines()]
+    assert not list(lab.tmp.rglob("rstwatch-url-*"))        # the copy is gone
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(lab, resets_folder):
@@ -203,3 +211,15 @@ def test_kubernetes_manifest_validates():
     workers = [d for d in docs if d["kind"] == "Deployment" and "worker" in d["metadata"]["name"]][0]
     args = workers["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:2] == ["worker", "tcp://rstwatch-dask-scheduler:8786"] and "--nthreads" in args
+
+
+def test_report_on_dask_is_the_local_report(lab, tmp_path):
+    files = [str(CAPTURES / "closed-port.pcap"), str(CAPTURES / "listener-closed.pcap")]
+    pages = []
+    for name, extra in (("local", []), ("dask", ["--scheduler", lab.address])):
+        res = run_cli("report", *files, "-T", "md", "-o", str(tmp_path / f"{name}.md"), *extra)
+        assert res.returncode == 0, res.stderr
+        text = (tmp_path / f"{name}.md").read_text().replace(f"{name}_files/", "FILES/")
+        pages.append([line for line in text.splitlines()        # when it was made, the command line
+                      if " · generated " not in line and "; command: `rstwatch report" not in line])
+    assert pages[0] == pages[1] and any("listener-closed" in line for line in pages[1])
