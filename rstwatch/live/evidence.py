@@ -78,6 +78,20 @@ def _lock_pid(st: os.stat_result) -> int | None:
     return None
 
 
+def _whole_blocks(data: bytes, limit: int, big: bool) -> int:
+    """The length of the longest run of whole pcapng blocks at the start of `data` that ends
+    within its first `limit` bytes (a section header block says its own byte order)."""
+    pos = 0
+    while pos + 12 <= limit:
+        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":          # the same either way round
+            big = data[pos + 8:pos + 12] == b"\x1a\x2b\x3c\x4d"
+        length = int.from_bytes(data[pos + 4:pos + 8], "big" if big else "little")
+        if length < 12 or pos + length > limit:
+            break
+        pos += length
+    return pos
+
+
 def _not_regular(st: os.stat_result) -> str | None:
     """Why a file at the evidence path must not be replaced, or None for a regular file."""
     mode = st.st_mode
@@ -192,15 +206,21 @@ class Evidence:
             self._write(header)
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+        view, done = memoryview(data), 0
         try:
-            while view:
-                view = view[os.write(self.fd, view):]
+            while done < len(data):
+                done += os.write(self.fd, view[done:])
         except OSError:
+            # cut back to the last whole block that fit: still a valid capture, and as many packets
+            # as the disk took (held blocks go out in chunks of up to MAX_HELD_BYTES: cutting the
+            # whole chunk off lost every packet of a short session on a full disk)
+            kept = _whole_blocks(data, done, self._big)
             try:
-                os.ftruncate(self.fd, self.size)        # cut back to the last whole block: still a valid capture
+                os.ftruncate(self.fd, self.size + kept)
             except OSError:
-                pass
+                kept = 0
+            self.size += kept
+            self.bytes_written += kept
             raise
         self.size += len(data)
         self.bytes_written += len(data)
