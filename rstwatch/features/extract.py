@@ -137,7 +137,7 @@ def _check_computed(computed: list[str]) -> None:
 
 BURST_FEATURES = declare(
     ("conn.server_rst_burst", "int", "", "connections to the same server endpoint reset by it within 1 s, this one included, none of which got server data"),
-    ("conn.server_alive_in_burst", "int", "", "in a run of server resets on never-served connections from one server endpoint (each within 2 s of the previous, two or more): signs the listener was still accepting during the run or in the second after it: resets more than 0.1 s after the run's previous one (a listener that dies resets its whole queue at once) and SYN-ACKs or data the endpoint sent on other connections holding a RST; 0 for a lone reset"),
+    ("conn.server_alive_in_burst", "int", "", "in a run of server resets on never-served connections from one server endpoint (each within 2 s of the previous, two or more): signs the listener was still accepting during the run: resets more than 0.1 s after the run's previous one (a listener that dies resets its whole queue at once); 0 for a lone reset"),
 )
 
 
@@ -180,26 +180,24 @@ def _burst_rows(df: pd.DataFrame) -> np.ndarray:
     return np.flatnonzero(eligible.fillna(False).to_numpy(bool))
 
 
-def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarray, window_s: float = 1.0,
+def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarray,
                   gap_s: float = RUN_GAP_S) -> pd.Series:
     """conn.server_alive_in_burst: a listener at its connection limit accepts and closes new
     connections one at a time while it goes on serving; a listener that closes resets its
-    queue at once and handshakes nothing more. Runs of never-served resets from one endpoint
-    (gaps <= `gap_s`) are found with numpy; only the segments of the rare runs of two or
-    more are looked at (the endpoint's SYN-ACKs and data on the connections of this batch)."""
+    queue at once. Runs of never-served resets from one endpoint (gaps <= `gap_s`) are found
+    with numpy and counted by their resets well apart. Only the run's own resets count: they are
+    classified together however the capture is batched (flows.reset_components chains resets
+    this close), while other connections' SYN-ACKs and data depend on what else a batch holds
+    (a first version counted them, and its verdicts changed with the batch size)."""
     out = np.zeros(len(df), np.int64)
     rows = _burst_rows(df)
     if len(rows) < 2:
         return pd.Series(out, index=df.index)
-    rst_rows = np.asarray(rst_rows)
-    flags = P["flags"]
-    cand = np.flatnonzero(((flags & 0x12) == 0x12) | ((P["plen"] > 0) & ((flags & 0x04) == 0)))   # SYN-ACK, or data
-    # one code per sending endpoint (the resets' senders are the servers), for the resets and the candidates
-    both = np.concatenate([rst_rows[rows], cand])
-    key = (P["src_hi"][both] * np.uint64(0x9E3779B97F4A7C15)) ^ P["src_lo"][both] \
-        ^ (P["sport"][both].astype(np.uint64) << np.uint64(48))
-    every, _ = pd.factorize(key)
-    codes, cand_code = every[:len(rows)].astype(np.int64), every[len(rows):].astype(np.int64)
+    at = np.asarray(rst_rows)[rows]
+    # one code per sending endpoint (the resets' senders are the servers)
+    codes, _ = pd.factorize(P["src_hi"][at] * np.uint64(0x9E3779B97F4A7C15) ^ P["src_lo"][at]
+                            ^ (P["sport"][at].astype(np.uint64) << np.uint64(48)))
+    codes = codes.astype(np.int64)
     times = df["time"].to_numpy(np.float64)[rows]
     order = np.lexsort((times, codes))
     c, t = codes[order], times[order]
@@ -209,24 +207,6 @@ def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarr
     sizes = np.bincount(run)
     spread = np.r_[False, ~new_run[1:] & (gap > SWEEP_S)]     # a reset well after the run's previous one
     alive = np.bincount(run, weights=spread, minlength=len(sizes)).astype(np.int64)
-    multi = np.flatnonzero(sizes >= 2)
-    if len(multi) and len(P.get("frame", ())):
-        first = np.full(len(sizes), np.inf)
-        last = np.full(len(sizes), -np.inf)
-        np.minimum.at(first, run, t)
-        np.maximum.at(last, run, t)
-        # per run, its endpoint's SYN-ACKs and data in (first, last + window]: one sorted key of
-        # (endpoint, microseconds) and two binary searches per run
-        t0 = int(P["ts_ns"].min())
-        us = (P["ts_ns"][cand] - t0) // 1000
-        span = int(us.max()) + 2 if len(us) else 2
-        keys = np.sort(cand_code * span + us)
-        lo_us = ((first[multi] * 1e9 - t0) // 1000).astype(np.int64)
-        hi_us = (((last[multi] + window_s) * 1e9 - t0) // 1000).astype(np.int64)
-        base = c[np.flatnonzero(new_run)[multi]] * span
-        lo = np.searchsorted(keys, base + np.clip(lo_us, -1, span - 1), "right")
-        hi = np.searchsorted(keys, base + np.clip(hi_us, -1, span - 1), "right")
-        alive[multi] += hi - lo
     alive[sizes < 2] = 0
     out[rows[order]] = alive[run]
     return pd.Series(out, index=df.index)

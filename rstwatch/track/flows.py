@@ -116,12 +116,15 @@ def evict_oldest(seg: Segments, max_rows: int) -> tuple[Segments, int]:
 # (Zeek's reset delay, 5 s, has passed since that RST), plus this margin for capture timestamps
 # that go backwards a little (merged interfaces).
 SETTLE_MARGIN_NS = 5 * 1_000_000_000
-BURST_WINDOW_NS = 1_001_000_000     # the features' server-RST burst counts resets within 1 s of each other
+# Features compare resets from one endpoint this close: the server-RST burst counts those within
+# 1 s of each other, conn.server_alive_in_burst chains runs with gaps up to 2 s (RUN_GAP_S). Flows
+# whose resets chain this close are classified together, and files this close are not mixed.
+BURST_WINDOW_NS = 2_001_000_000
 
 
 def reset_components(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
     """(flow code of each row, component of each flow). Resets from one endpoint (src, sport)
-    chained by gaps of at most a second are compared by the features (server-RST burst), so the
+    chained by gaps of at most BURST_WINDOW_NS are compared by the features (server-RST burst), so the
     flows holding them must be classified together: a component is such a closure of flows
     (-1 for flows without a RST). A key collision only joins components: safe."""
     codes, uniq = pd.factorize(flow_hash(seg))
