@@ -208,6 +208,19 @@ def test_report_shows_vantage_points(tmp_path):
     res = run_cli("report", "--hosts", str(LAB / name), "--title", "INC-23", "-o", str(rep))
     assert res.returncode == 0, res.stderr
     assert 'id="vantage"' in rep.read_text() and "INC-23" in rep.read_text()
+    # one RST seen in three captures is one reset in the headline, three rows in the table
+    headline = re.sub("<[^>]+>", "", re.search(r'<p class="headline">(.*?)</p>', rep.read_text(), re.S).group(1))
+    assert headline.startswith("1 TCP reset on 1 connection"), headline
+    rows = [json.loads(x) for x in run_cli("read", "--hosts", str(LAB / name), "-T", "jsonl").stdout.splitlines()]
+    assert len(rows) == 3 and sum(r["copy_of"] is None for r in rows) == 1, rows
+    first = next(r for r in rows if r["copy_of"] is None)
+    assert all(r["copy_of"] == f"{first['file']}#{first['frame']}" for r in rows if r is not first)
+    # saved as Parquet (list fields such as seen_at come back as arrays) and reported from there
+    saved = tmp_path / "joined.parquet"
+    assert run_cli("read", "--hosts", str(LAB / name), "-T", "parquet", "-o", str(saved)).returncode == 0
+    res = run_cli("report", str(saved), "-o", str(tmp_path / "saved.html"))
+    assert res.returncode == 0, res.stderr
+    assert "1 TCP reset on 1 connection" in re.sub("<[^>]+>", "", (tmp_path / "saved.html").read_text())
     single = tmp_path / "one.html"
     assert run_cli("read", str(LAB / name / "server"), "-T", "html", "-o", str(single)).returncode == 0
     assert 'id="vantage"' not in single.read_text()

@@ -70,7 +70,10 @@ class Digest:
         self.findings += len(df)
         self.file_names.update(Path(str(f)).name for f in df["file"].unique())
         df = df.sort_values(SORT, kind="stable", ignore_index=True)
-        self._count(df)
+        # several hosts' captures of one RST (read --hosts): each is a row of the table, the RST counts once
+        counted = df[df["copy_of"].isna()].reset_index(drop=True) if "copy_of" in df else df
+        if len(counted):
+            self._count(counted)
         self._keep(df)
 
     # ------------------------------------------------------------------ counters

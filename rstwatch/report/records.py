@@ -18,7 +18,7 @@ EXTRA_FIELDS = ["title", "remediation", "sender_inferred", "resets", "connection
                 "tunnel",                # findings inside a tunnel only (sources/tunnels.py)
                 "interfaces",            # captures on several interfaces (`any`): where the reset was seen (sources/copies.py)
                 # read --host: where it was seen and which host's capture decided (rstwatch/vantage/)
-                "host", "seen_at", "settled_by", "missed_by", "joined_across_nat", "single_view_cause"]
+                "host", "seen_at", "settled_by", "missed_by", "joined_across_nat", "single_view_cause", "copy_of"]
 
 
 _PLAIN_TYPES = frozenset((str, int, bool))
@@ -32,6 +32,8 @@ def _plain(value: Any) -> Any:
         return list(value)          # frames, texts: nothing to convert (a copy, as below)
     if value is pd.NA or value is None or (isinstance(value, float) and value != value):
         return None                 # NaN is not JSON: a missing value is null
+    if getattr(value, "ndim", 0):       # an array: a list column read back from Parquet (seen_at...)
+        return [_plain(v) for v in value.tolist()]
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, list):

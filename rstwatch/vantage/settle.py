@@ -6,7 +6,8 @@ have and did not (`missed_by`), and the host whose capture decided its cause (`s
 - the sender's own capture covers the time and holds the connection but not the RST: nobody at
   that address sent it, a box on the path did: `middlebox-reset`, high confidence;
 - otherwise the view nearest the RST's receiver decides, as one capture alone would.
-`single_view_cause` keeps what each capture alone said.
+`single_view_cause` keeps what each capture alone said; `copy_of` marks the rows of a RST that
+another capture's row already stands for (a report counts each RST once).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def settle(findings: pd.DataFrame, joined: list[Joined], host_of: dict[str, str]
     settled_by = list(hosts)
     missed_by: list[list[str]] = [[] for _ in range(n)]
     across = [False] * n
+    copy_of: list[str | None] = [None] * n
     single = df["cause"].tolist()
     row_of = {(f, int(fr)): i for i, (f, fr) in enumerate(zip(files, frames)) if fr == fr}
     overrides: dict[int, dict] = {}
@@ -60,6 +62,8 @@ def settle(findings: pd.DataFrame, joined: list[Joined], host_of: dict[str, str]
         for ident, seen in idents.items():
             verdict, decider, missed = _decide(j, ident, seen, offsets, df, row_of, middlebox_rule)
             rows = [row_of[(m.file.path, frame)] for m, _, frame in seen.values() if (m.file.path, frame) in row_of]
+            for i in rows[1:]:          # one RST in several captures: counted once (the first host's row)
+                copy_of[i] = f"{files[rows[0]]}#{int(frames[rows[0]])}"
             for i in rows:
                 seen_at[i] = list(dict.fromkeys(m.file.host for m, _, _ in seen.values()))
                 settled_by[i] = decider
@@ -76,6 +80,7 @@ def settle(findings: pd.DataFrame, joined: list[Joined], host_of: dict[str, str]
     df["missed_by"] = missed_by
     df["joined_across_nat"] = across
     df["single_view_cause"] = single
+    df["copy_of"] = copy_of
     return df
 
 
