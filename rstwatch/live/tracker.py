@@ -97,8 +97,9 @@ class LiveTracker:
         if len(self.table) != before and len(self.pend_frame):      # absorbed RSTs get no row of their own
             self._keep_pending(np.isin(self.pend_frame, self.table["frame"]))
         # a new flood is announced at once; then what it adds, every STORM_UPDATE_S and at the end
+        # (a SYN flood adds connections, not resets: either counts)
         due = {k for k, st in self.storms.storms.items()
-               if k not in self.counted or (st.rsts > self.counted[k][0]
+               if k not in self.counted or ((st.rsts, st.flows) > self.counted[k]
                                             and (final or now - self.updated.get(k, 0.0) >= STORM_UPDATE_S))}
         if not due:
             return None

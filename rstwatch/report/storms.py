@@ -26,7 +26,9 @@ def storm_rows(file: str, tracker: StormTracker, keys=None, counted: dict | None
                   "sources": f"{len(senders)}{'+' if len(senders) >= 64 else ''}",
                   "first_frame": st.first_frame, "last_frame": st.last_frame}
         summary = rule.explain.format(**values)
-        if before_rsts or before_flows:
+        if (before_rsts or before_flows) and st.rsts == before_rsts:      # a SYN flood goes on: connections, no resets
+            summary = f"{st.flows - before_flows:,} more connections ({st.flows:,} in all) of a {rule.name} against {st.target}: {summary}"
+        elif before_rsts or before_flows:
             summary = f"{st.rsts - before_rsts:,} more resets ({st.rsts:,} in all) of a {rule.name} against {st.target}: {summary}"
         fam = "ipv6" if st.v6 else "ip"
         rows.append({

@@ -25,6 +25,12 @@ from .flows import flow_hash
 DETECTORS = ("rst-storm", "port-scan", "syn-flood")
 # --storm-min not given: each flood rule's own min_connections. A number overrides them all.
 STORM_MIN_FLOWS: int | None = None
+# A SYN nothing answered for this long (behind the newest packet) counts toward a SYN flood while
+# the capture is read, not only at its end: Linux retransmits an unanswered SYN after 1 s and 3 s,
+# answered ones get their SYN-ACK or RST within a round trip. Kept to the end, a SYN flood's flows
+# filled the flow table (3 M SYNs: 1.2 GB) and `live` reported the flood only at exit, for what its
+# flow table still held.
+SYN_UNANSWERED_NS = 3_000_000_000
 # What a flood rule's `flood:` mapping holds (required keys first) and its templates may use.
 FLOOD_REQUIRED = ("detector", "min_connections", "min_rate_per_s")
 FLOOD_KEYS = FLOOD_REQUIRED + ("groups", "receiver_sees")
@@ -107,13 +113,13 @@ class StormTracker:
         to its count of resets."""
         if self.min_flows <= 0 or not len(seg):
             return seg
-        if not self.storms and not final and int(((seg["flags"] & RST) != 0).sum()) < self.min_flows:
-            return seg                                      # too few resets to hold a flood
-        codes, uniq = pd.factorize(flow_hash(seg))
-        n = len(uniq)
         f = seg["flags"]
         is_rst = (f & RST) != 0
         syn_only = ((f & SYN) != 0) & ((f & ACK) == 0) & ~is_rst
+        if not self.storms and not final and max(int(is_rst.sum()), int(syn_only.sum())) < self.min_flows:
+            return seg                                      # too few resets or SYNs to hold a flood
+        codes, uniq = pd.factorize(flow_hash(seg))
+        n = len(uniq)
         synack = ((f & SYN) != 0) & ((f & ACK) != 0) & ~is_rst
         bare_rst = is_rst & ((f & ACK) == 0)
         count = np.bincount(codes, minlength=n)
@@ -125,6 +131,10 @@ class StormTracker:
         kind[(syn_n > 0) & (sa_n > 0) & (bare_n > 0) & (syn_n + sa_n + bare_n == count)] = 2
         if final:
             kind[syn_n == count] = 2                                          # SYNs nobody answered
+        elif syn_only.any():                                                  # ... for long enough already
+            last = np.full(n, np.iinfo(np.int64).min, np.int64)
+            np.maximum.at(last, codes, seg["ts_ns"])
+            kind[(syn_n == count) & (last < int(seg["ts_ns"].max()) - SYN_UNANSWERED_NS)] = 2
         drop = np.zeros(n, bool)
         for k, name in enumerate(DETECTORS):
             if name not in self.limits:
