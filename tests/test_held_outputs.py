@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CAPTURES, run_cli
-from test_live import Session, refuse
+from conftest import run_cli
+from test_live import Session, namespace, refuse
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture tests need root (network namespaces)")
 NS = "rwheld"
@@ -28,12 +28,8 @@ NS = "rwheld"
 
 @pytest.fixture
 def held_ns():
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    subprocess.run(["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"], check=True)
-    yield NS
-    subprocess.run(f"ip netns pids {NS} | xargs -r kill -9", shell=True)
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    with namespace(NS) as ns:
+        yield ns
 
 
 def _one_error(err: list[str], *words: str) -> str:

@@ -249,19 +249,15 @@ class tmpfs:
 
 # ---- 2, 9, 10. live: evidence files, SIGHUP, a full disk ----
 
-from test_live import Session, ns_pids, refuse     # noqa: E402  (the live tests' session driver)
+from test_live import Session, namespace, ns_pids, refuse     # noqa: E402  (the live tests' session driver)
 
 NS = "ha-io"
 
 
 @pytest.fixture
 def ha_ns():
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    subprocess.run(["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"], check=True)
-    yield NS
-    subprocess.run(f"ip netns pids {NS} | xargs -r kill -9", shell=True)
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    with namespace(NS) as ns:
+        yield ns
 
 
 @needs_root

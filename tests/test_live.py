@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,16 +72,26 @@ def ns_pids(ns: str) -> list[str]:
     return subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
 
 
+@contextmanager
+def namespace(name: str, *setup: str):
+    """A fresh network namespace with loopback up and `setup` commands run in it; whatever still
+    runs inside is killed and the namespace removed at the end."""
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in ("ip link set lo up", *setup):
+            subprocess.run(["ip", "netns", "exec", name, *cmd.split()], check=True)
+        yield name
+    finally:
+        subprocess.run(f"ip netns pids {name} | xargs -r kill -9", shell=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
 @pytest.fixture
 def lone_ns():
     """A namespace with loopback up and a veth pair (d0, d1), for the session-ending tests."""
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    for cmd in ("ip link set lo up", "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up"):
-        subprocess.run(["ip", "netns", "exec", NS, *cmd.split()], check=True)
-    yield NS
-    subprocess.run(f"ip netns pids {NS} | xargs -r kill -9", shell=True)
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    with namespace(NS, "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up") as ns:
+        yield ns
 
 
 def refuse(ns: str, n: int, port: int = 9) -> None:
