@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,7 +56,8 @@ def test_a_second_live_run_never_replaces_the_file_a_running_one_writes(held_ns,
         assert second.finish(60) == 2, second.err
         _one_error(second.err, f"another rstwatch (pid {pid}) is writing it")
     assert {p: os.stat(p).st_ino for p in held} == held, "a running session's file was replaced"
-    time.sleep(1.5)
+    first.wait_records(3)
+    first_ring.wait_records(3)
     for s in (first, first_ring):
         s.proc.send_signal(signal.SIGTERM)
         assert s.finish(30) == 0, s.err

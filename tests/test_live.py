@@ -67,6 +67,13 @@ class Session:
     def records(self) -> list[dict]:
         return [json.loads(line) for _, line in self.lines]
 
+    def wait_records(self, n: int, timeout: float = 30) -> None:
+        """Until `n` findings are out (a fixed sleep was too short on a loaded machine)."""
+        end = time.time() + timeout
+        while len(self.lines) < n and time.time() < end and self.proc.poll() is None:
+            time.sleep(0.1)
+        assert len(self.lines) >= n, (self.lines, "".join(self.err))
+
 
 def ns_pids(ns: str) -> list[str]:
     return subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
