@@ -136,4 +136,4 @@ def test_every_rule_folder_of_the_repository_loads_within_the_limits() -> None:
         rs = loader.load_rule_set([folder])          # the built-ins, then the folder again on top
         assert rs.warnings == [], folder
         assert all(r.conditions <= model.MAX_RULE_CONDITIONS for r in rs.rules)
-        assert sum(r.conditions for r in rs.rules) == 86 or folder != ROOT / "rules"
+        assert sum(r.conditions for r in rs.rules) == 96 or folder != ROOT / "rules"      # as docs/rule-files.md says
