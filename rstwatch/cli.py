@@ -102,9 +102,10 @@ def report(
     from .run_report import run_report
     if host or hosts is not None:
         from .vantage.run import run_hosts
-        _guard(_on_dask(scheduler, jobs, lambda: run_hosts(paths or [], (tuple(host or ()), hosts), fmt.value if fmt else "html",
+        _guard(_on_dask(scheduler, jobs, lambda: run_hosts(paths or [], (tuple(host or ()), hosts), fmt.value if fmt else None,
                                                            output, force, rules or [], jobs, debug, storm_min,
-                                                           (None, None, None, None), extract, title)), debug)
+                                                           (None, None, None, None), extract, title,
+                                                           default="html")), debug)   # r.md: Markdown
         return
     if not paths:
         raise typer.BadParameter("give capture files, folders or saved findings, or --host NAME=PATH / --hosts DIR",

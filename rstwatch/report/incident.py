@@ -375,12 +375,27 @@ def _render_markdown(digest: Digest, csv, out: TextIO, info) -> None:
                     name = f"{ex['id']}.svg"
                     files[name] = _standalone(ex["ladder"])
                     ex["ladder"] = f"{folder.name}/{name}"
+        model["vantage"] = _vantage_files(info.vantage, folder, files)
         model["csv"] = csv()
         if model["csv"].get("href", "").startswith("data:"):
             files["findings.csv"] = base64.b64decode(model["csv"]["href"].split(",", 1)[1]).decode()
             model["csv"] = {"href": f"{folder.name}/findings.csv", "size": model["csv"]["size"]}
         _write_folder(folder, files, info.force)
+    model.setdefault("vantage", None)
     out.write(_env().get_template("report.md.j2").render(**model))
+
+
+def _vantage_files(facts: dict | None, folder: Path, files: dict[str, str]) -> dict | None:
+    """The Vantage points section of a joined run (read --hosts) for the Markdown template: its
+    ladders become files in NAME_files/ beside the report's other pictures."""
+    if facts is None:
+        return None
+    from ..vantage.section import LADDER_CAPTION
+    connections = []
+    for c in facts["connections"]:
+        files[f"{c['id']}.svg"] = _standalone(c["ladder"])
+        connections.append(dict(c, ladder=f"{folder.name}/{c['id']}.svg"))
+    return dict(facts, connections=connections, caption=LADDER_CAPTION)
 
 
 class ReportSink:

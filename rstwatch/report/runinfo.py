@@ -40,6 +40,7 @@ class RunInfo:
     carried: dict[str, Any] = field(default_factory=dict)   # provenance found in a Parquet file
     force: bool = False
     packets_for: dict[str, Path] = field(default_factory=dict)   # finding `file` label -> capture to re-read
+    vantage: dict | None = None        # read --hosts: the Vantage points section (vantage/section.vantage_facts)
 
 
 def file_digest(path: str | Path) -> tuple[int | None, str | None]:

@@ -10,7 +10,8 @@ from ..report.plaintext import visible
 
 
 def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_dirs: list[Path], jobs: int,
-              debug: bool, storm_min, filters: tuple, extract, title: str | None = None) -> int:
+              debug: bool, storm_min, filters: tuple, extract, title: str | None = None,
+              default: str | None = None) -> int:
     from ..engine.loader import load_rules
     from ..errors import RstwatchError
     from ..run_report import finish, plan
@@ -19,7 +20,7 @@ def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_di
     from . import parse_hosts, read_hosts
     if paths:
         raise RstwatchError("--host", "give captures either as PATHS or per host (--host/--hosts), not both")
-    chosen = plan(fmt, output, extract)
+    chosen = plan(fmt, output, extract, default)     # `report`: html unless the name or -T says otherwise
     keep = make_filter(*filters) if any(f is not None for f in filters) else None
     specs, folder = hosts
     parsed = parse_hosts(list(specs), folder)
@@ -35,8 +36,14 @@ def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_di
         return ExitStatus.USAGE
     for note in run.notes:
         typer.echo(f"rstwatch: vantage: {note}", err=True)
-    if chosen.name == "html" and len(run.findings):
-        from .section import WithVantage, vantage_section
-        chosen = WithVantage(chosen, vantage_section(run.groups, run.findings, run.offsets, run.notes))
-    finish(chosen, run.findings, run.results, rules, rule_dirs, output, force, extract, title)
+    info = None
+    if chosen.name in ("html", "md") and len(run.findings):
+        from ..report.runinfo import RunInfo
+        from .section import WithVantage, section_html, vantage_facts
+        facts = vantage_facts(run.groups, run.findings, run.offsets, run.notes)
+        if chosen.name == "html":
+            chosen = WithVantage(chosen, section_html(facts))
+        else:                                   # the Markdown template writes the section itself
+            info = RunInfo(vantage=facts)
+    finish(chosen, run.findings, run.results, rules, rule_dirs, output, force, extract, title, info=info)
     return ExitStatus.PARTIAL if run.errors else ExitStatus.OK
