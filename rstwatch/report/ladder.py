@@ -27,19 +27,38 @@ def _pick(packets: list[Packet], rst_frame: int, evidence: set[int]) -> list[Pac
     at = next((i for i, p in enumerate(packets) if p.frame == rst_frame), len(packets) - 1)
     keep = set(range(4)) | set(range(at - 4, at + 3)) | {len(packets) - 2, len(packets) - 1}
     keep |= {i for i, p in enumerate(packets) if p.frame in evidence and len(keep) < MAX_ROWS}
-    out: list[Packet | int] = []
+    return with_gaps(packets, keep)
+
+
+def with_gaps(rows: list, keep: set[int], most: int | None = None) -> list:
+    """The rows whose index is in `keep` (at most `most` of them), in order, with an int standing
+    for each run of rows left out (drawn as "... N segments not drawn ...")."""
+    out: list = []
     gap = 0
-    for i, p in enumerate(packets):
-        if i in keep:
+    for i, row in enumerate(rows):
+        if i in keep and (most is None or len(out) < most):
             if gap:
                 out.append(gap)
                 gap = 0
-            out.append(p)
+            out.append(row)
         else:
             gap += 1
-    if gap:
-        out.append(gap)
-    return out
+    return out + ([gap] if gap else [])
+
+
+def arrow_markers(uid: str) -> str:
+    """The arrowheads of a ladder's arrows: `{uid}a` in the page's colour, `{uid}r` in the RST's red."""
+    marker = ('<marker id="{id}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+              'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{fill}"/></marker>')
+    return ("<defs>" + marker.format(id=f"{uid}a", fill="currentColor")
+            + marker.format(id=f"{uid}r", fill=RST_COLOUR) + "</defs>")
+
+
+def arrow(x1: int, y1: int, x2: int, y2: int, is_rst: bool, width: float, uid: str) -> str:
+    """One segment's arrow: red, thicker and with the red head for the RST."""
+    colour = RST_COLOUR if is_rst else "currentColor"
+    return (f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{colour}" '
+            f'stroke-width="{2.5 if is_rst else width}" marker-end="url(#{uid}{"r" if is_rst else "a"})"/>')
 
 
 def ladder_svg(packets: list[Packet], rst_frame: int, client: tuple[str, int], server: tuple[str, int],
@@ -61,10 +80,7 @@ def ladder_svg(packets: list[Packet], rst_frame: int, client: tuple[str, int], s
              f'font-family="ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" font-size="12">']
     if standalone:
         parts.append("<style>svg{color:#1f2328} @media (prefers-color-scheme: dark){svg{color:#e6edf3}}</style>")
-    marker = ('<marker id="{id}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-              'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{fill}"/></marker>')
-    parts.append("<defs>" + marker.format(id=f"{uid}a", fill="currentColor")
-                 + marker.format(id=f"{uid}r", fill=RST_COLOUR) + "</defs>")
+    parts.append(arrow_markers(uid))
     parts.append(f'<g fill="currentColor"><text x="8" y="16" font-weight="bold">frame</text>'
                  f'<text x="64" y="16" font-weight="bold">time (s)</text>'
                  f'<text x="{LEFT}" y="16" text-anchor="middle" font-weight="bold">{escape(lanes[0])}</text>'
@@ -107,5 +123,4 @@ def _arrow(p: Packet, y: int, client: tuple[str, int], base: dict, t0: int, is_r
             f'<text x="8" y="{y + 4}" fill="currentColor"{weight}>{p.frame}</text>'
             f'<text x="64" y="{y + 4}" fill="currentColor">{(p.ts_ns - t0) / 1e9:.6f}</text>'
             f'<text x="{mid}" y="{y - 3}" text-anchor="middle" fill="{colour}"{weight}>{escape(text)}</text>'
-            f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y + 8}" stroke="{colour}" '
-            f'stroke-width="{2.5 if is_rst else 1.5}" marker-end="url(#{uid}{"r" if is_rst else "a"})"/></g>')
+            f'{arrow(x1, y, x2, y + 8, is_rst, 1.5, uid)}</g>')

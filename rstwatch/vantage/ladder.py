@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ..report.ladder import RST_COLOUR, flag_text
+from ..report.ladder import RST_COLOUR, arrow, arrow_markers, flag_text, with_gaps
 from .join import Joined
 
 W, TOP, ROW, LEFT_TEXT = 760, 64, 26, 150
@@ -32,16 +32,7 @@ def _pick(rows: list) -> list:
         return rows
     rst = [i for i, r in enumerate(rows) if r[1][3] & 4]
     keep = set(range(4)) | {len(rows) - 1} | {i for a in rst for i in range(a - 5, a + 3)}
-    out, gap = [], 0
-    for i, r in enumerate(rows):
-        if i in keep and len(out) < 2 * MAX_ROWS:
-            if gap:
-                out.append(gap)
-                gap = 0
-            out.append(r)
-        else:
-            gap += 1
-    return out + ([gap] if gap else [])
+    return with_gaps(rows, keep, most=2 * MAX_ROWS)
 
 
 def vantage_ladder(j: Joined, offsets: dict, uid: str = "v") -> str:
@@ -61,10 +52,7 @@ def vantage_ladder(j: Joined, offsets: dict, uid: str = "v") -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="ladder vantage" viewBox="0 0 {W} {height}" width="{W}" '
            f'height="{height}" role="img" aria-label="packet ladder, one column per vantage point" '
            f'font-family="ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" font-size="11">',
-           f'<defs><marker id="{uid}a" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-           f'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="currentColor"/></marker>'
-           f'<marker id="{uid}r" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-           f'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{RST_COLOUR}"/></marker></defs>',
+           arrow_markers(uid),
            '<g fill="currentColor"><text x="8" y="16" font-weight="bold">time (s)</text>']
     for m, x in zip(members, xs):
         out.append(f'<text x="{x}" y="16" text-anchor="middle" font-weight="bold">{escape(m.file.host)}</text>'
@@ -98,8 +86,7 @@ def _row(r, y: int, xs: list[int], t0: float, base: dict, uid: str) -> str:
              f'<text x="{(xs[first] + xs[last]) // 2}" y="{y - 4}" text-anchor="middle" fill="{colour}"'
              f'{bold}>{escape(text)}</text>']
     if first != last:
-        parts.append(f'<line x1="{xs[first]}" y1="{y}" x2="{xs[last]}" y2="{y}" stroke="{colour}" '
-                     f'stroke-width="{2.5 if is_rst else 1.2}" marker-end="url(#{uid}{"r" if is_rst else "a"})"/>')
+        parts.append(arrow(xs[first], y, xs[last], y, is_rst, 1.2, uid))
     for k in have:
         parts.append(f'<circle cx="{xs[k]}" cy="{y}" r="3.5" fill="{colour}"/>')
     pos = {k: n for n, k in enumerate(order)}
