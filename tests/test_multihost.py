@@ -145,6 +145,48 @@ def test_clock_offset_estimated(tmp_path, shift):
     assert {r["cause"] for r in rows} == {"middlebox-reset"}
 
 
+def test_reused_four_tuple_joins_a_capture_that_began_later(tmp_path):
+    """The half-open lab's client reused its port: the older connection, then a SYN answered by a
+    challenge ACK and the client's reset. A second capture at the same point that began after the
+    older connection still joins the reset (the 4-tuple is split into its connections, as the
+    per-file analysis splits it: it was one connection keyed by the older ISN, and nothing joined),
+    and of the host's two captures, the one that saw the older connection decides: half-open-lost-connection, which the
+    later capture alone cannot tell from a peer that lost its state."""
+    full = CAPTURES / "halfopen" / "curl-reconnect-after-client-crash.pcap"
+    late = tmp_path / "late.pcap"
+    subprocess.run(["editcap", "-r", str(full), str(late), "8-20"], check=True, capture_output=True)
+    alone, _ = read(str(late))
+    assert [r["cause"] for r in alone] == ["peer-lost-state"]
+    rows, res = read("--host", f"web1={late}", "--host", f"web1={full}")     # one host, two captures
+    assert res.returncode == 0, res.stderr
+    by_file = {r["file"]: r for r in rows}
+    assert set(by_file) == {str(full), str(late)}
+    assert by_file[str(full)]["frame"] == 10 and by_file[str(late)]["frame"] == 3
+    for r in rows:
+        assert r["seen_at"] == ["web1"] and r["settled_by"] == "web1"
+        assert r["cause"] == "half-open-lost-connection"
+    assert by_file[str(full)]["copy_of"] == f"{late}#3" and by_file[str(late)]["copy_of"] is None
+    assert by_file[str(late)]["single_view_cause"] == "peer-lost-state"
+
+
+def test_clock_offset_through_a_host_in_between(tmp_path):
+    """The client and the server share no connection (two scenarios), the router saw both: the
+    server's clock (30 s off) is placed through the router, and its injected reset still settles."""
+    (tmp_path / "router").mkdir()
+    shutil.copy(LAB / "unread-data-close" / "router" / "r0.pcap", tmp_path / "router" / "a.pcap")
+    shutil.copy(LAB / "firewall-reject" / "router" / "r0.pcap", tmp_path / "router" / "b.pcap")
+    server = tmp_path / "server.pcap"
+    shift_pcap(LAB / "firewall-reject" / "server" / "s0.pcap", server, 30.0)
+    rows, res = read("--host", f"client={LAB / 'unread-data-close' / 'client' / 'c0.pcap'}",
+                     "--host", f"router={tmp_path / 'router'}", "--host", f"server={server}")
+    assert res.returncode == 0, res.stderr
+    got = re.search(r"server ([+-][0-9.]+) s \(.*?, through router\)", res.stderr)
+    assert got and abs(float(got.group(1)) - 30.0) < 1e-3, res.stderr
+    injected = [r for r in rows if r["host"] == "router" and r["file"].endswith("b.pcap")]
+    assert injected and {r["cause"] for r in injected} == {"middlebox-reset"}
+    assert {r["settled_by"] for r in injected} == {"server"}
+
+
 def test_bad_or_missing_host_file(tmp_path):
     name = "unread-data-close"
     junk = tmp_path / "junk.pcap"

@@ -71,7 +71,8 @@ def _notes(run: VantageRun, names: list[str]) -> list[str]:
             o = run.offsets.get(h)
             parts.append(f"{h} not joined with {ref}" if o is None else
                          f"{h} {o['offset_s']:+.6f} s (one-way delay {o['one_way_delay_s'] * 1e3:.3f} ms, "
-                         f"{o['segment_pairs']} segment pairs in {o['connections']} connection(s))")
+                         f"{o['segment_pairs']} segment pairs in {o['connections']} connection(s)"
+                         + (f", through {', '.join(o['via'])})" if o.get("via") else ")"))
         if parts:
             notes.append(f"clock offsets relative to {ref}: " + "; ".join(parts))
     return notes

@@ -15,6 +15,7 @@ from ..interop import community_id
 from ..sources.capture import read_segments
 from ..sources.diagnostics import Diagnostics
 from ..sources.segments import address_text
+from ..track.connection import split_connections
 
 SYN, RST, ACK = 0x02, 0x04, 0x10
 INITIAL_TTLS = (64, 128, 255)       # a packet captured on its sender's own link (or one hop before a router)
@@ -59,8 +60,30 @@ def _columns(path: Path) -> dict[str, np.ndarray]:
         "ap": np.where(s_first, c["sport"], c["dport"]), "bh": np.where(s_first, c["dst_hi"], c["src_hi"]),
         "bl": np.where(s_first, c["dst_lo"], c["src_lo"]), "bp": np.where(s_first, c["dport"], c["sport"]),
         "v6": c["v6"]})
-    c["conn"] = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy() if len(keys) else np.zeros(0, int)
+    tuples = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy() if len(keys) else np.zeros(0, int)
+    c["conn"] = _split_reused(c, tuples)
     return c
+
+
+def _split_reused(c: dict, tuples: np.ndarray) -> np.ndarray:
+    """One id per connection, not per 4-tuple: a 4-tuple used again (a fixed or recycled client
+    port) is split where the per-file analysis splits it (a SYN with a new ISN or after a RST),
+    so a capture that saw only the later connection still joins the one that saw both."""
+    conn = np.asarray(tuples, dtype=np.int64).copy()
+    if not len(conn):
+        return conn
+    P = {k: c[k].tolist() for k in ("flags", "seq", "ts_ns")}
+    order = np.argsort(conn, kind="stable")
+    bounds = np.flatnonzero(np.diff(conn[order])) + 1
+    next_id = int(conn.max()) + 1
+    for idx in np.split(order, bounds):
+        if not np.any(c["flags"][idx] & (SYN | RST)):
+            continue                 # nothing that could start another connection
+        pieces = split_connections(P, idx.tolist())
+        for piece, _ in pieces[1:]:
+            conn[piece] = next_id
+            next_id += 1
+    return conn
 
 
 def _endpoint(c: dict, i: int, side: str) -> tuple[str, int]:

@@ -94,27 +94,52 @@ def _order(j: Joined) -> None:
     # an endpoint's own capture sits at its end of the path and sees its packets at an initial TTL
     for role, end in (("c", placed[0]), ("s", placed[-1])):
         if role in end.conn.initial_ttl_from:
-            j.owner[role] = end
+            j.owner[role] = with_most_history([m for m in placed if role in m.conn.initial_ttl_from], end)
+
+
+SAME_POINT_S = 1e-6     # one host's captures this close saw the packets at one point (the lab's
+                        # interfaces of one path are 3-9 us apart; a copy of a capture, 0)
+
+
+def with_most_history(members: list[Member], at: Member) -> Member:
+    """Of `at`'s host's captures at `at`'s point of the path (a second capture started later on
+    the same interface), the one that began first: it has seen more of what came before (an
+    older connection on the same 4-tuple, the port's earlier refusals)."""
+    same = [m for m in members if m.file.host == at.file.host and m.position is not None
+            and at.position is not None and abs(m.position - at.position) <= SAME_POINT_S]
+    return min(same, key=lambda m: m.file.first_ts, default=at)
 
 
 def clock_offsets(joined: list[Joined], hosts: list[str]) -> dict[str, dict]:
     """Each host's clock relative to the first host's: the median over joined connections of the
-    per-connection estimates (captures of the same host share its clock)."""
-    ref = hosts[0]
-    per_host: dict[str, list[tuple[float, float, int]]] = {}
+    per-connection estimates (captures of the same host share its clock). A host that shares no
+    connection with the first is placed through the hosts it does share connections with (a
+    client and a backend seen together only by the load balancer's capture): the offsets along
+    the shortest chain add up, and `via` names the hosts in between."""
+    pairs: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
     for j in joined:
-        mine = [m for m in j.members if m.file.host == ref]
-        if not mine:
-            continue
+        first_of: dict[str, Member] = {}
         for m in j.members:
-            if m.file.host == ref:
-                continue
-            est = pair_estimate(mine[0].conn, m.conn)
-            if est is not None:
-                per_host.setdefault(m.file.host, []).append(est)
-    out = {ref: {"offset_s": 0.0, "connections": 0, "segment_pairs": 0, "one_way_delay_s": 0.0}}
-    for host, ests in per_host.items():
-        out[host] = {"offset_s": statistics.median(e[0] for e in ests), "connections": len(ests),
-                     "segment_pairs": sum(e[2] for e in ests),
-                     "one_way_delay_s": statistics.median(abs(e[1]) for e in ests)}
+            first_of.setdefault(m.file.host, m)
+        for a, ma in first_of.items():          # each capture of b against a's first one
+            for mb in j.members:
+                if mb.file.host != a:
+                    est = pair_estimate(ma.conn, mb.conn)
+                    if est is not None:
+                        pairs.setdefault((a, mb.file.host), []).append(est)
+    ref = hosts[0]
+    out = {ref: {"offset_s": 0.0, "connections": 0, "segment_pairs": 0, "one_way_delay_s": 0.0, "via": []}}
+    frontier = [ref]
+    while frontier:                     # breadth first: the fewest hops, then the most connections
+        reached: dict[str, tuple[str, list]] = {}
+        for a in frontier:
+            for (x, b), ests in pairs.items():
+                if x == a and b not in out and (b not in reached or len(ests) > len(reached[b][1])):
+                    reached[b] = (a, ests)
+        for b, (a, ests) in reached.items():
+            out[b] = {"offset_s": out[a]["offset_s"] + statistics.median(e[0] for e in ests),
+                      "connections": len(ests), "segment_pairs": sum(e[2] for e in ests),
+                      "one_way_delay_s": statistics.median(abs(e[1]) for e in ests),
+                      "via": out[a]["via"] + ([a] if a != ref else [])}
+        frontier = list(reached)
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .join import Joined, Member
+from .join import Joined, Member, with_most_history
 
 INJECTED_CONFIDENCE = 0.97
 VERDICT_COLUMNS = ("cause", "rule", "confidence", "alternatives", "summary", "errno", "remediation", "title")
@@ -114,7 +114,8 @@ def _decide(j: Joined, ident: tuple, seen: dict, offsets: dict, df: pd.DataFrame
                    "summary": (f"Injected {_injection_point(path, present)}: the RST in the name of {addr} is not in "
                                f"{owner.file.host}'s own capture, which holds the connection at that time")}
         return verdict, owner.file.host, missed
-    near = [m for m in path if id(m) in present][-1]
+    holding = [m for m in path if id(m) in present]
+    near = with_most_history(holding, holding[-1])
     row = row_of.get((near.file.path, seen[id(near)][2]))
     return (None if row is None else _row_verdict(df, row)), near.file.host, missed
 
