@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/hostile.py [--zeros-gib 1] [--trickle 300000] [--files 3000] [--only trickle]
     .venv/bin/python benchmarks/hostile.py --only metrics       (root: a network namespace and a pids cgroup)
+    .venv/bin/python benchmarks/hostile.py --only overload      (root: live under 20,000 separate resets/s for 30 s)
 
 Generators (also used by tests/test_hostile.py at small sizes):
   zero_records   a gzip of a pcap header followed by zeros: every 16 bytes is a zero-length record
   rst_trickle    spoofed RSTs on distinct 4-tuples at a rate just under the storm rate (99/s)
   small_files    a folder of rotated two-packet captures (SYN, RST|ACK: a refused connection each)
+  blast          live overload: distinct bare RSTs sent out of a veth at a set rate (issue 20 item 2)
   rule_folder    valid rule files of many OR branches, or an explain repeating {src} (issue 20 item 15)
   live_report    72,000 findings fed to `live --report r.html` a batch at a time, as a session
                  emits them (issue 20 item 16): the report's own memory, over what the session holds
@@ -95,6 +97,35 @@ def _refused(k: int) -> bytes:
         ts = t + i * 100
         out.append(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(frame), len(frame)) + frame)
     return b"".join(out)
+
+
+def blast(iface: str, per_second: float, seconds: float, seed: int = 1, pool: int = 400_000) -> int:
+    """Live overload (issue 20 item 2): bare RSTs between random hosts (so each is its own
+    finding, not one flood's), each on its own 4-tuple (a pool of `pool`, sent again in turn when a
+    long run uses them up), sent out of `iface` through a raw socket for `seconds`, `per_second` a
+    second (0: as fast as it goes, ~100,000/s here). Returns the frames sent. Needs CAP_NET_RAW
+    (a namespace's veth)."""
+    n = int(per_second * seconds) if per_second else 1 << 62
+    k = min(n, pool)
+    rec = rst_records(k, per_second or 1e6, seed)
+    rec["f"][:, 30:34] = np.random.default_rng(seed + 1).integers(1, 224, (k, 4))     # random targets
+    frames = memoryview(np.ascontiguousarray(rec["f"]).tobytes())
+    sent, start = 0, time.monotonic()
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((iface, 0))
+        while sent < n:
+            now = time.monotonic() - start
+            if now >= seconds:
+                break
+            due = min(n, int(now * per_second) + 1) if per_second else min(n, sent + 1000)
+            if due <= sent:
+                time.sleep(0.001)
+                continue
+            for i in range(sent, due):
+                j = i % k * FRAME
+                s.send(frames[j:j + FRAME])
+            sent = due
+    return sent
 
 
 def small_files(folder: Path, n: int) -> list[Path]:
@@ -206,7 +237,10 @@ def main() -> None:
     ap.add_argument("--floods", type=int, default=200, help="requests with 101 header lines")
     ap.add_argument("--rule-files", type=int, default=200, help="rule files of 4,000 OR branches (~245 KB each)")
     ap.add_argument("--live-report", type=int, default=72_000, help="findings fed to live --report")
-    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files", "metrics", "rules", "live-report"),
+    ap.add_argument("--overload-rate", type=float, default=20_000, help="separate resets/s sent at live (root)")
+    ap.add_argument("--overload-seconds", type=float, default=30, help="how long the overload lasts")
+    ap.add_argument("--only", action="append", choices=("zeros", "trickle", "files", "metrics", "rules", "live-report",
+                                                        "overload"),
                     help="run only this benchmark (repeatable; default: all three, and metrics as root)")
     a = ap.parse_args()
     only = set(a.only or ("zeros", "trickle", "files", "rules", *(("metrics",) if os.geteuid() == 0 else ())))
@@ -224,6 +258,8 @@ def main() -> None:
             live_report(tmp, a.live_report)
         if "metrics" in only:
             metrics(a.idle, a.floods)
+        if "overload" in only:
+            overload(a.overload_rate, a.overload_seconds)
 
 
 def zeros(tmp: Path, gib: float) -> None:
@@ -375,6 +411,63 @@ def metrics(idle: int, floods: int, port: int = 19750) -> None:
           f"{seen['threads']} threads in rstwatch, {len(ok)}/5 scrapes answered (slowest {max(ok, default=0) * 1000:.0f} ms); "
           f"{floods} requests with 101 headers: {seen['flood']}; stderr {len(err):,} bytes, "
           f"{err.count(b'Traceback')} tracebacks")
+
+
+def overload(rate: float, seconds: float, ns: str = "rwoverload", port: int = 19772) -> None:
+    """`rstwatch live d1 --metrics-port` in a namespace while `blast` sends `rate` separate resets a
+    second for `seconds` from d0: what reached d1, what rstwatch read, what the kernel dropped on
+    dumpcap's socket (the metric while running and the summary), and when stderr first said so."""
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    for cmd in ("ip link set lo up", "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up"):
+        subprocess.run(["ip", "netns", "exec", ns, *cmd.split()], check=True)
+    here = str(Path(__file__).resolve().parent)
+
+    def in_ns(code: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True,
+                              text=True).stdout
+    rx = "print(open('/sys/class/net/d1/statistics/rx_packets').read())"
+    scrape = ("import urllib.request,re; t=urllib.request.urlopen('http://127.0.0.1:%d/metrics').read().decode(); "
+              "print(re.search(r'capture_dropped_packets_total.interface=.d1.. (\\S+)', t).group(1))" % port)
+    live = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "rstwatch", "live", "d1", "--no-kernel",
+                             "--format", "jsonl", "--metrics-port", str(port), "--metrics-address", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=Path(here).parent)
+    try:
+        lines = []
+        for line in live.stderr:
+            lines.append(line)
+            if "watching" in line:
+                break
+        rx0 = int(in_ns(rx))
+        t0 = time.monotonic()
+        sender = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                   f"import sys; sys.path.insert(0, {here!r}); import hostile; "
+                                   f"print(hostile.blast('d0', {rate}, {seconds}))"], stdout=subprocess.PIPE, text=True)
+        import threading
+        told = []
+
+        def read_err():
+            for line in live.stderr:
+                lines.append(line)
+                if "overloaded" in line:
+                    told.append(time.monotonic() - t0)
+        threading.Thread(target=read_err, daemon=True).start()
+        sender.communicate()
+        during = float(in_ns(scrape) or 0)
+        sent = int(in_ns(rx)) - rx0
+    finally:
+        live.send_signal(signal.SIGTERM)
+        live.wait(120)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    time.sleep(0.5)
+    summary = next((l.strip() for l in lines if l.startswith("rstwatch: live:d1:")), "(no summary)")
+    print(f"live overload: {rate:,.0f} separate resets/s for {seconds:g} s: {sent:,} frames reached d1; "
+          f"first 'overloaded' line {told[0] if told else float('nan'):.1f} s after the sender started, "
+          f"{len(told)} such lines; rstwatch_capture_dropped_packets_total {during:,.0f} at the sender's end")
+    for line in lines:
+        if "overloaded" in line or "no more drops" in line:
+            print(f"  {line.strip()}")
+    print(f"  {summary}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ..errors import RstwatchError
+from .sockdrops import SocketDrops
 
 # Headers only: Ethernet + QinQ (22) + IPv6 (40) + a few extension headers + TCP with options (60).
 SNAPLEN = 192
@@ -101,6 +102,12 @@ class CaptureStats:
     received: int = 0
     dropped: int = 0
     per_interface: dict[str, tuple[int, int]] = field(default_factory=dict)
+    from_dumpcap: bool = False      # dumpcap printed its statistics when it stopped
+    from_kernel: bool = False       # rstwatch read the kernel's drop count of dumpcap's sockets
+
+    @property
+    def known(self) -> bool:
+        return self.from_dumpcap or self.from_kernel
 
 
 class Dumpcap:
@@ -137,7 +144,18 @@ class Dumpcap:
             raise CaptureStartError(self.dumpcap, exc.strerror or str(exc)) from None
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
+        self.sockets = SocketDrops(self.proc.pid, self.interfaces)
+        self._sockets_lock = threading.Lock()     # read from overload.py's thread and from stop()
         return self
+
+    def kernel_drops(self) -> dict[str, int] | None:
+        """Packets the kernel dropped on dumpcap's capture sockets so far, by interface (read
+        now), or None where they cannot be read (sockdrops.py)."""
+        with self._sockets_lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.sockets.close()            # its sockets, if still held, would count drops of no one
+                return dict(self.sockets.drops) if self.sockets.readable else None
+            return self.sockets.poll()
 
     def _drain_stderr(self) -> None:
         for raw in self.proc.stderr:
@@ -152,17 +170,27 @@ class Dumpcap:
         self.stopping = True
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.kernel_drops()         # dumpcap's own count, if it gives one, starts from here
         try:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # Blocked on the pipe (overload): it will print no statistics, so take the kernel's
+            # count up to the moment it goes.
+            self.kernel_drops()
             self.proc.kill()
             self.proc.wait()
         except ProcessLookupError:
             pass
+        finally:
+            with self._sockets_lock:
+                self.sockets.close()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        if self.proc is not None:
+            with self._sockets_lock:
+                self.sockets.close()
         if self.proc is not None:
             self.proc.wait()
             if self._stderr_thread:
@@ -187,13 +215,24 @@ class Dumpcap:
         return f"dumpcap exited with status {code}"
 
     def stats(self) -> CaptureStats:
-        """dumpcap's own received/dropped counts (it prints them when it stops)."""
+        """dumpcap's own received/dropped counts (it prints them when it stops), plus the drops
+        rstwatch read from the kernel while it ran: reading resets the kernel's counter, so
+        dumpcap's count starts where rstwatch's last read ended and the two add up."""
         st = CaptureStats()
         for line in self.stderr_lines:
             m = _DROPS.search(line)
             if m:
-                rec, drop = int(m.group(2)), int(m.group(3))
-                st.per_interface[m.group(1)] = (rec, drop)
-                st.received += rec
-                st.dropped += drop
+                st.per_interface[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+                st.from_dumpcap = True
+        sockets = getattr(self, "sockets", None)
+        if sockets is not None and sockets.readable:
+            st.from_kernel = True
+            for name, lost in sockets.drops.items():
+                if name in st.per_interface:
+                    rec, drop = st.per_interface[name]
+                    st.per_interface[name] = (rec, drop + lost)
+                else:                       # what dumpcap took from the ring = offered - dropped
+                    st.per_interface[name] = (sockets.packets.get(name, 0) - lost, lost)
+        st.received = sum(rec for rec, _ in st.per_interface.values())
+        st.dropped = sum(drop for _, drop in st.per_interface.values())
         return st

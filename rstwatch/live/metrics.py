@@ -99,8 +99,8 @@ class LiveMetrics:
         self.table_segments = Gauge("rstwatch_flow_table_segments", "TCP segments held in the flow table", registry=reg)
         self.evicted = Counter("rstwatch_flows_evicted", "Flows dropped early because the flow table was full", registry=reg)
         self.capture_drops = Counter("rstwatch_capture_dropped_packets",
-                                     "Packets the capture dropped, by interface (dumpcap reports them only when it "
-                                     "stops; alert on rstwatch_interface_dropped_packets_total meanwhile)",
+                                     "Packets the capture dropped, by interface: the kernel's count for dumpcap's "
+                                     "socket, read every 0.25 s while running (as root), plus dumpcap's own when it stops",
                                      ["interface"], registry=reg)
         self.iface_drops = Counter("rstwatch_interface_dropped_packets",
                                    "Packets the interface dropped on receive since rstwatch started (kernel "
@@ -160,6 +160,11 @@ class LiveMetrics:
     def _advance(self, child, key, total: int) -> None:
         child.inc(max(total - self._totals.get(key, 0), 0))
         self._totals[key] = max(total, self._totals.get(key, 0))
+
+    def capture_drops_so_far(self, drops: dict[str, int]) -> None:
+        """The kernel's drops on dumpcap's sockets, read on the live loop's tick (live/overload.py)."""
+        for name, lost in drops.items():
+            self._advance(self.capture_drops.labels(interface=name), ("capture", name), lost)
 
     def capture_stopped(self, per_interface: dict[str, tuple[int, int]], dropped: int) -> None:
         """dumpcap's own received/dropped counts, which it gives when it stops. (This counter

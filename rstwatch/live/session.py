@@ -24,6 +24,7 @@ from ..kernel.stored import comment_text
 from .feed import END, PipeFeed, settled_frame
 from .flowtable import Limits, SEGMENT_BYTES
 from .metrics import LiveMetrics
+from .overload import OverloadWatch
 from .report import LiveReport
 from .sinks import CauseTally, make_sink
 from .tracker import LiveTracker
@@ -146,7 +147,11 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
                     for d in tracker.delays:
                         metrics.delay.observe(d)
 
-            ended = run_loop(feed, tracker, stop, emit, metrics, opts.duration_s, started)
+            overload = OverloadWatch(cap, metrics, _say, opts.interfaces).start()
+            try:
+                ended = run_loop(feed, tracker, stop, emit, metrics, opts.duration_s, started)
+            finally:
+                overload.stop()
             # Stop dumpcap, take what it flushed, then decide every pending RST.
             cap.stop()
             if not ended:
@@ -170,7 +175,7 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
     sink.finish(tally)
     _summary(label, feed, tracker, stats, tally, time.monotonic() - started, evidence)
     if opts.report:
-        opts.report.write(label, feed.diag.packets, rules, opts.rule_dirs, stats.dropped if (stats.received or stats.dropped)
+        opts.report.write(label, feed.diag.packets, rules, opts.rule_dirs, stats.dropped if stats.known
                           else None, stats.received or None, list(evidence.files) if evidence else [])
         _say(f"report written to {opts.report.path}")
     if capture_lost:
@@ -215,8 +220,15 @@ def _drain(feed: PipeFeed, tracker: LiveTracker, deadline: float) -> None:
 
 def _summary(label, feed, tracker, stats, tally: CauseTally, seconds, evidence) -> None:
     causes = ", ".join(f"{c} {n}" for c, n in tally.resets.most_common()) or "none"
-    drops = f"capture dropped {stats.dropped} of {stats.received} packets" if stats.received or stats.dropped \
-        else "capture drops unknown (dumpcap gave no statistics)"
+    if stats.from_dumpcap:
+        drops = f"capture dropped {stats.dropped:,} of {stats.received:,} packets"
+    elif stats.from_kernel:     # dumpcap was killed blocked on the pipe: the kernel's count, read by rstwatch
+        unread = stats.received - feed.diag.packets
+        drops = (f"capture dropped {stats.dropped:,} packets (the kernel's count for dumpcap's socket; dumpcap "
+                 f"gave no statistics)" + (f"; {unread:,} more were still in dumpcap's buffer when it was stopped"
+                                           if unread > 0 else ""))
+    else:
+        drops = "capture drops unknown (dumpcap gave no statistics)"
     _say(f"{label}: {seconds:.1f} s, {feed.diag.packets:,} packets ({tracker.segments:,} TCP), "
          f"{tally.total():,} reset{'' if tally.total() == 1 else 's'}: {causes}; {drops}")
     for st in tracker.storms.storms.values():
