@@ -55,7 +55,7 @@ class OverloadWatch:
         if total <= self.said_total:
             if self.overloaded and now - self.said_at >= SAY_EVERY_S:
                 self.say(f"no more drops on {self._where(drops)} for {SAY_EVERY_S:.0f} s "
-                         f"({total:,} in all); rstwatch keeps up again")
+                         f"({total:,} in all)")
                 self.overloaded, self.said_at = False, now
             return
         if self.overloaded and now - self.said_at < SAY_EVERY_S:
