@@ -550,6 +550,131 @@ cdef inline uint64_t _tunnel_hash(uint64_t key, int kind, int64_t tid, IpHeader*
     return x if x != 0 else 1
 
 
+# --- application framing of a segment's first payload bytes: sources/framing.py's frame_code in C
+# (the codes and why are documented there; tests/test_framing.py checks both agree)
+cdef enum:
+    FR_REQUEST = 1
+    FR_REPLY = 2
+    FR_ERROR_REPLY = 3
+    FR_TLS_ALERT = 4
+    FR_LAST_CHUNK = 8
+    FR_LENGTH_SHIFT = 4
+cdef int64_t FR_MAX_LENGTH = (1 << 27) - 1
+
+
+cdef inline bint _is_digit(uint8_t c) noexcept nogil:
+    return 48 <= c <= 57
+
+
+cdef inline uint8_t _lower(uint8_t c) noexcept nogil:
+    return c + 32 if 65 <= c <= 90 else c
+
+
+cdef inline bint _starts(const uint8_t* b, int64_t n, const char* word) noexcept nogil:
+    cdef int64_t k = 0
+    while word[k] != 0:
+        if k >= n or b[k] != <uint8_t>word[k]:
+            return False
+        k += 1
+    return True
+
+
+cdef inline bint _name_is(const uint8_t* b, int64_t n, const char* lower_name) noexcept nogil:
+    """The header name b[:n] is lower_name, ASCII case aside."""
+    cdef int64_t k = 0
+    while lower_name[k] != 0:
+        if k >= n or _lower(b[k]) != <uint8_t>lower_name[k]:
+            return False
+        k += 1
+    return k == n
+
+
+cdef inline int64_t _find_crlf(const uint8_t* b, int64_t start, int64_t n) noexcept nogil:
+    cdef int64_t k
+    for k in range(start, n - 1):
+        if b[k] == 13 and b[k + 1] == 10:
+            return k
+    return -1
+
+
+cdef int64_t _message_length(const uint8_t* b, int64_t n, int kind, bint no_body) noexcept nogil:
+    cdef int64_t end = -1, k, pos, start, line_end, colon, v0, v1, body = -2, head, total
+    cdef bint chunked = False
+    for k in range(0, n - 3):
+        if b[k] == 13 and b[k + 1] == 10 and b[k + 2] == 13 and b[k + 3] == 10:
+            end = k
+            break
+    if end < 0:
+        return 0
+    head = end + 4
+    pos = _find_crlf(b, 0, n)
+    while pos < end:
+        start = pos + 2
+        line_end = _find_crlf(b, start, n)
+        pos = line_end
+        colon = -1
+        for k in range(start, line_end):
+            if b[k] == 58:
+                colon = k
+                break
+        if colon < 0:
+            continue
+        if body == -2 and _name_is(b + start, colon - start, b"content-length"):
+            v0, v1 = colon + 1, line_end
+            while v0 < v1 and (b[v0] == 32 or b[v0] == 9):
+                v0 += 1
+            while v1 > v0 and (b[v1 - 1] == 32 or b[v1 - 1] == 9):
+                v1 -= 1
+            if v1 - v0 < 1 or v1 - v0 > 9:
+                body = -1
+            else:
+                body = 0
+                for k in range(v0, v1):
+                    if not _is_digit(b[k]):
+                        body = -1
+                        break
+                    body = body * 10 + (b[k] - 48)
+        elif _name_is(b + start, colon - start, b"transfer-encoding"):
+            chunked = True
+    if chunked or body == -1:
+        return 0
+    if no_body:
+        total = head
+    elif body >= 0:
+        total = head + body
+    elif kind == FR_REQUEST:
+        total = head
+    else:
+        return 0
+    return total if total <= FR_MAX_LENGTH else 0
+
+
+cdef int32_t _framing(const uint8_t* b, int64_t n, int64_t plen) noexcept nogil:
+    """frame_code of the n captured payload bytes at b (plen on the wire)."""
+    cdef int32_t code = 0
+    cdef int kind, status
+    cdef bint no_body = False
+    if n <= 0:
+        return 0
+    if n == plen and n >= 5 and b[n - 5] == 48 and b[n - 4] == 13 and b[n - 3] == 10 and b[n - 2] == 13 \
+            and b[n - 1] == 10 and (n == 5 or (n >= 7 and b[n - 7] == 13 and b[n - 6] == 10)):
+        code = FR_LAST_CHUNK
+    if n >= 5 and b[0] == 0x15 and b[1] == 3 and b[2] <= 4:
+        return code | FR_TLS_ALERT
+    if (n >= 12 and _starts(b, n, b"HTTP/1.") and (b[7] == 48 or b[7] == 49) and b[8] == 32
+            and 49 <= b[9] <= 53 and _is_digit(b[10]) and _is_digit(b[11])):
+        status = (b[9] - 48) * 100 + (b[10] - 48) * 10 + (b[11] - 48)
+        kind = FR_REPLY if status < 400 else FR_ERROR_REPLY
+        no_body = status < 200 or status == 204 or status == 304
+    elif (_starts(b, n, b"GET ") or _starts(b, n, b"HEAD ") or _starts(b, n, b"POST ") or _starts(b, n, b"PUT ")
+          or _starts(b, n, b"DELETE ") or _starts(b, n, b"OPTIONS ") or _starts(b, n, b"PATCH ")
+          or _starts(b, n, b"CONNECT ") or _starts(b, n, b"TRACE ")):
+        kind = FR_REQUEST
+    else:
+        return code
+    return code | kind | <int32_t>(_message_length(b, n, kind, no_body) << FR_LENGTH_SHIFT)
+
+
 def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::1] caplen,
                const int32_t[::1] linktype, const int64_t[::1] frame, const int64_t[::1] ts_ns):
     """Decode link, IP and TCP headers of every packet (Ethernet with VLAN tags and MPLS labels,
@@ -577,7 +702,7 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
         "flags": np.empty(n, np.uint16), "win": np.empty(n, np.uint16),
         "hlen": np.empty(n, np.uint8), "plen": np.empty(n, np.int32),
         "ttl": np.empty(n, np.uint8), "ipid": np.empty(n, np.int32),
-        "tunnel": np.empty(n, np.uint64),
+        "tunnel": np.empty(n, np.uint64), "app": np.empty(n, np.int32),
     }
     cdef int64_t[::1] o_frame = cols["frame"], o_ts = cols["ts_ns"]
     cdef uint8_t[::1] o_v6 = cols["v6"].view(np.uint8)
@@ -585,7 +710,7 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
     cdef uint16_t[::1] o_sport = cols["sport"], o_dport = cols["dport"], o_flags = cols["flags"], o_win = cols["win"]
     cdef uint32_t[::1] o_seq = cols["seq"], o_ack = cols["ack"]
     cdef uint8_t[::1] o_hlen = cols["hlen"], o_ttl = cols["ttl"]
-    cdef int32_t[::1] o_plen = cols["plen"], o_ipid = cols["ipid"]
+    cdef int32_t[::1] o_plen = cols["plen"], o_ipid = cols["ipid"], o_app = cols["app"]
     cdef uint64_t[::1] o_tunnel = cols["tunnel"]
     tun = {"row": np.empty(n, np.int64), "kind": np.empty(n, np.uint8), "id": np.empty(n, np.int64),
            "v6": np.empty(n, np.bool_), "src_hi": np.empty(n, np.uint64), "src_lo": np.empty(n, np.uint64),
@@ -600,7 +725,7 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
     cdef int64_t[::1] skipped = skipped_arr, ethertypes = ethertypes_arr, unsupported = unsupported_arr
     cdef int64_t[::1] undecoded = undecoded_arr
     cdef Py_ssize_t i, t = 0, n_et = 0, n_un = 0, n_tun = 0, n_ud = 0
-    cdef int64_t off, end, l3, l4, hlen, fam, le, be, tid, code, inner_l3
+    cdef int64_t off, end, l3, l4, hlen, fam, le, be, tid, code, inner_l3, pay, pay_len
     cdef int32_t lt
     cdef int ver, inner_ver, r, kind, depth, last_kind = 0, last_v6 = 0
     cdef uint64_t et, key
@@ -713,6 +838,9 @@ def decode_tcp(const uint8_t[::1] buf, const int64_t[::1] data, const int64_t[::
             o_win[t] = <uint16_t>_be(B + l4 + 14, 2)
             o_hlen[t] = <uint8_t>hlen
             o_plen[t] = <int32_t>max(h.l4_len - hlen, 0)
+            pay = l4 + hlen                 # the payload bytes the capture kept: framing only
+            pay_len = min(end, pay + o_plen[t]) - pay
+            o_app[t] = _framing(B + pay, pay_len, o_plen[t]) if pay_len > 0 else 0
             o_ttl[t] = <uint8_t>h.ttl
             o_ipid[t] = h.ipid
             o_tunnel[t] = key

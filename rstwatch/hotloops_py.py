@@ -12,6 +12,8 @@ import struct
 
 import numpy as np
 
+from .sources.framing import frame_code
+
 NEED_MORE = 0        # stopped at an incomplete record at the end of the buffer (or exactly at it)
 CORRUPT = 1          # a record header is impossible (absurd length, mismatched trailer)
 
@@ -506,6 +508,14 @@ def _tunnels(B, M, end, ver, reason, f):
     return key, depth, last, code
 
 
+def _framing_column(B: np.ndarray, start: np.ndarray, stop: np.ndarray, plen: np.ndarray) -> np.ndarray:
+    """The `app` column: sources/framing.frame_code of each segment's captured payload."""
+    out = np.zeros(len(start), np.int32)
+    for k in np.flatnonzero(stop > start).tolist():
+        out[k] = frame_code(B[start[k]:stop[k]].tobytes(), int(plen[k]))
+    return out
+
+
 def decode_tcp(buf, data, caplen, linktype, frame, ts_ns):
     """Decode link, IP and TCP headers of every packet, and the tunnels around TCP: (columns,
     skipped, ethertypes, unsupported, tunnels, undecoded), as hotloops.decode_tcp."""
@@ -560,6 +570,7 @@ def decode_tcp(buf, data, caplen, linktype, frame, ts_ns):
         "ttl": f["ttl"][t].astype(np.uint8), "ipid": f["ipid"][t].astype(np.int32),
         "tunnel": key[t],
     }
+    cols["app"] = _framing_column(B, p + hlen, np.minimum(end[t], p + hlen + cols["plen"]), cols["plen"])
     rows = np.flatnonzero(depth[t] > 0)
     inner = t[rows]
     tun = {"row": rows.astype(np.int64), "depth": depth[inner].astype(np.uint8),

@@ -100,6 +100,7 @@ def test_compiled_walk_is_the_python_walk_on_every_capture():
 
 
 FLAGS = [2, 18, 16, 24, 17, 25, 4, 20, 1, 3, 6, 22, 28, 5]        # SYN, SYN|ACK, ACK, data, FIN, RST...
+APP_CODES = [0, 0, 1, 1 | (150 << 4), 2 | (120 << 4), 2 | (5000 << 4), 3 | (90 << 4), 3, 2, 8, 2 | 8, 4]
 
 
 @st.composite
@@ -121,7 +122,10 @@ def segment_streams(draw):
                          sport=(40000, 80)[d], dport=(80, 40000)[d], seq=seq, ack=ack, flags=flags,
                          win=draw(st.sampled_from([0, 0, 512, 65535])), hlen=draw(st.sampled_from([20, 32])),
                          plen=plen, ttl=draw(st.sampled_from([64, 64, 63, 128, 255])),
-                         ipid=draw(st.sampled_from([0, -1, 7]))))
+                         ipid=draw(st.sampled_from([0, -1, 7])),
+                         # application framing (sources/framing.py): requests, replies, errors with and
+                         # without a length, last chunks; on data segments only, as the readers write it
+                         app=draw(st.sampled_from(APP_CODES)) if plen else 0))
     if not any(r["flags"] & 4 for r in rows):
         rows[-1]["flags"] = draw(st.sampled_from([4, 20]))
     return rows

@@ -114,7 +114,7 @@ def validate(data: dict, path: Path, problems: list[str], override: bool = False
     conditions = count_conditions(data.get("when")) + count_conditions(data.get("unless"))
     if conditions > MAX_RULE_CONDITIONS:
         problems.append(f"{base}:{ln('when')}: rule {rid}: more than {MAX_RULE_CONDITIONS} conditions in when "
-                        f"and unless (the built-in rules have at most 19)")
+                        f"and unless (the built-in rules have at most 27)")
     else:
         check_condition(data.get("when"), "when", problems, lines, base)
         check_condition(data.get("unless"), "unless", problems, lines, base)

@@ -16,7 +16,7 @@ TEMPLATE_FIELDS = {"src", "sport", "dst", "dport", "sender", "receiver", "frame"
 ID_PATTERN = re.compile(r"^[A-Z]{2,8}\d{3,5}S?$")     # S: the flood rules' ids (RST001S)
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 REQUIRED = ("id", "name", "title", "when", "confidence", "explain", "errno", "remediation", "references", "tests")
-# Limits far above any real rule (the built-in ones: at most 19 conditions, 86 in all, an explain of
+# Limits far above any real rule (the built-in ones: at most 27 conditions, 111 in all, an explain of
 # 181 characters with 7 placeholders), low enough that a hostile folder is refused in a second instead
 # of costing minutes per read (every condition is a pass over every reset) or gigabytes per explain.
 MAX_RULE_CONDITIONS = 200       # tests in one rule's when + unless

@@ -26,6 +26,7 @@ SEGMENT_COLUMNS: dict[str, str] = {
     "ttl": "u1",        # IPv4 TTL or IPv6 hop limit
     "ipid": "i4",       # IPv4 identification, -1 for IPv6
     "tunnel": "u8",     # key of the tunnels the segment came in (sources/tunnels.py), 0 for none
+    "app": "i4",        # application framing of the first payload bytes (sources/framing.py), 0 for none
 }
 
 FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16

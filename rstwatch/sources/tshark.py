@@ -90,7 +90,7 @@ def _read(cap, path: Path, diag: Diagnostics, rows: dict[str, list], only: np.nd
                 row = (int(pkt.frame_info.number), _epoch_ns(pkt.frame_info.time_epoch), v6, s_hi, s_lo, d_hi, d_lo,
                        int(tcp.srcport), int(tcp.dstport), int(tcp.seq_raw), int(tcp.ack_raw),
                        int(str(tcp.flags), 16), int(tcp.window_size_value), int(tcp.hdr_len), int(tcp.len),
-                       int(ip.hlim if v6 else ip.ttl), -1 if v6 else int(str(ip.id), 16), 0)     # tunnel: none told
+                       int(ip.hlim if v6 else ip.ttl), -1 if v6 else int(str(ip.id), 16), 0, 0)   # tunnel, app framing: none told
             except (AttributeError, ValueError):
                 diag.skip("tshark engine: TCP segment with missing fields", 1)
                 continue

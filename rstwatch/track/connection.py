@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..sources import framing
 from ..sources.segments import ACK, FIN, RST, SYN
 from ..features.registry import declare
 from . import zeek
@@ -45,6 +46,11 @@ class Side:
     zw_probes: list[int] = field(default_factory=list)   # zero-window probes since the peer last spoke
     retrans: int = 0
     packets: int = 0
+    # this side's last HTTP/1 message (the `app` framing of its first segment, sources/framing.py)
+    msg_kind: int = 0                        # framing.HTTP_REQUEST, HTTP_REPLY, HTTP_ERROR_REPLY; 0 none
+    msg_fresh: bool = False                  # it started after the peer's last data (a reply to it)
+    msg_end: int | None = None               # the sequence number it ends at, when its length was in the snap
+    msg_done: bool = False                   # all of it was sent (its length reached, or its last chunk)
 
 
 @dataclass
@@ -143,7 +149,7 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
     sides = [Side(), Side()]
     hist = zeek.History(flipped)
     flags, seqs, acks, plens = P["flags"], P["seq"], P["ack"], P["plen"]
-    ttls, wins = P["ttl"], P["win"]
+    ttls, wins, apps = P["ttl"], P["win"], P["app"]
     for pos, i in enumerate(idx):
         d = dirs[pos]
         me, peer = sides[d], sides[1 - d]
@@ -205,6 +211,7 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
                 me.size += plen
                 me.peer_bytes_since_my_data = 0
                 peer.peer_bytes_since_my_data += plen
+                _note_message(me, peer, apps[i], seq, plen)
             if fin and me.fin_seq is None:
                 me.fin_seq = (seq + plen) % SEQ_MOD
                 me.fin_frame = P["frame"][i]
@@ -221,6 +228,24 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
     conn.conn_state = zeek.conn_state(sides[0].state, sides[1].state, sides[0].size, sides[1].size, hist.text)
     _after_rst(P, conn, dirs)
     return conn
+
+
+# receiver.reply_framing and receiver.request_framing: seen (length unknown), whole, cut short
+REPLY_SEEN, REPLY_WHOLE, REPLY_CUT_SHORT = 1, 2, 3
+
+
+def _note_message(me: Side, peer: Side, app: int, seq: int, plen: int) -> None:
+    """Follow the HTTP/1 messages a side sends, by the framing of each data segment."""
+    kind = app & framing.KIND_MASK
+    if kind in (framing.HTTP_REQUEST, framing.HTTP_REPLY, framing.HTTP_ERROR_REPLY):
+        length = app >> framing.LENGTH_SHIFT
+        me.msg_kind, me.msg_fresh, me.msg_done = kind, True, False
+        me.msg_end = (seq + length) % SEQ_MOD if length else None
+    if me.msg_kind and app & framing.LAST_CHUNK:
+        me.msg_done = True
+    if me.msg_end is not None and sdiff((seq + plen) % SEQ_MOD, me.msg_end) >= 0:
+        me.msg_done = True
+    peer.msg_fresh = False                   # the peer's message came before this data
 
 
 RST_FEATURES = declare(
@@ -271,6 +296,10 @@ RST_FEATURES = declare(
     ("receiver.zero_window_probes", "int", "", "zero-window probes the RST's receiver sent while the sender advertised window 0, just before the RST"),
     ("receiver.zero_window", "bool", "", "the RST's receiver last advertised a zero window (it stopped reading)"),
     ("rst.answers_challenge_ack", "bool", "", "bare RST from a side whose SYN got no SYN-ACK but a bare ACK that does not acknowledge it (an RFC 5961 challenge ACK: the peer still holds an older connection or attempt on this 4-tuple); seq = that ACK's ack"),
+    # Application framing (sources/framing.py: from the payload bytes the capture kept, never content)
+    ("receiver.reply_framing", "int", "", "what the receiver sent after the sender's last data, by its HTTP/1 framing: 0 no response framed there; 1 a response (status line seen, its length not within the snap length); 2 a whole response (its Content-Length reached or its last chunk seen): the sender had its answer before it reset; 3 a response cut short (its known length not reached)"),
+    ("receiver.request_framing", "int", "", "the receiver's last HTTP/1 message, if a request, by its framing: 0 none framed; 1 a request (its length not within the snap length); 2 a whole request (header and Content-Length body all sent); 3 a request still arriving when the RST came (its body not all sent)"),
+    ("sender.error_reply", "bool", "", "the sender's last HTTP/1 response had a status of 400 or more (unset: it sent no framed response)"),
 )
 
 
@@ -404,6 +433,12 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "rst.answers_challenge_ack": (not has_ack and trigger_kind == "ack" and snd.isn is not None
                                       and snd.syn_frame is not None and rcv.syn_frame is None
                                       and t_ack != (snd.isn + 1) % SEQ_MOD and seq == t_ack),
+        "receiver.reply_framing": (0 if not (rcv.msg_fresh and rcv.msg_kind in (framing.HTTP_REPLY, framing.HTTP_ERROR_REPLY))
+                                   else REPLY_WHOLE if rcv.msg_done else REPLY_CUT_SHORT if rcv.msg_end is not None
+                                   else REPLY_SEEN),
+        "receiver.request_framing": (0 if rcv.msg_kind != framing.HTTP_REQUEST else REPLY_WHOLE if rcv.msg_done
+                                     else REPLY_CUT_SHORT if rcv.msg_end is not None else REPLY_SEEN),
+        "sender.error_reply": None if snd.msg_kind in (0, framing.HTTP_REQUEST) else snd.msg_kind == framing.HTTP_ERROR_REPLY,
     }
     evidence = [x for x in (cli.syn_frame if cli else None, srv.syn_frame if srv else None,
                             snd.fin_frame, rcv.fin_frame, *snd.probes[-3:], *snd.zw_probes[-2:], *rcv.zw_probes[-2:],

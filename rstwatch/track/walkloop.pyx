@@ -14,10 +14,12 @@ from libc.stdint cimport int64_t, uint64_t
 
 import numpy as np
 
+from .connection import REPLY_CUT_SHORT as _REPLY_CUT_SHORT, REPLY_SEEN as _REPLY_SEEN, REPLY_WHOLE as _REPLY_WHOLE
 from .connection import (RESET_DELAY_NS as _RESET_DELAY_NS, AFTER_RECEIVER as _AFTER_RECEIVER,
                          AFTER_SENDER as _AFTER_SENDER, WALK_FEATURES, Connection, ConnRst)
 from ..features.registry import FEATURES
 from . import zeek
+from ..sources import framing as _framing
 from dataclasses import fields as _fields
 
 # A Connection made without the dataclass's __init__ (Python code, ~2 us of a ~15 us walk): its
@@ -64,7 +66,7 @@ cdef class Cols:
     """The segment columns the walk reads, typed (the dtypes of sources/segments.SEGMENT_COLUMNS)."""
     cdef const unsigned short[:] flags, win, sport, dport
     cdef const unsigned int[:] seq, ack
-    cdef const int[:] plen, ipid
+    cdef const int[:] plen, ipid, app
     cdef const unsigned char[:] ttl, hlen
     cdef const int64_t[:] frame, ts
     cdef const uint64_t[:] src_lo, src_hi
@@ -74,6 +76,7 @@ cdef class Cols:
         self.seq, self.ack, self.plen, self.ipid = P["seq"], P["ack"], P["plen"], P["ipid"]
         self.ttl, self.hlen, self.frame, self.ts = P["ttl"], P["hlen"], P["frame"], P["ts_ns"]
         self.src_lo, self.src_hi = P["src_lo"], P["src_hi"]
+        self.app = P["app"]
 
 
 cdef class RstOut:
@@ -166,6 +169,10 @@ cdef long long SEQ_MOD = 1LL << 32
 cdef long long HALF = 1LL << 31
 cdef int FIN = 1, SYN = 2, RST = 4, ACK = 16
 cdef int ECHO_LOOKBACK = 64
+# sources/framing.py's codes
+cdef int APP_KIND_MASK = _framing.KIND_MASK, APP_LAST_CHUNK = _framing.LAST_CHUNK, APP_SHIFT = _framing.LENGTH_SHIFT
+cdef int REPLY_SEEN = _REPLY_SEEN, REPLY_WHOLE = _REPLY_WHOLE, REPLY_CUT_SHORT = _REPLY_CUT_SHORT
+cdef int APP_REQUEST = _framing.HTTP_REQUEST, APP_REPLY = _framing.HTTP_REPLY, APP_ERROR_REPLY = _framing.HTTP_ERROR_REPLY
 cdef Py_ssize_t AFTER_SENDER = _AFTER_SENDER, AFTER_RECEIVER = _AFTER_RECEIVER
 cdef int MAX_WSCALE = 14
 cdef long long RESET_DELAY_NS = _RESET_DELAY_NS
@@ -206,6 +213,11 @@ cdef struct Side:
     long long probe_frames[3]
     long long zw_probes         # zero-window probes, and the last 3 frames
     long long zw_frames[3]
+    int msg_kind                # connection.Side's HTTP/1 message: kind, after the peer's last data,
+    bint msg_fresh              # its end when known, all sent (connection._note_message)
+    bint has_msg_end
+    long long msg_end
+    bint msg_done
 
 
 cdef inline long long sdiff(long long a, long long b):
@@ -405,6 +417,7 @@ cdef object conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
                 me.size += plen
                 me.peer_bytes_since_my_data = 0
                 peer.peer_bytes_since_my_data += plen
+                note_message(me, peer, c.app[i], seq, plen)
             if fin and not me.has_fin_seq:
                 me.has_fin_seq, me.fin_seq = True, (seq + plen) % SEQ_MOD
                 if me.fin_seq < 0:
@@ -433,6 +446,24 @@ cdef object conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
     return conn
 
 
+cdef inline void note_message(Side *me, Side *peer, int app, long long seq, long long plen):
+    """connection._note_message."""
+    cdef int kind = app & APP_KIND_MASK
+    cdef long long length, e
+    if kind == APP_REQUEST or kind == APP_REPLY or kind == APP_ERROR_REPLY:
+        length = app >> APP_SHIFT
+        me.msg_kind, me.msg_fresh, me.msg_done = kind, True, False
+        me.has_msg_end = length != 0
+        me.msg_end = (seq + length) % SEQ_MOD
+    if me.msg_kind != 0 and app & APP_LAST_CHUNK:
+        me.msg_done = True
+    if me.has_msg_end:
+        e = (seq + plen) % SEQ_MOD
+        if sdiff(e, me.msg_end) >= 0:
+            me.msg_done = True
+    peer.msg_fresh = False
+
+
 cdef void memset_side(Side *s):
     cdef int k
     s.state = INACTIVE
@@ -443,6 +474,9 @@ cdef void memset_side(Side *s):
     s.ack_at_last_write = s.sent_after_synack = s.syn_frame = s.syn_ts_ns = s.fin_seq = s.fin_frame = 0
     s.retrans = s.probes = s.zw_probes = 0
     s.ttl_kinds = 0
+    s.msg_kind = 0
+    s.msg_fresh = s.has_msg_end = s.msg_done = False
+    s.msg_end = 0
     for k in range(256):
         s.ttl_count[k] = 0
 
@@ -629,6 +663,18 @@ cdef void describe_rst(Cols c, RstOut o, Py_ssize_t conn_no, int client, bint ro
     o.put_bool(46, not has_ack and trigger_kind == T_ACK and snd.has_isn and snd.has_syn_frame
                and not rcv.has_syn_frame and t_ack != (snd.isn + 1) % SEQ_MOD
                and seq == t_ack)                                         # rst.answers_challenge_ack
+    if rcv.msg_fresh and (rcv.msg_kind == APP_REPLY or rcv.msg_kind == APP_ERROR_REPLY):   # receiver.reply_framing
+        o.put_int(47, REPLY_WHOLE if rcv.msg_done else (REPLY_CUT_SHORT if rcv.has_msg_end else REPLY_SEEN))
+    else:
+        o.put_int(47, 0)
+    if rcv.msg_kind != APP_REQUEST:                                     # receiver.request_framing
+        o.put_int(48, 0)
+    else:
+        o.put_int(48, REPLY_WHOLE if rcv.msg_done else (REPLY_CUT_SHORT if rcv.has_msg_end else REPLY_SEEN))
+    if snd.msg_kind == 0 or snd.msg_kind == APP_REQUEST:                 # sender.error_reply
+        o.put_bool(49, -1)
+    else:
+        o.put_bool(49, snd.msg_kind == APP_ERROR_REPLY)
     # after.sender_packets, after.receiver_packets: after_rst
     # evidence frames, sorted, each once
     if cli != NULL and cli.has_syn_frame:
