@@ -55,6 +55,21 @@ class Lab:
     scenarios: dict[str, Scenario] = field(default_factory=dict)
 
 
+def lab_trace_filter(prefix: str, ports: range) -> Callable[[list[dict]], list[dict]]:
+    """The `ours` of a lab whose hosts have addresses starting with `prefix` (e.g. "10.86.") and whose
+    servers listen on `ports`: the tracepoint is system-wide and other labs may run meanwhile. A reset
+    from a listener (source 0.0.0.0 or ::) names no peer, only its port."""
+    def mine(t: dict) -> bool:
+        hosts = [e.rpartition(":")[0].strip("[]") for e in (t["src"], t["dst"])]
+        if any(h.startswith(prefix) for h in hosts):
+            return True
+        return hosts[0] in ("0.0.0.0", "::") and int(t["src"].rpartition(":")[2]) in ports
+
+    def ours(trace: list[dict]) -> list[dict]:
+        return [t for t in trace if mine(t)]
+    return ours
+
+
 def label(resets: list[dict], sc: Scenario) -> None:
     """First RST of each connection: the scenario's cause; later ones: follow-ups of it."""
     first_of: dict[frozenset, dict] = {}

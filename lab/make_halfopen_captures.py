@@ -139,13 +139,7 @@ def control(work: Path):
     return {"curl_first": first, "curl_again": again}
 
 
-def ours(trace: list[dict]) -> list[dict]:
-    def mine(t: dict) -> bool:
-        hosts = [e.rpartition(":")[0].strip("[]") for e in (t["src"], t["dst"])]
-        if any(h.startswith("10.87.") for h in hosts):
-            return True
-        return hosts[0] in ("0.0.0.0", "::") and int(t["src"].rpartition(":")[2]) in PORTS
-    return [t for t in trace if mine(t)]
+ours = D.lab_trace_filter("10.87.", PORTS)     # trace lines of this lab only
 
 
 LAB = D.Lab(name="make_halfopen_captures", tracer="rstwatch-halfopen", setup=NET.setup, teardown=NET.teardown,

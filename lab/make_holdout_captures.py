@@ -362,16 +362,12 @@ def _unmapped(endpoint: str) -> str:
     return endpoint.replace("[::ffff:", "").replace("]:", ":") if endpoint.startswith("[::ffff:") else endpoint
 
 
-def ours(trace: list[dict]) -> list[dict]:
-    """Trace lines of this lab only: the tracepoint is system-wide and other labs may run meanwhile."""
-    trace = [dict(t, src=_unmapped(t["src"]), dst=_unmapped(t["dst"])) for t in trace]
+_this_lab = D.lab_trace_filter("10.79.", PORTS)
 
-    def mine(t: dict) -> bool:
-        hosts = [e.rpartition(":")[0].strip("[]") for e in (t["src"], t["dst"])]
-        if any(h.startswith("10.79.") for h in hosts):
-            return True
-        return hosts[0] in ("0.0.0.0", "::") and int(t["src"].rpartition(":")[2]) in PORTS
-    return [t for t in trace if mine(t)]
+
+def ours(trace: list[dict]) -> list[dict]:
+    """Trace lines of this lab only, their addresses as the capture shows them."""
+    return _this_lab([dict(t, src=_unmapped(t["src"]), dst=_unmapped(t["dst"])) for t in trace])
 
 
 LAB = D.Lab(name="make_holdout_captures", tracer="rstwatch-holdout", setup=H.setup, teardown=H.teardown,

@@ -153,14 +153,7 @@ def control(work: Path):
     return {"client": res}
 
 
-def ours(trace: list[dict]) -> list[dict]:
-    """Trace lines of this lab only: the tracepoint is system-wide and other labs may run meanwhile."""
-    def mine(t: dict) -> bool:
-        hosts = [e.rpartition(":")[0].strip("[]") for e in (t["src"], t["dst"])]
-        if any(h.startswith("10.86.") for h in hosts):
-            return True
-        return hosts[0] in ("0.0.0.0", "::") and int(t["src"].rpartition(":")[2]) in PORTS
-    return [t for t in trace if mine(t)]
+ours = D.lab_trace_filter("10.86.", PORTS)     # trace lines of this lab only
 
 
 LAB = D.Lab(name="make_limits_captures", tracer="rstwatch-limits", setup=L.setup, teardown=L.teardown,

@@ -9,14 +9,10 @@ As root, every scenario is rebuilt on the running kernel and checked the same wa
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from conftest import CAPTURES, ROOT
+from conftest import CAPTURES
+from labcheck import needs_root, rebuild
 
 import rstwatch
 
@@ -47,11 +43,7 @@ def test_bundled_halfopen_lab():
     check_lab(HALFOPEN)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces, nftables, tracefs)")
+@needs_root
 def test_fresh_halfopen_lab(tmp_path: Path):
     """Every scenario rebuilt with real programs on this kernel (about 25 s), then judged as above."""
-    out = tmp_path / "halfopen"
-    res = subprocess.run([sys.executable, str(ROOT / "lab" / "make_halfopen_captures.py"), "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
-    check_lab(out)
+    check_lab(rebuild("make_halfopen_captures.py", tmp_path / "halfopen"))

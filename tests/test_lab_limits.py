@@ -7,15 +7,14 @@ clean control nothing. As root, every scenario is rebuilt on the running kernel 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import CAPTURES, ROOT
+from conftest import CAPTURES
+from labcheck import needs_root, rebuild
 
 import rstwatch
 
@@ -56,11 +55,7 @@ def test_every_rst_tshark_sees_is_labelled():
         assert [int(x) for x in out.split()] == [r["frame"] for r in entry["resets"]], name
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces, tracefs)")
+@needs_root
 def test_fresh_limits_lab(tmp_path: Path):
     """Every scenario rebuilt with real programs on this kernel (about 15 s), then judged as above."""
-    out = tmp_path / "limits"
-    res = subprocess.run([sys.executable, str(ROOT / "lab" / "make_limits_captures.py"), "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
-    check_lab(out)
+    check_lab(rebuild("make_limits_captures.py", tmp_path / "limits"))
