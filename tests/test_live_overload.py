@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from test_live import Session, namespace, needs_root
+from test_live import Session, namespace, needs_root, refuse
 
 NS = "rwoverload"
 PORT = 19771
@@ -99,6 +99,25 @@ def test_overload_is_counted_from_the_kernel_and_told_while_it_happens():
     assert dropped >= missing // 2, (dropped, missing)
     print(f"sent {sent:,}, read {read:,}, kernel dropped {dropped:,} (metric {during:,.0f} while running), "
           f"{unread:,} left in dumpcap's buffer")
+
+
+@needs_root
+def test_a_clean_stop_adds_dumpcaps_count_to_the_kernels_once():
+    """No overload, dumpcap stops cleanly: its statistics and the kernel's reads add up to the
+    packets read, once (dumpcap names lo 'Loopback: lo': counted under the asked name, not twice)."""
+    with namespace(NS):
+        s = Session(NS, "lo", "--no-kernel", "--format", "jsonl", "--bpf", "tcp port 9")
+        try:
+            s.wait_watching()
+            refuse(NS, 3)
+            s.wait_records(3)
+        finally:
+            s.proc.send_signal(signal.SIGTERM)
+            rc = s.finish(30)
+    err = "".join(s.err)
+    assert rc == 0, err
+    m = re.search(r"live:lo: [\d.]+ s, ([\d,]+) packets .*; capture dropped 0 of ([\d,]+) packets\n", err)
+    assert m and m.group(1) == m.group(2) == "6", err
 
 
 def test_drops_unreadable_without_the_right_is_none_not_a_crash():

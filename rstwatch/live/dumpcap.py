@@ -104,10 +104,23 @@ class CaptureStats:
     per_interface: dict[str, tuple[int, int]] = field(default_factory=dict)
     from_dumpcap: bool = False      # dumpcap printed its statistics when it stopped
     from_kernel: bool = False       # rstwatch read the kernel's drop count of dumpcap's sockets
+    taken_known: bool = True        # `received` is what dumpcap took (not so from the kernel on lo/any)
 
     @property
     def known(self) -> bool:
         return self.from_dumpcap or self.from_kernel
+
+
+def _loopback_twice(name: str) -> bool:
+    """Whether a packet socket on this interface sees loopback packets twice (outgoing and
+    incoming; libpcap keeps one), so the kernel's packet count is no count of packets."""
+    if name == "any":
+        return True
+    try:
+        with open(f"/sys/class/net/{name}/type") as fh:
+            return fh.read().strip() == "772"        # ARPHRD_LOOPBACK
+    except OSError:
+        return False
 
 
 class Dumpcap:
@@ -214,6 +227,13 @@ class Dumpcap:
             return f"dumpcap was killed by {signal.Signals(-code).name}"
         return f"dumpcap exited with status {code}"
 
+    def _asked_name(self, shown: str) -> str:
+        """The interface as it was asked for: dumpcap shows some with a description ('Loopback: lo')."""
+        for name in self.interfaces:
+            if shown == name or shown.endswith(f": {name}"):
+                return name
+        return shown
+
     def stats(self) -> CaptureStats:
         """dumpcap's own received/dropped counts (it prints them when it stops), plus the drops
         rstwatch read from the kernel while it ran: reading resets the kernel's counter, so
@@ -222,7 +242,7 @@ class Dumpcap:
         for line in self.stderr_lines:
             m = _DROPS.search(line)
             if m:
-                st.per_interface[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+                st.per_interface[self._asked_name(m.group(1))] = (int(m.group(2)), int(m.group(3)))
                 st.from_dumpcap = True
         sockets = getattr(self, "sockets", None)
         if sockets is not None and sockets.readable:
@@ -231,6 +251,9 @@ class Dumpcap:
                 if name in st.per_interface:
                     rec, drop = st.per_interface[name]
                     st.per_interface[name] = (rec, drop + lost)
+                elif _loopback_twice(name):   # the kernel counts each loopback packet in and out
+                    st.per_interface[name] = (0, lost)
+                    st.taken_known = False
                 else:                       # what dumpcap took from the ring = offered - dropped
                     st.per_interface[name] = (sockets.packets.get(name, 0) - lost, lost)
         st.received = sum(rec for rec, _ in st.per_interface.values())

@@ -175,8 +175,9 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
     sink.finish(tally)
     _summary(label, feed, tracker, stats, tally, time.monotonic() - started, evidence)
     if opts.report:
+        received = stats.received if stats.taken_known else 0
         opts.report.write(label, feed.diag.packets, rules, opts.rule_dirs, stats.dropped if stats.known
-                          else None, stats.received or None, list(evidence.files) if evidence else [])
+                          else None, received or None, list(evidence.files) if evidence else [])
         _say(f"report written to {opts.report.path}")
     if capture_lost:
         _say(f"error: capture on {', '.join(opts.interfaces)} stopped: {failure}")
@@ -223,7 +224,7 @@ def _summary(label, feed, tracker, stats, tally: CauseTally, seconds, evidence) 
     if stats.from_dumpcap:
         drops = f"capture dropped {stats.dropped:,} of {stats.received:,} packets"
     elif stats.from_kernel:     # dumpcap was killed blocked on the pipe: the kernel's count, read by rstwatch
-        unread = stats.received - feed.diag.packets
+        unread = stats.received - feed.diag.packets if stats.taken_known else 0
         drops = (f"capture dropped {stats.dropped:,} packets (the kernel's count for dumpcap's socket; dumpcap "
                  f"gave no statistics)" + (f"; {unread:,} more were still in dumpcap's buffer when it was stopped"
                                            if unread > 0 else ""))
