@@ -122,7 +122,8 @@ def test_a_clean_stop_adds_dumpcaps_count_to_the_kernels_once():
 
 def test_drops_unreadable_without_the_right_is_none_not_a_crash():
     """The non-root path: another user's dumpcap cannot be reached (pidfd_getfd needs the right to
-    ptrace it); nothing is read, nothing raised, and the session's summary says 'unknown'."""
+    ptrace it); nothing is read and nothing raised. (A whole session without the right:
+    test_live.py's unprivileged-dumpcap test.)"""
     from rstwatch.live.sockdrops import SocketDrops
     target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
