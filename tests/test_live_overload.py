@@ -13,8 +13,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import ROOT
 from test_live import Session, namespace, needs_root, refuse
 
