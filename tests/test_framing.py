@@ -91,3 +91,22 @@ def test_compiled_and_python_agree_on_mangled_framing() -> None:
         assert len(got) == len(payloads)
         if snap is None:
             assert got == [F.frame_code(p, len(p)) for p in payloads]
+
+
+@pytest.mark.parametrize("name,frame,framing,cause", [
+    # a browser resets after a whole byte-range response (Content-Length within the snap) and the
+    # server's FIN, its window open: it had its answer
+    ("zeek/http/m57-long-49583-80.pcap", 226, 2, "linger-zero-abort"),
+    # a whole 200 response sent before the handshake completed, then the client's FIN and RST
+    ("arkime/CVE-2018-6794.pcap", 32, 2, "linger-zero-abort"),
+    # a 404 without a length, more of it in flight after the RST: reset halfway, not an abort
+    ("suricata-verify/bug-78-uricontent/input.pcap", 7, 1, "unread-data-close"),
+])
+def test_reply_framing_on_public_traces(name: str, frame: int, framing: int, cause: str) -> None:
+    import rstwatch
+    from conftest import EXTERNAL
+    row = rstwatch.read(EXTERNAL / name).set_index("frame").loc[frame]
+    assert row["receiver.reply_framing"] == framing
+    assert row["cause"] == cause
+    other = {"linger-zero-abort": "unread-data-close", "unread-data-close": "linger-zero-abort"}[cause]
+    assert other in list(row["alternatives"])          # the pair stays open: no kernel label on these
