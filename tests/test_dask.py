@@ -42,7 +42,8 @@ class Lab:
         port = _free_port()
         self.address = f"tcp://127.0.0.1:{port}"
         env = dict(os.environ, TMPDIR=str(tmp))
-        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp)
+        # each in its own process group, so that close() can end a nanny and its worker together
+        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp, start_new_session=True)
         self.procs.append(subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                             "--no-dashboard"], **quiet))
         for i in range(2):
@@ -64,12 +65,18 @@ class Lab:
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
+        # A nanny whose worker was killed and restarted (test below) takes 8 s to end on SIGTERM:
+        # what is still there after a second is killed with its children.
         for p in reversed(self.procs):
             try:
-                p.wait(timeout=10)
+                p.wait(timeout=1)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+                pass
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
 
 
 @pytest.fixture(scope="module")

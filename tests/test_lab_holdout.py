@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CAPTURES, ROOT
+from labcheck import needs_root, rebuild
 
 HOLDOUT = Path(os.environ.get("RSTWATCH_HOLDOUT_CAPTURES", CAPTURES / "holdout"))
 MANIFEST = json.loads((HOLDOUT / "manifest.json").read_text())
@@ -91,12 +92,9 @@ def test_follow_ups_point_at_an_earlier_first_reset_of_their_connection(name: st
         assert r["cause"] == root["cause"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces, nftables, tracefs)")
+@needs_root
 def test_fresh_holdout_captures_reproduce_the_labels(tmp_path: Path):
-    out = tmp_path / "holdout"
-    res = subprocess.run([sys.executable, str(ROOT / "lab" / "make_holdout_captures.py"), "--out", str(out),
-                          "--only", ",".join(FAST.values())], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
+    out = rebuild("make_holdout_captures.py", tmp_path / "holdout", "--only", ",".join(FAST.values()), timeout=600)
     fresh = json.loads((out / "manifest.json").read_text())["captures"]
     assert set(fresh) == {f"{n}.pcap" for n in FAST.values()}
     for name, entry in fresh.items():

@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import CAPTURES
 from labcheck import needs_root, rebuild
 from rstwatch.analyze import analyze_file
@@ -81,12 +83,18 @@ def test_the_real_software_lab_is_broad():
     assert sum(len(e["resets"]) for e in ENTRIES.values()) >= 30
 
 
-def test_committed_real_software_captures(builtin_rules):
-    check(judge(REAL, MANIFEST, builtin_rules))
+@pytest.fixture(scope="module")
+def committed(builtin_rules) -> dict:
+    """The committed captures judged once for the two tests below."""
+    return judge(REAL, MANIFEST, builtin_rules)
 
 
-def test_follow_up_resets_point_at_the_reset_they_follow(builtin_rules):
-    res = judge(REAL, MANIFEST, builtin_rules)
+def test_committed_real_software_captures(committed):
+    check(committed)
+
+
+def test_follow_up_resets_point_at_the_reset_they_follow(committed):
+    res = committed
     assert res["follow_ups"] >= 3
     assert res["follow_ups_pointing_right"] == res["follow_ups"]
 
