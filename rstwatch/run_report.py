@@ -1,6 +1,7 @@
 """`rstwatch report` and the output end of `read`: findings -> evidence files -> any format."""
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
                title: str | None, extract: Path | None, jobs: int = 1, debug: bool = False,
                storm_min: int | None = None, packets: list[Path] = ()) -> int:
     """Captures and/or saved findings (Parquet) -> an incident report (HTML unless told otherwise)."""
-    from .report.parquet import is_parquet, read_parquet
+    from .report.parquet import is_parquet, parquet_batches, parquet_labels, read_parquet
     from .run import analyze_paths
     from .sources.capture import expand_inputs
     chosen = plan(fmt, output, extract, default="html")
@@ -114,15 +115,27 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     tune_gc()
     info = RunInfo(source="parquet" if saved and not captures else "read")
     frames, errors, results = [], [], []
+    from .run import REPORTS
+    streamed = saved and not captures and extract is None and chosen.name in REPORTS
+    batches = []                            # saved findings only, for a report: a batch at a time
     for p in saved:
-        df, meta = read_parquet(p)
-        frames.append(df)
+        if streamed:
+            meta, tables = parquet_batches(p)
+            batches.append(tables)
+        else:
+            df, meta = read_parquet(p)
+            frames.append(df)
         info.inputs.append(InputFile(str(p)))
         info.carried = meta if len(saved) == 1 else {}
         info.packets += int(meta.get("packets") or 0)
         info.files += int(meta.get("files") or 0)
         info.inputs += [InputFile(f["path"], f["size"], f["sha256"], f["packets"], carried=True)
                         for f in meta.get("inputs", [])]       # as recorded: never opened or hashed
+    if streamed:
+        labels = pd.unique(pd.Series([label for p in saved for label in parquet_labels(p)], dtype=object))
+        info.packets_for.update(packet_sources(labels, [*captures, *packets]))
+        return _report_saved(chosen, itertools.chain.from_iterable(batches), rules, rule_dirs, output, force,
+                             title, info)
     if saved:
         labels = pd.unique(pd.concat([f["file"].astype(str) for f in frames])) if frames else []
         info.packets_for.update(packet_sources(labels, [*captures, *packets]))
@@ -141,3 +154,20 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     if output is not None:
         typer.echo(f"rstwatch: report written to {visible(output)}", err=True)
     return 1 if errors else 0              # 1: some inputs could not be read
+
+
+def _report_saved(chosen: Format, tables, rules: list[Rule], rule_dirs: list[Path], output: Path | None,
+                  force: bool, title: str | None, info: RunInfo) -> int:
+    """A report of saved findings (Parquet) only, their batches streamed through the report's
+    digest as `read` streams a capture's (run._stream): the same report, byte for byte, holding
+    counters and a few hundred rows, not every finding."""
+    from .report.output import open_output
+    from .run import _stream
+    info = run_info([], rules, rule_dirs, title, info)
+    info.output, info.force = output, force
+    with open_output(output, force, binary=chosen.binary) as out:
+        _stream(chosen, tables, out, info)
+    if output is not None:
+        typer.echo(f"rstwatch: report written to {visible(output)}", err=True)
+    return 0
+

@@ -61,36 +61,37 @@ def _bad(where: str, column: str, row: int, what: str) -> CaptureError:
     return CaptureError(where, f"not rstwatch findings: {column} of row {row + 1} {what}")
 
 
-def check_values(df: pd.DataFrame, where: str) -> None:
+def check_values(df: pd.DataFrame, where: str, first: int = 0) -> None:
     """Values a capture can give: finite times a report can draw, ports and frames in range,
-    cause names as rules write them, text of a bounded length."""
+    cause names as rules write them, text of a bounded length. `first`: the file's row number
+    of df's first row (read a batch at a time)."""
     time = pd.to_numeric(df["time"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = ~np.isfinite(time) | (time < 0) | (time > MAX_TIME)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise _bad(where, "time", k, f"is {float(time[k])!r}, not a time a capture can hold")
+        raise _bad(where, "time", first + k, f"is {float(time[k])!r}, not a time a capture can hold")
     for col, lo, hi in (("frame", 0, 2**62), ("sport", 0, 65535), ("dport", 0, 65535)):
         values = df[col]
         if values.isna().any():
-            raise _bad(where, col, int(np.flatnonzero(values.isna().to_numpy())[0]), "is missing")
+            raise _bad(where, col, first + int(np.flatnonzero(values.isna().to_numpy())[0]), "is missing")
         arr = values.to_numpy(dtype=np.int64)
         out = (arr < lo) | (arr > hi)
         if out.any():
             k = int(np.flatnonzero(out)[0])
-            raise _bad(where, col, k, f"is {int(arr[k])}, out of range")
+            raise _bad(where, col, first + k, f"is {int(arr[k])}, out of range")
     conf = pd.to_numeric(df["confidence"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     off = ~np.isfinite(conf) | (conf < 0) | (conf > 1)
     if off.any():
         k = int(np.flatnonzero(off)[0])
-        raise _bad(where, "confidence", k, f"is {float(conf[k])!r}, not between 0 and 1")
+        raise _bad(where, "confidence", first + k, f"is {float(conf[k])!r}, not between 0 and 1")
     for k, cause in enumerate(df["cause"]):
         if not isinstance(cause, str) or not _CAUSE.fullmatch(cause) or len(cause) > 200:
-            raise _bad(where, "cause", k, f"is {_shown(cause)}, not a cause name (lowercase letters, digits and -)")
+            raise _bad(where, "cause", first + k, f"is {_shown(cause)}, not a cause name (lowercase letters, digits and -)")
     for col in _TEXT:
         if col in df:
             long = df[col].map(lambda v: isinstance(v, str) and len(v) > MAX_TEXT).to_numpy(dtype=bool)
             if long.any():
-                raise _bad(where, col, int(np.flatnonzero(long)[0]), f"is longer than {MAX_TEXT:,} characters")
+                raise _bad(where, col, first + int(np.flatnonzero(long)[0]), f"is longer than {MAX_TEXT:,} characters")
 
 
 def _shown(value: Any) -> str:
