@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings, strategies as st
 
 import rstwatch
 from conftest import CAPTURES, EXTERNAL
@@ -49,3 +50,41 @@ def test_awkward_values_come_out_as_json_dumps_writes_them():
     assert json_lines(df) == reference_lines(df)
     assert json_lines(df.iloc[:1]) == reference_lines(df.iloc[:1])          # no flood fields set
     assert json_lines(df.iloc[0:0]) == [] == reference_lines(df.iloc[0:0])
+
+
+def test_compiled_rows_equal_the_python_rows_on_awkward_tables(monkeypatch):
+    """Tables where every record has every field go through the compiled filler (jsonfill.pyx):
+    integers at the int64 edges, nullable ones, NA texts, texts a column repeats or not, shared and
+    distinct dicts, empty and long frame lists, floats repeated (a code each) or not (Arrow's text),
+    zeros of both signs and non-finite ones (repr for every value)."""
+    from rstwatch.report import jsonl
+    assert jsonl.fill_rows is not None, "the compiled filler is built by bin/setup"
+    shared = {"receiver": ["ECONNRESET"], "sender": []}
+    n = 3_000
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame({
+        "file": pd.array(["a.pcap", "b\u00e9.pcap", None] * (n // 3), dtype="str"),
+        "frame": np.r_[[np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1, 0], rng.integers(-10**12, 10**12, n - 4)],
+        "time": 1.7e9 + rng.random(n) * 1e5,
+        "src": pd.array([f"10.0.{k // 256}.{k % 256}" for k in range(n)], dtype="str"),
+        "confidence": rng.choice([0.7, 0.85, 0.3 + 0.6], n),
+        "alternatives": [["x", "y"] if k % 2 else [] for k in range(n)],
+        "errno": [shared if k % 3 else {"receiver": [], "sender": ["EPIPE"]} for k in range(n)],
+        "evidence": [list(range(k % 5)) + [2**62] for k in range(n)],
+        "sender_inferred": rng.random(n) < 0.5,
+        "ts": [None if k % 7 == 0 else f"t{k}\n" for k in range(n)],
+        "follows_frame": pd.array([None if k % 2 else k for k in range(n)], dtype="Int64"),
+    })
+    monkeypatch.setattr(jsonl, "fill_rows", None)
+    python_rows = json_lines(df)
+    monkeypatch.undo()
+    assert json_lines(df) == python_rows == reference_lines(df)
+    odd = df.iloc[:4].assign(time=[0.0, -0.0, math.inf, 1.0], confidence=[1e-5, 1e16, 123.0, -0.0])
+    assert json_lines(odd) == reference_lines(odd)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=50))
+def test_float_texts_are_reprs(values):
+    from rstwatch.report.jsonl import float_texts
+    assert float_texts(np.array(values, dtype=np.float64)) == [float.__repr__(v) for v in values]
