@@ -169,18 +169,8 @@ def heldout_post_busybox(work: Path):
     return {"curl": res}
 
 
-def ours(trace: list[dict]) -> list[dict]:
-    """Trace lines of this lab only: the tracepoint is system-wide and other labs may run meanwhile."""
-    def mine(t: dict) -> bool:
-        hosts = [e.rpartition(":")[0].strip("[]") for e in (t["src"], t["dst"])]
-        if any(h.startswith("10.88.") for h in hosts):
-            return True
-        return hosts[0] in ("0.0.0.0", "::") and int(t["src"].rpartition(":")[2]) in PORTS
-    return [t for t in trace if mine(t)]
-
-
 LAB = D.Lab(name="make_linger_captures", tracer="rstwatch-linger", setup=NET.setup, teardown=NET.teardown,
-            flush_firewalls=NET.flush_firewalls, client=(CLIENT, NET.c_if), server=(SERVER, NET.s_if), ours=ours,
+            flush_firewalls=NET.flush_firewalls, client=(CLIENT, NET.c_if), server=(SERVER, NET.s_if), ours=D.lab_trace_filter("10.88.", PORTS),
             scenarios=SCENARIOS)
 
 

@@ -8,15 +8,14 @@ running kernel and checked the same way.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import CAPTURES, ROOT
+from conftest import CAPTURES
+from labcheck import needs_root, rebuild
 
 import rstwatch
 
@@ -58,11 +57,7 @@ def test_every_rst_tshark_sees_is_labelled():
         assert [int(x) for x in out.split()] == [r["frame"] for r in entry["resets"]], name
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces, tracefs)")
+@needs_root
 def test_fresh_linger_lab(tmp_path: Path):
     """Every scenario rebuilt with real programs on this kernel (about 20 s), then judged as above."""
-    out = tmp_path / "linger"
-    res = subprocess.run([sys.executable, str(ROOT / "lab" / "make_linger_captures.py"), "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
-    check_lab(out)
+    check_lab(rebuild("make_linger_captures.py", tmp_path / "linger"))
