@@ -10,7 +10,7 @@ Each column comes as one of:
   ("l", list[list[int]])          lists of plain ints (evidence frames), written without spaces
 Floats come as codes or texts (report/jsonl.py: Python's repr costs as much in C). Every text
 handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one
-ASCII str, each row followed by a newline: no Python object per value or per row.
+ASCII bytes, each row followed by a newline: no Python object per value or per row.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -172,7 +172,7 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n):
                 else:
                     put_int_list(&b, <list> PyList_GET_ITEM(lists[k], row))
             put(&b, b"}\n", 2)
-        return PyBytes_FromStringAndSize(b.data, b.size).decode("ascii")
+        return PyBytes_FromStringAndSize(b.data, b.size)
     finally:
         free(b.data)
         free(kinds)

@@ -147,6 +147,12 @@ def json_lines(df: pd.DataFrame) -> list[str]:
 
 def jsonl_text(df: pd.DataFrame) -> str:
     """Every finding's JSON text followed by a newline ("" for no finding or no field)."""
+    rows = _rows(df)
+    return rows.decode("ascii") if type(rows) is bytes else rows
+
+
+def _rows(df: pd.DataFrame) -> str | bytes:
+    """jsonl_text, as ASCII bytes when the compiled filler made them."""
     plan = _plan(df)
     if plan is None:
         return "{}\n" * len(df)
@@ -227,10 +233,28 @@ def float_texts(arr: np.ndarray) -> list[str]:
     return out
 
 
+# Encodings in which ASCII text is its own bytes: the compiled rows go to the binary stream as they are.
+_ASCII_SAFE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"}
+
+
 def write_jsonl(df: pd.DataFrame, out: TextIO, info=None) -> None:
-    text = jsonl_text(df)
-    if text:
-        out.write(text)
+    rows = _rows(df)
+    if not rows:
+        return
+    raw = getattr(out, "buffer", None)
+    if type(rows) is bytes and raw is not None and _codec(getattr(out, "encoding", None)) in _ASCII_SAFE:
+        out.flush()                 # what was written as text first goes first
+        raw.write(rows)             # no decode to text and encode back (~0.15 s per 100,000 lines)
+    else:
+        out.write(rows.decode("ascii") if type(rows) is bytes else rows)
+
+
+def _codec(name: str | None) -> str | None:
+    import codecs
+    try:
+        return codecs.lookup(name).name if name else None
+    except LookupError:
+        return None
 
 
 def reference_lines(df: pd.DataFrame) -> list[str]:
@@ -249,9 +273,8 @@ class JsonlSink:
         pass
 
     def write(self, df: pd.DataFrame) -> None:
-        text = jsonl_text(df)           # the findings of one tick: one write, then flushed
-        if text:
-            self.out.write(text)
+        if len(df):                     # the findings of one tick: one write, then flushed
+            write_jsonl(df, self.out)
             self.out.flush()
 
     def finish(self, tally) -> None:
