@@ -231,3 +231,26 @@ def test_report_on_dask_is_the_local_report(lab, tmp_path):
         pages.append([line for line in text.splitlines()        # when it was made, the command line
                       if " · generated " not in line and "; command: `rstwatch report" not in line])
     assert pages[0] == pages[1] and any("listener-closed" in line for line in pages[1])
+
+
+def test_extract_from_urls_is_the_local_extraction(lab, tmp_path):
+    """--extract with inputs read on Dask by URL: the client takes each finding's packets from the
+    URL it was read from (file:// in place, a zip member copied and removed), the same evidence
+    files, byte for byte, as extracting from the paths."""
+    names = sorted(p for p in CAPTURES.glob("*.pcap"))[:3]
+    with zipfile.ZipFile(tmp_path / "caps.zip", "w") as z:
+        z.write(names[2], names[2].name)
+    urls = [p.resolve().as_uri() for p in names[:2]] + [f"zip://{names[2].name}::{(tmp_path / 'caps.zip').as_uri()}"]
+    local = _read(*map(str, names), "--extract", str(tmp_path / "local"))
+    dask = _read(*urls, "--scheduler", lab.address, "--extract", str(tmp_path / "dask"))
+    assert local.returncode == dask.returncode == 0, dask.stderr
+    assert b"not extracted" not in dask.stderr, dask.stderr
+    got = sorted(p.name for p in (tmp_path / "dask").iterdir())
+    assert got == sorted(p.name for p in (tmp_path / "local").iterdir()) and len(got) >= 3
+    fields = ["-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len", "-e", "tcp.seq_raw", "-e", "tcp.ack_raw",
+              "-e", "tcp.flags", "-e", "frame.comment"]
+    for name in got:        # the same packets, the same comments (frame numbers and the capture's name)
+        a, b = (subprocess.run(["tshark", "-r", str(tmp_path / side / name), *fields], capture_output=True,
+                               text=True, check=True).stdout.splitlines() for side in ("local", "dask"))
+        assert a == b and a, name
+    assert not list(tmp_path.rglob("rstwatch-url-*"))

