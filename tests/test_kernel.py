@@ -206,8 +206,12 @@ def test_live_joins_kernel_reasons_for_every_kernel_sent_cause():
     assert not wrong, wrong
     by = {sc.name: res.records_of(sc) for sc in res.scenarios}
     # The case the wire gets wrong: SO_LINGER 0 with unread bytes that arrived before the answer.
+    # (When the request's tail reaches the server after its answer has left, which a loaded
+    # machine makes likely, the wire sees bytes acknowledged after the last write and is right
+    # too: the kernel's reason decides either way.)
     [r] = by["linger-zero-with-unread-data"]
-    assert (r["wire_cause"], r["cause"], r["decided_by"]) == ("linger-zero-abort", "unread-data-close", "kernel")
+    assert r["wire_cause"] in ("linger-zero-abort", "unread-data-close"), r
+    assert (r["cause"], r["decided_by"]) == ("unread-data-close", "kernel"), r
     assert r["title"].startswith("The application closed with unread data")       # re-explained by its new rule
     # The pair the wire leaves ambiguous (0.70 alone) is settled, with the process that closed.
     [r] = by["linger-zero-abort"]
