@@ -172,3 +172,25 @@ def run(lab: Lab, out: Path, only: list[str] | None) -> dict:
     if failed:
         raise SystemExit(f"{lab.name}: " + "; ".join(failed))
     return manifest
+
+
+def main(lab: "Lab", default_out: Path, ensure_tools, snaplen: int, description: str) -> None:
+    """A lab script's command line: --out, --only; as root, its tools, the run, then every capture cut
+    to `snaplen` bytes a packet (headers are what rstwatch reads)."""
+    import argparse
+    import subprocess
+    import sys
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", type=Path, default=default_out)
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit(f"{lab.name}: needs root (network namespaces, tracefs)")
+    ensure_tools()
+    only = [s for s in args.only.split(",") if s] or None
+    run(lab, args.out, only)
+    for name in only or lab.scenarios:
+        path = args.out / f"{name}.pcap"
+        subprocess.run(["editcap", "-s", str(snaplen), str(path), f"{path}.cut"], check=True)
+        os.replace(f"{path}.cut", path)
+        os.chmod(path, 0o644)

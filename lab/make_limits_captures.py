@@ -12,7 +12,6 @@ addresses (lm*, 10.86/16, lab/limits_net.py). Ground truth and kernel labels as 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -162,20 +161,7 @@ LAB = D.Lab(name="make_limits_captures", tracer="rstwatch-limits", setup=L.setup
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=HERE.parent / "captures" / "limits")
-    ap.add_argument("--only", default="", help="comma-separated scenario names")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("make_limits_captures: needs root (network namespaces, tracefs)")
-    ensure_tools()
-    only = [s for s in args.only.split(",") if s] or None
-    D.run(LAB, args.out, only)
-    for name in only or SCENARIOS:       # headers are what rstwatch reads: keep 200 bytes a packet
-        path = args.out / f"{name}.pcap"
-        subprocess.run(["editcap", "-s", str(SNAPLEN), str(path), f"{path}.cut"], check=True)
-        os.replace(f"{path}.cut", path)
-        os.chmod(path, 0o644)
+    D.main(LAB, HERE.parent / "captures" / "limits", ensure_tools, SNAPLEN, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

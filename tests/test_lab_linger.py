@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import CAPTURES
-from labcheck import needs_root, rebuild
+from labcheck import assert_every_rst_labelled, needs_root, rebuild
 
 import rstwatch
 
@@ -49,12 +48,7 @@ def test_bundled_linger_lab():
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is needed to cross-check the RST frames")
 def test_every_rst_tshark_sees_is_labelled():
-    entries = json.loads((LINGER / "manifest.json").read_text())["captures"]
-    assert {p.name for p in LINGER.glob("*.pcap")} == set(entries)
-    for name, entry in entries.items():
-        out = subprocess.run(["tshark", "-r", str(LINGER / name), "-Y", "tcp.flags.reset == 1", "-T", "fields",
-                              "-e", "frame.number"], capture_output=True, text=True, check=True).stdout
-        assert [int(x) for x in out.split()] == [r["frame"] for r in entry["resets"]], name
+    assert_every_rst_labelled(LINGER)
 
 
 @needs_root
