@@ -1,6 +1,7 @@
 """Build steps pyproject.toml cannot express: compile rstwatch/hotloops.pyx (the per-packet loops)
 rstwatch/track/walkloop.pyx (the walk of each connection that holds a RST) and
-rstwatch/report/jsonfill.pyx (JSON Lines rows joined from typed columns) with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules.
+rstwatch/report/jsonfill.pyx (JSON Lines rows joined from typed columns) and
+rstwatch/joinkeys.pyx (Community ID and ISO times of many findings) with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules.
 
 The extension is optional: without a C compiler (or Cython, or Python's headers) the build
 says so in one warning and goes on, and rstwatch runs on its numpy twin (rstwatch/hotloops_py.py,
@@ -61,7 +62,8 @@ def extensions() -> list:
     return cythonize([Extension(name, [source], extra_compile_args=["-O3"], extra_link_args=strip)
                       for name, source in (("rstwatch.hotloops", "rstwatch/hotloops.pyx"),
                                            ("rstwatch.track.walkloop", "rstwatch/track/walkloop.pyx"),
-                                           ("rstwatch.report.jsonfill", "rstwatch/report/jsonfill.pyx"))],
+                                           ("rstwatch.report.jsonfill", "rstwatch/report/jsonfill.pyx"),
+                                           ("rstwatch.joinkeys", "rstwatch/joinkeys.pyx"))],
                      language_level=3)
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import os
 import socket
 import struct
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:                  # pandas is imported where a table is made: a read without resets needs none
+    import pandas as pd
 
 TCP = 6
 
@@ -23,13 +26,30 @@ def iso_ns(ts_ns: int) -> str:
     return datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
 
 
-def iso_ns_column(ts_ns: Iterable[int]) -> list[str]:
-    """Many at once, as iso_ns gives each: numpy formats nanosecond datetimes in C (~0.8 us a
-    row against ~1.7 us with a cached date part per second, and ~13 us when every row is in a
-    second of its own). Every int64 nanosecond time falls in years 1677-2262, four digits."""
-    ts = np.asarray(ts_ns if isinstance(ts_ns, np.ndarray) else list(ts_ns), dtype=np.int64)
-    return [t + "Z" for t in np.datetime_as_string(ts.astype("datetime64[ns]"), unit="ns").tolist()]
+# The C twins of iso_ns_column and community_id_column (rstwatch/joinkeys.pyx) when they were
+# built, as for the packet loops (rstwatch/loops.py); RSTWATCH_PURE_PYTHON=1 keeps the Python
+# ones below, the reference (tests/test_joinkeys.py).
+_compiled = None
+if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from . import joinkeys as _compiled
+    except ImportError:
+        pass
 
+
+def iso_ns_column(ts_ns: Iterable[int]) -> list[str]:
+    """Many at once, as iso_ns gives each: ~0.15 us a row in C, else ~0.8 us through numpy.
+    Every int64 nanosecond time falls in years 1677-2262, four digits."""
+    ts = np.asarray(ts_ns if isinstance(ts_ns, np.ndarray) else list(ts_ns), dtype=np.int64)
+    if _compiled is not None:
+        return _compiled.iso_ns_texts(np.ascontiguousarray(ts))
+    return iso_ns_numpy(ts)
+
+
+def iso_ns_numpy(ts: np.ndarray) -> list[str]:
+    """iso_ns_column through numpy, which formats nanosecond datetimes in C (~0.8 us a row
+    against ~1.7 us with a cached date part per second)."""
+    return [t + "Z" for t in np.datetime_as_string(ts.astype("datetime64[ns]"), unit="ns").tolist()]
 
 _ADDRESS_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _SEED = struct.pack("!H", 0)           # Community ID seed 0, as Zeek and Suricata use by default
@@ -40,7 +60,7 @@ def _packed(addr: str) -> bytes | None:
     for family in _ADDRESS_FAMILIES:
         try:
             return socket.inet_pton(family, addr)
-        except (OSError, TypeError):
+        except (OSError, TypeError, ValueError):        # ValueError: text with a NUL in it
             pass
     return None
 
@@ -76,21 +96,31 @@ def _community_id(a: bytes | None, b: bytes | None, sport: int, dport: int, prot
 
 
 def community_id_column(df: pd.DataFrame) -> list[str | None]:
-    """The Community ID of every finding: each address packed once for the table (a flow per
-    row costs a hash, not a cache; 100,000 resets 0.63 -> 0.33 s)."""
+    """The Community ID of every finding: in C when the ports are plain integer columns
+    (rstwatch/joinkeys.pyx, ~0.5 us a row), else each address packed once for the table and a
+    hash per row (~2.5 us)."""
     if not len(df):
         return []
     src, dst = df["src"].tolist(), df["dst"].tolist()
+    if _compiled is not None and df["sport"].dtype == np.int64 and df["dport"].dtype == np.int64:
+        return _compiled.community_ids(src, dst, np.ascontiguousarray(df["sport"].to_numpy()),
+                                       np.ascontiguousarray(df["dport"].to_numpy()), TCP)
+    return community_ids_python(src, dst, df["sport"].tolist(), df["dport"].tolist())
+
+
+def community_ids_python(src: list, dst: list, sports: list, dports: list) -> list[str | None]:
+    """community_id_column in Python: each address packed once, then a hash per row."""
     packed = {a: _packed(a) for a in set(src).union(dst)}
     # a flood finding (ports 0) names hosts, not one flow: no id rather than a made-up one
     return [_community_id(packed[s], packed[d], sp, dp, TCP) if (sp or dp) else None
-            for s, d, sp, dp in zip(src, dst, df["sport"].tolist(), df["dport"].tolist())]
+            for s, d, sp, dp in zip(src, dst, sports, dports)]
 
 
 def add_join_keys(df: pd.DataFrame, ts_ns: np.ndarray | list[int] | None = None) -> pd.DataFrame:
     """Add `ts` (from `ts_ns`, else from `time`, which has lost the last digits) and
     `community_id` to findings, in place; returns `df`. Flood findings stand for many flows
     and get None."""
+    import pandas as pd
     if ts_ns is None:
         ts_ns = np.round(df["time"].to_numpy(dtype="float64") * 1e9).astype("int64") if len(df) else []
     df["ts"] = pd.Series(iso_ns_column(ts_ns), index=df.index, dtype=object)
@@ -155,6 +185,7 @@ def connection_digests(df: pd.DataFrame) -> list[bytes | None]:
 
 
 def _frame(value) -> int | None:
+    import pandas as pd
     return None if value is None or value is pd.NA or value != value else int(value)
 
 
