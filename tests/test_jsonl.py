@@ -56,7 +56,9 @@ def test_compiled_rows_equal_the_python_rows_on_awkward_tables(monkeypatch):
     """Tables where every record has every field go through the compiled filler (jsonfill.pyx):
     integers at the int64 edges, nullable ones, NA texts, texts a column repeats or not, shared and
     distinct dicts, empty and long frame lists, floats repeated (a code each) or not (Arrow's text),
-    zeros of both signs and non-finite ones (repr for every value)."""
+    zeros of both signs and non-finite ones (repr for every value), texts quoted in C or not
+    (quotes, backslashes, DEL, controls, non-ASCII), integers in lists beyond 64 bits, and the
+    rows handed to a sink in pieces."""
     from rstwatch.report import jsonl
     assert jsonl.fill_rows is not None, "the compiled filler is built by bin/setup"
     shared = {"receiver": ["ECONNRESET"], "sender": []}
@@ -70,7 +72,10 @@ def test_compiled_rows_equal_the_python_rows_on_awkward_tables(monkeypatch):
         "confidence": rng.choice([0.7, 0.85, 0.3 + 0.6], n),
         "alternatives": [["x", "y"] if k % 2 else [] for k in range(n)],
         "errno": [shared if k % 3 else {"receiver": [], "sender": ["EPIPE"]} for k in range(n)],
-        "evidence": [list(range(k % 5)) + [2**62] for k in range(n)],
+        "evidence": [list(range(k % 5)) + [2**62 if k % 11 else -(2**70)] for k in range(n)],
+        "summary": [["plain text", 'say "hi"', "back\\slash", "del\x7f", "tab\tcr\r", "caf\u00e9", None,
+                     "\U0001F600 emoji"][k % 8] + str(k) if k % 8 != 6 else None for k in range(n)],
+        "remediation": [["Drain first.", "Check logs."] if k % 3 else ["\u00e9t\u00e9"] for k in range(n)],
         "sender_inferred": rng.random(n) < 0.5,
         "ts": [None if k % 7 == 0 else f"t{k}\n" for k in range(n)],
         "follows_frame": pd.array([None if k % 2 else k for k in range(n)], dtype="Int64"),
@@ -79,6 +84,9 @@ def test_compiled_rows_equal_the_python_rows_on_awkward_tables(monkeypatch):
     python_rows = json_lines(df)
     monkeypatch.undo()
     assert json_lines(df) == python_rows == reference_lines(df)
+    pieces: list[bytes] = []
+    assert jsonl._rows(df, pieces.append) is None and len(pieces) > 1
+    assert b"".join(pieces).decode("ascii") == "".join(line + "\n" for line in python_rows)
     odd = df.iloc[:4].assign(time=[0.0, -0.0, math.inf, 1.0], confidence=[1e-5, 1e16, 123.0, -0.0])
     assert json_lines(odd) == reference_lines(odd)
 

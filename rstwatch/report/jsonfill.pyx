@@ -7,6 +7,8 @@ Each column comes as one of:
   ("b", uint8[:])                 true / false
   ("c", int64[:], list[str])      a code per row into texts already encoded (-1: null)
   ("t", list[str])                a text per row already encoded
+  ("s", list, encode)             a str (or None: null) per row, quoted here when it is printable
+                                  ASCII without '"' or '\\'; any other value is written as encode(value)
   ("l", list[list[int]])          lists of plain ints (evidence frames), written without spaces
 Floats come as codes or texts (report/jsonl.py: Python's repr costs as much in C). Every text
 handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one
@@ -14,7 +16,7 @@ ASCII bytes, each row followed by a newline: no Python object per value or per r
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.long cimport PyLong_AsLongLong
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
@@ -22,6 +24,7 @@ from libc.string cimport memcpy
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    int PyUnicode_IS_ASCII(object s)
 
 
 cdef struct Buf:
@@ -58,6 +61,31 @@ cdef inline int put_text(Buf *b, object text) except -1:
     return put(b, s, n)
 
 
+cdef int put_string(Buf *b, object value, object encode) except -1:
+    """A JSON string as json's ensure_ascii encoder writes it: printable ASCII without a quote or
+    a backslash is copied between quotes (almost every text here); the rest goes to `encode`."""
+    cdef Py_ssize_t n, i
+    cdef const char *s
+    cdef unsigned char c
+    if value is None:
+        return put(b, b"null", 4)
+    if type(value) is str and PyUnicode_IS_ASCII(value):
+        s = PyUnicode_AsUTF8AndSize(value, &n)
+        for i in range(n):
+            c = <unsigned char> s[i]
+            if c < 0x20 or c > 0x7e or c == 0x22 or c == 0x5c:
+                break
+        else:
+            if b.size + n + 2 > b.cap:
+                grow(b, n + 2)
+            b.data[b.size] = b'"'
+            memcpy(b.data + b.size + 1, s, n)
+            b.data[b.size + n + 1] = b'"'
+            b.size += n + 2
+            return 0
+    return put_text(b, encode(value))
+
+
 cdef int put_int(Buf *b, int64_t v) except -1:
     cdef char tmp[24]
     cdef int i = 23
@@ -80,17 +108,24 @@ cdef int put_int(Buf *b, int64_t v) except -1:
 
 cdef int put_int_list(Buf *b, list values) except -1:
     cdef Py_ssize_t k, n = PyList_GET_SIZE(values)
+    cdef int overflow
+    cdef long long v
     put(b, b"[", 1)
     for k in range(n):
         if k:
             put(b, b",", 1)
-        put_int(b, PyLong_AsLongLong(<object> PyList_GET_ITEM(values, k)))
+        item = <object> PyList_GET_ITEM(values, k)
+        v = PyLong_AsLongLongAndOverflow(item, &overflow)
+        if overflow:                                # beyond 64 bits: Python's own digits
+            put_text(b, int.__repr__(item))
+        else:
+            put_int(b, v)
     put(b, b"]", 1)
     return 0
 
 
 cdef enum Kind:
-    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS
+    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS, K_STRINGS
 
 
 cdef const int64_t *int_data(object a) except? NULL:
@@ -103,9 +138,17 @@ cdef const uint8_t *byte_data(object a) except? NULL:
     return &mv[0] if mv.shape[0] else NULL
 
 
-def fill_rows(list prefixes, list columns, Py_ssize_t n):
+# With a sink, rows go out in pieces of about this many bytes from one reused buffer: the pages
+# stay warm in the cache, where one buffer for a whole table (~1.1 KB a row) was fresh memory
+# the kernel zeroed and then copied once more into the bytes object.
+SINK_PIECE = 1 << 18
+
+
+def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
     """The rows: `prefixes[k]` (`{"name":` or `,"name":`, ASCII bytes) then column k's value, then
-    `}` and a newline. Numeric columns must be C-contiguous numpy arrays of n values."""
+    `}` and a newline. Numeric columns must be C-contiguous numpy arrays of n values. Returns the
+    rows as one bytes object, or, with `sink`, calls sink(bytes) with whole rows at a time
+    (pieces of ~SINK_PIECE bytes) and returns None."""
     cdef Py_ssize_t ncols = len(columns)
     cdef Py_ssize_t row, k
     cdef int64_t code
@@ -115,7 +158,8 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n):
     cdef const uint8_t **masks = <const uint8_t **> malloc(ncols * sizeof(void *))
     cdef const char **pre = <const char **> malloc(ncols * sizeof(void *))
     cdef Py_ssize_t *pre_len = <Py_ssize_t *> malloc(ncols * sizeof(Py_ssize_t))
-    cdef list lists = [None] * ncols          # the Python lists of "c", "t" and "l" columns
+    cdef list lists = [None] * ncols          # the Python lists of "c", "t", "s" and "l" columns
+    cdef list encoders = [None] * ncols       # the encoder of each "s" column
     cdef list texts
     b.data, b.size, b.cap = NULL, 0, 0
     try:
@@ -137,6 +181,11 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n):
             elif kind == "c":
                 kinds[k], ints[k] = K_CODES, int_data(col[1])
                 lists[k] = col[2]
+            elif kind == "s":
+                kinds[k] = K_STRINGS
+                if len(col[1]) != n:
+                    raise ValueError("a column of another length")
+                lists[k], encoders[k] = col[1], col[2]
             elif kind == "t" or kind == "l":
                 kinds[k] = K_TEXTS if kind == "t" else K_INT_LISTS
                 if len(col[1]) != n:
@@ -144,14 +193,19 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n):
                 lists[k] = col[1]
             else:
                 raise ValueError(f"unknown column kind {kind!r}")
-        grow(&b, n * 512 + 64)
+        grow(&b, SINK_PIECE + 4096 if sink is not None else n * 512 + 64)
         for row in range(n):
+            if sink is not None and b.size >= SINK_PIECE:
+                sink(PyBytes_FromStringAndSize(b.data, b.size))
+                b.size = 0
             for k in range(ncols):
                 put(&b, pre[k], pre_len[k])
                 if kinds[k] == K_INT:
                     put_int(&b, ints[k][row])
                 elif kinds[k] == K_TEXTS:
                     put_text(&b, <object> PyList_GET_ITEM(lists[k], row))
+                elif kinds[k] == K_STRINGS:
+                    put_string(&b, <object> PyList_GET_ITEM(lists[k], row), encoders[k])
                 elif kinds[k] == K_CODES:
                     code = ints[k][row]
                     if code < 0:
@@ -172,7 +226,11 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n):
                 else:
                     put_int_list(&b, <list> PyList_GET_ITEM(lists[k], row))
             put(&b, b"}\n", 2)
-        return PyBytes_FromStringAndSize(b.data, b.size)
+        if sink is None:
+            return PyBytes_FromStringAndSize(b.data, b.size)
+        if b.size:
+            sink(PyBytes_FromStringAndSize(b.data, b.size))
+        return None
     finally:
         free(b.data)
         free(kinds)

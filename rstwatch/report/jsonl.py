@@ -151,8 +151,9 @@ def jsonl_text(df: pd.DataFrame) -> str:
     return rows.decode("ascii") if type(rows) is bytes else rows
 
 
-def _rows(df: pd.DataFrame) -> str | bytes:
-    """jsonl_text, as ASCII bytes when the compiled filler made them."""
+def _rows(df: pd.DataFrame, sink=None) -> str | bytes | None:
+    """jsonl_text, as ASCII bytes when the compiled filler made them; with `sink` (a callable
+    taking ASCII bytes), the compiled filler hands it the rows in pieces and None is returned."""
     plan = _plan(df)
     if plan is None:
         return "{}\n" * len(df)
@@ -162,10 +163,7 @@ def _rows(df: pd.DataFrame) -> str | bytes:
         # every record has every field: rows filled column by column
         if fill_rows is not None:
             prefixes = [(("{" if k == 0 else ",") + _string(c) + ":").encode("ascii") for k, c in enumerate(cols)]
-            try:
-                return fill_rows(prefixes, [_typed(df[c], cache) for c in cols], len(df))
-            except OverflowError:       # an integer in a list beyond 64 bits: the Python rows write it
-                pass
+            return fill_rows(prefixes, [_typed(df[c], cache) for c in cols], len(df), sink)
         template = "{" + ",".join(_string(c).replace("%", "%%") + ":%s" for c in cols) + "}"
         return "".join(template % row + "\n" for row in zip(*(_texts(_values(df, c, optional), cache) for c in cols)))
     frags = [_optional_fragments(c, optional[c], cache) if c in OPTIONAL_FIELDS
@@ -202,16 +200,23 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
         if pd.unique(col.iloc[:1000]).size * 2 <= min(len(col), 1000):     # a column that repeats its texts
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
             return ("c", np.ascontiguousarray(codes, dtype=np.int64), list(map(_string, uniques.tolist())))
-        return ("t", _texts(column_values(col), cache))
+        return ("s", column_values(col), lambda v: _value_text(v, cache))
     elif dt == object:
         values = col.tolist()
         kinds = set(map(type, values))
-        if kinds == {list} and set(map(type, chain.from_iterable(values))) <= {int}:
+        elements = set(map(type, chain.from_iterable(values))) if kinds == {list} else None
+        if elements is not None and elements <= {int}:
             return ("l", values)        # evidence frames: each row its own
+        if elements is not None and elements <= {str}:     # alternatives, remediation: a few distinct lists
+            index: dict[tuple, int] = {}
+            codes = np.fromiter((index.setdefault(k, len(index)) for k in map(tuple, values)), np.int64, len(values))
+            return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in index])
         if kinds == {dict}:             # errno: one object per rule, shared by its rows
             ids = np.fromiter(map(id, values), np.int64, len(values))
             distinct, at, codes = np.unique(ids, return_index=True, return_inverse=True)
             return ("c", np.ascontiguousarray(codes, dtype=np.int64), [_value_text(values[k], cache) for k in at.tolist()])
+        if kinds <= {str, type(None)}:  # summaries, addresses, filters: quoted in C
+            return ("s", values, lambda v: _value_text(v, cache))
         return ("t", _texts(values, cache))
     return ("t", _texts(column_values(col), cache))
 
@@ -234,7 +239,7 @@ def float_texts(arr: np.ndarray) -> list[str]:
 
 
 def write_jsonl(df: pd.DataFrame, out: TextIO, info=None) -> None:
-    rows = _rows(df)
+    rows = _rows(df, getattr(out, "write_ascii", None))     # a GuardedStream (report/output.py) takes bytes
     if not rows:
         return
     if type(rows) is bytes and hasattr(out, "write_ascii"):     # a GuardedStream (report/output.py)
