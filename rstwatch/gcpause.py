@@ -5,6 +5,20 @@ import gc
 from contextlib import contextmanager
 from typing import Iterator
 
+# Set by a one-shot command (`read`, tune_gc in run.py), never by `live`: see gc_paused.
+_freeze_after = False
+
+
+def freeze_after_pauses() -> None:
+    """From now on, what a paused block made is moved out of the collector's sight when the
+    block ends (gc.freeze). Otherwise the first collection after the block scans every object
+    it made: one such collection after the walk of 100,000 connections took 77 ms, finding no
+    garbage. Frozen objects are still freed by their reference counts; cyclic garbage alive at
+    that moment would never be collected, which a process that reads and exits can afford and a
+    long-running `live` cannot."""
+    global _freeze_after
+    _freeze_after = True
+
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
@@ -15,5 +29,7 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if _freeze_after:
+            gc.freeze()
         if was_enabled:
             gc.enable()
