@@ -26,13 +26,13 @@ def iso_ns(ts_ns: int) -> str:
     return datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
 
 
-# The C twins of iso_ns_column and community_id_column (rstwatch/joinkeys.pyx) when they were
+# The C twins of iso_ns_column and community_id_column (rstwatch/rowtexts.pyx) when they were
 # built, as for the packet loops (rstwatch/loops.py); RSTWATCH_PURE_PYTHON=1 keeps the Python
-# ones below, the reference (tests/test_joinkeys.py).
+# ones below, the reference (tests/test_rowtexts.py).
 _compiled = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
-        from . import joinkeys as _compiled
+        from . import rowtexts as _compiled
     except ImportError:
         pass
 
@@ -97,7 +97,7 @@ def _community_id(a: bytes | None, b: bytes | None, sport: int, dport: int, prot
 
 def community_id_column(df: pd.DataFrame) -> list[str | None]:
     """The Community ID of every finding: in C when the ports are plain integer columns
-    (rstwatch/joinkeys.pyx, ~0.5 us a row), else each address packed once for the table and a
+    (rstwatch/rowtexts.pyx, ~0.5 us a row), else each address packed once for the table and a
     hash per row (~2.5 us)."""
     if not len(df):
         return []

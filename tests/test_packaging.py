@@ -190,7 +190,7 @@ def test_missing_compiled_module_warns_once_with_the_cost():
     block = ("import sys, importlib.abc\n"
              "class NoHotloops(importlib.abc.MetaPathFinder):\n"
              "    def find_spec(self, name, path, target=None):\n"
-             "        if name in ('rstwatch.hotloops', 'rstwatch.track.walkloop', 'rstwatch.report.jsonfill', 'rstwatch.joinkeys'): raise ImportError('blocked for the test')\n"
+             "        if name in ('rstwatch.hotloops', 'rstwatch.track.walkloop', 'rstwatch.report.jsonfill', 'rstwatch.rowtexts'): raise ImportError('blocked for the test')\n"
              "sys.meta_path.insert(0, NoHotloops())\n"
              "sys.argv = ['rstwatch', 'read', sys.argv[1], '--format', 'jsonl']\n"
              "from rstwatch.cli import main; main()\n")
@@ -254,7 +254,7 @@ def test_wheel_is_binary_and_complete(built):
     assert any(n.startswith("rstwatch/hotloops.") and n.endswith(".so") for n in names)
     assert any(n.startswith("rstwatch/track/walkloop.") and n.endswith(".so") for n in names)
     assert any(n.startswith("rstwatch/report/jsonfill.") and n.endswith(".so") for n in names)
-    assert any(n.startswith("rstwatch/joinkeys.") and n.endswith(".so") for n in names)
+    assert any(n.startswith("rstwatch/rowtexts.") and n.endswith(".so") for n in names)
     assert "rstwatch/hotloops_py.py" in names and "rstwatch/loops.py" in names
     assert sum(n.startswith("rstwatch/rules/") and n.endswith(".yaml") for n in names) >= 15
     assert not any(n.endswith((".pyx", ".c")) for n in names)

@@ -1,14 +1,16 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The join keys of many findings at once, in C: the Community ID (v1, seed 0) of each row's
-flow and its ISO 8601 UTC time with nanoseconds. rstwatch/interop.py keeps the Python versions
-as the fallback and the reference (tests/test_joinkeys.py compares them over random inputs).
+"""The texts each finding carries, for many findings at once, in C: its addresses and Wireshark
+display filter (features/extract.py), the Community ID (v1, seed 0) of its flow and its ISO 8601
+UTC time with nanoseconds (interop.py). Those modules keep the Python versions as the fallback
+and the reference (tests/test_rowtexts.py compares them over random inputs).
 
 Per row the Python versions cost ~2.5 us (an address packed by socket.inet_pton, a hash object,
 base64, string joins) and ~0.8 us; here each is a few hundred nanoseconds: the address text is
 parsed by the C library's own inet_pton (what socket.inet_pton calls), the 40-byte message is
 hashed by the SHA-1 below (FIPS 180-4; a message this short is one 64-byte block), and the texts
 are written into a stack buffer."""
-from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdio cimport snprintf
 from libc.string cimport memcmp, memcpy, memset, strlen
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
@@ -229,4 +231,94 @@ def iso_ns_texts(const int64_t[:] ts):
         _digits(text + 17, secs % 60, 2)
         _digits(text + 20, ns % 1000000000, 9)
         out[r] = text[:30].decode("ascii")
+    return out
+
+
+cdef int _v4_text(uint32_t a, char *out) noexcept nogil:
+    return snprintf(out, 16, "%u.%u.%u.%u", (a >> 24) & 255, (a >> 16) & 255, (a >> 8) & 255, a & 255)
+
+
+cdef int _v6_text(uint64_t hi, uint64_t lo, char *out) noexcept nogil:
+    """RFC 5952 text as Python 3.11's ipaddress writes it: lowercase groups without leading
+    zeros, the longest run of two or more zero groups (the first of equal runs) as '::'."""
+    cdef unsigned int g[8]
+    cdef int i, run = 0, start = -1, best = 0, best_start = -1, n = 0
+    for i in range(4):
+        g[i] = (hi >> (48 - 16 * i)) & 0xFFFF
+        g[i + 4] = (lo >> (48 - 16 * i)) & 0xFFFF
+    for i in range(8):
+        if g[i] == 0:
+            if run == 0:
+                start = i
+            run += 1
+            if run > best:
+                best = run
+                best_start = start
+        else:
+            run = 0
+    if best < 2:
+        best_start = -1
+    i = 0
+    while i < 8:
+        if i == best_start:
+            out[n] = b':'
+            n += 1
+            if i == 0:
+                out[n] = b':'
+                n += 1
+            i += best
+            continue
+        n += snprintf(out + n, 6, "%x", g[i])
+        i += 1
+        if i < 8:
+            out[n] = b':'
+            n += 1
+    out[n] = 0
+    return n
+
+
+def address_texts(const uint8_t[:] v6, const uint64_t[:] hi, const uint64_t[:] lo, fallback):
+    """sources.segments.address_text of each row; IPv4-mapped IPv6 addresses (which Python
+    versions write differently) are left to `fallback(v6, hi, lo)`, the interpreter's own."""
+    cdef Py_ssize_t n = v6.shape[0], r
+    cdef char text[48]
+    cdef int k
+    if hi.shape[0] != n or lo.shape[0] != n:
+        raise ValueError("columns of different lengths")
+    out = [None] * n
+    for r in range(n):
+        if not v6[r]:
+            k = _v4_text(<uint32_t>(lo[r] & 0xFFFFFFFF), text)
+        elif hi[r] == 0 and (lo[r] >> 32) == 0xFFFF:
+            out[r] = fallback(True, int(hi[r]), int(lo[r]))
+            continue
+        else:
+            k = _v6_text(hi[r], lo[r], text)
+        out[r] = text[:k].decode("ascii")
+    return out
+
+
+def display_filters(const uint8_t[:] v6, list srcs, list dsts, const int64_t[:] sports,
+                    const int64_t[:] dports, const int64_t[:] firsts, const int64_t[:] lasts):
+    """features.extract._display_filter of each row: the connection's packets in Wireshark."""
+    cdef Py_ssize_t n = v6.shape[0], r, la, lb
+    cdef const char *a
+    cdef const char *b
+    cdef const char *fam
+    cdef char text[512]
+    cdef int k
+    if not (len(srcs) == len(dsts) == sports.shape[0] == dports.shape[0] == firsts.shape[0] == lasts.shape[0] == n):
+        raise ValueError("columns of different lengths")
+    out = [None] * n
+    for r in range(n):
+        src, dst = srcs[r], dsts[r]
+        a = PyUnicode_AsUTF8AndSize(src, &la)
+        b = PyUnicode_AsUTF8AndSize(dst, &lb)
+        fam = "ipv6" if v6[r] else "ip"
+        k = snprintf(text, sizeof(text), "%s.addr==%s && %s.addr==%s && tcp.port==%lld && tcp.port==%lld"
+                     " && frame.number>=%lld && frame.number<=%lld", fam, a, fam, b, <long long>sports[r],
+                     <long long>dports[r], <long long>firsts[r], <long long>lasts[r])
+        if k < 0 or k >= <int>sizeof(text):
+            raise ValueError("a display filter longer than expected")
+        out[r] = text[:k].decode("utf-8")
     return out

@@ -1,0 +1,104 @@
+"""The per-finding texts in C (rstwatch/rowtexts.pyx) are their Python references' values
+exactly: addresses of both families (zero runs of every length and place, IPv4-mapped ones),
+display filters, Community IDs of any text and port pair (equal ends, floods, text that is no
+address, ports out of range) and ISO times of every int64 nanosecond."""
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rstwatch import interop, rowtexts
+from rstwatch.features import extract
+from rstwatch.sources.segments import address_text
+
+ODD_TEXT = ["", "x", "1.2.3", "1.2.3.4 ", " 1.2.3.4", "::g", "fe80::1%eth0", "1.2.3.4\x00", "0.0.0.0", "::",
+            "::ffff:1.2.3.4", "many sources", "é", "01.2.3.4", "1.2.3.256"]
+
+
+def address(draw_kind: str, value: int) -> str | None:
+    if draw_kind == "v4":
+        return str(ipaddress.IPv4Address(value % 2**32))
+    if draw_kind == "v6":
+        return str(ipaddress.IPv6Address(value))
+    if draw_kind == "none":
+        return None
+    return ODD_TEXT[value % len(ODD_TEXT)]
+
+
+ends = st.tuples(st.sampled_from(["v4", "v4", "v6", "v6", "odd", "none"]), st.integers(0, 2**128 - 1))
+ports = st.one_of(st.sampled_from([0, 1, 80, 65535]), st.integers(0, 65535), st.integers(-5, 70000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(ends, ends, ports, ports, st.sampled_from(["no", "addr", "both"])), max_size=40))
+def test_community_ids_in_c_are_the_python_ones(rows):
+    src, dst, sp, dp = [], [], [], []
+    for (ka, va), (kb, vb), sport, dport, same in rows:
+        a, b = address(ka, va), address(kb, vb)
+        if same != "no":
+            b = a
+        if same == "both":
+            dport = sport
+        src.append(a), dst.append(b), sp.append(sport), dp.append(dport)
+    want = interop.community_ids_python(src, dst, sp, dp)
+    assert rowtexts.community_ids(src, dst, np.array(sp, np.int64), np.array(dp, np.int64), interop.TCP) == want
+
+
+def test_community_id_in_c_is_the_reference_value():
+    ids = rowtexts.community_ids(["10.0.0.1", "10.0.0.2", "10.0.0.1"], ["10.0.0.2", "10.0.0.1", "many sources"],
+                                 np.array([1, 2, 1], np.int64), np.array([2, 1, 2], np.int64), interop.TCP)
+    assert ids == ["1:nsF+CyuHj+gRdemh9jH9fNbMK+U="] * 2 + [None]      # the communityid package's id
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1),
+                          st.sampled_from([-(2**63), -(2**63) + 1, 2**63 - 1, 0, -1, 1, -86_400 * 10**9,
+                                           951_782_400 * 10**9, 4_107_542_399_999_999_999])), max_size=60))
+def test_iso_times_in_c_are_numpys(times):
+    ts = np.array(times, np.int64)
+    assert rowtexts.iso_ns_texts(ts) == interop.iso_ns_numpy(ts)
+
+
+def test_the_table_functions_use_the_compiled_twin_when_built():
+    """bin/setup builds it (as the packet loops); RSTWATCH_PURE_PYTHON=1 alone turns it off."""
+    import os
+    if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
+        assert interop._compiled is rowtexts and extract._compiled is rowtexts
+    else:
+        assert interop._compiled is None and extract._compiled is None
+
+
+# 128-bit addresses made of groups that are zero or not, so every zero-run shape comes up
+groups = st.lists(st.one_of(st.just(0), st.just(0), st.integers(1, 0xFFFF)), min_size=8, max_size=8)
+addresses = st.one_of(
+    groups.map(lambda g: (True, sum(x << (16 * (7 - i)) for i, x in enumerate(g)))),
+    st.integers(0, 2**32 - 1).map(lambda a: (True, (0xFFFF << 32) | a)),       # IPv4-mapped
+    st.integers(0, 2**32 - 1).map(lambda a: (False, a)),
+    st.integers(0, 2**128 - 1).map(lambda a: (True, a)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(addresses, addresses, st.integers(0, 65535), st.integers(0, 65535),
+                          st.integers(1, 2**40), st.integers(0, 2**40)), max_size=40))
+def test_addresses_and_display_filters_in_c_are_the_python_ones(rows):
+    v6 = np.array([a[0] for (a, b, *_rest) in rows], bool)
+    for k, (a, b, *_rest) in enumerate(rows):       # one family per row, as a packet has
+        if not v6[k]:
+            rows[k] = ((False, a[1] % 2**32), (False, b[1] % 2**32), *_rest)
+    P = {"v6": v6,
+         "src_hi": np.array([a[1] >> 64 for a, *_ in rows], np.uint64),
+         "src_lo": np.array([a[1] & (2**64 - 1) for a, *_ in rows], np.uint64),
+         "dst_hi": np.array([b[1] >> 64 for _, b, *_ in rows], np.uint64),
+         "dst_lo": np.array([b[1] & (2**64 - 1) for _, b, *_ in rows], np.uint64),
+         "sport": np.array([r[2] for r in rows], np.uint16), "dport": np.array([r[3] for r in rows], np.uint16)}
+    at = np.arange(len(rows))
+    srcs, dsts = extract._addresses(P, at, "src"), extract._addresses(P, at, "dst")
+    assert srcs == [address_text(bool(v), int(h), int(lo)) for v, h, lo in zip(v6, P["src_hi"], P["src_lo"])]
+    assert dsts == [address_text(bool(v), int(h), int(lo)) for v, h, lo in zip(v6, P["dst_hi"], P["dst_lo"])]
+    firsts, lasts = [r[4] for r in rows], [r[4] + r[5] for r in rows]
+    assert extract._display_filters(P, at, srcs, dsts, firsts, lasts) == [
+        extract._display_filter(bool(v), a, b, int(pa), int(pb), f, la)
+        for v, a, b, pa, pb, f, la in zip(v6, srcs, dsts, P["sport"], P["dport"], firsts, lasts)]
