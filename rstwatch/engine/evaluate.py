@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .masks import ColumnArrays, apply_test
 from .model import Rule
 from ..kernel.stored import settle_stored
 from ..track.storms import example_verdict
@@ -57,6 +58,32 @@ def rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
     return mask
 
 
+def condition_array(cols: ColumnArrays, cond: Any) -> np.ndarray:
+    """condition_mask as a numpy array, each test in numpy where it can be (engine/masks.py)."""
+    n = len(cols.df)
+    if cond is None or cond == {}:
+        return np.ones(n, bool)
+    if isinstance(cond, list):
+        mask = np.zeros(n, bool)
+        for item in cond:
+            mask |= condition_array(cols, item)
+        return mask
+    mask = np.ones(n, bool)
+    for name, test in cond.items():
+        ops = test if isinstance(test, dict) else ({"in": test} if isinstance(test, list) else {"eq": test})
+        for op, value in ops.items():
+            done = apply_test(cols, name, op, value)
+            mask &= done if done is not None else _test(cols.df[name], op, value).to_numpy(dtype=bool)
+    return mask
+
+
+def rule_array(cols: ColumnArrays, rule: Rule) -> np.ndarray:
+    mask = condition_array(cols, rule.when)
+    if rule.unless:
+        mask &= ~condition_array(cols, rule.unless)
+    return mask
+
+
 def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     """Add rule, cause, confidence, alternatives to each row: the first matching rule by
     priority wins; other matching causes and the rule's declared ones become alternatives."""
@@ -64,8 +91,9 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     rules = [r for r in rules if r.flood is None]       # flood rules group connections while reading
     n = len(df)
     masks = np.zeros((len(rules), n), bool)
+    cols = ColumnArrays(df)
     for k, rule in enumerate(rules):
-        masks[k] = rule_mask(df, rule).to_numpy()
+        masks[k] = rule_array(cols, rule)
     has = masks.any(axis=0)
     winner = np.where(has, masks.argmax(axis=0), -1)
     out = df.copy()
