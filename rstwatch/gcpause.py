@@ -5,6 +5,16 @@ import gc
 from contextlib import contextmanager
 from typing import Iterator
 
+def settle_startup() -> None:
+    """What is loaded by now (pandas, numpy, the rules, a live session's tracker) lives until
+    the process ends: keep it out of every collection (gc.freeze), and collect the youngest
+    objects less often (a reset creates a few dozen that live as long as its finding). Before
+    it, `live` spent ~20% of its CPU in the collector (100,000 resets: three full collections
+    of every imported object, 0.42 s, and 50 middle ones, 0.17 s); `read`, 13% (measured)."""
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 50)
+
+
 # Set by a one-shot command (`read`, tune_gc in run.py), never by `live`: see gc_paused.
 _freeze_after = False
 

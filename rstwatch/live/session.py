@@ -15,6 +15,7 @@ import typer
 
 from ..engine.loader import load_rules
 from ..exitcodes import ExitStatus
+from ..gcpause import settle_startup
 from ..report.output import guarded_stdout
 from ..report.plaintext import visible
 from ..kernel.live import KernelSide
@@ -187,6 +188,7 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
 
 def run_loop(feed: PipeFeed, tracker: LiveTracker, stop: Stop, emit, metrics, duration_s, started) -> bool:
     """Run until a signal, the duration, or the end of the pipe (returns True for the latter)."""
+    settle_startup()        # the session's objects and every import stay; no collection rescans them
     next_tick = time.monotonic() + TICK_S
     while True:
         try:
