@@ -1,7 +1,6 @@
 """What each command does, separate from argument parsing."""
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from .engine.model import Rule
 from .errors import CaptureError, RstwatchError
 from .exitcodes import ExitStatus
 from .features.extract import feature_table
-from .gcpause import freeze_after_pauses
+from .gcpause import freeze_after_pauses, settle_startup
 from .report.jsonl import write_jsonl
 from .report.output import open_output
 from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
@@ -80,12 +79,9 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
 
 
 def tune_gc() -> None:
-    """What is loaded by now (pandas, numpy, the rules) lives until the process ends: keep it out
-    of every collection, and collect the youngest objects less often (a reset creates a few
-    dozen that live as long as its finding). 13% less CPU for 100,000 resets (measured).
-    What each batch makes is frozen too when it is done (gcpause.freeze_after_pauses)."""
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 50)
+    """The collector set for a command that reads and exits (gcpause.py): what is loaded by now
+    is frozen, and so is what each batch makes when it is done."""
+    settle_startup()
     freeze_after_pauses()
 
 
