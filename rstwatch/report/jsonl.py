@@ -204,13 +204,16 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
     elif dt == object:
         values = col.tolist()
         kinds = set(map(type, values))
+        if kinds == {list} and type(next(chain.from_iterable(values), None)) is str:
+            # alternatives, remediation: a few distinct lists of texts, coded once each (their
+            # elements' types checked on the distinct lists alone)
+            index: dict[tuple, int] = {}
+            codes = np.fromiter((index.setdefault(k, len(index)) for k in map(tuple, values)), np.int64, len(values))
+            if all(type(e) is str for k in index for e in k):
+                return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in index])
         elements = set(map(type, chain.from_iterable(values))) if kinds == {list} else None
         if elements is not None and elements <= {int}:
             return ("l", values)        # evidence frames: each row its own
-        if elements is not None and elements <= {str}:     # alternatives, remediation: a few distinct lists
-            index: dict[tuple, int] = {}
-            codes = np.fromiter((index.setdefault(k, len(index)) for k in map(tuple, values)), np.int64, len(values))
-            return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in index])
         if kinds == {dict}:             # errno: one object per rule, shared by its rows
             ids = np.fromiter(map(id, values), np.int64, len(values))
             distinct, at, codes = np.unique(ids, return_index=True, return_inverse=True)
