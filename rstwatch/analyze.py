@@ -4,16 +4,13 @@ from __future__ import annotations
 import string
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import pandas as pd
 
 from . import spill
 from .gcpause import gc_paused
-from .engine.evaluate import classify
 from .engine.model import TEMPLATE_FIELDS, Rule
-from .features.extract import feature_table
 from .interop import add_join_keys
 from .sources.capture import iter_segments
 from .sources.readfilter import ReadFilter
@@ -22,9 +19,12 @@ from .sources.diagnostics import Diagnostics
 from .track.connection import RESET_DELAY_NS
 from .track.flows import BURST_WINDOW_NS, evict_oldest, forget_closed, settled, split_components
 from .track.storms import STORM_MIN_FLOWS, StormTracker
-from .report.storms import storm_rows
 from .track.rstrows import RstRows
 from .track.tracker import rst_connections
+
+if TYPE_CHECKING:       # pandas is imported where a table is made: a file without resets needs none
+    import pandas as pd
+
 
 class FileResult:
     """One file's findings and diagnostics. The findings of many files are classified together
@@ -38,14 +38,27 @@ class FileResult:
         self._findings, self._batch, self._floods = findings, batch, floods
         self._pieces: list[tuple[pd.DataFrame, int, int]] | None = None
 
+    def _take(self) -> None:
+        """This file's pieces, taken from its batch once; the empty table (every column, no row)
+        is only made if asked for: a file without findings then needs no pandas at all."""
+        if self._pieces is None and self._batch is not None:
+            self._pieces = self._batch.take(self)
+            self._empty = self._batch.empty
+            self._batch = None
+
+    @property
+    def no_findings(self) -> bool:
+        """True when this file has no finding (no RST, no flood): known without making a table."""
+        if self._findings is not None:
+            return not len(self._findings)
+        self._take()
+        return not self._pieces and self._floods is None
+
     @property
     def findings(self) -> pd.DataFrame:
         if self._findings is not None:
             return self._findings
-        if self._pieces is None:
-            self._pieces = self._batch.take(self)
-            self._empty = None if self._pieces else self._batch.empty()
-            self._batch = None
+        self._take()
         return assemble(self._pieces, self._floods, self._empty)
 
     def __getstate__(self) -> dict:          # to another process (--jobs): findings, not the batch
@@ -113,6 +126,7 @@ def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
     seg = _read_bounded(path, diag, storms, lambda done: batch.add(result, label, done), progress, keep)
     batch.add(result, label, seg)
     if storms.storms:
+        from .report.storms import storm_rows
         result._floods = add_join_keys(storm_rows(label, storms), [st.first_ns for st in storms.storms.values()])
     return result
 
@@ -134,7 +148,10 @@ class VerdictBatch:
         self._empty: pd.DataFrame | None = None
 
     def add(self, owner: object, label: str, seg: Segments) -> None:
-        if _resets(seg) <= self.max_resets:
+        resets = _resets(seg)
+        if not resets:
+            return                  # no connection to classify (and no pandas to import for none)
+        if resets <= self.max_resets:
             self._add(owner, label, seg)
             return
         for rows in split_components(seg, self.max_resets):     # a whole file's worth at once
@@ -178,7 +195,7 @@ class VerdictBatch:
                 ts.extend(t)
             rsts = RstRows.concat([p[4] for p in parts], conn_offsets, row_offsets)
             label = ""
-        out = explain(classify(feature_table(label, P, conns, rsts), self.rules), self.rules)
+        out = _explained(label, P, conns, rsts, self.rules)
         add_join_keys(out, ts)
         if len(parts) > 1:
             out["file"] = [lab for _, lab, _, _, _, t in parts for _ in t]
@@ -193,7 +210,7 @@ class VerdictBatch:
         _give_back()
 
     def empty(self) -> pd.DataFrame:
-        """Findings with every column and no row (a file without resets)."""
+        """Findings with every column and no row (a file without resets), made when first asked for."""
         if self._empty is None:
             self._empty = verdicts("", Segments.empty(), self.rules)
         return self._empty
@@ -206,10 +223,11 @@ class VerdictBatch:
 
 
 def assemble(pieces: list[tuple[pd.DataFrame, int, int]], floods: pd.DataFrame | None,
-             empty: pd.DataFrame) -> pd.DataFrame:
-    """One file's findings, in the order of a whole-file reading."""
+             empty: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """One file's findings, in the order of a whole-file reading (`empty` makes the table of none)."""
+    import pandas as pd
     if not pieces:
-        found = empty.copy()
+        found = empty().copy()
     elif len(pieces) == 1:
         table, a, b = pieces[0]
         found = spill.load(table).iloc[a:b].reset_index(drop=True)
@@ -226,13 +244,12 @@ def all_findings(results: list[FileResult]) -> pd.DataFrame:
     """Every file's findings in input order, as `pd.concat([r.findings for r in results])` but
     built from the batch tables a run at a time: a DataFrame per small file first costs ~100 KB
     of RSS a file (a folder of 3,000 captures), this costs next to nothing per file."""
+    import pandas as pd
     runs: list[pd.DataFrame] = []
     cur: list | None = None            # [table, first row, end row] of the run being extended
     for r in results:
-        if r._findings is None and r._pieces is None and r._batch is not None:
-            r._pieces = r._batch.take(r)
-            r._empty = None if r._pieces else r._batch.empty()
-            r._batch = None
+        if r._findings is None:
+            r._take()
         simple = r._findings is None and r._floods is None and r._pieces is not None and len(r._pieces) <= 1
         if simple and not r._pieces:
             continue                   # no findings
@@ -271,12 +288,12 @@ def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH, releas
             if release:
                 r._findings = None
             continue
-        pieces = r._batch.take(r) if r._pieces is None and r._batch is not None else (r._pieces or [])
+        if r.no_findings:                           # a file without resets: no table, no column
+            continue
+        pieces = r._pieces
         if r._floods is not None and not pieces:    # as `assemble`: an empty table, then the floods
-            columns.update(dict.fromkeys(r._batch.empty().columns if r._batch else []))
-        r._batch, r._pieces = None, pieces
-        if pieces or r._floods is not None:
-            parts.append((None, pieces, r._floods))
+            columns.update(dict.fromkeys(r._empty().columns))
+        parts.append((None, pieces, r._floods))
         for t, _, _ in pieces:
             columns.update(dict.fromkeys(spill.columns_of(t)))
         if r._floods is not None:
@@ -347,6 +364,7 @@ def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int) -> Iterator[p
         row = np.concatenate([row, np.arange(len(floods))])
         order = np.argsort(np.concatenate([frame, floods["frame"].to_numpy(np.int64)]), kind="stable")
         source, row = source[order], row[order]
+    import pandas as pd
     loaded: tuple[int, pd.DataFrame] | None = None
     for a in range(0, len(source), rows):
         src, at = source[a:a + rows], row[a:a + rows]
@@ -400,9 +418,17 @@ def shared_batch(rules: list[Rule]) -> VerdictBatch:
 def verdicts(label: str, seg: Segments, rules: list[Rule]) -> pd.DataFrame:
     """One explained finding per RST in `seg` (which must hold whole connections)."""
     P, conns, rsts = rst_connections(seg)
-    out = explain(classify(feature_table(label, P, conns, rsts), rules), rules)
+    out = _explained(label, P, conns, rsts, rules)
     # join keys (community_id, ts with nanoseconds) for every finding, read and live alike
     return add_join_keys(out, P["ts_ns"][rsts.row].tolist() if len(rsts) else [])
+
+
+def _explained(label: str, P: dict[str, np.ndarray], conns: list, rsts: RstRows, rules: list[Rule]) -> pd.DataFrame:
+    """Features, verdicts and explanations of the connections holding a RST (the first table
+    a read makes: pandas and the rule engine are imported here, not before)."""
+    from .engine.evaluate import classify
+    from .features.extract import feature_table
+    return explain(classify(feature_table(label, P, conns, rsts), rules), rules)
 
 
 def _static_texts(templates: list[str]) -> list[str] | None:
@@ -454,6 +480,7 @@ def _row_fields(df: pd.DataFrame, names: set[str]) -> dict[str, list]:
 
 def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     """Summary sentence, errno per side and remediation from each row's winning rule."""
+    import pandas as pd
     by_id = {r.id: r for r in rules}
     # one errno object per rule, shared by its rows (a dict of lists per row was ~0.5 KB a reset)
     errno_of = {r.id: {"receiver": list(r.errno.get("receiver", [])), "sender": list(r.errno.get("sender", []))}

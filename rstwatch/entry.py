@@ -15,5 +15,9 @@ def main() -> None:
     # freed, the system's returns it: 300,000 resets peak 267 -> 243 MiB (JSON Lines), 362 ->
     # 312 MiB (HTML report), same time. A value the user set wins.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    # numpy's OpenBLAS starts a thread per core when it is imported, and they spin: ~60 ms of CPU
+    # on this 2-core machine for every command, though rstwatch does no linear algebra (a 2-packet
+    # read 0.23 -> 0.14 s of CPU, measured). A value the user set wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .cli import main as cli_main
     cli_main()

@@ -4,18 +4,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
 import typer
 
+# pandas, the rule engine and the writers of findings are imported where a table is first made:
+# reading captures without a RST needs none of them (tests/test_startup.py)
 from .analyze import FileResult, analyze_file, findings_in_order
-from .engine.evaluate import run_rule_tests
 from .engine.loader import builtin_rules_dir, load_rule_set, load_rules
 from .engine.model import Rule
 from .errors import CaptureError, RstwatchError
 from .exitcodes import ExitStatus
-from .features.extract import feature_table
 from .gcpause import freeze_after_pauses, settle_startup
-from .report.jsonl import write_jsonl
 from .report.output import open_output
 from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
 from .report.plaintext import visible
@@ -129,6 +127,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     if not results:
         return ExitStatus.USAGE
     from .analyze import all_findings       # batch tables joined once: no DataFrame per small file
+    import pandas as pd
     findings = all_findings(results) if results else pd.DataFrame()
     finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
     return ExitStatus.PARTIAL if errors else ExitStatus.OK
@@ -144,6 +143,7 @@ REPORTS = ("html", "md")                # from a digest of the findings (report/
 def _stream(chosen, tables, out, info=None) -> None:
     if chosen.name == "jsonl":          # independent lines: the batch writer, a table at a time
         for table in tables:
+            from .report.jsonl import write_jsonl
             write_jsonl(table, out)
         return
     sink = chosen.batch_writer(out, info)   # a header once, then rows (as `live` writes them)
@@ -273,6 +273,8 @@ def run_rules_validate(folders: list[Path]) -> int:
 def run_rules_test(folders: list[Path]) -> int:
     """Every rule's examples against the whole rule set `read --rules` would use. With folders, their
     rules are the ones under test; a built-in example a folder's rule now wins is a warning."""
+    from .engine.evaluate import run_rule_tests
+    from .features.extract import feature_table
     rs = load_rule_set(folders)
     tested = rs.from_folders if folders else rs.rules
     empty = feature_table("", {}, []).head(0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import itertools
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 
 from .engine.loader import load_rules
@@ -13,6 +13,9 @@ from .engine.model import Rule
 from .report.formats import Format, choose
 from .report.plaintext import visible
 from .report.runinfo import InputFile, RunInfo
+
+if TYPE_CHECKING:       # `read` imports this module for its output checks: pandas only in run_report
+    import pandas as pd
 
 
 def plan(fmt: str | None, output: Path | None, extract: Path | None, default: str | None = None) -> Format:
@@ -101,6 +104,7 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
                title: str | None, extract: Path | None, jobs: int = 1, debug: bool = False,
                storm_min: int | None = None, packets: list[Path] = ()) -> int:
     """Captures and/or saved findings (Parquet) -> an incident report (HTML unless told otherwise)."""
+    import pandas as pd
     from .report.parquet import is_parquet, parquet_batches, parquet_labels, read_parquet
     from .run import analyze_paths
     from .sources.capture import expand_inputs

@@ -13,12 +13,14 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import pandas as pd
 
 from .gcpause import gc_paused
+
+if TYPE_CHECKING:       # tables come from the caller: this module itself never needs pandas loaded
+    import pandas as pd
 
 # Findings kept in memory before later batches go to disk: ordinary captures never spill.
 SPILL_AFTER = 20_000

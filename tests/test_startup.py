@@ -1,9 +1,12 @@
 """Start-up stays small: each command imports only what it uses. `--version` is answered before
-the CLI is built, `--help` needs no data library, and reading a capture to JSON Lines loads
+the CLI is built, `--help` needs no data library, reading a capture to JSON Lines loads
 neither the report (matplotlib, jinja2), nor live (prometheus_client, psutil), nor the tshark
-engine (pyshark, asyncio). The times themselves are measured by benchmarks/startup.py."""
+engine (pyshark, asyncio), and reading captures that hold no RST loads no pandas (nor pyarrow):
+the findings table is made with the first reset. The times themselves are measured by
+benchmarks/startup.py and bin/benchmark."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -12,20 +15,32 @@ import pytest
 
 from conftest import CAPTURES
 
+NO_RST = CAPTURES / "normal-close.pcap"     # a connection opened, used and closed: not one RST
+CONTROLS = sorted((CAPTURES / "real").glob("control-*.pcap"))     # real programs, not one RST either
+# the formats a read of no finding writes without a table (Parquet and the reports need one)
+TABLELESS = ["jsonl", "table", "csv", "eve", "zeek", "zeek-json"]
+
 HEAVY = {"pandas", "numpy", "pyarrow", "matplotlib", "jinja2", "prometheus_client", "psutil", "pyshark",
          "asyncio", "yaml", "rich"}
 
 
+def probe(*argv: str) -> tuple[set[str], int, str]:
+    """`rstwatch ARGV...` (through the installed entry point): the top-level packages it loaded,
+    its exit status and what it wrote on stdout."""
+    code = ("import json, sys\n"
+            f"sys.argv = ['rstwatch', *{list(argv)!r}]\n"
+            "from rstwatch.entry import main\n"
+            "status = 0\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    status = exc.code or 0\n"
+            "sys.stdout.flush()\n"
+            "print(json.dumps([sorted({m.split('.')[0] for m in sys.modules}), status]), file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    loaded, status = json.loads(res.stderr.strip().splitlines()[-1])
+    return set(loaded), status, res.stdout
+
+
 def imported_by(*argv: str) -> set[str]:
-    """Top-level packages loaded by `rstwatch ARGV...` (through the installed entry point)."""
-    probe = ("import json, sys\n"
-             f"sys.argv = ['rstwatch', *{list(argv)!r}]\n"
-             "from rstwatch.entry import main\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "sys.stdout.flush()\n"
-             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n")
-    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    return set(json.loads(res.stderr.strip().splitlines()[-1]))
+    return probe(*argv)[0]
 
 
 def test_version_imports_neither_the_cli_nor_any_library():
@@ -44,3 +59,33 @@ def test_reading_a_capture_loads_only_what_reading_needs():
     assert {"pandas", "numpy", "yaml"} <= loaded
     assert not loaded & {"matplotlib", "jinja2", "prometheus_client", "psutil", "pyshark", "asyncio", "rich"}, \
         loaded & {"matplotlib", "jinja2", "prometheus_client", "psutil", "pyshark", "asyncio", "rich"}
+
+
+@pytest.mark.parametrize("fmt", TABLELESS)
+def test_reading_captures_without_a_reset_loads_no_pandas(fmt):
+    loaded, status, _ = probe("read", str(NO_RST), *map(str, CONTROLS), "--format", fmt)
+    assert status == 0 and len(CONTROLS) >= 3
+    assert {"numpy", "yaml"} <= loaded                      # the capture was read, the rules loaded
+    assert not loaded & {"pandas", "pyarrow"}, loaded & {"pandas", "pyarrow"}
+
+
+@pytest.mark.parametrize("fmt", TABLELESS)
+def test_no_reset_read_writes_what_an_empty_findings_table_gives(fmt):
+    """Without pandas, a read of no finding still prints what the format's writer prints for the
+    (pandas-built) findings table of that capture: every column and no row."""
+    from rstwatch.analyze import analyze_file
+    from rstwatch.engine.loader import load_rules
+    from rstwatch.report.formats import FORMATS
+    from rstwatch.run_report import run_info
+
+    _, status, printed = probe("read", str(NO_RST), "--format", fmt)
+    assert status == 0
+    rules = load_rules([])
+    result = analyze_file(NO_RST, rules)
+    findings = result.findings
+    assert len(findings) == 0 and {"cause", "summary", "community_id"} <= set(findings.columns)
+    expected = io.StringIO()
+    FORMATS[fmt].writer()(findings, expected, run_info([result], rules, []))
+    opened = lambda text: [ln for ln in text.splitlines() if not ln.startswith("#open")]   # noqa: E731 (zeek's clock)
+    assert opened(printed) == opened(expected.getvalue())
+    assert printed.endswith("\n") == expected.getvalue().endswith("\n")

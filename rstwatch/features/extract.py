@@ -4,15 +4,15 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
-import pyarrow
-from pandas.arrays import ArrowStringArray, BooleanArray, IntegerArray
 
 from ..sources.segments import address_text
 from ..sources.tunnels import tunnel_texts
 from typing import TYPE_CHECKING
 
+# pandas and pyarrow are imported when a table is built: the rule loader imports this module
+# (its features are declared here), and loading the rules needs neither (tests/test_startup.py)
 if TYPE_CHECKING:                 # the tracker imports this module's registry: no runtime import back
+    import pandas as pd
     from ..track.connection import Connection
     from ..track.rstrows import RstRows
 from .registry import FEATURES, PANDAS_DTYPE, declare
@@ -26,6 +26,7 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     """One typed row per RST of `conns`, built a column at a time: the walk's features come as
     typed columns already (track/rstrows.py), what a connection gives all its resets is computed
     once per connection, and the segment columns are gathered at the RSTs' rows."""
+    import pandas as pd
     from ..track.connection import WALK_FEATURES
     if rsts is None:
         from ..track.rstrows import from_python_walk
@@ -92,6 +93,9 @@ def nullable(values: list, kind: str):
     """A feature column in its nullable pandas type. Booleans and integers (None where not
     known) are built from their values and a mask with numpy's comparisons: pd.array() inspects
     every value in Python (30 ms for 100,000 integers against 13)."""
+    import pandas as pd
+    import pyarrow
+    from pandas.arrays import ArrowStringArray, BooleanArray, IntegerArray
     if kind in ("bool", "int") and values:
         objects = np.array(values, dtype=object)
         missing = np.asarray(objects == None, dtype=bool)          # noqa: E711 (elementwise)
@@ -181,6 +185,7 @@ def _server_burst(df: pd.DataFrame, window_s: float = 1.0) -> pd.Series:
     connections to the same server endpoint were reset within `window_s` (listener death).
     Grouped with numpy (a pandas group per server endpoint cost ~100 us each: 50,000 spoofed
     resets, each to its own endpoint, spent 70% of a read here)."""
+    import pandas as pd
     out = np.zeros(len(df), np.int64)
     if df.empty:
         return pd.Series(out, index=df.index)
@@ -224,6 +229,7 @@ def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarr
     classified together however the capture is batched (flows.reset_components chains resets
     this close), while other connections' SYN-ACKs and data depend on what else a batch holds
     (a first version counted them, and its verdicts changed with the batch size)."""
+    import pandas as pd
     out = np.zeros(len(df), np.int64)
     rows = _burst_rows(df)
     if len(rows) < 2:

@@ -13,11 +13,12 @@ import csv
 import io
 import json
 import re
-from typing import TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, TextIO
 
 from .records import CONTRACT_FIELDS, EXTRA_FIELDS, iter_records
+
+if TYPE_CHECKING:       # tables are given: writing none (a capture without RST) needs no pandas
+    import pandas as pd
 
 LIST_FIELDS = ("alternatives", "evidence", "remediation", "sources_sample", "interfaces")
 FIELDS = CONTRACT_FIELDS + EXTRA_FIELDS

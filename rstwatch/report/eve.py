@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Iterator, TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterator, TextIO
 
 from ..interop import community_id, flow_id_column
 from .records import iter_records
+
+if TYPE_CHECKING:       # tables are given: writing none (a capture without RST) needs no pandas
+    import pandas as pd
 
 EVENT_TYPE = "rstwatch"
 

@@ -1,9 +1,11 @@
 """Findings as plain records with the JSON Lines contract: field names never change."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+import sys
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The contract (issue #2): add fields at the end, never rename.
 CONTRACT_FIELDS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender", "cause", "rule",
@@ -30,7 +32,7 @@ def _plain(value: Any) -> Any:
         return value
     if t is list and all(type(v) in _PLAIN_TYPES for v in value):
         return list(value)          # frames, texts: nothing to convert (a copy, as below)
-    if value is pd.NA or value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and value != value) or _is_pandas_na(value):
         return None                 # NaN is not JSON: a missing value is null
     if getattr(value, "ndim", 0):       # an array: a list column read back from Parquet (seen_at...)
         return [_plain(v) for v in value.tolist()]
@@ -39,6 +41,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _is_pandas_na(value: Any) -> bool:
+    # pd.NA exists only once pandas is loaded: the field names above are read without importing it
+    pd = sys.modules.get("pandas")
+    return pd is not None and value is pd.NA
 
 
 # Only flood findings carry these: a record of any other finding leaves them out.

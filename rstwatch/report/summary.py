@@ -3,12 +3,15 @@ for the same "By cause" summary. A flood finding stands for all of its resets.""
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:       # counting no finding (a capture without RST) needs no pandas
+    import pandas as pd
 
 
 def reset_weights(df: pd.DataFrame) -> pd.Series:
     """How many resets each finding stands for (a flood finding counts all of its own)."""
+    import pandas as pd
     if "resets" not in df:
         return pd.Series(1, index=df.index, dtype="int64")
     return pd.to_numeric(df["resets"], errors="coerce").fillna(1).astype("int64")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +18,9 @@ from rich.text import Text
 
 from .plaintext import visible
 from .summary import CauseTally, reset_count
+
+if TYPE_CHECKING:       # a table of no finding (a capture without RST) is printed without pandas
+    import pandas as pd
 
 MAX_ROWS = 200
 WHY_MIN = 24            # the why column never gets narrower than this
@@ -139,6 +141,7 @@ class TableBatches:
                       + (f"; times are UTC on {', '.join(days)}" if days else ""))
         if not self.rows:
             return
+        import pandas as pd
         shown = pd.concat(self.shown, ignore_index=True) if len(self.shown) > 1 else self.shown[0]
         _print_rows(console, shown, multi=len(self.files) > 1)
         if self.rows > MAX_ROWS:

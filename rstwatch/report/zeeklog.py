@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterator, TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from ..interop import uid_column
 from .records import iter_records
+
+if TYPE_CHECKING:       # tables are given: writing none (a capture without RST) needs no pandas
+    import pandas as pd
 
 PATH = "rstwatch"
 UNSET, EMPTY, SEP, SET_SEP = "-", "(empty)", "\t", ","

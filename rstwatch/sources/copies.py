@@ -14,12 +14,14 @@ not a forwarded copy.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
 
 from .segments import RST, RecordIndex, Segments
+
+if TYPE_CHECKING:       # findings tables are made elsewhere; reading a capture needs no pandas
+    import pandas as pd
 
 COPY_WINDOW_NS = 5_000_000       # copies of one forwarded segment: microseconds apart, even on a busy host
 MAX_REMEMBERED = 100_000         # resets whose interfaces wait for their finding
@@ -131,6 +133,7 @@ class CopyFilter:
         entry is then forgotten (its finding is out)."""
         if not self._named or not len(df) or "frame" not in df.columns:
             return df
+        import pandas as pd
         frames = df["frame"].tolist()
         out = df.copy()
         out["interfaces"] = pd.Series([self.names(f) for f in frames], index=out.index, dtype=object)
