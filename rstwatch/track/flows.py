@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from ..loops import flow_hash_columns
 from ..sources.segments import ACK, FIN, RST, SYN, Segments
@@ -37,6 +36,7 @@ def rst_flows_grouped(seg: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
         return seg.take(np.zeros(0, np.int64)), np.zeros(0, np.int64), np.zeros(1, np.int64)
     pos = np.minimum(np.searchsorted(rst_keys, h), len(rst_keys) - 1)   # sorted keys: O(n log k)
     keep = np.flatnonzero(rst_keys[pos] == h)
+    import pandas as pd        # imported when first needed: a small capture without RST needs none
     codes, _ = pd.factorize(h[keep])
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -60,6 +60,7 @@ class FlowSummary:
 
 
 def summarize_flows(seg: Segments) -> FlowSummary:
+    import pandas as pd
     codes, uniq = pd.factorize(flow_hash(seg))
     n = len(uniq)
     flags = seg["flags"]
@@ -127,6 +128,7 @@ def reset_components(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
     chained by gaps of at most BURST_WINDOW_NS are compared by the features (server-RST burst), so the
     flows holding them must be classified together: a component is such a closure of flows
     (-1 for flows without a RST). A key collision only joins components: safe."""
+    import pandas as pd
     codes, uniq = pd.factorize(flow_hash(seg))
     n = len(uniq)
     comp = np.full(n, -1, np.int64)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
-from pandas.arrays import BooleanArray, FloatingArray, IntegerArray
 
 from ..features.registry import FEATURES
 from .connection import WALK_FEATURES, Connection
@@ -57,6 +56,7 @@ def from_python_walk(conns: list[Connection]) -> RstRows:
 def from_compiled_walk(out, new_place: np.ndarray) -> RstRows:
     """walkloop's RstOut as columns; `new_place[k]` is where the walk's k-th connection went
     when the connections were sorted (its rows move with it, their order kept)."""
+    from pandas.arrays import BooleanArray, FloatingArray, IntegerArray      # a capture without RST needs no pandas
     from ..features.extract import nullable
     from .walkloop import TRIGGER_KINDS
     bools, ints, int_missing, floats, float_missing, kinds, conn, row, frame, _, _, evidence = out.trimmed()

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..sources.segments import ACK, RST, SYN, SEGMENT_COLUMNS, Segments, address_text
 from .flows import flow_hash
@@ -116,8 +115,9 @@ class StormTracker:
         f = seg["flags"]
         is_rst = (f & RST) != 0
         syn_only = ((f & SYN) != 0) & ((f & ACK) == 0) & ~is_rst
-        if not self.storms and not final and max(int(is_rst.sum()), int(syn_only.sum())) < self.min_flows:
-            return seg                                      # too few resets or SYNs to hold a flood
+        if not self.storms and max(int(is_rst.sum()), int(syn_only.sum())) < self.min_flows:
+            return seg      # too few resets or SYNs to hold a flood (a flood's flows each hold one)
+        import pandas as pd
         codes, uniq = pd.factorize(flow_hash(seg))
         n = len(uniq)
         synack = ((f & SYN) != 0) & ((f & ACK) != 0) & ~is_rst
