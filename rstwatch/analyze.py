@@ -144,7 +144,7 @@ class VerdictBatch:
         self.parts: list[tuple] = []          # (owner, label, P, conns, RST times)
         self.spans: dict[object, tuple[int, int]] = {}
         self.resets = 0
-        self.done: dict[object, list[tuple[pd.DataFrame | spill.Spilled, int, int]]] = {}
+        self.done: dict[object, list[tuple[pd.DataFrame | spill.Waiting, int, int]]] = {}
         self._empty: pd.DataFrame | None = None
 
     def add(self, owner: object, label: str, seg: Segments) -> None:
@@ -215,7 +215,7 @@ class VerdictBatch:
             self._empty = verdicts("", Segments.empty(), self.rules)
         return self._empty
 
-    def take(self, owner: object) -> list[tuple[pd.DataFrame | spill.Spilled, int, int]]:
+    def take(self, owner: object) -> list[tuple[pd.DataFrame | spill.Waiting, int, int]]:
         """The findings of `owner` (a FileResult) as (table, first row, end row) pieces."""
         if any(p[0] is owner for p in self.parts):
             self.flush()

@@ -4,7 +4,10 @@ A finding held as pandas rows costs ~1.7 KB of Python objects (strings, lists), 
 spoofed resets held ~600 MB until the end of the read. When `read` writes a format it can
 stream (all but the table and the reports), it keeps only the columns that format writes and, past SPILL_AFTER
 findings, pickles each finished batch table to a temporary folder (exact round trip: same
-dtypes, same values); the writer loads them back one at a time, in output order."""
+dtypes, same values); the writer loads them back one at a time, in output order. A table past
+the limit waits in memory until the next one comes: the last table of a read (for a file
+whose resets all came in one batch, its only one) is written out without the round trip to
+disk (100,000 resets: ~0.4 s of CPU less), and at most one table more is held than before."""
 from __future__ import annotations
 
 import os
@@ -35,6 +38,7 @@ class SpillPlan:
     held: int = 0                   # findings kept in memory so far
     files: int = 0                  # tables written
     failed: str | None = None       # why tables stay in memory after all (a full disk), once
+    waiting: "Waiting | None" = None    # the newest table past the limit, still in memory
 
 
 _plan: list[SpillPlan] = []
@@ -83,41 +87,75 @@ class Spilled:
             return pickle.load(fh)      # our own file, written above in a private temporary folder
 
 
-def keep(table: pd.DataFrame) -> pd.DataFrame | Spilled:
+class Waiting:
+    """A table past the plan's limit: in memory until the next table needs the room (then a
+    Spilled file), or until it is written, if no other table comes."""
+
+    __slots__ = ("table", "spilled")
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table: pd.DataFrame | None = table
+        self.spilled: Spilled | None = None
+
+    def to_disk(self, path: Path) -> None:
+        self.spilled = Spilled(self.table, path)
+        self.table = None
+
+    def current(self) -> pd.DataFrame | Spilled:
+        return self.table if self.spilled is None else self.spilled
+
+
+def keep(table: pd.DataFrame) -> pd.DataFrame | Waiting:
     """What a finished batch table becomes under the current plan: itself outside `spilling`,
-    else its output columns, on disk once SPILL_AFTER findings are held."""
+    else its output columns, going to disk once SPILL_AFTER findings are held (when the table
+    after it comes)."""
     if not _plan:
         return table
     plan = _plan[0]
     if plan.columns is not None:
         table = table[[c for c in table.columns if c in plan.columns]]
+    _to_disk(plan)                          # the table waiting in memory: this one needs the room
     if plan.held + len(table) <= plan.after or plan.directory is None or plan.failed:
         plan.held += len(table)
         return table
+    plan.waiting = Waiting(table)
+    return plan.waiting
+
+
+def _to_disk(plan: SpillPlan) -> None:
+    waiting, plan.waiting = plan.waiting, None
+    if waiting is None:
+        return
     # `read --jobs N` workers inherit this plan (and its folder) from the parent: the process id in
     # the name keeps each worker's tables its own
     path = plan.directory / f"{os.getpid()}-{plan.files + 1:06d}.pkl"
     try:
-        spilled = Spilled(table, path)
+        waiting.to_disk(path)
     except OSError as exc:                  # a full disk: keep this and later tables in memory
         plan.failed = f"{path.parent}: {exc.strerror or exc}"
         path.unlink(missing_ok=True)
-        plan.held += len(table)
-        return table
+        plan.held += len(waiting.table)
+        return
     plan.files += 1
-    return spilled
 
 
-def load(table: pd.DataFrame | Spilled) -> pd.DataFrame:
+def _now(table: pd.DataFrame | Spilled | Waiting) -> pd.DataFrame | Spilled:
+    return table.current() if isinstance(table, Waiting) else table
+
+
+def load(table: pd.DataFrame | Spilled | Waiting) -> pd.DataFrame:
+    table = _now(table)
     return table.load() if isinstance(table, Spilled) else table
 
 
-def key_columns(table: pd.DataFrame | Spilled) -> tuple[np.ndarray, np.ndarray]:
+def key_columns(table: pd.DataFrame | Spilled | Waiting) -> tuple[np.ndarray, np.ndarray]:
     """(conn_first_frame, frame) of every row, without loading a spilled table."""
+    table = _now(table)
     if isinstance(table, Spilled):
         return table.first_frames, table.frames
     return table["conn_first_frame"].to_numpy(np.int64), table["frame"].to_numpy(np.int64)
 
 
-def columns_of(table: pd.DataFrame | Spilled) -> list[str]:
+def columns_of(table: pd.DataFrame | Spilled | Waiting) -> list[str]:
+    table = _now(table)
     return table.columns if isinstance(table, Spilled) else list(table.columns)
