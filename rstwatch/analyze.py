@@ -428,7 +428,7 @@ def _explained(label: str, P: dict[str, np.ndarray], conns: list, rsts: RstRows,
     a read makes: pandas and the rule engine are imported here, not before)."""
     from .engine.evaluate import classify
     from .features.extract import feature_table
-    return explain(classify(feature_table(label, P, conns, rsts), rules), rules)
+    return explain(classify(feature_table(label, P, conns, rsts), rules, in_place=True), rules, in_place=True)
 
 
 def _static_texts(templates: list[str]) -> list[str] | None:
@@ -478,8 +478,9 @@ def _row_fields(df: pd.DataFrame, names: set[str]) -> dict[str, list]:
     return cols
 
 
-def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
-    """Summary sentence, errno per side and remediation from each row's winning rule."""
+def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.DataFrame:
+    """Summary sentence, errno per side and remediation from each row's winning rule, added to
+    a copy of `df` unless `in_place`."""
     import pandas as pd
     by_id = {r.id: r for r in rules}
     # one errno object per rule, shared by its rows (a dict of lists per row was ~0.5 KB a reset)
@@ -544,7 +545,7 @@ def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
             per_text = [texts(t, form, rows) for t, form in zip(rule.remediation, remedy_forms)]
             fill(remedies, rows, list(map(list, zip(*per_text))) if per_text else [[] for _ in rows])
         fill_with(titles, rows, rule.title)
-    out = df.copy()
+    out = df if in_place else df.copy()
     out["summary"] = summaries
     out["errno"] = errnos
     out["remediation"] = remedies

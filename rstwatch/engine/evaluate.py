@@ -84,9 +84,11 @@ def rule_array(cols: ColumnArrays, rule: Rule) -> np.ndarray:
     return mask
 
 
-def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
+def classify(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.DataFrame:
     """Add rule, cause, confidence, alternatives to each row: the first matching rule by
-    priority wins; other matching causes and the rule's declared ones become alternatives."""
+    priority wins; other matching causes and the rule's declared ones become alternatives.
+    A copy of `df` unless `in_place` (a table made for this call: a copy of ~90 columns is
+    ~0.5 us a row)."""
     every = rules
     rules = [r for r in rules if r.flood is None]       # flood rules group connections while reading
     n = len(df)
@@ -96,7 +98,7 @@ def classify(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
         masks[k] = rule_array(cols, rule)
     has = masks.any(axis=0)
     winner = np.where(has, masks.argmax(axis=0), -1)
-    out = df.copy()
+    out = df if in_place else df.copy()
     out["rule"] = [rules[w].id if w >= 0 else "RST000" for w in winner]
     out["cause"] = [rules[w].name if w >= 0 else UNKNOWN for w in winner]
     out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
