@@ -557,6 +557,8 @@ cdef enum:
     FR_REPLY = 2
     FR_ERROR_REPLY = 3
     FR_TLS_ALERT = 4
+    FR_TLS_HANDSHAKE = 5
+    FR_TLS_APP_DATA = 6
     FR_LAST_CHUNK = 8
     FR_LENGTH_SHIFT = 4
 cdef int64_t FR_MAX_LENGTH = (1 << 27) - 1
@@ -659,8 +661,10 @@ cdef int32_t _framing(const uint8_t* b, int64_t n, int64_t plen) noexcept nogil:
     if n == plen and n >= 5 and b[n - 5] == 48 and b[n - 4] == 13 and b[n - 3] == 10 and b[n - 2] == 13 \
             and b[n - 1] == 10 and (n == 5 or (n >= 7 and b[n - 7] == 13 and b[n - 6] == 10)):
         code = FR_LAST_CHUNK
-    if n >= 5 and b[0] == 0x15 and b[1] == 3 and b[2] <= 4:
-        return code | FR_TLS_ALERT
+    if n >= 5 and b[1] == 3 and b[2] <= 4 and 20 <= b[0] <= 23:    # a TLS record header: its content type
+        if b[0] == 21:
+            return code | FR_TLS_ALERT
+        return code | (FR_TLS_APP_DATA if b[0] == 23 else FR_TLS_HANDSHAKE)
     if (n >= 12 and _starts(b, n, b"HTTP/1.") and (b[7] == 48 or b[7] == 49) and b[8] == 32
             and 49 <= b[9] <= 53 and _is_digit(b[10]) and _is_digit(b[11])):
         status = (b[9] - 48) * 100 + (b[10] - 48) * 10 + (b[11] - 48)

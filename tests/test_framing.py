@@ -40,7 +40,9 @@ def code(kind: int, length: int = 0, last_chunk: bool = False) -> int:
     (b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", code(F.HTTP_REPLY)),            # a reply without a length
     (b"HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n", code(F.HTTP_REPLY)),  # a length that is not one
     (b"HTTP/1.1 200 OK\r\nContent-Length: 9", code(F.HTTP_REPLY)),            # header cut off by the snap
-    (b"GETTING", F.NONE), (b"\x16\x03\x01\x00\x05", F.NONE), (b"", F.NONE),
+    (b"GETTING", F.NONE), (b"", F.NONE), (b"\x15\x03", F.NONE), (b"\x18\x03\x03\x00\x02", F.NONE),
+    (b"\x16\x03\x01\x00\x05", F.TLS_HANDSHAKE), (b"\x14\x03\x03\x00\x01", F.TLS_HANDSHAKE),   # ClientHello, change_cipher_spec
+    (b"\x17\x03\x03\x00\x13", F.TLS_APP_DATA), (b"\x17\x03\x05\x00\x13", F.NONE),
 ])
 def test_frame_code(payload: bytes, want: int) -> None:
     assert F.frame_code(payload, len(payload)) == want

@@ -9,7 +9,10 @@ and store one small integer per segment, the `app` column. No content is kept: n
 status text or header value, only the message kind, a status class and a length.
 
     bits 0-2  kind: NONE, HTTP_REQUEST (an HTTP/1 request line), HTTP_REPLY (an HTTP/1 status line,
-              status < 400), HTTP_ERROR_REPLY (status >= 400), TLS_ALERT (a TLS alert record)
+              status < 400), HTTP_ERROR_REPLY (status >= 400), TLS_ALERT (a TLS alert record),
+              TLS_HANDSHAKE (a TLS handshake or change_cipher_spec record), TLS_APP_DATA (a TLS
+              application-data record: data, and in TLS 1.3 every record once keys are set,
+              alerts and the handshake's end included; only its type is visible)
     bit 3     LAST_CHUNK: the whole payload was captured and ends with the last chunk of an HTTP/1
               chunked body (`0` CRLF CRLF)
     bits 4-31 for an HTTP/1 message starting here: its length from this segment's first byte
@@ -21,13 +24,14 @@ hotloops.pyx's `_framing` is the same function in C: a change here is made there
 """
 from __future__ import annotations
 
-NONE, HTTP_REQUEST, HTTP_REPLY, HTTP_ERROR_REPLY, TLS_ALERT = 0, 1, 2, 3, 4
+NONE, HTTP_REQUEST, HTTP_REPLY, HTTP_ERROR_REPLY, TLS_ALERT, TLS_HANDSHAKE, TLS_APP_DATA = 0, 1, 2, 3, 4, 5, 6
 KIND_MASK = 7
 LAST_CHUNK = 8
 LENGTH_SHIFT = 4
 MAX_LENGTH = (1 << 27) - 1
 METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
 _DIGITS = b"0123456789"
+_TLS_KINDS = (TLS_HANDSHAKE, TLS_ALERT, TLS_HANDSHAKE, TLS_APP_DATA)    # content types 20 (change_cipher_spec) to 23
 
 
 def frame_code(b: bytes, plen: int) -> int:
@@ -38,8 +42,8 @@ def frame_code(b: bytes, plen: int) -> int:
     code = 0
     if n == plen and (b == b"0\r\n\r\n" or b.endswith(b"\r\n0\r\n\r\n")):
         code = LAST_CHUNK
-    if n >= 5 and b[0] == 0x15 and b[1] == 3 and b[2] <= 4:
-        return code | TLS_ALERT
+    if n >= 5 and b[1] == 3 and b[2] <= 4 and 20 <= b[0] <= 23:    # a TLS record header: its content type
+        return code | _TLS_KINDS[b[0] - 20]
     no_body = False
     if (n >= 12 and b.startswith(b"HTTP/1.") and b[7] in b"01" and b[8] == 0x20 and b[9] in b"12345"
             and b[10] in _DIGITS and b[11] in _DIGITS):

@@ -51,6 +51,7 @@ class Side:
     msg_fresh: bool = False                  # it started after the peer's last data (a reply to it)
     msg_end: int | None = None               # the sequence number it ends at, when its length was in the snap
     msg_done: bool = False                   # all of it was sent (its length reached, or its last chunk)
+    tls_record: int = 0                      # the last TLS record type a data segment of mine began with
 
 
 @dataclass
@@ -232,6 +233,9 @@ def walk(P: dict[str, list], idx: list[int]) -> Connection:
 
 # receiver.reply_framing and receiver.request_framing: seen (length unknown), whole, cut short
 REPLY_SEEN, REPLY_WHOLE, REPLY_CUT_SHORT = 1, 2, 3
+# sender.tls_last_record and receiver.tls_last_record: handshake, application data, alert
+TLS_HANDSHAKE, TLS_APP_DATA, TLS_ALERT = 1, 2, 3
+TLS_RECORDS = {framing.TLS_HANDSHAKE: TLS_HANDSHAKE, framing.TLS_APP_DATA: TLS_APP_DATA, framing.TLS_ALERT: TLS_ALERT}
 
 
 def _note_message(me: Side, peer: Side, app: int, seq: int, plen: int) -> None:
@@ -246,6 +250,8 @@ def _note_message(me: Side, peer: Side, app: int, seq: int, plen: int) -> None:
     if me.msg_end is not None and sdiff((seq + plen) % SEQ_MOD, me.msg_end) >= 0:
         me.msg_done = True
     peer.msg_fresh = False                   # the peer's message came before this data
+    if kind in TLS_RECORDS:
+        me.tls_record = TLS_RECORDS[kind]
 
 
 RST_FEATURES = declare(
@@ -300,6 +306,8 @@ RST_FEATURES = declare(
     ("receiver.reply_framing", "int", "", "what the receiver sent after the sender's last data, by its HTTP/1 framing: 0 no response framed there; 1 a response (status line seen, its length not within the snap length); 2 a whole response (its Content-Length reached or its last chunk seen): the sender had its answer before it reset; 3 a response cut short (its known length not reached)"),
     ("receiver.request_framing", "int", "", "the receiver's last HTTP/1 message, if a request, by its framing: 0 none framed; 1 a request (its length not within the snap length); 2 a whole request (header and Content-Length body all sent); 3 a request still arriving when the RST came (its body not all sent)"),
     ("sender.error_reply", "bool", "", "the sender's last HTTP/1 response had a status of 400 or more (unset: it sent no framed response)"),
+    ("sender.tls_last_record", "int", "", "the TLS record type the sender's last data segment that began with a TLS record header began with: 0 none seen; 1 handshake (or change_cipher_spec); 2 application data (in TLS 1.3 also every alert and handshake message sent once keys are set: only the type is visible); 3 alert (TLS 1.2's every alert, close_notify included; TLS 1.3's before keys are set)"),
+    ("receiver.tls_last_record", "int", "", "the same for the RST's receiver: 1 means its last TLS record was handshake, so the sender reset before that side got to application data"),
 )
 
 
@@ -439,6 +447,8 @@ def _describe_rst(P, conn: Connection, idx: list[int], dirs: list[int], pos: int
         "receiver.request_framing": (0 if rcv.msg_kind != framing.HTTP_REQUEST else REPLY_WHOLE if rcv.msg_done
                                      else REPLY_CUT_SHORT if rcv.msg_end is not None else REPLY_SEEN),
         "sender.error_reply": None if snd.msg_kind in (0, framing.HTTP_REQUEST) else snd.msg_kind == framing.HTTP_ERROR_REPLY,
+        "sender.tls_last_record": snd.tls_record,
+        "receiver.tls_last_record": rcv.tls_record,
     }
     evidence = [x for x in (cli.syn_frame if cli else None, srv.syn_frame if srv else None,
                             snd.fin_frame, rcv.fin_frame, *snd.probes[-3:], *snd.zw_probes[-2:], *rcv.zw_probes[-2:],

@@ -15,6 +15,7 @@ from libc.stdint cimport int64_t, uint64_t
 import numpy as np
 
 from .connection import REPLY_CUT_SHORT as _REPLY_CUT_SHORT, REPLY_SEEN as _REPLY_SEEN, REPLY_WHOLE as _REPLY_WHOLE
+from .connection import TLS_ALERT as _TLS_ALERT, TLS_APP_DATA as _TLS_APP_DATA, TLS_HANDSHAKE as _TLS_HANDSHAKE
 from .connection import (RESET_DELAY_NS as _RESET_DELAY_NS, AFTER_RECEIVER as _AFTER_RECEIVER,
                          AFTER_SENDER as _AFTER_SENDER, WALK_FEATURES, Connection, ConnRst)
 from ..features.registry import FEATURES
@@ -173,6 +174,8 @@ cdef int ECHO_LOOKBACK = 64
 cdef int APP_KIND_MASK = _framing.KIND_MASK, APP_LAST_CHUNK = _framing.LAST_CHUNK, APP_SHIFT = _framing.LENGTH_SHIFT
 cdef int REPLY_SEEN = _REPLY_SEEN, REPLY_WHOLE = _REPLY_WHOLE, REPLY_CUT_SHORT = _REPLY_CUT_SHORT
 cdef int APP_REQUEST = _framing.HTTP_REQUEST, APP_REPLY = _framing.HTTP_REPLY, APP_ERROR_REPLY = _framing.HTTP_ERROR_REPLY
+cdef int APP_TLS_HANDSHAKE = _framing.TLS_HANDSHAKE, APP_TLS_APP_DATA = _framing.TLS_APP_DATA, APP_TLS_ALERT = _framing.TLS_ALERT
+cdef int TLS_HANDSHAKE = _TLS_HANDSHAKE, TLS_APP_DATA = _TLS_APP_DATA, TLS_ALERT = _TLS_ALERT
 cdef Py_ssize_t AFTER_SENDER = _AFTER_SENDER, AFTER_RECEIVER = _AFTER_RECEIVER
 cdef int MAX_WSCALE = 14
 cdef long long RESET_DELAY_NS = _RESET_DELAY_NS
@@ -218,6 +221,7 @@ cdef struct Side:
     bint has_msg_end
     long long msg_end
     bint msg_done
+    int tls_record              # connection.Side.tls_record
 
 
 cdef inline long long sdiff(long long a, long long b):
@@ -462,6 +466,12 @@ cdef inline void note_message(Side *me, Side *peer, int app, long long seq, long
         if sdiff(e, me.msg_end) >= 0:
             me.msg_done = True
     peer.msg_fresh = False
+    if kind == APP_TLS_HANDSHAKE:
+        me.tls_record = TLS_HANDSHAKE
+    elif kind == APP_TLS_APP_DATA:
+        me.tls_record = TLS_APP_DATA
+    elif kind == APP_TLS_ALERT:
+        me.tls_record = TLS_ALERT
 
 
 cdef void memset_side(Side *s):
@@ -475,6 +485,7 @@ cdef void memset_side(Side *s):
     s.retrans = s.probes = s.zw_probes = 0
     s.ttl_kinds = 0
     s.msg_kind = 0
+    s.tls_record = 0
     s.msg_fresh = s.has_msg_end = s.msg_done = False
     s.msg_end = 0
     for k in range(256):
@@ -675,6 +686,8 @@ cdef void describe_rst(Cols c, RstOut o, Py_ssize_t conn_no, int client, bint ro
         o.put_bool(49, -1)
     else:
         o.put_bool(49, snd.msg_kind == APP_ERROR_REPLY)
+    o.put_int(50, snd.tls_record)                                        # sender.tls_last_record
+    o.put_int(51, rcv.tls_record)                                        # receiver.tls_last_record
     # after.sender_packets, after.receiver_packets: after_rst
     # evidence frames, sorted, each once
     if cli != NULL and cli.has_syn_frame:
