@@ -1,4 +1,5 @@
-"""The runner the real-software labs share (lab/make_real_captures.py, lab/make_holdout_captures.py).
+"""The runner the real-software labs share (lab/make_real_captures.py, make_holdout_captures.py, and the
+limits, half-open, linger and TLS labs): scenarios, their tools, the run and the command line.
 
 Each scenario runs in fresh namespaces while tcpdump captures one side and the kernel's
 tcp_send_reset tracepoint records its own reason for every reset. Ground truth comes from the
@@ -53,6 +54,30 @@ class Lab:
     server: tuple[str, str]
     ours: Callable[[list[dict]], list[dict]] = lambda trace: trace   # trace lines of this lab only
     scenarios: dict[str, Scenario] = field(default_factory=dict)
+
+
+def scenario_registry(scenarios: dict[str, Scenario], **defaults) -> Callable:
+    """A lab's `@scenario(name, cause, software, ...)` decorator: each function it decorates is
+    entered in `scenarios` as a Scenario (its docstring the description), with the lab's own
+    defaults (family, capture side) unless the scenario says otherwise."""
+    def scenario(name: str, cause: str | None, software: list[str], **kw):
+        def deco(fn):
+            scenarios[name] = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()),
+                                       software=software, **{**defaults, **kw})
+            return fn
+        return deco
+    return scenario
+
+
+def install_missing(packages: dict[str, str]) -> None:
+    """The Debian packages (command -> package) whose command is not found, installed: CI starts
+    from a fresh machine."""
+    import subprocess
+    missing = sorted({pkg for cmd, pkg in packages.items()
+                      if shutil.which(cmd) is None and shutil.which(cmd, path="/usr/sbin:/sbin") is None})
+    if missing:
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True,
+                       stdout=subprocess.DEVNULL)
 
 
 def lab_trace_filter(prefix: str, ports: range) -> Callable[[list[dict]], list[dict]]:

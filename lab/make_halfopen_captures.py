@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,20 +40,11 @@ DEBIAN_PACKAGES = {"curl": "curl", "socat": "socat", "tcpdump": "tcpdump", "nft"
 REASONS = {"TCP_INVALID_ACK_SEQUENCE"}
 
 
-def scenario(name: str, cause: str | None, software: list[str], **kw):
-    def deco(fn):
-        SCENARIOS[name] = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()),
-                                   software=software, family="half-open", capture="server", **kw)
-        return fn
-    return deco
+scenario = D.scenario_registry(SCENARIOS, family="half-open", capture="server")
 
 
 def ensure_tools() -> None:
-    missing = [pkg for cmd, pkg in DEBIAN_PACKAGES.items() if shutil.which(cmd) is None and
-               shutil.which(cmd, path="/usr/sbin:/sbin") is None]
-    if missing:
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True,
-                       stdout=subprocess.DEVNULL)
+    D.install_missing(DEBIAN_PACKAGES)
 
 
 def echo_server(port: int, *opts: str) -> Proc:

@@ -13,7 +13,6 @@ addresses (lm*, 10.86/16, lab/limits_net.py). Ground truth and kernel labels as 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,20 +36,11 @@ SNAPLEN = 200
 HOLDER_ADDRS = ("10.86.1.10", "10.86.1.11")
 
 
-def scenario(name: str, cause: str | None, software: list[str], **kw):
-    def deco(fn):
-        SCENARIOS[name] = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()),
-                                   software=software, family="limits", **kw)
-        return fn
-    return deco
+scenario = D.scenario_registry(SCENARIOS, family="limits")
 
 
 def ensure_tools() -> None:
-    """The lab's Debian packages, installed when missing (CI starts from a fresh machine)."""
-    missing = [pkg for cmd, pkg in DEBIAN_PACKAGES.items() if shutil.which(cmd) is None]
-    if missing:
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True,
-                       stdout=subprocess.DEVNULL)
+    D.install_missing(DEBIAN_PACKAGES)
 
 
 def repository(work: Path, blob_kb: int = 0) -> Path:

@@ -16,8 +16,6 @@ and rules were written, and run once at the end: their score is the out-of-sampl
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,21 +40,11 @@ SNAPLEN = 200                        # as the other labs (and about what live ke
 BODY_KB = 512                        # a POST body far larger than the socket buffers take at once
 
 
-def scenario(name: str, cause: str | None, software: list[str], **kw):
-    def deco(fn):
-        SCENARIOS[name] = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()),
-                                   software=software, family="linger", **kw)
-        return fn
-    return deco
+scenario = D.scenario_registry(SCENARIOS, family="linger")
 
 
 def ensure_tools() -> None:
-    """The lab's Debian packages, installed when missing (CI starts from a fresh machine)."""
-    missing = sorted({pkg for cmd, pkg in DEBIAN_PACKAGES.items()
-                      if shutil.which(cmd) is None and shutil.which(cmd, path="/usr/sbin:/sbin") is None})
-    if missing:
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True,
-                       stdout=subprocess.DEVNULL)
+    D.install_missing(DEBIAN_PACKAGES)
 
 
 def docroot(work: Path) -> Path:

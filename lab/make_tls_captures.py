@@ -18,7 +18,6 @@ were written, and run once at the end: their score is the out-of-sample figure (
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -44,21 +43,11 @@ DEBIAN_PACKAGES = {"gnutls-cli": "gnutls-bin", "openssl": "openssl",
 SNAPLEN = 200                        # as the other labs (and about what live keeps: 192)
 
 
-def scenario(name: str, cause: str | None, software: list[str], **kw):
-    def deco(fn):
-        SCENARIOS[name] = Scenario(name=name, fn=fn, cause=cause, doc=" ".join((fn.__doc__ or "").split()),
-                                   software=software, family="tls", **kw)
-        return fn
-    return deco
+scenario = D.scenario_registry(SCENARIOS, family="tls")
 
 
 def ensure_tools() -> None:
-    """The lab's Debian packages, installed when missing (CI starts from a fresh machine)."""
-    missing = sorted({pkg for cmd, pkg in DEBIAN_PACKAGES.items()
-                      if shutil.which(cmd) is None and shutil.which(cmd, path="/usr/sbin:/sbin") is None})
-    if missing:
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True,
-                       stdout=subprocess.DEVNULL)
+    D.install_missing(DEBIAN_PACKAGES)
 
 
 def certificate(work: Path) -> tuple[Path, Path]:

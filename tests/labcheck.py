@@ -31,3 +31,32 @@ def assert_every_rst_labelled(folder: Path) -> None:
         out = subprocess.run(["tshark", "-r", str(folder / name), "-Y", "tcp.flags.reset == 1", "-T", "fields",
                               "-e", "frame.number"], capture_output=True, text=True, check=True).stdout
         assert [int(x) for x in out.split()] == [r["frame"] for r in entry["resets"]], name
+
+
+# The pair the wire cannot always separate, and the kernel's reason for each (Linux's tcp_send_reset)
+PAIR_KERNEL = {"linger-zero-abort": {"TCP_STATE"}, "unread-data-close": {"TCP_ABORT_ON_CLOSE"}}
+PAIR_OTHER = {"linger-zero-abort": "unread-data-close", "unread-data-close": "linger-zero-abort"}
+
+
+def assert_pair_lab(folder: Path, more=None) -> None:
+    """A lab of SO_LINGER-0 aborts and closes with unread data (the linger and TLS labs): every
+    capture's verdicts are its manifest's, each connection's first reset carries its cause's kernel
+    reason, the other cause is always offered, the control reports nothing; `more(cause, df, name)`
+    checks the lab's own features."""
+    import json
+    import rstwatch
+    entries = json.loads((folder / "manifest.json").read_text())["captures"]
+    assert {e["cause"] for e in entries.values()} == {"linger-zero-abort", "unread-data-close", None}
+    for name, entry in entries.items():
+        df = rstwatch.read(folder / name)
+        got = dict(zip(df["frame"], df["cause"]))
+        if entry["cause"] is None:
+            assert got == {}, name
+            continue
+        want = {r["frame"]: r["cause"] for r in entry["resets"]}
+        assert got == want, name
+        firsts = [r for r in entry["resets"] if "follows" not in r and r.get("kernel_reason")]
+        assert firsts and {r["kernel_reason"] for r in firsts} <= PAIR_KERNEL[entry["cause"]], name
+        assert all(PAIR_OTHER[entry["cause"]] in list(a) for a in df["alternatives"]), name
+        if more is not None:
+            more(entry["cause"], df, name)
