@@ -179,6 +179,18 @@ _TUNNEL_PROTOS = (47, 17, 4, 41)      # GRE, UDP (VXLAN, Geneve, Teredo), IPv4 a
 _M64 = (1 << 64) - 1
 
 
+def factorize_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, uniques) of 64-bit keys in order of first appearance: pandas' factorize."""
+    import pandas as pd
+    codes, uniques = pd.factorize(keys)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, np.uint64)
+
+
+def group_order(codes: np.ndarray, groups: int) -> np.ndarray:
+    """np.argsort(codes, kind="stable") for codes in [0, groups)."""
+    return np.argsort(codes, kind="stable")
+
+
 def _ethertype_version(et: np.ndarray) -> np.ndarray:
     return np.where(et == 0x0800, 4, np.where(et == 0x86DD, 6, 0))
 

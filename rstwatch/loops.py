@@ -14,17 +14,20 @@ import sys
 SPEED_COST = "about 0.8 s more per million packets (1 M-packet pcap: 1.1 s compiled, 1.9 s fallback)"
 
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") not in ("", "0"):
-    from .hotloops_py import CORRUPT, NEED_MORE, SHB, SKIP_NAMES, decode_tcp, flow_hash_columns, walk_pcap, walk_pcapng
+    from .hotloops_py import (CORRUPT, NEED_MORE, SHB, SKIP_NAMES, decode_tcp, factorize_keys, flow_hash_columns,
+                              group_order, walk_pcap, walk_pcapng)
     COMPILED = False
 else:
     try:
-        from .hotloops import CORRUPT, NEED_MORE, SHB, SKIP_NAMES, decode_tcp, flow_hash_columns, walk_pcap, walk_pcapng
+        from .hotloops import (CORRUPT, NEED_MORE, SHB, SKIP_NAMES, decode_tcp, factorize_keys, flow_hash_columns,
+                              group_order, walk_pcap, walk_pcapng)
         COMPILED = True
     except ImportError:
-        from .hotloops_py import CORRUPT, NEED_MORE, SHB, SKIP_NAMES, decode_tcp, flow_hash_columns, walk_pcap, walk_pcapng
+        from .hotloops_py import (CORRUPT, NEED_MORE, SHB, SKIP_NAMES, decode_tcp, factorize_keys, flow_hash_columns,
+                              group_order, walk_pcap, walk_pcapng)
         COMPILED = False
         print(f"rstwatch: warning: compiled loops not installed (no binary wheel for this platform and no C compiler "
               f"at install); using the numpy fallback: {SPEED_COST}", file=sys.stderr)
 
-__all__ = ["COMPILED", "CORRUPT", "NEED_MORE", "SHB", "SKIP_NAMES", "decode_tcp", "flow_hash_columns",
+__all__ = ["COMPILED", "CORRUPT", "NEED_MORE", "SHB", "SKIP_NAMES", "decode_tcp", "factorize_keys", "flow_hash_columns", "group_order",
            "walk_pcap", "walk_pcapng"]

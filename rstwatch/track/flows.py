@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..loops import flow_hash_columns
+from ..loops import factorize_keys, flow_hash_columns, group_order
 from ..sources.segments import ACK, FIN, RST, SYN, Segments
 
 def src_is_low(seg: Segments) -> np.ndarray:
@@ -28,19 +28,21 @@ def flow_hash(seg: Segments) -> np.ndarray:
 
 def rst_flows_grouped(seg: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
     """Keep only the 4-tuples that hold a RST and group them: returns (segments, order,
-    boundaries) where group g is order[boundaries[g]:boundaries[g+1]], capture order kept
-    inside each group. The flow key is computed once."""
-    h = flow_hash(seg)
-    rst_keys = np.unique(h[(seg["flags"] & RST) != 0])
-    if not len(rst_keys):
+    boundaries) where group g is order[boundaries[g]:boundaries[g + 1]], capture order kept
+    inside each group, groups in order of their first segment. One pass of the flow keys
+    through a hash table numbers the flows; the kept ones are renumbered in the same order."""
+    codes, flows = factorize_keys(flow_hash(seg))
+    has_rst = np.zeros(len(flows), bool)
+    has_rst[codes[(seg["flags"] & RST) != 0]] = True
+    if not has_rst.any():
         return seg.take(np.zeros(0, np.int64)), np.zeros(0, np.int64), np.zeros(1, np.int64)
-    pos = np.minimum(np.searchsorted(rst_keys, h), len(rst_keys) - 1)   # sorted keys: O(n log k)
-    keep = np.flatnonzero(rst_keys[pos] == h)
-    import pandas as pd        # imported when first needed: a small capture without RST needs none
-    codes, _ = pd.factorize(h[keep])
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return seg.take(keep), order, np.concatenate([[0], bounds, [len(order)]])
+    keep = np.flatnonzero(has_rst[codes])
+    renumber = np.cumsum(has_rst) - 1
+    kept = renumber[codes[keep]]
+    groups = int(renumber[-1]) + 1
+    bounds = np.zeros(groups + 1, np.int64)
+    np.cumsum(np.bincount(kept, minlength=groups), out=bounds[1:])
+    return seg.take(keep), group_order(kept, groups), bounds
 
 
 FORGET_AFTER_NS = 2 * 1_000_000_000    # a cleanly closed flow idle this long is forgotten (a later RST on it is rare)
@@ -60,8 +62,7 @@ class FlowSummary:
 
 
 def summarize_flows(seg: Segments) -> FlowSummary:
-    import pandas as pd
-    codes, uniq = pd.factorize(flow_hash(seg))
+    codes, uniq = factorize_keys(flow_hash(seg))
     n = len(uniq)
     flags = seg["flags"]
     rst = np.zeros(n, bool)
@@ -128,8 +129,7 @@ def reset_components(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
     chained by gaps of at most BURST_WINDOW_NS are compared by the features (server-RST burst), so the
     flows holding them must be classified together: a component is such a closure of flows
     (-1 for flows without a RST). A key collision only joins components: safe."""
-    import pandas as pd
-    codes, uniq = pd.factorize(flow_hash(seg))
+    codes, uniq = factorize_keys(flow_hash(seg))
     n = len(uniq)
     comp = np.full(n, -1, np.int64)
     rst_rows = np.flatnonzero((seg["flags"] & RST) != 0)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..sources.segments import ACK, RST, SYN, SEGMENT_COLUMNS, Segments, address_text
+from ..loops import factorize_keys
 from .flows import flow_hash
 
 # The detectors, in the order they claim flows. A flood rule names one in `flood.detector`.
@@ -118,7 +119,7 @@ class StormTracker:
         if not self.storms and max(int(is_rst.sum()), int(syn_only.sum())) < self.min_flows:
             return seg      # too few resets or SYNs to hold a flood (a flood's flows each hold one)
         import pandas as pd
-        codes, uniq = pd.factorize(flow_hash(seg))
+        codes, uniq = factorize_keys(flow_hash(seg))
         n = len(uniq)
         synack = ((f & SYN) != 0) & ((f & ACK) != 0) & ~is_rst
         bare_rst = is_rst & ((f & ACK) == 0)

@@ -1,0 +1,95 @@
+"""The flow table's numbering (rstwatch/loops.py: factorize_keys, group_order, compiled in
+hotloops.pyx, numpy/pandas in hotloops_py.py) must number and group exactly as pandas.factorize
+and a stable argsort do: connection order, batches and therefore verdicts depend on it. Checked
+on random keys (with repeats, collisions in the table's slots, a table larger than the one kept
+between calls) and, through rst_flows_grouped, against the way it grouped before on every
+bundled and public capture."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import CAPTURES, EXTERNAL
+from rstwatch import hotloops_py
+from rstwatch.sources.capture import iter_segments
+from rstwatch.sources.diagnostics import Diagnostics
+from rstwatch.sources.segments import RST, Segments
+from rstwatch.track.flows import flow_hash, rst_flows_grouped
+
+hotloops = pytest.importorskip("rstwatch.hotloops", reason="the compiled loops were not built")
+IMPLEMENTATIONS = [hotloops, hotloops_py]
+ALL_CAPTURES = sorted(p for root in (CAPTURES, EXTERNAL) for p in root.rglob("*")
+                      if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
+
+
+def _assert_factorized_like_pandas(mod, keys: np.ndarray) -> None:
+    codes, uniques = mod.factorize_keys(keys)
+    want_codes, want_uniques = pd.factorize(keys)
+    assert codes.dtype == np.int64 and uniques.dtype == np.uint64
+    np.testing.assert_array_equal(codes, want_codes)
+    np.testing.assert_array_equal(uniques, want_uniques)
+
+
+@pytest.mark.parametrize("mod", IMPLEMENTATIONS, ids=lambda m: m.__name__)
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 2, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15]) | st.integers(0, 2**64 - 1),
+                max_size=300))
+def test_factorize_keys_numbers_in_order_of_first_appearance(mod, values):
+    _assert_factorized_like_pandas(mod, np.array(values, dtype=np.uint64))
+
+
+@pytest.mark.parametrize("mod", IMPLEMENTATIONS, ids=lambda m: m.__name__)
+def test_factorize_keys_on_large_tables_and_slot_collisions(mod):
+    rng = np.random.default_rng(7)
+    # keys that differ only above the bits the slot index is taken from collide in the table
+    crowded = (rng.integers(0, 64, 50_000).astype(np.uint64) << np.uint64(40))
+    _assert_factorized_like_pandas(mod, crowded)
+    # past the table kept between calls (2**22 slots), then a small one that reuses it
+    big = rng.integers(0, 2**64 - 1, 2_200_000, dtype=np.uint64, endpoint=True)
+    _assert_factorized_like_pandas(mod, np.concatenate([big, big[::3]]))
+    _assert_factorized_like_pandas(mod, big[:1000])
+    _assert_factorized_like_pandas(mod, np.zeros(0, np.uint64))
+
+
+@pytest.mark.parametrize("mod", IMPLEMENTATIONS, ids=lambda m: m.__name__)
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda k: st.tuples(st.just(k), st.lists(st.integers(0, k - 1), max_size=400))))
+def test_group_order_is_a_stable_argsort(mod, case):
+    groups, codes = case
+    codes = np.array(codes, dtype=np.int64)
+    np.testing.assert_array_equal(mod.group_order(codes, groups), np.argsort(codes, kind="stable"))
+
+
+def test_group_order_refuses_codes_outside_the_groups():
+    with pytest.raises(ValueError):
+        hotloops.group_order(np.array([0, 3], np.int64), 3)
+    with pytest.raises(ValueError):
+        hotloops.group_order(np.array([-1], np.int64), 3)
+
+
+def _grouped_as_before(seg: Segments):
+    """rst_flows_grouped as it was written before the flow table was numbered once: the RST
+    flows' keys found by sorted search, numbered again by pandas, grouped by a stable argsort."""
+    h = flow_hash(seg)
+    rst_keys = np.unique(h[(seg["flags"] & RST) != 0])
+    if not len(rst_keys):
+        return seg.take(np.zeros(0, np.int64)), np.zeros(0, np.int64), np.zeros(1, np.int64)
+    pos = np.minimum(np.searchsorted(rst_keys, h), len(rst_keys) - 1)
+    keep = np.flatnonzero(rst_keys[pos] == h)
+    codes, _ = pd.factorize(h[keep])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return seg.take(keep), order, np.concatenate([[0], bounds, [len(order)]])
+
+
+@pytest.mark.parametrize("path", ALL_CAPTURES, ids=lambda p: p.name)
+def test_rst_flows_grouped_as_before(path):
+    seg = Segments.concat(list(iter_segments(path, Diagnostics(path.name))))
+    got, want = rst_flows_grouped(seg), _grouped_as_before(seg)
+    assert len(got[0]) == len(want[0])
+    for column in want[0].cols:
+        np.testing.assert_array_equal(got[0][column], want[0][column], err_msg=column)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])
