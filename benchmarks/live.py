@@ -34,8 +34,10 @@ def one(path: Path, max_segments: int) -> dict:
     from rstwatch.live.sinks import JsonlSink
     from rstwatch.live.tracker import LiveTracker
 
+    from rstwatch.report.output import GuardedStream
+
     rules = load_rules()
-    out = open(os.devnull, "w")
+    out = GuardedStream(open(os.devnull, "w"), "bench")       # what `rstwatch live` writes through (stdout)
     sink = JsonlSink(out)
     verdicts = peak_rows = 0
     read_end, write_end = os.pipe()

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from ..loops import factorize_keys
 from ..sources.segments import address_text
 from ..sources.tunnels import tunnel_texts
 from typing import TYPE_CHECKING
@@ -75,18 +76,15 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
         "conn_id": conn_of,
         "conn_lineage": per_conn(lineage, np.int64),
         "tunnel": tunnel_texts(at("tunnel")) if "tunnel" in P else [None] * n,
-        # the server endpoint of each RST its server sent (the server-burst feature groups by it)
-        "_server": [((d, dp) if c else (s, sp)) if k else None
-                    for k, c, s, sp, d, dp in zip(client_known.tolist(), is_client.tolist(), srcs, sports, dsts, dports)],
     }
     columns = {name: _meta_column(name, values) for name, values in meta.items()}
     for name, feat in FEATURES.items():
         columns[name] = nullable([None] * n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
     df = pd.DataFrame(columns, copy=False)
-    df["conn.server_rst_burst"] = _server_burst(df).astype(PANDAS_DTYPE["int"])
+    df["conn.server_rst_burst"] = _server_burst(df, _server_keys(P, rows, is_client)).astype(PANDAS_DTYPE["int"])
     df["conn.server_alive_in_burst"] = _server_alive(df, P, rows).astype(PANDAS_DTYPE["int"])
     _older_connection(df, P, rows, [conns[k].idx[0] for k in np.asarray(conn_of).tolist()] if n else [])
-    return df.drop(columns="_server")
+    return df
 
 
 def nullable(values: list, kind: str):
@@ -180,11 +178,27 @@ BURST_FEATURES = declare(
 )
 
 
-def _server_burst(df: pd.DataFrame, window_s: float = 1.0) -> pd.Series:
+def _server_keys(P: dict[str, np.ndarray], rows: np.ndarray, is_client: np.ndarray) -> np.ndarray:
+    """A 64-bit key of the server endpoint (address family, address, port) of each RST: the
+    receiver's end when the client sent it, else the sender's (only rows whose sender is known
+    are grouped by it)."""
+    if not len(rows):
+        return np.zeros(0, np.uint64)
+    pick = np.asarray(is_client, bool)
+    hi = np.where(pick, P["dst_hi"][rows], P["src_hi"][rows]).astype(np.uint64)
+    lo = np.where(pick, P["dst_lo"][rows], P["src_lo"][rows]).astype(np.uint64)
+    port = np.where(pick, P["dport"][rows], P["sport"][rows]).astype(np.uint64)
+    family = P["v6"][rows].astype(np.uint64)
+    with np.errstate(over="ignore"):
+        return (hi * np.uint64(0x9E3779B97F4A7C15)) ^ (lo * np.uint64(0xC2B2AE3D27D4EB4F)) \
+            ^ (port << np.uint64(48)) ^ (family << np.uint64(47))
+
+
+def _server_burst(df: pd.DataFrame, servers: np.ndarray, window_s: float = 1.0) -> pd.Series:
     """For server-sent RSTs on connections that never got server data: how many such
-    connections to the same server endpoint were reset within `window_s` (listener death).
-    Grouped with numpy (a pandas group per server endpoint cost ~100 us each: 50,000 spoofed
-    resets, each to its own endpoint, spent 70% of a read here)."""
+    connections to the same server endpoint (`servers`, _server_keys) were reset within
+    `window_s` (listener death). Grouped with numpy (a pandas group per server endpoint cost
+    ~100 us each: 50,000 spoofed resets, each to its own endpoint, spent 70% of a read here)."""
     import pandas as pd
     out = np.zeros(len(df), np.int64)
     if df.empty:
@@ -193,9 +207,7 @@ def _server_burst(df: pd.DataFrame, window_s: float = 1.0) -> pd.Series:
     eligible &= df["rst.index_in_conn"] == 0
     rows = np.flatnonzero(eligible.fillna(False).to_numpy(bool))
     if len(rows):
-        seen: dict = {}                 # a code per server endpoint (address, port), in order of appearance
-        codes = np.fromiter((seen.setdefault(k, len(seen)) for k in df["_server"].to_numpy(object)[rows]),
-                            np.int64, len(rows))
+        codes, _ = factorize_keys(np.ascontiguousarray(servers[rows]))   # a code per server endpoint
         times = df["time"].to_numpy(np.float64)[rows]
         order = np.argsort(codes, kind="stable")
         starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
