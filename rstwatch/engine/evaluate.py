@@ -109,7 +109,9 @@ def classify(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.
     for j, p in enumerate(which):
         first_row.setdefault(p, j)
     per_pattern = {p: _alternatives(rules, int(winner[j]), masks[:, j]) for p, j in first_row.items()}
-    out["alternatives"] = [list(per_pattern[p]) for p in which]
+    # one list per pattern, shared by its rows (as a follow-up shares its root's): never changed
+    # in place (the kernel's verdict replaces a row's list), and written once per list
+    out["alternatives"] = [per_pattern[p] for p in which]
     mark_follow_ups(out)
     return settle_stored(out, every)     # kernel reasons a `live --write` file kept (kernel/stored.py)
 

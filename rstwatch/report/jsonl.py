@@ -206,7 +206,15 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
         kinds = set(map(type, values))
         if kinds == {list} and type(next(chain.from_iterable(values), None)) is str:
             # alternatives, remediation: a few distinct lists of texts, coded once each (their
-            # elements' types checked on the distinct lists alone)
+            # elements' types checked on the distinct lists alone). Rows share their rule's or
+            # pattern's list object (evaluate.classify, analyze.explain): coded by object first
+            ids = np.fromiter(map(id, values), np.int64, len(values))
+            distinct, at, codes = np.unique(ids, return_index=True, return_inverse=True)
+            if len(distinct) * 4 <= len(values):
+                shared = [values[k] for k in at.tolist()]
+                if all(type(e) is str for k in shared for e in k):
+                    return ("c", np.ascontiguousarray(codes, dtype=np.int64),
+                            ["[" + ",".join(map(_string, k)) + "]" for k in shared])
             index: dict[tuple, int] = {}
             codes = np.fromiter((index.setdefault(k, len(index)) for k in map(tuple, values)), np.int64, len(values))
             if all(type(e) is str for k in index for e in k):
