@@ -286,15 +286,19 @@ def address_texts(const uint8_t[:] v6, const uint64_t[:] hi, const uint64_t[:] l
     if hi.shape[0] != n or lo.shape[0] != n:
         raise ValueError("columns of different lengths")
     out = [None] * n
+    last = None                 # the previous row's text: one end of a batch is often one server
     for r in range(n):
+        if r and last is not None and v6[r] == v6[r - 1] and hi[r] == hi[r - 1] and lo[r] == lo[r - 1]:
+            out[r] = last
+            continue
         if not v6[r]:
             k = _v4_text(<uint32_t>(lo[r] & 0xFFFFFFFF), text)
         elif hi[r] == 0 and (lo[r] >> 32) == 0xFFFF:
-            out[r] = fallback(True, int(hi[r]), int(lo[r]))
+            out[r] = last = fallback(True, int(hi[r]), int(lo[r]))
             continue
         else:
             k = _v6_text(hi[r], lo[r], text)
-        out[r] = text[:k].decode("ascii")
+        out[r] = last = text[:k].decode("ascii")
     return out
 
 

@@ -91,6 +91,33 @@ def test_compiled_rows_equal_the_python_rows_on_awkward_tables(monkeypatch):
     assert json_lines(odd) == reference_lines(odd)
 
 
+def test_arrow_string_columns_are_read_from_their_buffers():
+    """String columns reach the filler as Arrow's buffers ("a"): slices that start inside the
+    buffers, several chunks, 32-bit offsets, nulls of both kinds, empty texts, texts that need
+    escaping; written exactly as the Python rows."""
+    import pyarrow as pa
+    from pandas.arrays import ArrowStringArray
+    from rstwatch.report import jsonl
+    assert jsonl.fill_rows is not None, "the compiled filler is built by bin/setup"
+    kinds_of_text = ["", "plain", 'q"uote', "back\\slash", "caf\u00e9", None, "\U0001F600", "nl\n", "del\x7f"]
+    # distinct texts (a column that repeats its texts is coded instead), the empty one kept
+    texts = [t if t in ("", None) else f"{t}{k}" for k in range(40) for t in kinds_of_text]
+    chunked = pa.chunked_array([pa.array(texts[:100], pa.large_string()), pa.array(texts[100:], pa.large_string())])
+    columns = {
+        "file": pd.array(texts, dtype="str"),                                   # NaN for missing
+        "src": pd.array(texts, dtype="string"),                                 # pd.NA for missing
+        "dst": pd.Series(ArrowStringArray(chunked, dtype=pd.StringDtype("pyarrow", na_value=np.nan))),
+        "summary": pd.Series(ArrowStringArray(pa.array(texts, pa.string()), dtype=pd.StringDtype("pyarrow", na_value=np.nan))),
+        "ts": pd.array([None] * len(texts), dtype="str"),
+        "frame": np.arange(len(texts)),
+    }
+    df = pd.DataFrame(columns)
+    kinds = {c: jsonl._typed(df[c], {})[0] for c in ("file", "src", "dst", "summary")}
+    assert set(kinds.values()) == {"a"}, kinds
+    for table in (df, df.iloc[37:], df.iloc[101:250], df.iloc[5:5]):
+        assert json_lines(table) == reference_lines(table)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=50))
 def test_float_texts_are_reprs(values):

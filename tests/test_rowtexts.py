@@ -102,3 +102,21 @@ def test_addresses_and_display_filters_in_c_are_the_python_ones(rows):
     assert extract._display_filters(P, at, srcs, dsts, firsts, lasts) == [
         extract._display_filter(bool(v), a, b, int(pa), int(pb), f, la)
         for v, a, b, pa, pb, f, la in zip(v6, srcs, dsts, P["sport"], P["dport"], firsts, lasts)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(addresses, st.integers(1, 4), st.booleans()), max_size=20))
+def test_runs_of_one_address_give_each_row_its_text(runs):
+    """The C texts reuse the previous row's text for the same address: runs of one address,
+    and neighbours that differ only in the family (IPv4 5 against IPv6 ::5), stay exact."""
+    rows = []
+    for (v6, value), repeat, other_family in runs:
+        value = value if v6 else value % 2**32
+        rows += [(v6, value)] * repeat
+        if other_family:
+            rows.append((not v6, value % 2**32))
+    P = {"v6": np.array([v for v, _ in rows], bool),
+         "src_hi": np.array([x >> 64 for _, x in rows], np.uint64),
+         "src_lo": np.array([x & (2**64 - 1) for _, x in rows], np.uint64)}
+    got = extract._addresses(P, np.arange(len(rows)), "src")
+    assert got == [address_text(bool(v), int(h), int(lo)) for v, h, lo in zip(P["v6"], P["src_hi"], P["src_lo"])]

@@ -78,13 +78,23 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
         "tunnel": tunnel_texts(at("tunnel")) if "tunnel" in P else [None] * n,
     }
     columns = {name: _meta_column(name, values) for name, values in meta.items()}
-    for name, feat in FEATURES.items():
-        columns[name] = nullable([None] * n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
+    for name, feat in FEATURES.items():        # the table's own features are filled in below
+        columns[name] = _unknown(n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
     df = pd.DataFrame(columns, copy=False)
     df["conn.server_rst_burst"] = _server_burst(df, _server_keys(P, rows, is_client)).astype(PANDAS_DTYPE["int"])
     df["conn.server_alive_in_burst"] = _server_alive(df, P, rows).astype(PANDAS_DTYPE["int"])
     _older_connection(df, P, rows, [conns[k].idx[0] for k in np.asarray(conn_of).tolist()] if n else [])
     return df
+
+
+def _unknown(n: int, kind: str):
+    """A feature column of `n` rows, none known (as nullable([None] * n, kind) makes it)."""
+    from pandas.arrays import BooleanArray, IntegerArray
+    if n and kind == "bool":
+        return BooleanArray(np.zeros(n, bool), np.ones(n, bool))
+    if n and kind == "int":
+        return IntegerArray(np.zeros(n, np.int64), np.ones(n, bool))
+    return nullable([None] * n, kind)
 
 
 def nullable(values: list, kind: str):

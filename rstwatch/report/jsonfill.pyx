@@ -10,6 +10,10 @@ Each column comes as one of:
   ("s", list, encode)             a str (or None: null) per row, quoted here when it is printable
                                   ASCII without '"' or '\\'; any other value is written as encode(value)
   ("l", list[list[int]])          lists of plain ints (evidence frames), written without spaces
+  ("a", int64[:], uint8[:], uint8[:] or None, encode)
+                                  Arrow strings (offsets, n + 1 of them; UTF-8 data; null mask):
+                                  written as "s" writes the same texts, with no Python object for
+                                  a plain one (the table's string columns are Arrow's)
 Floats come as codes or texts (report/jsonl.py: Python's repr costs as much in C). Every text
 handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one
 ASCII bytes, each row followed by a newline: no Python object per value or per row.
@@ -25,6 +29,7 @@ from libc.string cimport memcpy
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
     int PyUnicode_IS_ASCII(object s)
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
 
 
 cdef struct Buf:
@@ -86,6 +91,24 @@ cdef int put_string(Buf *b, object value, object encode) except -1:
     return put_text(b, encode(value))
 
 
+cdef int put_utf8(Buf *b, const char *s, Py_ssize_t n, object encode) except -1:
+    """put_string of the text whose UTF-8 bytes are s[:n]."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(n):
+        c = <unsigned char> s[i]
+        if c < 0x20 or c > 0x7e or c == 0x22 or c == 0x5c:
+            return put_text(b, encode(PyUnicode_DecodeUTF8(s, n, NULL)))
+    if b.size + n + 2 > b.cap:
+        grow(b, n + 2)
+    b.data[b.size] = b'"'
+    if n:
+        memcpy(b.data + b.size + 1, s, n)
+    b.data[b.size + n + 1] = b'"'
+    b.size += n + 2
+    return 0
+
+
 cdef int put_int(Buf *b, int64_t v) except -1:
     cdef char tmp[24]
     cdef int i = 23
@@ -125,7 +148,7 @@ cdef int put_int_list(Buf *b, list values) except -1:
 
 
 cdef enum Kind:
-    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS, K_STRINGS
+    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS, K_STRINGS, K_ARROW
 
 
 cdef const int64_t *int_data(object a) except? NULL:
@@ -158,19 +181,21 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
     cdef const uint8_t **masks = <const uint8_t **> malloc(ncols * sizeof(void *))
     cdef const char **pre = <const char **> malloc(ncols * sizeof(void *))
     cdef Py_ssize_t *pre_len = <Py_ssize_t *> malloc(ncols * sizeof(Py_ssize_t))
+    cdef const uint8_t **datas = <const uint8_t **> malloc(ncols * sizeof(void *))
+    cdef const int64_t *off
     cdef list lists = [None] * ncols          # the Python lists of "c", "t", "s" and "l" columns
     cdef list encoders = [None] * ncols       # the encoder of each "s" column
     cdef list texts
     b.data, b.size, b.cap = NULL, 0, 0
     try:
-        if not (kinds and ints and masks and pre and pre_len):
+        if not (kinds and ints and masks and pre and pre_len and datas):
             raise MemoryError()
         for k in range(ncols):
             pre[k] = PyBytes_AS_STRING(prefixes[k])
             pre_len[k] = len(prefixes[k])
             col = columns[k]
             kind = col[0]
-            if kind != "l" and kind != "t" and len(col[1]) != n:
+            if kind != "l" and kind != "t" and len(col[1]) != (n + 1 if kind == "a" else n):
                 raise ValueError("a column of another length")
             if kind == "i":
                 kinds[k], ints[k] = K_INT, int_data(col[1])
@@ -186,6 +211,18 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
                 if len(col[1]) != n:
                     raise ValueError("a column of another length")
                 lists[k], encoders[k] = col[1], col[2]
+            elif kind == "a":
+                kinds[k], ints[k], datas[k] = K_ARROW, int_data(col[1]), byte_data(col[2])
+                masks[k] = byte_data(col[3]) if col[3] is not None else NULL
+                if col[3] is not None and len(col[3]) != n:
+                    raise ValueError("a column of another length")
+                off = ints[k]
+                for row in range(n):
+                    if off[row + 1] < off[row]:
+                        raise ValueError("Arrow offsets that go back")
+                if n and (off[0] < 0 or off[n] > len(col[2])):
+                    raise ValueError("Arrow offsets outside their data")
+                encoders[k] = col[4]
             elif kind == "t" or kind == "l":
                 kinds[k] = K_TEXTS if kind == "t" else K_INT_LISTS
                 if len(col[1]) != n:
@@ -223,6 +260,12 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
                         put(&b, b"null", 4)
                     else:
                         put_int(&b, ints[k][row])
+                elif kinds[k] == K_ARROW:
+                    if masks[k] != NULL and masks[k][row]:
+                        put(&b, b"null", 4)
+                    else:
+                        off = ints[k]
+                        put_utf8(&b, <const char *> datas[k] + off[row], off[row + 1] - off[row], encoders[k])
                 else:
                     put_int_list(&b, <list> PyList_GET_ITEM(lists[k], row))
             put(&b, b"}\n", 2)
@@ -238,3 +281,4 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
         free(masks)
         free(pre)
         free(pre_len)
+        free(datas)

@@ -200,6 +200,9 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
         if pd.unique(col.iloc[:1000]).size * 2 <= min(len(col), 1000):     # a column that repeats its texts
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
             return ("c", np.ascontiguousarray(codes, dtype=np.int64), list(map(_string, uniques.tolist())))
+        arrow = _arrow_strings(col)
+        if arrow is not None:
+            return ("a", *arrow, lambda v: _value_text(v, cache))
         return ("s", column_values(col), lambda v: _value_text(v, cache))
     elif dt == object:
         values = col.tolist()
@@ -230,6 +233,27 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
             return ("s", values, lambda v: _value_text(v, cache))
         return ("t", _texts(values, cache))
     return ("t", _texts(column_values(col), cache))
+
+
+def _arrow_strings(col: pd.Series) -> tuple | None:
+    """(offsets, UTF-8 data, null mask or None) of a column held as Arrow strings, as the
+    compiled filler reads them ("a"); None for any other storage."""
+    import pyarrow as pa
+    chunked = getattr(col.array, "_pa_array", None)
+    if not isinstance(chunked, pa.ChunkedArray):
+        return None
+    arr = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+    if arr.type == pa.string():
+        arr = arr.cast(pa.large_string())
+    if arr.type != pa.large_string():
+        return None
+    _, offsets, data = arr.buffers()
+    if offsets is None:                 # an empty array may have no buffers at all
+        offsets = np.zeros(1, np.int64).tobytes()
+    offsets = np.frombuffer(offsets, np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    mask = arr.is_null().to_numpy(zero_copy_only=False).view(np.uint8) if arr.null_count else None
+    return np.ascontiguousarray(offsets), data, mask
 
 
 def float_texts(arr: np.ndarray) -> list[str]:
