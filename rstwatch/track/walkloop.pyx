@@ -23,12 +23,13 @@ from . import zeek
 from ..sources import framing as _framing
 from dataclasses import fields as _fields
 
-# A Connection made without the dataclass's __init__ (Python code, ~2 us of a ~15 us walk): its
-# fields set directly, in the order declared. A field added there must be added here.
+# The compiled walk's connections (WalkedConnection, below) have Connection's fields: a field
+# added there must be added here and to WalkedConnection (checked when this module loads).
 _CONNECTION_FIELDS = ("idx", "flipped", "client_dir", "role_inferred", "history", "conn_state", "rtt_ns",
                       "rsts", "continues")
 if tuple(f.name for f in _fields(Connection)) != _CONNECTION_FIELDS:
     raise RuntimeError("walkloop: Connection's fields changed; update _CONNECTION_FIELDS and new_connection")
+
 
 # Where each feature (WALK_FEATURES order) lives: its kind's block and its row in the block.
 cdef enum:
@@ -152,18 +153,46 @@ cdef class RstOut:
         return out
 
 
-cdef object new_connection(list idx, bint flipped, object client_dir, bint inferred):
-    conn = Connection.__new__(Connection)
-    cdef dict d = conn.__dict__
-    d["idx"] = idx
-    d["flipped"] = flipped
-    d["client_dir"] = client_dir
-    d["role_inferred"] = inferred
-    d["history"] = ""
-    d["conn_state"] = ""
-    d["rtt_ns"] = None
-    d["rsts"] = []
-    d["continues"] = None
+cdef class WalkedConnection:
+    """track.connection.Connection as the compiled walk makes it: the same fields (the Python
+    walk's dataclass stays the reference), held in C slots instead of an instance dict: ~300
+    bytes and a dict's inserts and frees less for every connection walked."""
+    cdef public list idx
+    cdef public bint flipped
+    cdef public object client_dir
+    cdef public bint role_inferred
+    cdef public str history
+    cdef public str conn_state
+    cdef public object rtt_ns
+    cdef public object continues
+    cdef list _rsts
+
+    @property
+    def rsts(self):             # the pipeline's RSTs are columns (RstOut); walk() fills this one
+        if self._rsts is None:
+            self._rsts = []
+        return self._rsts
+
+    def __repr__(self):
+        return (f"WalkedConnection(idx={self.idx!r}, flipped={self.flipped!r}, client_dir={self.client_dir!r}, "
+                f"role_inferred={self.role_inferred!r}, history={self.history!r}, conn_state={self.conn_state!r}, "
+                f"rtt_ns={self.rtt_ns!r}, rsts={self.rsts!r}, continues={'...' if self.continues is not None else None})")
+
+
+if any(not hasattr(WalkedConnection, name) for name in _CONNECTION_FIELDS):
+    raise RuntimeError("walkloop: WalkedConnection lacks a field of Connection")
+
+
+cdef WalkedConnection new_connection(list idx, bint flipped, object client_dir, bint inferred):
+    cdef WalkedConnection conn = WalkedConnection.__new__(WalkedConnection)
+    conn.idx = idx
+    conn.flipped = flipped
+    conn.client_dir = client_dir
+    conn.role_inferred = inferred
+    conn.history = ""
+    conn.conn_state = ""
+    conn.rtt_ns = None
+    conn.continues = None
     return conn
 
 cdef long long SEQ_MOD = 1LL << 32
@@ -244,28 +273,38 @@ cdef int last_probes(long long count, long long *frames, int n, long long *out, 
 
 
 # One-letter texts by character code, so a history letter is appended without making a string
-cdef tuple LETTER_TEXT = tuple(chr(c) for c in range(128))
+cdef enum:
+    HISTORY_MAX = 128      # at most ~50 letters: 10 kinds once per direction, t/g/w 4 times more, '^'
 
 
 cdef class History:
     """zeek.History: a letter per direction once, t/g/w again at the 10th, 100th... time. The
-    letters are ASCII: upper case for the originator is a bit, not str.upper() (a Python call per
-    packet was ~13% of the walk)."""
+    letters are ASCII, kept in a C buffer: upper case for the originator is a bit, not
+    str.upper() (a Python call per packet was ~13% of the walk), and the text is made once."""
     cdef int counts[128]
-    cdef list letters
+    cdef char letters[HISTORY_MAX]
+    cdef int used
 
     def __cinit__(self, bint flipped):
-        self.letters = ["^"] if flipped else []
+        self.used = 0
+        if flipped:
+            self.letters[0] = b'^'
+            self.used = 1
 
-    cdef inline void add(self, str letter, bint is_orig):
-        cdef int lower = ord(letter) | 0x20
+    cdef inline void add(self, int letter, bint is_orig):
+        cdef int lower = letter | 0x20
         cdef int c = (lower & ~0x20) if is_orig else lower
         self.counts[c] += 1
         cdef int n = self.counts[c]
         # t, g, w (zeek.REPEATING) are logged again at their 10th, 100th... occurrence
         if n == 1 or ((lower == c't' or lower == c'g' or lower == c'w')
                       and (n == 10 or n == 100 or n == 1000 or n == 10000)):
-            self.letters.append(LETTER_TEXT[c])
+            if self.used < HISTORY_MAX:
+                self.letters[self.used] = <char>c
+                self.used += 1
+
+    cdef str text(self):
+        return self.letters[:self.used].decode("ascii")
 
 
 cdef inline (int, int) next_state(int state, int peer, bint syn, bint has_ack, bint fin, bint rst, bint has_data):
@@ -291,6 +330,31 @@ cdef inline (int, int) next_state(int state, int peer, bint syn, bint has_ack, b
     return state, peer
 
 
+cdef str conn_state(int orig, int resp, long long orig_size, long long resp_size, str history):
+    """zeek.conn_state (its regular expression for RSTOS0 is asked only there)."""
+    cdef bint o_inactive = orig == INACTIVE or orig == PARTIAL
+    cdef bint r_inactive = resp == INACTIVE or resp == PARTIAL
+    if resp == RESET:
+        if orig == SYN_SENT or orig == SYN_ACK_SENT or (orig == RESET and orig_size == 0 and resp_size == 0):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if orig == RESET:
+        if r_inactive:
+            return "RSTOS0" if zeek.RSTOS0_HISTORY.fullmatch(history) else "OTH"
+        return "RSTO"
+    if orig == CLOSED and resp == CLOSED:
+        return "SF"
+    if orig == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if resp == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if orig == SYN_SENT and resp == INACTIVE:
+        return "S0"
+    if orig == ESTABLISHED and resp == ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
 def walk(dict P, list idx):
     """track.connection.walk, compiled: the Connection with its RSTs as ConnRst (the twin test's
     view; the pipeline uses walk_groups, which writes the RSTs' features as columns)."""
@@ -304,7 +368,7 @@ def walk(dict P, list idx):
     return conn
 
 
-cdef object conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
+cdef WalkedConnection conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
     """One connection: its Connection, and a row in `out` per RST."""
     cdef Py_ssize_t n = len(idx_list), pos
     cdef int d, f, client_dir = -1
@@ -371,24 +435,24 @@ cdef object conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
             rst_count += 1
         # --- history letters
         if syn:
-            hist.add("Q" if (fin or rst) else ("H" if has_ack else "S"), d == 0)
+            hist.add(c'Q' if (fin or rst) else (c'H' if has_ack else c'S'), d == 0)
         else:
             if fin:
-                hist.add("F", d == 0)
+                hist.add(c'F', d == 0)
             if rst:
-                hist.add("R", d == 0)
+                hist.add(c'R', d == 0)
             if plen > 0 and not rst:
-                hist.add("D", d == 0)
+                hist.add(c'D', d == 0)
             elif has_ack and not fin and not rst:
-                hist.add("A", d == 0)
+                hist.add(c'A', d == 0)
         if plen > 0 and not rst and me.has_nxt and sdiff(seq, me.nxt) < 0:
             me.retrans += 1
-            hist.add("T", d == 0)
+            hist.add(c'T', d == 0)
         if has_ack and not rst and peer.has_nxt and peer.has_isn and sdiff(ack, peer.nxt) > 0:
-            hist.add("G" if d == 1 else "g", d == 1)
+            hist.add(c'g', d == 1)
             peer.nxt = ack
         if not syn and not rst and win == 0 and has_ack:
-            hist.add("W", d == 0)
+            hist.add(c'W', d == 0)
         # --- probes
         if (not (syn or fin or rst) and plen <= 1 and me.has_nxt and sdiff(seq, me.nxt) == -1):
             if peer.has_last_ack and peer.last_win == 0:
@@ -447,9 +511,9 @@ cdef object conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
         me.state, peer.state = next_state(me.state, peer.state, syn, has_ack, fin, rst, plen > 0)
     if has_rtt:
         conn.rtt_ns = rtt_ns
-    text = "".join(hist.letters)
+    text = hist.text()
     conn.history = text
-    conn.conn_state = zeek.conn_state(sides[0].state, sides[1].state, sides[0].size, sides[1].size, text)
+    conn.conn_state = conn_state(sides[0].state, sides[1].state, sides[0].size, sides[1].size, text)
     after_rst(c, out, first_row, idx, dirs, n)
     free(idx)
     free(dirs)
