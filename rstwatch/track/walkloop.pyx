@@ -9,6 +9,7 @@ connection.py stays the reference, readable one, and is what runs without a comp
 tests/test_walk_twin.py checks both give identical connections (history, conn_state, rtt,
 every feature of every RST, evidence) on every bundled and public capture and on random
 segment streams. A change to the walk is made in both."""
+cimport cython
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t, uint64_t
 
@@ -251,19 +252,20 @@ cdef struct Side:
     int tls_record              # connection.Side.tls_record
 
 
-cdef inline long long sdiff(long long a, long long b):
+@cython.cdivision(True)              # the remainder's sign is fixed below, as Python's is
+cdef inline long long sdiff(long long a, long long b) noexcept nogil:
     cdef long long d = (a - b + HALF) % SEQ_MOD
     if d < 0:
         d += SEQ_MOD
     return d - HALF
 
 
-cdef inline void note_probe(long long *count, long long *frames, long long frame):
+cdef inline void note_probe(long long *count, long long *frames, long long frame) noexcept nogil:
     frames[count[0] % 3] = frame
     count[0] += 1
 
 
-cdef int last_probes(long long count, long long *frames, int n, long long *out, int used):
+cdef int last_probes(long long count, long long *frames, int n, long long *out, int used) noexcept nogil:
     """Append the last `n` probe frames (probes[-n:]) to out[used:]; returns the new count."""
     cdef long long k
     for k in range(max(0, count - n), count):
@@ -307,7 +309,8 @@ cdef class History:
         return self.letters[:self.used].decode("ascii")
 
 
-cdef inline (int, int) next_state(int state, int peer, bint syn, bint has_ack, bint fin, bint rst, bint has_data):
+cdef inline (int, int) next_state(int state, int peer, bint syn, bint has_ack, bint fin, bint rst,
+                                  bint has_data) noexcept nogil:
     """zeek.next_state."""
     if rst:
         if state == CLOSED and peer == CLOSED:
@@ -520,7 +523,8 @@ cdef WalkedConnection conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx
     return conn
 
 
-cdef inline void note_message(Side *me, Side *peer, int app, long long seq, long long plen):
+@cython.cdivision(True)              # seq and plen are never negative
+cdef inline void note_message(Side *me, Side *peer, int app, long long seq, long long plen) noexcept nogil:
     """connection._note_message."""
     cdef int kind = app & APP_KIND_MASK
     cdef long long length, e
@@ -544,7 +548,7 @@ cdef inline void note_message(Side *me, Side *peer, int app, long long seq, long
         me.tls_record = TLS_ALERT
 
 
-cdef void memset_side(Side *s):
+cdef void memset_side(Side *s) noexcept nogil:
     cdef int k
     s.state = INACTIVE
     s.has_isn = s.has_nxt = s.has_last_ack = s.has_ack_at_last_write = False
@@ -562,7 +566,7 @@ cdef void memset_side(Side *s):
         s.ttl_count[k] = 0
 
 
-cdef inline int tri(bint known, bint value):
+cdef inline int tri(bint known, bint value) noexcept nogil:
     """A bool feature's code: -1 unknown, else 0/1."""
     return (1 if value else 0) if known else -1
 
