@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from . import spill
+from . import spill, textcolumns
 from .gcpause import gc_paused
 from .engine.model import TEMPLATE_FIELDS, Rule
 from .interop import add_join_keys
@@ -462,6 +462,17 @@ def _positional(template: str) -> tuple[str, list[str]] | None:
     return "".join(text), names
 
 
+def _template_parts(form: tuple[str, list[str]]) -> tuple[list[str], list[str]]:
+    """A positional form (_positional) as the texts between its fields and the fields' names."""
+    literals, names = [""], []
+    for literal, field, _, _ in string.Formatter().parse(form[0]):
+        literals[-1] += literal
+        if field is not None:
+            names.append(form[1][int(field)])
+            literals.append("")
+    return literals, names
+
+
 def _row_fields(df: pd.DataFrame, names: set[str]) -> dict[str, list]:
     """The columns templates are filled from (those in `names`, and the four ends every summary
     names): the table's own, the receiver and the client and server ends worked out from the sender."""
@@ -493,7 +504,9 @@ def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.D
     # the others are made positional once and filled from columns (a dict per row cost ~5 us)
     compiled = {r.id: (_positional(r.explain), [_positional(t) for t in r.remediation]) for r in rules}
     n = len(df)
-    summaries, errnos, remedies, titles = [None] * n, [None] * n, [None] * n, [None] * n
+    errnos, remedies = [None] * n, [None] * n
+    title_texts: list[str] = []               # a code per row into these (an Arrow column at once)
+    title_code = np.zeros(n, np.int64)
     follows = df["follows_frame"].tolist() if "follows_frame" in df.columns else [None] * n
     # the rows of each rule, filled a rule at a time
     rows_of: dict[str, list[int]] = {}
@@ -512,6 +525,21 @@ def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.D
         for j in rows:
             target[j] = value
 
+    # each row's summary: a template filled from columns (textcolumns.filled: in C, into an Arrow
+    # column), or a text made here (`given`)
+    summary_of, given = np.full(n, -1, np.int64), [None] * n
+    summary_templates: list[tuple[list[str], list[int]]] = []
+    field_at: dict[str, int] = {}
+    fields: list[list] = []
+
+    def summary_template(literals: list[str], names: list[str], rows: list[int]) -> None:
+        for name in names:
+            if name not in field_at:
+                field_at[name] = len(fields)
+                fields.append(follows if name == "follows" else cols[name])
+        summary_of[rows] = len(summary_templates)
+        summary_templates.append((literals, [field_at[name] for name in names]))
+
     def texts(template: str, form: tuple[str, list[str]] | None, rows: list[int]) -> list[str]:
         if form is None:
             return [template.format_map({f: cols[f][j] for f in TEMPLATE_FIELDS}) for j in rows]
@@ -522,22 +550,24 @@ def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.D
     for rule_id, rows in rows_of.items():
         rule = by_id.get(rule_id)
         if rule is None:
-            src, sport, dst, dport = cols["src"], cols["sport"], cols["dst"], cols["dport"]
-            fill(summaries, rows, [f"{src[j]}:{sport[j]} reset the connection to {dst[j]}:{dport[j]}; no rule matched"
-                                   for j in rows])
+            summary_template(["", ":", " reset the connection to ", ":", "; no rule matched"],
+                             ["src", "sport", "dst", "dport"], rows)
             fill_with(errnos, rows, no_rule_errno)
             fill(remedies, rows, [[] for _ in rows])
-            fill_with(titles, rows, "No rule explains this reset")
+            title_code[rows] = len(title_texts)
+            title_texts.append("No rule explains this reset")
             continue
         summary_form, remedy_forms = compiled[rule_id]
         first = [j for j in rows if follows[j] is None or follows[j] is pd.NA]
-        fill(summaries, first, texts(rule.explain, summary_form, first))
+        if summary_form is None:
+            fill(given, first, texts(rule.explain, summary_form, first))
+        else:
+            summary_template(*_template_parts(summary_form), first)
         if len(first) < len(rows):
-            src, sport, dst, dport = cols["src"], cols["sport"], cols["dst"], cols["dport"]
             later = [j for j in rows if not (follows[j] is None or follows[j] is pd.NA)]
-            fill(summaries, later, [f"Follow-up of the reset in frame {follows[j]} ({rule.name}): {src[j]}:{sport[j]} "
-                                    f"answered a segment {dst[j]}:{dport[j]} still had in flight on the connection "
-                                    "already reset" for j in later])
+            summary_template(["Follow-up of the reset in frame ", f" ({rule.name}): ", ":", " answered a segment ",
+                              ":", " still had in flight on the connection already reset"],
+                             ["follows", "src", "sport", "dst", "dport"], later)
         fill_with(errnos, rows, errno_of[rule_id])
         fixed = static_remedies[rule_id]
         if fixed is not None:                   # one list shared by the rule's rows, as its errno object
@@ -545,10 +575,12 @@ def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.D
         else:
             per_text = [texts(t, form, rows) for t, form in zip(rule.remediation, remedy_forms)]
             fill(remedies, rows, list(map(list, zip(*per_text))) if per_text else [[] for _ in rows])
-        fill_with(titles, rows, rule.title)
+        title_code[rows] = len(title_texts)
+        title_texts.append(rule.title)
     out = df if in_place else df.copy()
-    out["summary"] = summaries
+    out["summary"] = textcolumns.filled(summary_of, summary_templates, fields, given)
     out["errno"] = errnos
     out["remediation"] = remedies
-    out["title"] = titles
+    titles = textcolumns.by_code(title_texts, title_code) if n else None
+    out["title"] = titles if titles is not None else [title_texts[k] for k in title_code.tolist()]
     return out

@@ -362,3 +362,70 @@ def display_filters(const uint8_t[:] v6, list srcs, list dsts, const int64_t[:] 
             raise ValueError("a display filter longer than expected")
         out[r] = text[:k].decode("utf-8")
     return out
+
+
+cdef extern from "Python.h":
+    object PyObject_Format(object obj, object format_spec)
+
+
+cdef class _Texts:
+    """A growing UTF-8 buffer and the offsets of the texts in it (an Arrow string column's)."""
+    cdef object data_arr
+    cdef uint8_t[::1] data
+    cdef Py_ssize_t used
+
+    def __cinit__(self, Py_ssize_t guess):
+        self.data_arr = np.empty(max(guess, 64), np.uint8)
+        self.data = self.data_arr
+        self.used = 0
+
+    cdef int put(self, object text) except -1:
+        cdef Py_ssize_t size
+        cdef const char *s
+        if type(text) is bytes:
+            s, size = text, len(text)
+        else:
+            s = PyUnicode_AsUTF8AndSize(text, &size)
+        if self.data.shape[0] - self.used < size:
+            self.data_arr = np.concatenate([self.data_arr[:self.used],
+                                            np.empty(max(self.data.shape[0], size), np.uint8)])
+            self.data = self.data_arr
+        if size:
+            memcpy(&self.data[self.used], s, size)
+        self.used += size
+        return 0
+
+
+def template_buffers(const int64_t[:] template_of, list templates, list fields, list given):
+    """explain's sentences as an Arrow string column's buffers (offsets, n + 1 int64; UTF-8
+    data). Row k is templates[template_of[k]] filled from row k of `fields`, or given[k] (a
+    text made in Python) where template_of[k] < 0. A template is (literals, field numbers): the
+    texts literals[0], format(fields[f[0]][k], ""), literals[1], ... joined, as str.format and
+    f-strings fill a plain {} field. The Python twin is analyze.fill_templates_python."""
+    cdef Py_ssize_t n = template_of.shape[0], r, t, k
+    cdef list literals, numbers, column
+    if len(given) != n or any(len(column) != n for column in fields):
+        raise ValueError("columns of different lengths")
+    encoded = [([lit.encode("utf-8") for lit in lits], list(nums)) for lits, nums in templates]
+    for lits, nums in encoded:
+        if len(lits) != len(nums) + 1 or any(not 0 <= f < len(fields) for f in nums):
+            raise ValueError("a template that does not fit its fields")
+    offsets_arr = np.empty(n + 1, np.int64)
+    cdef int64_t[::1] offsets = offsets_arr
+    cdef _Texts out = _Texts(n * 128)
+    offsets[0] = 0
+    for r in range(n):
+        t = template_of[r]
+        if t < 0:
+            out.put(given[r])
+        elif t >= len(encoded):
+            raise ValueError("a row's template is out of range")
+        else:
+            literals, numbers = encoded[t]
+            out.put(literals[0])
+            for k in range(len(numbers)):
+                column = fields[<Py_ssize_t>numbers[k]]
+                out.put(PyObject_Format(column[r], ""))
+                out.put(literals[k + 1])
+        offsets[r + 1] = out.used
+    return offsets_arr, out.data_arr[:out.used]

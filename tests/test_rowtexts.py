@@ -120,3 +120,28 @@ def test_runs_of_one_address_give_each_row_its_text(runs):
          "src_lo": np.array([x & (2**64 - 1) for _, x in rows], np.uint64)}
     got = extract._addresses(P, np.arange(len(rows)), "src")
     assert got == [address_text(bool(v), int(h), int(lo)) for v, h, lo in zip(P["v6"], P["src_hi"], P["src_lo"])]
+
+
+field_values = st.one_of(st.text(max_size=12), st.integers(-2**70, 2**70), st.none(), st.booleans(),
+                         st.floats(allow_nan=True), st.sampled_from(["caf\u00e9", "\U0001F600", "{0}", "%s"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 12).flatmap(lambda n: st.tuples(
+    st.lists(st.tuples(st.lists(st.text(max_size=8), min_size=1, max_size=4), st.integers(0, 2)), min_size=1, max_size=3),
+    st.lists(st.lists(field_values, min_size=n, max_size=n), min_size=3, max_size=3),
+    st.lists(st.integers(-1, 2), min_size=n, max_size=n),
+    st.lists(st.text(max_size=10), min_size=n, max_size=n))))
+def test_summaries_filled_in_c_are_the_python_ones(case):
+    """explain's sentences (textcolumns.filled): each row's template filled from its columns as
+    format(value, "") writes them, or the text given for it; the C filler writes them into an
+    Arrow column, byte for byte the Python twin's texts."""
+    from rstwatch import textcolumns
+    raw, fields, codes, given = case
+    templates = [(literals, [(k + shift) % 3 for k in range(len(literals) - 1)]) for literals, shift in raw]
+    codes = np.array([c if c < len(templates) else -1 for c in codes], np.int64)
+    want = textcolumns.filled_python(codes, templates, fields, given)
+    got = textcolumns.filled(codes, templates, fields, given)
+    assert list(got) == want
+    if len(codes):
+        assert type(got).__name__ == "ArrowStringArray"

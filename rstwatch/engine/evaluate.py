@@ -8,6 +8,7 @@ import pandas as pd
 
 from .masks import ColumnArrays, apply_test
 from .model import Rule
+from .. import textcolumns
 from ..kernel.stored import settle_stored
 from ..track.storms import example_verdict
 
@@ -99,8 +100,11 @@ def classify(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.
     has = masks.any(axis=0)
     winner = np.where(has, masks.argmax(axis=0), -1)
     out = df if in_place else df.copy()
-    out["rule"] = [rules[w].id if w >= 0 else "RST000" for w in winner]
-    out["cause"] = [rules[w].name if w >= 0 else UNKNOWN for w in winner]
+    # a code per row into the rules' texts (the last: no rule matched), as Arrow texts at once
+    pick = np.where(winner >= 0, winner, len(rules))
+    for column, texts in (("rule", [r.id for r in rules] + ["RST000"]), ("cause", [r.name for r in rules] + [UNKNOWN])):
+        coded = textcolumns.by_code(texts, pick) if n else None
+        out[column] = coded if coded is not None else [texts[w] for w in pick.tolist()]
     out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
     # Rows that matched the same rules have the same alternatives: worked out once per pattern
     # (a few dozen patterns for 100,000 resets), each row gets its own list

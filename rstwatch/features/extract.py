@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from .. import textcolumns
 from ..loops import factorize_keys
 from ..sources.segments import address_text
 from ..sources.tunnels import tunnel_texts
@@ -151,22 +152,9 @@ def _display_filters(P: dict[str, np.ndarray], rows: np.ndarray, srcs: list[str]
     if _compiled is not None:
         args = (np.ascontiguousarray(v6).view(np.uint8), srcs, dsts, sports.astype(np.int64), dports.astype(np.int64),
                 np.asarray(firsts, np.int64), np.asarray(lasts, np.int64))
-        column = _arrow_texts(*_compiled.display_filter_buffers(*args))
+        column = textcolumns.from_buffers(*_compiled.display_filter_buffers(*args))
         return column if column is not None else _compiled.display_filters(*args)
     return [_display_filter(*row) for row in zip(v6.tolist(), srcs, dsts, sports.tolist(), dports.tolist(), firsts, lasts)]
-
-
-def _arrow_texts(offsets: np.ndarray, data: np.ndarray):
-    """A text column from Arrow buffers (offsets, UTF-8 data), in the type pandas gives texts
-    (the "str" dtype, held by pyarrow); None where pandas holds texts otherwise."""
-    import pandas as pd
-    import pyarrow as pa
-    from pandas.arrays import ArrowStringArray
-    dtype = pd.StringDtype(na_value=np.nan)
-    if dtype.storage != "pyarrow":
-        return None
-    array = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
-    return ArrowStringArray(array, dtype=dtype)
 
 
 def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last: int) -> str:
