@@ -13,6 +13,7 @@ from ..engine.model import Rule
 from ..gcpause import gc_paused
 from ..report.storms import storm_rows
 from ..sources.segments import RST, Segments
+from ..loops import factorize_keys
 from ..track.flows import BURST_WINDOW_NS, flow_hash
 from ..track.storms import StormTracker
 from .flowtable import Limits, PruneStats, prune
@@ -36,9 +37,13 @@ class LiveTracker:
         self.table = Segments.empty()
         self.incoming: list[Segments] = []
         self.incoming_rows = 0
-        self.pend_frame = np.zeros(0, np.int64)
-        self.pend_due = np.zeros(0, np.float64)
-        self.pend_seen = np.zeros(0, np.float64)    # arrival time, for the verdict delay metric
+        # RSTs waiting for their verdict: frame, when it is due, arrival time (the delay metric).
+        # What arrives is listed and joined when read: joining at every packet batch copied the
+        # whole waiting list each time (100,000 resets in 1,400 batches: 0.17 s)
+        self._pend_frame = np.zeros(0, np.int64)
+        self._pend_due = np.zeros(0, np.float64)
+        self._pend_seen = np.zeros(0, np.float64)
+        self._arrived: list[tuple[np.ndarray, float]] = []
         self.last_prune = 0.0
         self.prune_stats = PruneStats()
         self.evicted_total = 0
@@ -58,9 +63,29 @@ class LiveTracker:
             self.last_arrival = arrived
         rst = np.flatnonzero((seg["flags"] & RST) != 0)
         if len(rst):
-            self.pend_frame = np.concatenate([self.pend_frame, seg["frame"][rst]])
-            self.pend_due = np.concatenate([self.pend_due, np.full(len(rst), arrived + self.hold_s)])
-            self.pend_seen = np.concatenate([self.pend_seen, np.full(len(rst), arrived)])
+            self._arrived.append((seg["frame"][rst], arrived))
+
+    def _gather(self) -> None:
+        if self._arrived:
+            arrived, self._arrived = self._arrived, []
+            self._pend_frame = np.concatenate([self._pend_frame] + [f for f, _ in arrived])
+            self._pend_due = np.concatenate([self._pend_due] + [np.full(len(f), t + self.hold_s) for f, t in arrived])
+            self._pend_seen = np.concatenate([self._pend_seen] + [np.full(len(f), t) for f, t in arrived])
+
+    @property
+    def pend_frame(self) -> np.ndarray:
+        self._gather()
+        return self._pend_frame
+
+    @property
+    def pend_due(self) -> np.ndarray:
+        self._gather()
+        return self._pend_due
+
+    @property
+    def pend_seen(self) -> np.ndarray:
+        self._gather()
+        return self._pend_seen
 
     @property
     def rows(self) -> int:
@@ -89,7 +114,10 @@ class LiveTracker:
         return pd.concat(found, ignore_index=True).sort_values("frame", kind="stable", ignore_index=True)
 
     def _keep_pending(self, keep: np.ndarray) -> None:
-        self.pend_frame, self.pend_due, self.pend_seen = self.pend_frame[keep], self.pend_due[keep], self.pend_seen[keep]
+        """`keep`: a mask over the waiting RSTs as read (pend_frame) since the last arrival."""
+        if self._arrived:
+            raise RuntimeError("RSTs arrived between reading the waiting ones and keeping some")
+        self._pend_frame, self._pend_due, self._pend_seen = self._pend_frame[keep], self._pend_due[keep], self._pend_seen[keep]
 
     def _floods(self, now: float, final: bool) -> pd.DataFrame | None:
         before = len(self.table)
@@ -121,7 +149,10 @@ class LiveTracker:
         ts = self.table["ts_ns"]
         near = (((self.table["flags"] & RST) != 0) & (ts >= ts[at].min() - BURST_WINDOW_NS)
                 & (ts <= ts[at].max() + BURST_WINDOW_NS))
-        flows = np.isin(keys, np.unique(keys[at | near]))
+        codes, distinct = factorize_keys(keys)         # the flows of the table, numbered
+        wanted = np.zeros(len(distinct), bool)
+        wanted[codes[at | near]] = True
+        flows = wanted[codes]
         # collections held off while a tick's verdicts are made (they die with the tick or stay
         # in its findings, by reference count): 100,000 resets at once spent 0.16 s in 206 of them
         with gc_paused():
