@@ -93,3 +93,27 @@ def test_rst_flows_grouped_as_before(path):
         np.testing.assert_array_equal(got[0][column], want[0][column], err_msg=column)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[2], want[2])
+
+
+def _codes_by_tuple(endpoints: np.ndarray) -> list[int]:
+    seen: dict = {}
+    return [seen.setdefault(tuple(row), len(seen)) for row in endpoints.tolist()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 3), st.integers(0, 3), st.integers(0, 2)), max_size=60))
+def test_server_endpoints_are_numbered_exactly(rows):
+    """The server-burst feature groups resets by server endpoint: numbered through 64-bit hashes,
+    and exactly as a dict of (family, address, port) tuples would number them."""
+    from rstwatch.features.extract import _endpoint_codes
+    endpoints = np.array(rows, dtype=np.uint64).reshape(-1, 4)
+    assert _endpoint_codes(endpoints).tolist() == _codes_by_tuple(endpoints)
+
+
+def test_server_endpoints_sharing_a_hash_are_told_apart(monkeypatch):
+    from rstwatch.features import extract
+    rng = np.random.default_rng(3)
+    endpoints = rng.integers(0, 4, (500, 4)).astype(np.uint64)
+    # every endpoint given the same hash: the check against each code's first row must notice
+    monkeypatch.setattr(extract, "factorize_keys", lambda keys: (np.zeros(len(keys), np.int64), keys[:1]))
+    assert extract._endpoint_codes(endpoints).tolist() == _codes_by_tuple(endpoints)

@@ -107,7 +107,7 @@ def classify(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.
         out[column] = coded if coded is not None else [texts[w] for w in pick.tolist()]
     out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
     # Rows that matched the same rules have the same alternatives: worked out once per pattern
-    # (a few dozen patterns for 100,000 resets), each row gets its own list
+    # (a few dozen patterns for 100,000 resets)
     which = _patterns(masks) if n else []
     first_row: dict[int, int] = {}
     for j, p in enumerate(which):

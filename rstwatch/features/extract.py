@@ -82,7 +82,7 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     for name, feat in FEATURES.items():        # the table's own features are filled in below
         columns[name] = _unknown(n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
     df = pd.DataFrame(columns, copy=False)
-    df["conn.server_rst_burst"] = _server_burst(df, _server_keys(P, rows, is_client)).astype(PANDAS_DTYPE["int"])
+    df["conn.server_rst_burst"] = _server_burst(df, _server_endpoints(P, rows, is_client)).astype(PANDAS_DTYPE["int"])
     df["conn.server_alive_in_burst"] = _server_alive(df, P, rows).astype(PANDAS_DTYPE["int"])
     _older_connection(df, P, rows, [conns[k].idx[0] for k in np.asarray(conn_of).tolist()] if n else [])
     return df
@@ -192,25 +192,40 @@ BURST_FEATURES = declare(
 )
 
 
-def _server_keys(P: dict[str, np.ndarray], rows: np.ndarray, is_client: np.ndarray) -> np.ndarray:
-    """A 64-bit key of the server endpoint (address family, address, port) of each RST: the
+def _server_endpoints(P: dict[str, np.ndarray], rows: np.ndarray, is_client: np.ndarray) -> np.ndarray:
+    """The server end of each RST as (family, address high and low 64 bits, port) rows: the
     receiver's end when the client sent it, else the sender's (only rows whose sender is known
     are grouped by it)."""
     if not len(rows):
-        return np.zeros(0, np.uint64)
+        return np.zeros((0, 4), np.uint64)
     pick = np.asarray(is_client, bool)
-    hi = np.where(pick, P["dst_hi"][rows], P["src_hi"][rows]).astype(np.uint64)
-    lo = np.where(pick, P["dst_lo"][rows], P["src_lo"][rows]).astype(np.uint64)
-    port = np.where(pick, P["dport"][rows], P["sport"][rows]).astype(np.uint64)
-    family = P["v6"][rows].astype(np.uint64)
+    return np.stack([P["v6"][rows].astype(np.uint64),
+                     np.where(pick, P["dst_hi"][rows], P["src_hi"][rows]).astype(np.uint64),
+                     np.where(pick, P["dst_lo"][rows], P["src_lo"][rows]).astype(np.uint64),
+                     np.where(pick, P["dport"][rows], P["sport"][rows]).astype(np.uint64)], axis=1)
+
+
+def _endpoint_codes(endpoints: np.ndarray) -> np.ndarray:
+    """A code per row of `endpoints`, the same for equal rows, in order of first appearance: the
+    rows hashed to 64 bits and numbered by a hash table, then checked against the first row of
+    their code; should two endpoints share a hash, they are numbered exactly (sorting) instead."""
     with np.errstate(over="ignore"):
-        return (hi * np.uint64(0x9E3779B97F4A7C15)) ^ (lo * np.uint64(0xC2B2AE3D27D4EB4F)) \
-            ^ (port << np.uint64(48)) ^ (family << np.uint64(47))
+        keys = (endpoints[:, 1] * np.uint64(0x9E3779B97F4A7C15)) ^ (endpoints[:, 2] * np.uint64(0xC2B2AE3D27D4EB4F)) \
+            ^ (endpoints[:, 3] << np.uint64(48)) ^ (endpoints[:, 0] << np.uint64(47))
+    codes, distinct = factorize_keys(np.ascontiguousarray(keys))
+    first = np.full(len(distinct), len(codes), np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    if (endpoints == endpoints[first[codes]]).all():
+        return codes
+    _, at, inverse = np.unique(endpoints, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(at), np.int64)
+    rank[np.argsort(at, kind="stable")] = np.arange(len(at))
+    return rank[inverse.reshape(-1)]
 
 
 def _server_burst(df: pd.DataFrame, servers: np.ndarray, window_s: float = 1.0) -> pd.Series:
     """For server-sent RSTs on connections that never got server data: how many such
-    connections to the same server endpoint (`servers`, _server_keys) were reset within
+    connections to the same server endpoint (`servers`, _server_endpoints) were reset within
     `window_s` (listener death). Grouped with numpy (a pandas group per server endpoint cost
     ~100 us each: 50,000 spoofed resets, each to its own endpoint, spent 70% of a read here)."""
     import pandas as pd
@@ -221,7 +236,7 @@ def _server_burst(df: pd.DataFrame, servers: np.ndarray, window_s: float = 1.0) 
     eligible &= df["rst.index_in_conn"] == 0
     rows = np.flatnonzero(eligible.fillna(False).to_numpy(bool))
     if len(rows):
-        codes, _ = factorize_keys(np.ascontiguousarray(servers[rows]))   # a code per server endpoint
+        codes = _endpoint_codes(servers[rows])             # a code per server endpoint
         times = df["time"].to_numpy(np.float64)[rows]
         order = np.argsort(codes, kind="stable")
         starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
