@@ -15,6 +15,7 @@ from conftest import CAPTURES, EXTERNAL
 from rstwatch.sources.capture import iter_segments
 from rstwatch.sources.diagnostics import Diagnostics
 from rstwatch.sources.segments import SEGMENT_COLUMNS, Segments
+from rstwatch.features import extract
 from rstwatch.track import connection, tracker
 from rstwatch.track.flows import rst_flows_grouped
 
@@ -60,6 +61,16 @@ def assert_same_rows(seg: Segments) -> None:
     finally:
         tracker.compiled_walk_groups = compiled
     assert [c.idx for c in conns] == [c.idx for c in want_conns]
+    # what the feature table takes from each connection (first and last row, conn_state, history,
+    # roles inferred, lineage), in C for the compiled walk's connections, and also for a list
+    # that leaves out the first ones (a lineage stops at a piece not in the list)
+    if conns:
+        assert walkloop.connection_columns(conns) is not None
+    for start in (0, 1):
+        got_cols = extract.connection_columns(conns[start:])
+        want_cols = extract.connection_columns_python(want_conns[start:])
+        for name, g, w in zip(("first", "last", "conn_state", "history", "inferred", "lineage"), got_cols, want_cols):
+            assert list(g) == list(w), name
     for field in ("conn", "row", "frame"):
         assert np.array_equal(getattr(got, field), getattr(want, field)), field
     assert got.evidence == want.evidence

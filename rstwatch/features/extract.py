@@ -41,20 +41,12 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     def at(column: str) -> list:                  # a segment column at the RSTs' rows
         return P[column][rows].tolist() if n else []
 
-    def per_conn(values: list, dtype=object) -> np.ndarray:   # a value per connection, repeated for each of its RSTs
-        return np.array(values, dtype=dtype)[conn_of] if n else np.zeros(0, dtype)
+    def per_conn(values, dtype=object) -> np.ndarray:   # a value per connection, repeated for each of its RSTs
+        return np.asarray(values, dtype=dtype)[conn_of] if n else np.zeros(0, dtype)
 
-    ids = {id(c): k for k, c in enumerate(conns)}
-    lineage = []
-    for c in conns:
-        root = c
-        while root.continues is not None and id(root.continues) in ids:
-            root = root.continues
-        lineage.append(ids[id(root)])
+    first_rows, last_rows, states, histories, inferred, lineage = connection_columns(conns)
     frame = P["frame"] if conns else np.zeros(0, np.int64)
-    firsts = per_conn([c.idx[0] for c in conns], np.int64)
-    lasts = per_conn([c.idx[-1] for c in conns], np.int64)
-    firsts, lasts = frame[firsts].tolist(), frame[lasts].tolist()
+    firsts, lasts = frame[per_conn(first_rows, np.int64)].tolist(), frame[per_conn(last_rows, np.int64)].tolist()
     sports, dports = at("sport"), at("dport")
     srcs, dsts = _addresses(P, rows, "src"), _addresses(P, rows, "dst")
     from_client = rsts.features["rst.from_client"]
@@ -67,13 +59,13 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
         "time": P["ts_ns"][rows] / 1e9 if n else [],
         "src": srcs, "sport": sports, "dst": dsts, "dport": dports,
         "sender": sender,
-        "conn_state": per_conn([c.conn_state for c in conns]),
-        "history": per_conn([c.history for c in conns]),
+        "conn_state": per_conn(states),
+        "history": per_conn(histories),
         "evidence": rsts.evidence,
         "wireshark_filter": _display_filters(P, rows, srcs, dsts, firsts, lasts),
         "conn_first_frame": firsts,
         "conn_last_frame": lasts,
-        "sender_inferred": per_conn([bool(c.role_inferred and c.client_dir is not None) for c in conns], bool),
+        "sender_inferred": per_conn(inferred, bool),
         "conn_id": conn_of,
         "conn_lineage": per_conn(lineage, np.int64),
         "tunnel": tunnel_texts(at("tunnel")) if "tunnel" in P else [None] * n,
@@ -86,6 +78,33 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     df["conn.server_alive_in_burst"] = _server_alive(df, P, rows).astype(PANDAS_DTYPE["int"])
     _older_connection(df, P, rows, [conns[k].idx[0] for k in np.asarray(conn_of).tolist()] if n else [])
     return df
+
+
+def connection_columns(conns: list[Connection]) -> tuple:
+    """A value per connection: first and last segment row, conn_state, history, whether its
+    roles were inferred with a client known, and its lineage (the place in `conns` of the first
+    piece of its 4-tuple it continues, through pieces in `conns`; its own place if none). In C
+    for the compiled walk's connections (walkloop.connection_columns)."""
+    if _walk_columns is not None:
+        columns = _walk_columns(conns)
+        if columns is not None:
+            return columns
+    return connection_columns_python(conns)
+
+
+def connection_columns_python(conns: list[Connection]) -> tuple:
+    """connection_columns in Python: the reference."""
+    ids = {id(c): k for k, c in enumerate(conns)}
+    lineage = []
+    for c in conns:
+        root = c
+        while root.continues is not None and id(root.continues) in ids:
+            root = root.continues
+        lineage.append(ids[id(root)])
+    return (np.array([c.idx[0] for c in conns], np.int64), np.array([c.idx[-1] for c in conns], np.int64),
+            [c.conn_state for c in conns], [c.history for c in conns],
+            np.array([bool(c.role_inferred and c.client_dir is not None) for c in conns], bool),
+            np.array(lineage, np.int64))
 
 
 def _unknown(n: int, kind: str):
@@ -124,10 +143,14 @@ def nullable(values: list, kind: str):
 
 # The per-row texts in C (rstwatch/rowtexts.pyx) when it was built; RSTWATCH_PURE_PYTHON=1 keeps
 # the Python ones, the reference (tests/test_rowtexts.py).
-_compiled = None
+_compiled = _walk_columns = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
         from .. import rowtexts as _compiled
+    except ImportError:
+        pass
+    try:
+        from ..track.walkloop import connection_columns as _walk_columns
     except ImportError:
         pass
 

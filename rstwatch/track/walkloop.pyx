@@ -167,6 +167,7 @@ cdef class WalkedConnection:
     cdef public object rtt_ns
     cdef public object continues
     cdef list _rsts
+    cdef Py_ssize_t place           # its place in the list connection_columns was last given
 
     @property
     def rsts(self):             # the pipeline's RSTs are columns (RstOut); walk() fills this one
@@ -356,6 +357,42 @@ cdef str conn_state(int orig, int resp, long long orig_size, long long resp_size
     if orig == ESTABLISHED and resp == ESTABLISHED:
         return "S1"
     return "OTH"
+
+
+def connection_columns(list conns):
+    """features.extract.connection_columns_python for the compiled walk's connections (any other
+    object: None, and the caller uses the Python one): first and last segment row, conn_state,
+    history, roles inferred with a client known, and lineage, a value per connection."""
+    cdef Py_ssize_t n = len(conns), k
+    cdef WalkedConnection c, root, cont
+    for obj in conns:
+        if type(obj) is not WalkedConnection:
+            return None
+    first_arr, last_arr, lineage_arr = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    inferred_arr = np.empty(n, np.bool_)
+    cdef int64_t[::1] first = first_arr, last = last_arr, lineage = lineage_arr
+    cdef unsigned char[::1] inferred = inferred_arr.view(np.uint8)
+    states, histories = [None] * n, [None] * n
+    for k in range(n):
+        c = <WalkedConnection>conns[k]
+        c.place = k
+    for k in range(n):
+        c = <WalkedConnection>conns[k]
+        if not c.idx:
+            raise ValueError("a connection without segments")
+        first[k] = c.idx[0]
+        last[k] = c.idx[len(c.idx) - 1]      # no negative index: this module is compiled without wraparound
+        states[k] = c.conn_state
+        histories[k] = c.history
+        inferred[k] = c.role_inferred and c.client_dir is not None
+        root = c            # the first piece it continues, through pieces in `conns` only
+        while root.continues is not None:
+            cont = <WalkedConnection?>root.continues
+            if not (0 <= cont.place < n and conns[cont.place] is cont):
+                break
+            root = cont
+        lineage[k] = root.place
+    return first_arr, last_arr, states, histories, inferred_arr, lineage_arr
 
 
 def walk(dict P, list idx):
