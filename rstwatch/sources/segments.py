@@ -59,6 +59,14 @@ class Segments:
         return cls({k: np.concatenate([p.cols[k] for p in parts]) for k in SEGMENT_COLUMNS})
 
     def take(self, idx: np.ndarray) -> "Segments":
+        """The rows `idx` (integer positions). Every row in order is the table itself, not a copy
+        (a reset-heavy capture's RST flows are often all of it: ~40 MB copied per 600,000 rows);
+        tables are never changed in place."""
+        idx = np.asarray(idx)
+        n = len(self)
+        if (n and len(idx) == n and idx.dtype.kind in "iu" and idx[0] == 0 and idx[-1] == n - 1
+                and bool((np.diff(idx) == 1).all())):
+            return self
         return Segments({k: v[idx] for k, v in self.cols.items()})
 
     def __len__(self) -> int:
