@@ -306,8 +306,8 @@ def address_texts(const uint8_t[:] v6, const uint64_t[:] hi, const uint64_t[:] l
 
 def display_filter_buffers(const uint8_t[:] v6, list srcs, list dsts, const int64_t[:] sports,
                            const int64_t[:] dports, const int64_t[:] firsts, const int64_t[:] lasts):
-    """display_filters as an Arrow string column's buffers: (offsets, n + 1 int64; UTF-8 data),
-    with no Python text per row (the column is Arrow's in the table anyway)."""
+    """features.extract._display_filter of each row (the connection's packets in Wireshark), as an
+    Arrow string column's buffers: (offsets, n + 1 int64; UTF-8 data), no Python text per row."""
     cdef Py_ssize_t n = v6.shape[0], r, la, lb, used = 0
     cdef const char *a
     cdef const char *b
@@ -336,32 +336,6 @@ def display_filter_buffers(const uint8_t[:] v6, list srcs, list dsts, const int6
         used += k
         offsets[r + 1] = used
     return offsets_arr, data_arr[:used]
-
-
-def display_filters(const uint8_t[:] v6, list srcs, list dsts, const int64_t[:] sports,
-                    const int64_t[:] dports, const int64_t[:] firsts, const int64_t[:] lasts):
-    """features.extract._display_filter of each row: the connection's packets in Wireshark."""
-    cdef Py_ssize_t n = v6.shape[0], r, la, lb
-    cdef const char *a
-    cdef const char *b
-    cdef const char *fam
-    cdef char text[512]
-    cdef int k
-    if not (len(srcs) == len(dsts) == sports.shape[0] == dports.shape[0] == firsts.shape[0] == lasts.shape[0] == n):
-        raise ValueError("columns of different lengths")
-    out = [None] * n
-    for r in range(n):
-        src, dst = srcs[r], dsts[r]
-        a = PyUnicode_AsUTF8AndSize(src, &la)
-        b = PyUnicode_AsUTF8AndSize(dst, &lb)
-        fam = "ipv6" if v6[r] else "ip"
-        k = snprintf(text, sizeof(text), "%s.addr==%s && %s.addr==%s && tcp.port==%lld && tcp.port==%lld"
-                     " && frame.number>=%lld && frame.number<=%lld", fam, a, fam, b, <long long>sports[r],
-                     <long long>dports[r], <long long>firsts[r], <long long>lasts[r])
-        if k < 0 or k >= <int>sizeof(text):
-            raise ValueError("a display filter longer than expected")
-        out[r] = text[:k].decode("utf-8")
-    return out
 
 
 cdef extern from "Python.h":

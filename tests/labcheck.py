@@ -38,23 +38,31 @@ PAIR_KERNEL = {"linger-zero-abort": {"TCP_STATE"}, "unread-data-close": {"TCP_AB
 PAIR_OTHER = {"linger-zero-abort": "unread-data-close", "unread-data-close": "linger-zero-abort"}
 
 
-def assert_pair_lab(folder: Path, more=None) -> None:
-    """A lab of SO_LINGER-0 aborts and closes with unread data (the linger and TLS labs): every
-    capture's verdicts are its manifest's, each connection's first reset carries its cause's kernel
-    reason, the other cause is always offered, the control reports nothing; `more(cause, df, name)`
-    checks the lab's own features."""
+def judged_captures(folder: Path, causes: set[str]):
+    """A lab folder's captures read with its manifest beside them: the manifest holds exactly
+    `causes` and a control, each capture's verdicts (frame -> cause) are its manifest's and the
+    control reports nothing. Yields (name, manifest entry, findings) of each capture with resets,
+    for the lab's own checks."""
     import json
     import rstwatch
     entries = json.loads((folder / "manifest.json").read_text())["captures"]
-    assert {e["cause"] for e in entries.values()} == {"linger-zero-abort", "unread-data-close", None}
+    assert {e["cause"] for e in entries.values()} == causes | {None}
     for name, entry in entries.items():
         df = rstwatch.read(folder / name)
         got = dict(zip(df["frame"], df["cause"]))
         if entry["cause"] is None:
             assert got == {}, name
             continue
-        want = {r["frame"]: r["cause"] for r in entry["resets"]}
-        assert got == want, name
+        assert got == {r["frame"]: r["cause"] for r in entry["resets"]}, name
+        yield name, entry, df
+
+
+def assert_pair_lab(folder: Path, more=None) -> None:
+    """A lab of SO_LINGER-0 aborts and closes with unread data (the linger and TLS labs): every
+    capture's verdicts are its manifest's, each connection's first reset carries its cause's kernel
+    reason, the other cause is always offered, the control reports nothing; `more(cause, df, name)`
+    checks the lab's own features."""
+    for name, entry, df in judged_captures(folder, {"linger-zero-abort", "unread-data-close"}):
         firsts = [r for r in entry["resets"] if "follows" not in r and r.get("kernel_reason")]
         assert firsts and {r["kernel_reason"] for r in firsts} <= PAIR_KERNEL[entry["cause"]], name
         assert all(PAIR_OTHER[entry["cause"]] in list(a) for a in df["alternatives"]), name

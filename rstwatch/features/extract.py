@@ -175,8 +175,12 @@ def _display_filters(P: dict[str, np.ndarray], rows: np.ndarray, srcs: list[str]
     if _compiled is not None:
         args = (np.ascontiguousarray(v6).view(np.uint8), srcs, dsts, sports.astype(np.int64), dports.astype(np.int64),
                 np.asarray(firsts, np.int64), np.asarray(lasts, np.int64))
-        column = textcolumns.from_buffers(*_compiled.display_filter_buffers(*args))
-        return column if column is not None else _compiled.display_filters(*args)
+        offsets, data = _compiled.display_filter_buffers(*args)
+        column = textcolumns.from_buffers(offsets, data)
+        if column is not None:
+            return column
+        text = data.tobytes()
+        return [text[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
     return [_display_filter(*row) for row in zip(v6.tolist(), srcs, dsts, sports.tolist(), dports.tolist(), firsts, lasts)]
 
 

@@ -207,7 +207,7 @@ def run_loop(feed: PipeFeed, tracker: LiveTracker, stop: Stop, emit, metrics, du
         now = time.monotonic()
         # a tick, or sooner when a burst brought many segments since the last one (they would
         # otherwise pile up in memory, all joined and judged at once, before the table is pruned)
-        if now >= next_tick or tracker.incoming_rows > EARLY_POLL_ROWS or tracker.rows > tracker.limits.max_segments:
+        if now >= next_tick or tracker.incoming_rows > EARLY_POLL_ROWS:
             emit(tracker.poll(now))
             next_tick = now + TICK_S
             if metrics:

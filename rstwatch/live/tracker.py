@@ -37,11 +37,10 @@ class LiveTracker:
         self.table = Segments.empty()
         self.incoming: list[Segments] = []
         self.incoming_rows = 0
-        # RSTs waiting for their verdict: frame, when it is due, arrival time (the delay metric).
-        # What arrives is listed and joined when read: joining at every packet batch copied the
-        # whole waiting list each time (100,000 resets in 1,400 batches: 0.17 s)
+        # RSTs waiting for their verdict: frame and arrival time (due hold_s later; the delay
+        # metric). What arrives is listed and joined when read: joining at every packet batch
+        # copied the whole waiting list each time (100,000 resets in 1,400 batches: 0.17 s)
         self._pend_frame = np.zeros(0, np.int64)
-        self._pend_due = np.zeros(0, np.float64)
         self._pend_seen = np.zeros(0, np.float64)
         self._arrived: list[tuple[np.ndarray, float]] = []
         self.last_prune = 0.0
@@ -69,7 +68,6 @@ class LiveTracker:
         if self._arrived:
             arrived, self._arrived = self._arrived, []
             self._pend_frame = np.concatenate([self._pend_frame] + [f for f, _ in arrived])
-            self._pend_due = np.concatenate([self._pend_due] + [np.full(len(f), t + self.hold_s) for f, t in arrived])
             self._pend_seen = np.concatenate([self._pend_seen] + [np.full(len(f), t) for f, t in arrived])
 
     @property
@@ -79,8 +77,7 @@ class LiveTracker:
 
     @property
     def pend_due(self) -> np.ndarray:
-        self._gather()
-        return self._pend_due
+        return self.pend_seen + self.hold_s
 
     @property
     def pend_seen(self) -> np.ndarray:
@@ -117,7 +114,7 @@ class LiveTracker:
         """`keep`: a mask over the waiting RSTs as read (pend_frame) since the last arrival."""
         if self._arrived:
             raise RuntimeError("RSTs arrived between reading the waiting ones and keeping some")
-        self._pend_frame, self._pend_due, self._pend_seen = self._pend_frame[keep], self._pend_due[keep], self._pend_seen[keep]
+        self._pend_frame, self._pend_seen = self._pend_frame[keep], self._pend_seen[keep]
 
     def _floods(self, now: float, final: bool) -> pd.DataFrame | None:
         before = len(self.table)
