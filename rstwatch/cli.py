@@ -175,8 +175,10 @@ def kernel(
     debug: bool = DebugOpt,
 ) -> None:
     """Stream this host's TCP resets as its kernel reports them (reason, state, process); Linux >= 6.10, root."""
+    from .gcpause import settle_startup
     from .kernel.stream import run_kernel
     from .live.session import parse_duration
+    settle_startup()        # it runs until stopped: the collector back on (entry.py held it off)
     seconds = parse_duration(duration) if duration else None
     _guard(lambda: run_kernel(fmt.value if fmt else ("table" if sys.stdout.isatty() else "jsonl"), seconds), debug)
 

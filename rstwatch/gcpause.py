@@ -13,6 +13,7 @@ def settle_startup() -> None:
     of every imported object, 0.42 s, and 50 middle ones, 0.17 s); `read`, 13% (measured)."""
     gc.freeze()
     gc.set_threshold(10_000, 50, 50)
+    gc.enable()             # the entry point held it off while the imports ran (entry.py)
 
 
 # Set by a one-shot command (`read`, tune_gc in run.py), never by `live`: see gc_paused.

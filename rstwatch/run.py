@@ -89,6 +89,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     from .run_report import finish, plan
     if hosts[0] or hosts[1] is not None:        # --host / --hosts: several vantage points joined
         from .vantage.run import run_hosts
+        tune_gc()
         return run_hosts(paths, hosts, fmt, output, force, rule_dirs, jobs, debug, storm_min, filters, extract)
     from .sources.readfilter import make_filter
     chosen = plan(fmt, output, extract)         # md to stdout, an --extract folder that cannot be made: exit 2 now

@@ -145,3 +145,19 @@ def test_summaries_filled_in_c_are_the_python_ones(case):
     assert list(got) == want
     if len(codes):
         assert type(got).__name__ == "ArrowStringArray"
+
+
+def test_address_texts_at_every_digit_boundary():
+    # the C writers print octets and hex groups by hand: every width change of a digit count
+    octets = [0, 1, 9, 10, 11, 99, 100, 101, 199, 200, 249, 250, 255]
+    hexes = [0, 1, 0xF, 0x10, 0xFF, 0x100, 0xFFF, 0x1000, 0xABCD, 0xFFFF]
+    v4 = [(o << 24) | (octets[(k + 3) % len(octets)] << 16) | (octets[(k + 7) % len(octets)] << 8) | octets[-1 - k]
+          for k, o in enumerate(octets)]
+    v6 = [sum(hexes[(k + i) % len(hexes)] << (16 * (7 - i)) for i in range(8)) for k in range(len(hexes))]
+    rows = [(False, a) for a in v4] + [(True, a) for a in v6]
+    flags = np.array([f for f, _ in rows], np.uint8)
+    hi = np.array([a >> 64 for _, a in rows], np.uint64)
+    lo = np.array([a & (2**64 - 1) for _, a in rows], np.uint64)
+    got = rowtexts.address_texts(flags, hi, lo, address_text)
+    assert got == [address_text(f, a >> 64, a & (2**64 - 1)) for f, a in rows]
+    assert got[0] == "0.10.101.255"

@@ -89,3 +89,25 @@ def test_no_reset_read_writes_what_an_empty_findings_table_gives(fmt):
     opened = lambda text: [ln for ln in text.splitlines() if not ln.startswith("#open")]   # noqa: E731 (zeek's clock)
     assert opened(printed) == opened(expected.getvalue())
     assert printed.endswith("\n") == expected.getvalue().endswith("\n")
+
+
+@pytest.mark.parametrize("argv", [("read", str(CAPTURES / "closed-port.pcap"), "--format", "jsonl"),
+                                  ("read", str(NO_RST), "--format", "jsonl"),
+                                  ("read", str(CAPTURES / "closed-port.pcap"), "--host", "a=10.0.0.1")])
+def test_the_collector_is_held_off_for_the_imports_and_back_for_the_work(argv):
+    # entry.py disables it while the libraries load; a command that reads turns it back on
+    # (gcpause.settle_startup) with what was loaded frozen out of its sight
+    code = ("import gc, json, sys\n"
+            f"sys.argv = ['rstwatch', *{list(argv)!r}]\n"
+            "from rstwatch import gcpause\n"
+            "seen = []\n"
+            "real = gcpause.settle_startup\n"
+            "def settle():\n    seen.append(gc.isenabled())\n    real()\n"
+            "gcpause.settle_startup = settle\n"
+            "from rstwatch.entry import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "sys.stdout.flush()\n"
+            "print(json.dumps([seen, gc.isenabled(), gc.get_freeze_count()]), file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    seen, enabled, frozen = json.loads(res.stderr.strip().splitlines()[-1])
+    assert seen == [False] and enabled and frozen > 10_000, (seen, enabled, frozen, res.stderr[-500:])

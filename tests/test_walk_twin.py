@@ -6,6 +6,9 @@ directions, midstream starts, wrap-around) that reach the corners real captures 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -154,3 +157,15 @@ def test_compiled_walk_is_the_python_walk_on_random_streams(rows):
         walkloop.walk_groups(cols, list(range(len(rows))), [0, len(rows)])
     assert [(c.idx, c.continues and c.continues.idx) for c in got] == \
         [(c.idx, c.continues and c.continues.idx) for c in want]
+
+
+@pytest.mark.parametrize("first", ["rstwatch.track.tracker", "rstwatch.track.walkloop", "rstwatch.features.extract",
+                                   "rstwatch.live.tracker"])
+def test_feature_table_uses_the_compiled_columns_whatever_is_imported_first(first):
+    # walkloop imports the feature registry, which imports extract: a lookup of walkloop made
+    # while extract loaded failed when the walk came first, and the Python twin ran unseen
+    code = (f"import {first}\nfrom rstwatch.features import extract\nfrom rstwatch.track import walkloop\n"
+            "assert extract._walk_columns() is walkloop.connection_columns, extract._walk_columns()\n")
+    env = {k: v for k, v in os.environ.items() if k != "RSTWATCH_PURE_PYTHON"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr

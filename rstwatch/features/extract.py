@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 import numpy as np
 
@@ -85,8 +86,9 @@ def connection_columns(conns: list[Connection]) -> tuple:
     roles were inferred with a client known, and its lineage (the place in `conns` of the first
     piece of its 4-tuple it continues, through pieces in `conns`; its own place if none). In C
     for the compiled walk's connections (walkloop.connection_columns)."""
-    if _walk_columns is not None:
-        columns = _walk_columns(conns)
+    compiled = _walk_columns()
+    if compiled is not None:
+        columns = compiled(conns)
         if columns is not None:
             return columns
     return connection_columns_python(conns)
@@ -143,16 +145,26 @@ def nullable(values: list, kind: str):
 
 # The per-row texts in C (rstwatch/rowtexts.pyx) when it was built; RSTWATCH_PURE_PYTHON=1 keeps
 # the Python ones, the reference (tests/test_rowtexts.py).
-_compiled = _walk_columns = None
+_compiled = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
         from .. import rowtexts as _compiled
     except ImportError:
         pass
+
+
+@lru_cache(maxsize=1)
+def _walk_columns():
+    """walkloop.connection_columns when it was built, looked up at first use: walkloop imports the
+    feature registry, which imports this module, so an import here at load time failed whenever
+    the walk was imported first (then the Python twin ran, ~3x slower, and nothing said so)."""
+    if os.environ.get("RSTWATCH_PURE_PYTHON", "") not in ("", "0"):
+        return None
     try:
-        from ..track.walkloop import connection_columns as _walk_columns
+        from ..track.walkloop import connection_columns
     except ImportError:
-        pass
+        return None
+    return connection_columns
 
 
 def _addresses(P: dict[str, np.ndarray], rows: np.ndarray, end: str) -> list[str]:
