@@ -123,3 +123,53 @@ def test_arrow_string_columns_are_read_from_their_buffers():
 def test_float_texts_are_reprs(values):
     from rstwatch.report.jsonl import float_texts
     assert float_texts(np.array(values, dtype=np.float64)) == [float.__repr__(v) for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(1e-4, 1e15), st.floats(allow_nan=False, allow_infinity=False),
+                          st.integers(1_600_000_000_000_000, 1_900_000_000_000_000).map(lambda us: us / 1e6)),
+                min_size=1, max_size=60, unique=True))
+def test_float_columns_come_out_as_their_reprs(values):
+    """A float column of distinct values reaches the filler as Arrow's texts ("r") when every one
+    is repr's, else as texts: either way each line holds repr(value)."""
+    from rstwatch.report import jsonl
+    df = pd.DataFrame({"frame": np.arange(len(values)), "time": np.array(values, np.float64)})
+    kind = jsonl._typed(df["time"], {})[0]
+    assert kind in ("r", "t", "c")
+    assert json_lines(df) == reference_lines(df)
+    for table in (df.iloc[1:], df.iloc[: len(values) // 2]):
+        assert json_lines(table) == reference_lines(table)
+
+
+def test_capture_times_reach_the_filler_as_arrows_texts():
+    from rstwatch.report import jsonl
+    times = (1_700_000_000_000_000 + np.arange(0, 10**9, 12_345_679)) / 1e6       # epoch seconds, microseconds
+    df = pd.DataFrame({"frame": np.arange(len(times)), "time": times})
+    assert jsonl._typed(df["time"], {})[0] == "r"
+    assert json_lines(df) == reference_lines(df)
+
+
+def test_object_columns_are_coded_by_identity():
+    """Shared lists and dicts are coded once per object; every row still writes its own value,
+    and lists that hold a bool or a numpy integer are not taken for plain integer lists."""
+    from rstwatch.report import jsonl
+    shared, other, errno = ["a", "b"], ["c"], {"ECONNRESET": 104}
+    n = 40
+    df = pd.DataFrame({"frame": np.arange(n),
+                       "remediation": pd.Series([shared if k % 3 else other for k in range(n)], dtype=object),
+                       "errno": pd.Series([errno if k % 2 else {"EPIPE": 32} for k in range(n)], dtype=object),
+                       "evidence": pd.Series([[k, k + 1] for k in range(n)], dtype=object)})
+    assert jsonl._typed(df["remediation"], {})[0] == "c" and jsonl._typed(df["evidence"], {})[0] == "l"
+    codes, distinct = jsonl.by_identity(df["remediation"].tolist())
+    assert distinct == [other, shared] and distinct[1] is shared and codes.tolist() == [0 if k % 3 == 0 else 1 for k in range(n)]
+    mixed = [1, 2, "a", None, "b", 3, True, [], 2.5, 2.5]
+    assert jsonl.value_types(mixed) == set(map(type, mixed))
+    many = [object() for _ in range(5000)]        # past the table's first sizes: it grows and rehashes
+    codes, distinct = jsonl.by_identity(many + many[::-1])
+    assert codes.tolist() == list(range(5000)) + list(range(4999, -1, -1)) and all(a is b for a, b in zip(distinct, many))
+    assert json_lines(df) == reference_lines(df)
+    for odd in ([1, True], [1, np.int64(2)], (1, 2)):
+        df2 = df.copy()
+        df2["evidence"] = pd.Series([list(df["evidence"][k]) for k in range(n - 1)] + [odd], dtype=object)
+        assert jsonl._typed(df2["evidence"], {})[0] != "l"
+        assert json_lines(df2) == reference_lines(df2)

@@ -10,20 +10,26 @@ Each column comes as one of:
   ("s", list, encode)             a str (or None: null) per row, quoted here when it is printable
                                   ASCII without '"' or '\\'; any other value is written as encode(value)
   ("l", list[list[int]])          lists of plain ints (evidence frames), written without spaces
+  ("r", int64[:], uint8[:])       texts already encoded, as an Arrow string column's offsets (n + 1)
+                                  and data: copied as they are (floats cast by Arrow)
   ("a", int64[:], uint8[:], uint8[:] or None, encode)
                                   Arrow strings (offsets, n + 1 of them; UTF-8 data; null mask):
                                   written as "s" writes the same texts, with no Python object for
                                   a plain one (the table's string columns are Arrow's)
-Floats come as codes or texts (report/jsonl.py: Python's repr costs as much in C). Every text
+Floats come as codes, texts or "r" (report/jsonl.py: Python's repr costs as much in C). Every text
 handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one
 ASCII bytes, each row followed by a newline: no Python object per value or per row.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from cpython.list cimport PyList_CheckExact
+from cpython.object cimport Py_TYPE
 from libc.stdint cimport int64_t, uint8_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
+
+import numpy as np
 
 
 cdef extern from "Python.h":
@@ -148,7 +154,7 @@ cdef int put_int_list(Buf *b, list values) except -1:
 
 
 cdef enum Kind:
-    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS, K_STRINGS, K_ARROW
+    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS, K_STRINGS, K_ARROW, K_RAW
 
 
 cdef const int64_t *int_data(object a) except? NULL:
@@ -195,7 +201,7 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
             pre_len[k] = len(prefixes[k])
             col = columns[k]
             kind = col[0]
-            if kind != "l" and kind != "t" and len(col[1]) != (n + 1 if kind == "a" else n):
+            if kind != "l" and kind != "t" and len(col[1]) != (n + 1 if kind == "a" or kind == "r" else n):
                 raise ValueError("a column of another length")
             if kind == "i":
                 kinds[k], ints[k] = K_INT, int_data(col[1])
@@ -211,10 +217,10 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
                 if len(col[1]) != n:
                     raise ValueError("a column of another length")
                 lists[k], encoders[k] = col[1], col[2]
-            elif kind == "a":
-                kinds[k], ints[k], datas[k] = K_ARROW, int_data(col[1]), byte_data(col[2])
-                masks[k] = byte_data(col[3]) if col[3] is not None else NULL
-                if col[3] is not None and len(col[3]) != n:
+            elif kind == "a" or kind == "r":
+                kinds[k], ints[k], datas[k] = (K_ARROW if kind == "a" else K_RAW), int_data(col[1]), byte_data(col[2])
+                masks[k] = byte_data(col[3]) if kind == "a" and col[3] is not None else NULL
+                if kind == "a" and col[3] is not None and len(col[3]) != n:
                     raise ValueError("a column of another length")
                 off = ints[k]
                 for row in range(n):
@@ -222,7 +228,8 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
                         raise ValueError("Arrow offsets that go back")
                 if n and (off[0] < 0 or off[n] > len(col[2])):
                     raise ValueError("Arrow offsets outside their data")
-                encoders[k] = col[4]
+                if kind == "a":
+                    encoders[k] = col[4]
             elif kind == "t" or kind == "l":
                 kinds[k] = K_TEXTS if kind == "t" else K_INT_LISTS
                 if len(col[1]) != n:
@@ -266,6 +273,9 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
                     else:
                         off = ints[k]
                         put_utf8(&b, <const char *> datas[k] + off[row], off[row + 1] - off[row], encoders[k])
+                elif kinds[k] == K_RAW:
+                    off = ints[k]
+                    put(&b, <const char *> datas[k] + off[row], off[row + 1] - off[row])
                 else:
                     put_int_list(&b, <list> PyList_GET_ITEM(lists[k], row))
             put(&b, b"}\n", 2)
@@ -282,3 +292,93 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
         free(pre)
         free(pre_len)
         free(datas)
+
+
+def by_identity(list values):
+    """(codes, distinct): each value's number among the distinct objects (by identity, in order of
+    first appearance) and those objects. A table's shared lists and dicts (a rule's remediation,
+    a pattern's alternatives) are a few objects over many rows."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(values), r, slot, size = 64, used = 0, k
+    cdef size_t mask, h
+    cdef void *p
+    cdef void *last = NULL
+    cdef int64_t last_code = -1
+    codes_arr = np.empty(n, np.int64)
+    cdef int64_t[::1] codes = codes_arr
+    cdef void **keys = <void **> calloc(size, sizeof(void *))
+    cdef int64_t *vals = <int64_t *> malloc(size * sizeof(int64_t))
+    cdef void **keys2
+    cdef int64_t *vals2
+    distinct = []
+    try:
+        if keys == NULL or vals == NULL:
+            raise MemoryError()
+        for r in range(n):
+            p = PyList_GET_ITEM(values, r)
+            if p == last:                       # rows of one rule often come together
+                codes[r] = last_code
+                continue
+            mask = size - 1
+            h = (<size_t> p >> 4) * <size_t> 0x9E3779B97F4A7C15
+            slot = (h >> 20) & mask
+            while keys[slot] != NULL and keys[slot] != p:
+                slot = (slot + 1) & mask
+            if keys[slot] == NULL:
+                keys[slot], vals[slot] = p, used
+                used += 1
+                distinct.append(<object> p)
+                if used * 2 > size:             # grow: rehash every key into twice the slots
+                    keys2 = <void **> calloc(size * 2, sizeof(void *))
+                    vals2 = <int64_t *> malloc(size * 2 * sizeof(int64_t))
+                    if keys2 == NULL or vals2 == NULL:
+                        free(keys2)
+                        free(vals2)
+                        raise MemoryError()
+                    for k in range(size):
+                        if keys[k] != NULL:
+                            h = (<size_t> keys[k] >> 4) * <size_t> 0x9E3779B97F4A7C15
+                            slot = (h >> 20) & (size * 2 - 1)
+                            while keys2[slot] != NULL:
+                                slot = (slot + 1) & (size * 2 - 1)
+                            keys2[slot], vals2[slot] = keys[k], vals[k]
+                    free(keys)
+                    free(vals)
+                    keys, vals, size = keys2, vals2, size * 2
+                last, last_code = p, used - 1
+            else:
+                last, last_code = p, vals[slot]
+            codes[r] = last_code
+        return codes_arr, distinct
+    finally:
+        free(keys)
+        free(vals)
+
+
+def plain_int_lists(list values):
+    """Whether every value is a list (exactly) holding only ints (exactly: not bools, not numpy
+    integers), as "l" columns must be."""
+    cdef Py_ssize_t r, k, m
+    cdef object v
+    for r in range(PyList_GET_SIZE(values)):
+        v = <object> PyList_GET_ITEM(values, r)
+        if not PyList_CheckExact(v):
+            return False
+        m = PyList_GET_SIZE(v)
+        for k in range(m):
+            if not PyLong_CheckExact(<object> PyList_GET_ITEM(v, k)):
+                return False
+    return True
+
+
+def value_types(list values):
+    """set(map(type, values)), looked up once per run of one type."""
+    cdef Py_ssize_t r
+    cdef void *t
+    cdef void *last = NULL
+    kinds = set()
+    for r in range(PyList_GET_SIZE(values)):
+        t = <void *> Py_TYPE(<object> PyList_GET_ITEM(values, r))
+        if t != last:
+            kinds.add(<object> t)
+            last = t
+    return kinds

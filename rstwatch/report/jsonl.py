@@ -22,10 +22,10 @@ from .records import CONTRACT_FIELDS, EXTRA_FIELDS, OPTIONAL_FIELDS, _plain, col
 
 # The compiled row filler (jsonfill.pyx) when it was built, as for the packet loops (loops.py);
 # RSTWATCH_PURE_PYTHON=1 keeps the Python rows below, the reference the tests compare it with.
-fill_rows = None
+fill_rows = by_identity = plain_int_lists = value_types = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
-        from .jsonfill import fill_rows
+        from .jsonfill import by_identity, fill_rows, plain_int_lists, value_types
     except ImportError:
         pass
 
@@ -190,7 +190,7 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
             distinct, codes = np.unique(arr, return_inverse=True)
             if len(distinct) * 4 <= len(arr):                      # confidence: a few values
                 return ("c", np.ascontiguousarray(codes, dtype=np.int64), list(map(float.__repr__, distinct.tolist())))
-            return ("t", float_texts(arr))
+            return _float_column(arr)
     elif dt == np.bool_:
         return ("b", np.ascontiguousarray(col.to_numpy()).view(np.uint8))
     elif isinstance(dt, pd.Int64Dtype):
@@ -206,29 +206,23 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
         return ("s", column_values(col), lambda v: _value_text(v, cache))
     elif dt == object:
         values = col.tolist()
-        kinds = set(map(type, values))
+        kinds = value_types(values)
+        if kinds == {list} or kinds == {dict}:
+            # coded by object first: rows share their rule's or pattern's list (remediation,
+            # alternatives: evaluate.classify, analyze.explain) and errno dict
+            codes, distinct = by_identity(values)
         if kinds == {list} and type(next(chain.from_iterable(values), None)) is str:
-            # alternatives, remediation: a few distinct lists of texts, coded once each (their
-            # elements' types checked on the distinct lists alone). Rows share their rule's or
-            # pattern's list object (evaluate.classify, analyze.explain): coded by object first
-            ids = np.fromiter(map(id, values), np.int64, len(values))
-            distinct, at, codes = np.unique(ids, return_index=True, return_inverse=True)
-            if len(distinct) * 4 <= len(values):
-                shared = [values[k] for k in at.tolist()]
-                if all(type(e) is str for k in shared for e in k):
-                    return ("c", np.ascontiguousarray(codes, dtype=np.int64),
-                            ["[" + ",".join(map(_string, k)) + "]" for k in shared])
+            # alternatives, remediation: a few distinct lists of texts, coded once each
+            if len(distinct) * 4 <= len(values) and all(type(e) is str for k in distinct for e in k):
+                return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in distinct])
             index: dict[tuple, int] = {}
             codes = np.fromiter((index.setdefault(k, len(index)) for k in map(tuple, values)), np.int64, len(values))
             if all(type(e) is str for k in index for e in k):
                 return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in index])
-        elements = set(map(type, chain.from_iterable(values))) if kinds == {list} else None
-        if elements is not None and elements <= {int}:
+        if kinds == {list} and plain_int_lists(values):
             return ("l", values)        # evidence frames: each row its own
         if kinds == {dict}:             # errno: one object per rule, shared by its rows
-            ids = np.fromiter(map(id, values), np.int64, len(values))
-            distinct, at, codes = np.unique(ids, return_index=True, return_inverse=True)
-            return ("c", np.ascontiguousarray(codes, dtype=np.int64), [_value_text(values[k], cache) for k in at.tolist()])
+            return ("c", codes, [_value_text(v, cache) for v in distinct])
         if kinds <= {str, type(None)}:  # summaries, addresses, filters: quoted in C
             return ("s", values, lambda v: _value_text(v, cache))
         return ("t", _texts(values, cache))
@@ -256,21 +250,38 @@ def _arrow_strings(col: pd.Series) -> tuple | None:
     return np.ascontiguousarray(offsets), data, mask
 
 
+def _float_column(arr: np.ndarray) -> tuple:
+    """A column of finite floats as the compiled filler takes it ("r"): float_texts' texts, left
+    in the Arrow array's buffers."""
+    text = float_text_array(arr)
+    _, offsets, data = text.buffers()
+    offsets = np.frombuffer(offsets, np.int64)[text.offset:text.offset + len(text) + 1]
+    return ("r", np.ascontiguousarray(offsets), np.frombuffer(data, np.uint8))
+
+
 def float_texts(arr: np.ndarray) -> list[str]:
-    """float.__repr__ of every (finite) value, most of them from Arrow's shortest-digits cast in C
-    (~0.2 us a value against ~0.6): both write the shortest digits that read back exactly, so the
-    texts agree wherever both use plain decimal notation (1e-4 <= |x| < 1e16, a '.' and no 'e' in
-    Arrow's: Arrow writes 1.0 as '1' and 1e-5 as '0.00001'); the rest are written by repr."""
+    """float.__repr__ of every (finite) value (float_text_array's texts as Python strings)."""
+    return float_text_array(arr).to_pylist()
+
+
+def float_text_array(arr: np.ndarray):
+    """float.__repr__ of every (finite) value as an Arrow large_string array, most of them from
+    Arrow's shortest-digits cast in C (~0.1 us a value against ~0.6): both write the shortest
+    digits that read back exactly, so the texts agree wherever both use plain decimal notation
+    (1e-4 <= |x| < 1e16, a '.' and no 'e' in Arrow's: Arrow writes 1.0 as '1' and 1e-5 as
+    '0.00001'); the rest are written by repr."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    text = pc.cast(pa.array(arr, type=pa.float64()), pa.string())
+    text = pc.cast(pa.array(arr, type=pa.float64()), pa.large_string())
     size = np.abs(arr)
     plain = ((size >= 1e-4) & (size < 1e16) & pc.match_substring(text, ".").to_numpy(zero_copy_only=False)
              & ~pc.match_substring(text, "e").to_numpy(zero_copy_only=False))
-    out = text.to_pylist()
+    if plain.all():
+        return text
+    fixes = [None] * len(arr)
     for k in np.flatnonzero(~plain).tolist():
-        out[k] = float.__repr__(float(arr[k]))
-    return out
+        fixes[k] = float.__repr__(float(arr[k]))
+    return pc.if_else(pa.array(plain), text, pa.array(fixes, pa.large_string()))
 
 
 def write_jsonl(df: pd.DataFrame, out: TextIO, info=None) -> None:
