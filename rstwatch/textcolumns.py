@@ -26,6 +26,15 @@ def from_buffers(offsets: np.ndarray, data: np.ndarray):
     return ArrowStringArray(array, dtype=dtype)
 
 
+def from_texts(values):
+    """`values` (a list or an object array, every one a str, at least one) as the Arrow text
+    column pandas would make of them; None for anything else (a None, a number, no rows)."""
+    if _compiled is None or not len(values) or _dtype() is None:
+        return None
+    buffers = _compiled.str_buffers(values.tolist() if isinstance(values, np.ndarray) else values)
+    return from_buffers(*buffers) if buffers is not None else None
+
+
 def by_code(texts: list[str], codes: np.ndarray):
     """texts[codes[k]] for each row k: a column that repeats a few texts (a rule's name, id, title)."""
     dtype = _dtype()

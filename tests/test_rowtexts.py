@@ -161,3 +161,23 @@ def test_address_texts_at_every_digit_boundary():
     got = rowtexts.address_texts(flags, hi, lo, address_text)
     assert got == [address_text(f, a >> 64, a & (2**64 - 1)) for f, a in rows]
     assert got[0] == "0.10.101.255"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=30))
+def test_text_columns_made_in_c_are_the_ones_pandas_makes(values):
+    import pandas as pd
+    from rstwatch import textcolumns
+    want = pd.Series(np.array(values, dtype=object))
+    got = pd.Series(textcolumns.from_texts(values))
+    assert got.dtype == want.dtype and type(got.array) is type(want.array)
+    assert got.tolist() == want.tolist()
+    objects = np.empty(len(values), dtype=object)
+    objects[:] = values
+    assert pd.Series(textcolumns.from_texts(objects)).tolist() == values
+
+
+def test_columns_that_are_not_all_texts_are_left_to_pandas():
+    from rstwatch import textcolumns
+    for values in ([], ["a", None], ["a", 1], ["a", b"b"], ["\ud800"]):
+        assert textcolumns.from_texts(values) is None, values

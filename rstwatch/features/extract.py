@@ -213,6 +213,9 @@ def _meta_column(name: str, values) -> np.ndarray:
         return values
     if name in _META_DTYPES and (len(values) or name in ("frame", "time")):
         return np.array(values, dtype=_META_DTYPES[name])
+    texts = textcolumns.from_texts(values)        # the column pandas makes of texts, made in C
+    if texts is not None:
+        return texts
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out

@@ -35,7 +35,7 @@ def python_walk_groups(P: dict[str, list], order: list[int], bounds: list[int]) 
 compiled_walk_groups = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
-        from .walkloop import walk_groups as compiled_walk_groups
+        from .walkloop import first_rows as compiled_first_rows, walk_groups as compiled_walk_groups
     except ImportError:
         pass
 
@@ -55,7 +55,10 @@ def rst_connections(seg: Segments) -> tuple[dict[str, np.ndarray], list[Connecti
         else:
             conns = python_walk_groups({k: v.tolist() for k, v in P.items()}, order.tolist(), bounds.tolist())
     frames = P["frame"]
-    firsts = np.array([frames[c.idx[0]] for c in conns], np.int64) if conns else np.zeros(0, np.int64)
+    if compiled_walk_groups is not None:
+        firsts = frames[compiled_first_rows(conns)].astype(np.int64, copy=False)
+    else:
+        firsts = np.array([frames[c.idx[0]] for c in conns], np.int64) if conns else np.zeros(0, np.int64)
     by_first = np.argsort(firsts, kind="stable")
     conns = [conns[k] for k in by_first.tolist()]
     if compiled_walk_groups is None:

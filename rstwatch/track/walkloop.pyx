@@ -917,3 +917,17 @@ def walk_groups(dict P, list order, list bounds):
             elif not continues:
                 prev = None
     return conns, out
+
+
+def first_rows(list conns):
+    """The first segment row of each of the compiled walk's connections (an int64 array)."""
+    cdef Py_ssize_t n = len(conns), k
+    cdef WalkedConnection c
+    out_arr = np.empty(n, np.int64)
+    cdef int64_t[::1] out = out_arr
+    for k in range(n):
+        c = <WalkedConnection?>conns[k]
+        if not c.idx:
+            raise ValueError("a connection without segments")
+        out[k] = c.idx[0]
+    return out_arr
