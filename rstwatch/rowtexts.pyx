@@ -13,6 +13,8 @@ import numpy as np
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset, strlen
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 cdef extern from "sys/socket.h":
@@ -440,6 +442,22 @@ cdef class _Texts:
         self.used += size
         return 0
 
+    cdef int put_value(self, object value) except -1:
+        """format(value, ""): an int's digits written here (no text object made), a str as it is."""
+        cdef int overflow
+        cdef long long v
+        if type(value) is int:
+            v = PyLong_AsLongLongAndOverflow(value, &overflow)
+            if not overflow:
+                if self.data.shape[0] - self.used < 24:       # room for any int64's digits
+                    self.data_arr = np.concatenate([self.data_arr[:self.used], np.empty(max(self.data.shape[0], 24), np.uint8)])
+                    self.data = self.data_arr
+                self.used = _put_int(<char *>&self.data[0], self.used, v)
+                return 0
+        elif type(value) is str:
+            return self.put(value)
+        return self.put(PyObject_Format(value, ""))
+
 
 def template_buffers(const int64_t[:] template_of, list templates, list fields, list given):
     """explain's sentences as an Arrow string column's buffers (offsets, n + 1 int64; UTF-8
@@ -470,7 +488,7 @@ def template_buffers(const int64_t[:] template_of, list templates, list fields, 
             out.put(literals[0])
             for k in range(len(numbers)):
                 column = fields[<Py_ssize_t>numbers[k]]
-                out.put(PyObject_Format(column[r], ""))
+                out.put_value(column[r])
                 out.put(literals[k + 1])
         offsets[r + 1] = out.used
     return offsets_arr, out.data_arr[:out.used]
@@ -506,4 +524,45 @@ def str_buffers(values):
             memcpy(&data[used], s, size)
         used += size
         offsets[r + 1] = used
+    return offsets_arr, data_arr
+
+
+def code_buffers(list texts, const int64_t[:] codes):
+    """An Arrow string column's buffers (offsets, n + 1 int64; UTF-8 data) whose row k is
+    texts[codes[k]]: a column that repeats a few texts, copied without a take over Python texts."""
+    cdef Py_ssize_t m = len(texts), n = codes.shape[0], r, size, total = 0, used = 0
+    cdef int64_t code
+    cdef const char *s
+    lengths_arr = np.empty(m, np.int64)
+    cdef int64_t[::1] lengths = lengths_arr
+    for r in range(m):
+        if type(texts[r]) is not str:
+            raise TypeError("texts must be str")
+        PyUnicode_AsUTF8AndSize(texts[r], &size)
+        lengths[r] = size
+    for r in range(n):
+        code = codes[r]
+        if code < 0 or code >= m:
+            raise IndexError("a code outside the texts")
+        total += lengths[code]
+    offsets_arr = np.empty(n + 1, np.int64)
+    data_arr = np.empty(total, np.uint8)
+    cdef int64_t[::1] offsets = offsets_arr
+    cdef uint8_t[::1] data = data_arr
+    cdef const char **starts = <const char **> PyMem_Malloc(max(m, 1) * sizeof(char *))
+    if starts == NULL:
+        raise MemoryError()
+    try:
+        for r in range(m):
+            starts[r] = PyUnicode_AsUTF8AndSize(texts[r], &size)
+        offsets[0] = 0
+        for r in range(n):
+            code = codes[r]
+            size = lengths[code]
+            if size:
+                memcpy(&data[used], starts[code], size)
+            used += size
+            offsets[r + 1] = used
+    finally:
+        PyMem_Free(starts)
     return offsets_arr, data_arr

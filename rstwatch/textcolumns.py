@@ -40,9 +40,12 @@ def by_code(texts: list[str], codes: np.ndarray):
     dtype = _dtype()
     if dtype is None:
         return None
+    codes = np.ascontiguousarray(codes, np.int64)
+    if _compiled is not None and all(type(t) is str for t in texts):
+        return from_buffers(*_compiled.code_buffers(list(texts), codes))
     import pyarrow as pa
     from pandas.arrays import ArrowStringArray
-    array = pa.array(texts, type=pa.large_string()).take(pa.array(np.asarray(codes, np.int64)))
+    array = pa.array(texts, type=pa.large_string()).take(pa.array(codes))
     return ArrowStringArray(array, dtype=dtype)
 
 

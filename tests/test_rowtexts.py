@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +182,26 @@ def test_columns_that_are_not_all_texts_are_left_to_pandas():
     from rstwatch import textcolumns
     for values in ([], ["a", None], ["a", 1], ["a", b"b"], ["\ud800"]):
         assert textcolumns.from_texts(values) is None, values
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=8).flatmap(
+    lambda texts: st.tuples(st.just(texts), st.lists(st.integers(0, len(texts) - 1), min_size=1, max_size=40))))
+def test_coded_text_columns_made_in_c_are_the_ones_pandas_makes(case):
+    import pandas as pd
+    from rstwatch import textcolumns
+    texts, codes = case
+    got = pd.Series(textcolumns.by_code(texts, np.array(codes)))
+    want = pd.Series(np.array([texts[c] for c in codes], dtype=object))
+    assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    for bad in ([len(texts)], [-1]):
+        with pytest.raises(IndexError):
+            rowtexts.code_buffers(texts, np.array(bad, np.int64))
+
+
+def test_summaries_write_every_int_as_format_does():
+    from rstwatch import textcolumns
+    values = [0, -1, 7, -(2**63), 2**63 - 1, 2**63, -(2**63) - 1, True, False, 10**30, np.int64(5), 2.0]
+    templates = [(["a ", " b"], [0])]
+    got = textcolumns.filled(np.zeros(len(values), np.int64), templates, [values], [None] * len(values))
+    assert list(got) == [f"a {v} b" for v in values]

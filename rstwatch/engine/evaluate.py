@@ -105,7 +105,11 @@ def classify(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.
     for column, texts in (("rule", [r.id for r in rules] + ["RST000"]), ("cause", [r.name for r in rules] + [UNKNOWN])):
         coded = textcolumns.by_code(texts, pick) if n else None
         out[column] = coded if coded is not None else [texts[w] for w in pick.tolist()]
-    out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
+    confidences = [r.confidence for r in rules] + [0.0]
+    if n and all(type(c) is float for c in confidences):       # as the list below makes it, per rule not per row
+        out["confidence"] = np.array(confidences, np.float64)[pick]
+    else:
+        out["confidence"] = [rules[w].confidence if w >= 0 else 0.0 for w in winner]
     # Rows that matched the same rules have the same alternatives: worked out once per pattern
     # (a few dozen patterns for 100,000 resets)
     which = _patterns(masks) if n else []
