@@ -17,7 +17,7 @@ from .sources.readfilter import ReadFilter
 from .sources.segments import RST, Segments
 from .sources.diagnostics import Diagnostics
 from .track.connection import RESET_DELAY_NS
-from .track.flows import BURST_WINDOW_NS, evict_oldest, forget_closed, settled, split_components
+from .track.flows import BURST_WINDOW_NS, evict_oldest, flow_hash, forget_closed, settled, split_components
 from .track.storms import STORM_MIN_FLOWS, StormTracker
 from .track.rstrows import RstRows
 from .track.tracker import rst_connections
@@ -94,6 +94,7 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, settle, p
     for chunk in iter_segments(path, diag, progress, keep.fresh() if keep else None):
         if not len(chunk):
             continue
+        flow_hash(chunk)                # each chunk's flow keys once; the table's passes reuse them
         parts.append(chunk)
         rows += len(chunk)
         resets += _resets(chunk)

@@ -117,3 +117,25 @@ def test_server_endpoints_sharing_a_hash_are_told_apart(monkeypatch):
     # every endpoint given the same hash: the check against each code's first row must notice
     monkeypatch.setattr(extract, "factorize_keys", lambda keys: (np.zeros(len(keys), np.int64), keys[:1]))
     assert extract._endpoint_codes(endpoints).tolist() == _codes_by_tuple(endpoints)
+
+
+@pytest.mark.parametrize("path", [EXTERNAL / "zeek/tunnels/gre-aruba.pcap", EXTERNAL / "tcpdump/tcp_rst_data.pcap",
+                                  CAPTURES / "closed-port.pcap"], ids=lambda p: p.name)
+def test_flow_keys_carried_by_concat_and_take_are_the_recomputed_ones(path):
+    """Tables keep their rows' flow keys (Segments.flow_keys) through concat and take: the same
+    keys as hashing the rows afresh, tunnelled ones included."""
+    from rstwatch.track.flows import flow_hash
+    parts = list(iter_segments(path, Diagnostics("t")))
+    for part in parts:
+        flow_hash(part)
+    table = Segments.concat(parts)
+    if len(parts) == 1:                    # one chunk: make two, as a larger capture would
+        half = len(table) // 2
+        table = Segments.concat([table.take(np.arange(half)), table.take(np.arange(half, len(table)))])
+    fresh = lambda seg: flow_hash(Segments(seg.cols))         # noqa: E731 (a table without kept keys)
+    assert table.flow_keys is not None and np.array_equal(table.flow_keys, fresh(table))
+    pick = np.flatnonzero(table["flags"] & RST)[::-1]
+    taken = table.take(pick)
+    assert np.array_equal(taken.flow_keys, fresh(taken)) and np.array_equal(flow_hash(taken), fresh(taken))
+    mixed = Segments.concat([taken, Segments(table.cols)])      # one part without keys: none kept
+    assert mixed.flow_keys is None and np.array_equal(flow_hash(mixed), fresh(mixed))

@@ -44,6 +44,10 @@ def address_text(v6: bool, hi: int, lo: int) -> str:
 @dataclass
 class Segments:
     cols: dict[str, np.ndarray] = field(default_factory=dict)
+    # each row's flow key (track.flows.flow_hash) once it was computed: a table is hashed by
+    # several passes (forget_closed, settled, the flood detectors, the grouping), and the rows
+    # kept between passes again each time; concat and take carry the keys along
+    flow_keys: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls) -> "Segments":
@@ -56,7 +60,10 @@ class Segments:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
-        return cls({k: np.concatenate([p.cols[k] for p in parts]) for k in SEGMENT_COLUMNS})
+        keys = None
+        if all(p.flow_keys is not None for p in parts):
+            keys = np.concatenate([p.flow_keys for p in parts])
+        return cls({k: np.concatenate([p.cols[k] for p in parts]) for k in SEGMENT_COLUMNS}, keys)
 
     def take(self, idx: np.ndarray) -> "Segments":
         """The rows `idx` (integer positions). Every row in order is the table itself, not a copy
@@ -67,7 +74,8 @@ class Segments:
         if (n and len(idx) == n and idx.dtype.kind in "iu" and idx[0] == 0 and idx[-1] == n - 1
                 and bool((np.diff(idx) == 1).all())):
             return self
-        return Segments({k: v[idx] for k, v in self.cols.items()})
+        return Segments({k: v[idx] for k, v in self.cols.items()},
+                        self.flow_keys[idx] if self.flow_keys is not None else None)
 
     def __len__(self) -> int:
         return len(self.cols["frame"]) if self.cols else 0

@@ -17,12 +17,16 @@ def src_is_low(seg: Segments) -> np.ndarray:
 
 def flow_hash(seg: Segments) -> np.ndarray:
     """Direction-independent 64-bit key of each segment's 4-tuple (collisions ~n^2/2^65); the
-    tunnel key joins it for tunnelled segments (one 4-tuple in two VNIs: two connections)."""
+    tunnel key joins it for tunnelled segments (one 4-tuple in two VNIs: two connections).
+    Kept on the table (Segments.flow_keys), which is never changed in place."""
+    if seg.flow_keys is not None and len(seg.flow_keys) == len(seg):
+        return seg.flow_keys
     h = flow_hash_columns(seg["src_hi"], seg["src_lo"], seg["dst_hi"], seg["dst_lo"], seg["sport"], seg["dport"])
     tunnel = seg.cols.get("tunnel")
     if tunnel is not None and tunnel.any():
         with np.errstate(over="ignore"):
             h = np.where(tunnel != 0, (h ^ tunnel) * np.uint64(0xFF51AFD7ED558CCD), h)
+    seg.flow_keys = h
     return h
 
 
