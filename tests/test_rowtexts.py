@@ -5,6 +5,7 @@ address, ports out of range) and ISO times of every int64 nanosecond."""
 from __future__ import annotations
 
 import ipaddress
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -45,12 +46,27 @@ def test_community_ids_in_c_are_the_python_ones(rows):
             dport = sport
         src.append(a), dst.append(b), sp.append(sport), dp.append(dport)
     want = interop.community_ids_python(src, dst, sp, dp)
-    assert rowtexts.community_ids(src, dst, np.array(sp, np.int64), np.array(dp, np.int64), interop.TCP) == want
+    for own in (False, True):           # libcrypto's SHA-1 block function (when loaded), then ours
+        with sha1(own):
+            assert rowtexts.community_ids(src, dst, np.array(sp, np.int64), np.array(dp, np.int64), interop.TCP) == want
 
 
-def test_community_id_in_c_is_the_reference_value():
-    ids = rowtexts.community_ids(["10.0.0.1", "10.0.0.2", "10.0.0.1"], ["10.0.0.2", "10.0.0.1", "many sources"],
-                                 np.array([1, 2, 1], np.int64), np.array([2, 1, 2], np.int64), interop.TCP)
+@contextmanager
+def sha1(own: bool):
+    before = rowtexts.sha1_backend() == "own"
+    rowtexts.sha1_backend(own)
+    try:
+        yield
+    finally:
+        rowtexts.sha1_backend(before)
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["libcrypto", "own"])
+def test_community_id_in_c_is_the_reference_value(own):
+    with sha1(own):
+        ids = rowtexts.community_ids(["10.0.0.1", "10.0.0.2", "10.0.0.1"], ["10.0.0.2", "10.0.0.1", "many sources"],
+                                     np.array([1, 2, 1], np.int64), np.array([2, 1, 2], np.int64), interop.TCP)
+        assert rowtexts.sha1_backend() == ("own" if own else "libcrypto")
     assert ids == ["1:nsF+CyuHj+gRdemh9jH9fNbMK+U="] * 2 + [None]      # the communityid package's id
 
 
