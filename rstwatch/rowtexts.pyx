@@ -469,6 +469,14 @@ cdef class _Texts:
         self.data = self.data_arr
         self.used = 0
 
+    cdef int reserve(self, Py_ssize_t size) except -1:
+        """Room for `size` more bytes."""
+        if self.data.shape[0] - self.used < size:
+            self.data_arr = np.concatenate([self.data_arr[:self.used],
+                                            np.empty(max(self.data.shape[0], size), np.uint8)])
+            self.data = self.data_arr
+        return 0
+
     cdef int put(self, object text) except -1:
         cdef Py_ssize_t size
         cdef const char *s
@@ -476,10 +484,7 @@ cdef class _Texts:
             s, size = text, len(text)
         else:
             s = PyUnicode_AsUTF8AndSize(text, &size)
-        if self.data.shape[0] - self.used < size:
-            self.data_arr = np.concatenate([self.data_arr[:self.used],
-                                            np.empty(max(self.data.shape[0], size), np.uint8)])
-            self.data = self.data_arr
+        self.reserve(size)
         if size:
             memcpy(&self.data[self.used], s, size)
         self.used += size
@@ -492,9 +497,7 @@ cdef class _Texts:
         if type(value) is int:
             v = PyLong_AsLongLongAndOverflow(value, &overflow)
             if not overflow:
-                if self.data.shape[0] - self.used < 24:       # room for any int64's digits
-                    self.data_arr = np.concatenate([self.data_arr[:self.used], np.empty(max(self.data.shape[0], 24), np.uint8)])
-                    self.data = self.data_arr
+                self.reserve(24)                    # any int64's digits
                 self.used = _put_int(<char *>&self.data[0], self.used, v)
                 return 0
         elif type(value) is str:
@@ -537,15 +540,13 @@ def template_buffers(const int64_t[:] template_of, list templates, list fields, 
     return offsets_arr, out.data_arr[:out.used]
 
 
-def str_buffers(values):
-    """An Arrow string column's buffers (offsets, n + 1 int64; UTF-8 data) holding `values` (a
-    list), or None when one of them is not a str (or has no UTF-8 form): what pandas' conversion
+def str_buffers(list values):
+    """An Arrow string column's buffers (offsets, n + 1 int64; UTF-8 data) holding `values`, or None when one of them is not a str (or has no UTF-8 form): what pandas' conversion
     of the list into its Arrow-held "str" column writes, without its Python pass over every value."""
     cdef Py_ssize_t n = len(values), r, size, total = 0
     cdef const char *s
-    cdef list items = values if type(values) is list else list(values)
     for r in range(n):
-        v = items[r]
+        v = values[r]
         if type(v) is not str:
             return None
         try:
@@ -560,7 +561,7 @@ def str_buffers(values):
     cdef Py_ssize_t used = 0
     offsets[0] = 0
     for r in range(n):
-        s = PyUnicode_AsUTF8AndSize(items[r], &size)
+        s = PyUnicode_AsUTF8AndSize(values[r], &size)
         if used + size > total:
             raise ValueError("texts changed while being copied")
         if size:
@@ -573,39 +574,36 @@ def str_buffers(values):
 def code_buffers(list texts, const int64_t[:] codes):
     """An Arrow string column's buffers (offsets, n + 1 int64; UTF-8 data) whose row k is
     texts[codes[k]]: a column that repeats a few texts, copied without a take over Python texts."""
-    cdef Py_ssize_t m = len(texts), n = codes.shape[0], r, size, total = 0, used = 0
+    cdef Py_ssize_t m = len(texts), n = codes.shape[0], r, total = 0, used = 0
     cdef int64_t code
-    cdef const char *s
-    lengths_arr = np.empty(m, np.int64)
-    cdef int64_t[::1] lengths = lengths_arr
+    cdef int64_t[::1] offsets
+    cdef uint8_t[::1] data
     for r in range(m):
         if type(texts[r]) is not str:
             raise TypeError("texts must be str")
-        PyUnicode_AsUTF8AndSize(texts[r], &size)
-        lengths[r] = size
-    for r in range(n):
-        code = codes[r]
-        if code < 0 or code >= m:
-            raise IndexError("a code outside the texts")
-        total += lengths[code]
-    offsets_arr = np.empty(n + 1, np.int64)
-    data_arr = np.empty(total, np.uint8)
-    cdef int64_t[::1] offsets = offsets_arr
-    cdef uint8_t[::1] data = data_arr
     cdef const char **starts = <const char **> PyMem_Malloc(max(m, 1) * sizeof(char *))
-    if starts == NULL:
-        raise MemoryError()
+    cdef Py_ssize_t *lengths = <Py_ssize_t *> PyMem_Malloc(max(m, 1) * sizeof(Py_ssize_t))
     try:
-        for r in range(m):
-            starts[r] = PyUnicode_AsUTF8AndSize(texts[r], &size)
+        if starts == NULL or lengths == NULL:
+            raise MemoryError()
+        for r in range(m):              # each text's UTF-8 bytes, kept by the text itself
+            starts[r] = PyUnicode_AsUTF8AndSize(texts[r], &lengths[r])
+        for r in range(n):
+            code = codes[r]
+            if code < 0 or code >= m:
+                raise IndexError("a code outside the texts")
+            total += lengths[code]
+        offsets_arr = np.empty(n + 1, np.int64)
+        data_arr = np.empty(total, np.uint8)
+        offsets, data = offsets_arr, data_arr
         offsets[0] = 0
         for r in range(n):
             code = codes[r]
-            size = lengths[code]
-            if size:
-                memcpy(&data[used], starts[code], size)
-            used += size
+            if lengths[code]:
+                memcpy(&data[used], starts[code], lengths[code])
+            used += lengths[code]
             offsets[r + 1] = used
     finally:
         PyMem_Free(starts)
+        PyMem_Free(lengths)
     return offsets_arr, data_arr

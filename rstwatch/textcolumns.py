@@ -31,7 +31,7 @@ def from_texts(values):
     column pandas would make of them; None for anything else (a None, a number, no rows)."""
     if _compiled is None or not len(values) or _dtype() is None:
         return None
-    buffers = _compiled.str_buffers(values.tolist() if isinstance(values, np.ndarray) else values)
+    buffers = _compiled.str_buffers(values.tolist() if isinstance(values, np.ndarray) else list(values))
     return from_buffers(*buffers) if buffers is not None else None
 
 

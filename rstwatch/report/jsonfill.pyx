@@ -25,8 +25,8 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.list cimport PyList_CheckExact
 from cpython.object cimport Py_TYPE
-from libc.stdint cimport int64_t, uint8_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
 import numpy as np
@@ -294,64 +294,14 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
         free(datas)
 
 
-def by_identity(list values):
-    """(codes, distinct): each value's number among the distinct objects (by identity, in order of
-    first appearance) and those objects. A table's shared lists and dicts (a rule's remediation,
-    a pattern's alternatives) are a few objects over many rows."""
-    cdef Py_ssize_t n = PyList_GET_SIZE(values), r, slot, size = 64, used = 0, k
-    cdef size_t mask, h
-    cdef void *p
-    cdef void *last = NULL
-    cdef int64_t last_code = -1
-    codes_arr = np.empty(n, np.int64)
-    cdef int64_t[::1] codes = codes_arr
-    cdef void **keys = <void **> calloc(size, sizeof(void *))
-    cdef int64_t *vals = <int64_t *> malloc(size * sizeof(int64_t))
-    cdef void **keys2
-    cdef int64_t *vals2
-    distinct = []
-    try:
-        if keys == NULL or vals == NULL:
-            raise MemoryError()
-        for r in range(n):
-            p = PyList_GET_ITEM(values, r)
-            if p == last:                       # rows of one rule often come together
-                codes[r] = last_code
-                continue
-            mask = size - 1
-            h = (<size_t> p >> 4) * <size_t> 0x9E3779B97F4A7C15
-            slot = (h >> 20) & mask
-            while keys[slot] != NULL and keys[slot] != p:
-                slot = (slot + 1) & mask
-            if keys[slot] == NULL:
-                keys[slot], vals[slot] = p, used
-                used += 1
-                distinct.append(<object> p)
-                if used * 2 > size:             # grow: rehash every key into twice the slots
-                    keys2 = <void **> calloc(size * 2, sizeof(void *))
-                    vals2 = <int64_t *> malloc(size * 2 * sizeof(int64_t))
-                    if keys2 == NULL or vals2 == NULL:
-                        free(keys2)
-                        free(vals2)
-                        raise MemoryError()
-                    for k in range(size):
-                        if keys[k] != NULL:
-                            h = (<size_t> keys[k] >> 4) * <size_t> 0x9E3779B97F4A7C15
-                            slot = (h >> 20) & (size * 2 - 1)
-                            while keys2[slot] != NULL:
-                                slot = (slot + 1) & (size * 2 - 1)
-                            keys2[slot], vals2[slot] = keys[k], vals[k]
-                    free(keys)
-                    free(vals)
-                    keys, vals, size = keys2, vals2, size * 2
-                last, last_code = p, used - 1
-            else:
-                last, last_code = p, vals[slot]
-            codes[r] = last_code
-        return codes_arr, distinct
-    finally:
-        free(keys)
-        free(vals)
+def object_ids(list values):
+    """id() of each value (its address) as uint64, without a Python call per value."""
+    cdef Py_ssize_t r, n = PyList_GET_SIZE(values)
+    out_arr = np.empty(n, np.uint64)
+    cdef uint64_t[::1] out = out_arr
+    for r in range(n):
+        out[r] = <uint64_t> <size_t> PyList_GET_ITEM(values, r)
+    return out_arr
 
 
 def plain_int_lists(list values):

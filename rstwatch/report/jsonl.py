@@ -22,10 +22,10 @@ from .records import CONTRACT_FIELDS, EXTRA_FIELDS, OPTIONAL_FIELDS, _plain, col
 
 # The compiled row filler (jsonfill.pyx) when it was built, as for the packet loops (loops.py);
 # RSTWATCH_PURE_PYTHON=1 keeps the Python rows below, the reference the tests compare it with.
-fill_rows = by_identity = plain_int_lists = value_types = None
+fill_rows = object_ids = plain_int_lists = value_types = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
-        from .jsonfill import by_identity, fill_rows, plain_int_lists, value_types
+        from .jsonfill import fill_rows, object_ids, plain_int_lists, value_types
     except ImportError:
         pass
 
@@ -207,12 +207,11 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
     elif dt == object:
         values = col.tolist()
         kinds = value_types(values)
-        if kinds == {list} or kinds == {dict}:
-            # coded by object first: rows share their rule's or pattern's list (remediation,
-            # alternatives: evaluate.classify, analyze.explain) and errno dict
-            codes, distinct = by_identity(values)
         if kinds == {list} and type(next(chain.from_iterable(values), None)) is str:
-            # alternatives, remediation: a few distinct lists of texts, coded once each
+            # alternatives, remediation: a few distinct lists of texts, coded once each. Rows
+            # share their rule's or pattern's list (evaluate.classify, analyze.explain): coded by
+            # object first
+            codes, distinct = by_identity(values)
             if len(distinct) * 4 <= len(values) and all(type(e) is str for k in distinct for e in k):
                 return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in distinct])
             index: dict[tuple, int] = {}
@@ -222,11 +221,22 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
         if kinds == {list} and plain_int_lists(values):
             return ("l", values)        # evidence frames: each row its own
         if kinds == {dict}:             # errno: one object per rule, shared by its rows
+            codes, distinct = by_identity(values)
             return ("c", codes, [_value_text(v, cache) for v in distinct])
         if kinds <= {str, type(None)}:  # summaries, addresses, filters: quoted in C
             return ("s", values, lambda v: _value_text(v, cache))
         return ("t", _texts(values, cache))
     return ("t", _texts(column_values(col), cache))
+
+
+def by_identity(values: list) -> tuple[np.ndarray, list]:
+    """(codes, distinct): each value's number among the distinct objects (by identity, in order
+    of first appearance) and those objects, numbered by the flow keys' hash table."""
+    from ..loops import factorize_keys
+    codes, _ = factorize_keys(object_ids(values))
+    # codes appear in order 0, 1, 2...: a code's first row is where the running maximum grows
+    firsts = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    return codes, [values[k] for k in firsts.tolist()]
 
 
 def _arrow_strings(col: pd.Series) -> tuple | None:
