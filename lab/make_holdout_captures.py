@@ -201,13 +201,15 @@ def apache_stop_queue(work: Path):
     s = srv.apache(work, 7930, "StartServers 1\nMinSpareServers 1\nMaxSpareServers 1\nServerLimit 1\n"
                                "MaxRequestWorkers 1\nKeepAlive Off\n", mpm="prefork")
     (work / "www" / "big.bin").write_bytes(b"b" * 4_000_000)
-    slow = wget("--limit-rate=100k", f"http://{S_ADDR}:7930/big.bin")
+    slow = wget("--limit-rate=300k", f"http://{S_ADDR}:7930/big.bin")
     time.sleep(0.5)
     queued = [curl("--max-time", "5", f"http://{S_ADDR}:7930/index.html") for _ in range(3)]
     time.sleep(0.8)
     srv.apache_stop(work)
     res = [c.finish() for c in queued]
-    slow_res = slow.finish(timeout=10)
+    # The killed worker's socket still drains what the kernel holds (~1.2 MB, about 4 s at this
+    # rate): wget must read it all, or its close with unread data adds a reset of its own.
+    slow_res = slow.finish(timeout=25)
     s.stop()
     return {"queued": res, "slow": slow_res}
 
