@@ -1,7 +1,8 @@
 """Build steps pyproject.toml cannot express: compile rstwatch/hotloops.pyx (the per-packet loops)
 rstwatch/track/walkloop.pyx (the walk of each connection that holds a RST) and
 rstwatch/report/jsonfill.pyx (JSON Lines rows joined from typed columns) and
-rstwatch/rowtexts.pyx (the texts each finding carries: addresses, display filters, Community IDs, ISO times) with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules.
+rstwatch/rowtexts.pyx (the texts each finding carries: addresses, display filters, Community IDs, ISO times) and
+rstwatch/live/afring.pyx (`rstwatch live`'s AF_PACKET ring read into pcapng blocks) with Cython, and ship the repository's top-level rules/ inside the package as rstwatch/rules.
 
 The extension is optional: without a C compiler (or Cython, or Python's headers) the build
 says so in one warning and goes on, and rstwatch runs on its numpy twin (rstwatch/hotloops_py.py,
@@ -63,7 +64,8 @@ def extensions() -> list:
                       for name, source in (("rstwatch.hotloops", "rstwatch/hotloops.pyx"),
                                            ("rstwatch.track.walkloop", "rstwatch/track/walkloop.pyx"),
                                            ("rstwatch.report.jsonfill", "rstwatch/report/jsonfill.pyx"),
-                                           ("rstwatch.rowtexts", "rstwatch/rowtexts.pyx"))],
+                                           ("rstwatch.rowtexts", "rstwatch/rowtexts.pyx"),
+                                           ("rstwatch.live.afring", "rstwatch/live/afring.pyx"))],
                      language_level=3)
 
 

@@ -127,6 +127,7 @@ def _on_dask(scheduler: Optional[str], jobs: int, action):
 
 
 LiveFormat = Enum("LiveFormat", {n.replace("-", "_"): n for n, f in FORMATS.items() if f.stream}, type=str)
+CaptureKind = Enum("CaptureKind", {n: n for n in ("auto", "ring", "dumpcap")}, type=str)
 
 
 @app.command()
@@ -149,6 +150,7 @@ def live(
     no_kernel: bool = typer.Option(False, "--no-kernel", help="Wire only: do not join the kernel's tcp_send_reset reasons (joined by default when available)."),
     report_to: Optional[Path] = typer.Option(None, "--report", help="When the session ends, write an incident report here (.html, .md, or any `read` format such as .parquet); with --write its examples get packet ladders."),
     title: Optional[str] = typer.Option(None, "--title", help="With --report: the report's title."),
+    capture: CaptureKind = typer.Option("auto", "--capture", help="How packets are taken: ring (an AF_PACKET ring read in rstwatch's own process; one Ethernet or loopback interface, root or CAP_NET_RAW), dumpcap (Wireshark's capture process through a pipe), or auto (the ring where it can)."),
     debug: bool = DebugOpt,
 ) -> None:
     """Watch an interface and classify each TCP reset as it happens."""
@@ -160,7 +162,7 @@ def live(
                        bpf=bpf, duration_s=parse_duration(duration) if duration else None, write=write,
                        ring_files=ring_files, ring_mb=ring_size, force=force, metrics_port=metrics_port, metrics_address=metrics_address,
                        rule_dirs=rules or [], storm_min=storm_min, snaplen=snaplen,
-                       limits=Limits(max_segments=max_segments, flow_idle_s=flow_idle))
+                       limits=Limits(max_segments=max_segments, flow_idle_s=flow_idle), capture=capture.value)
     if report_to is not None:
         from .live.report import LiveReport
         opts.report = LiveReport(report_to, force, title)         # checked before the capture starts

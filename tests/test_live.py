@@ -218,7 +218,7 @@ def test_interface_that_vanishes_is_one_line_and_nonzero(lone_ns):
 
 @needs_root
 def test_killed_capture_process_is_one_line_and_nonzero(lone_ns):
-    s = Session(lone_ns, "lo", "--format", "jsonl")
+    s = Session(lone_ns, "lo", "--format", "jsonl", "--capture", "dumpcap")
     s.wait_watching()
     refuse(lone_ns, 2)
     # dumpcap hands packets over within its 250 ms ring-buffer timeout; the verdicts wait 1 s.

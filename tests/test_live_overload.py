@@ -3,6 +3,8 @@ the pipe, its ring fills and the kernel drops packets; dumpcap, killed while blo
 its statistics. rstwatch reads the kernel's drop count of dumpcap's socket while it runs, says so
 on stderr and in rstwatch_capture_dropped_packets_total, and puts it in the summary.
 
+The same overload through rstwatch's own ring (`--capture ring`) is counted exactly.
+
 Root only (a namespace with a veth pair, a raw-socket sender), as tests/test_live.py."""
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def _dropped_metric() -> float:
 def test_overload_is_counted_from_the_kernel_and_told_while_it_happens():
     with namespace(NS, "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up"):
         s = Session(NS, "d1", "--no-kernel", "--format", "jsonl", "--metrics-port", str(PORT),
-                    "--metrics-address", "127.0.0.1")
+                    "--metrics-address", "127.0.0.1", "--capture", "dumpcap")
         try:
             s.wait_watching()
             rx0 = _rx_packets()
@@ -101,11 +103,43 @@ def test_overload_is_counted_from_the_kernel_and_told_while_it_happens():
 
 
 @needs_root
+def test_overload_on_rstwatchs_own_ring_accounts_for_every_frame():
+    """The same overload through `--capture ring`: nothing sits between the kernel and rstwatch, so
+    every frame that reached d1 was either read or counted as dropped, exactly."""
+    with namespace(NS, "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up"):
+        s = Session(NS, "d1", "--no-kernel", "--format", "jsonl", "--capture", "ring")
+        try:
+            s.wait_watching()
+            rx0 = _rx_packets()
+            sender = subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-c",
+                                     "import sys; sys.path.insert(0, 'benchmarks'); import hostile; "
+                                     "print(hostile.blast('d0', 0, 8))"],
+                                    cwd=ROOT, capture_output=True, text=True, timeout=120)
+            assert sender.returncode == 0, sender.stderr
+            sent = _rx_packets() - rx0
+            told = [line for line in s.err if "overloaded:" in line]
+        finally:
+            s.proc.send_signal(signal.SIGTERM)
+            rc = s.finish(60)
+    err = "".join(s.err)
+    assert rc == 0, err
+    m = re.search(r"live:d1: [\d.]+ s, ([\d,]+) packets .*; capture dropped ([\d,]+) of ([\d,]+) packets "
+                  r"\(rstwatch's ring\)\n", err)
+    assert m, err
+    read, dropped, offered = (int(g.replace(",", "")) for g in m.groups())
+    assert dropped > 0 and told, err                  # it was an overload, and it was said
+    assert told[0].startswith("rstwatch: overloaded: the kernel dropped ") and "(rstwatch's ring;" in told[0], told
+    assert read + dropped == offered
+    assert abs(offered - sent) <= 20, (offered, sent)     # a few of the kernel's own frames come and go
+    print(f"sent {sent:,}, read {read:,}, kernel dropped {dropped:,}")
+
+
+@needs_root
 def test_a_clean_stop_adds_dumpcaps_count_to_the_kernels_once():
     """No overload, dumpcap stops cleanly: its statistics and the kernel's reads add up to the
     packets read, once (dumpcap names lo 'Loopback: lo': counted under the asked name, not twice)."""
     with namespace(NS):
-        s = Session(NS, "lo", "--no-kernel", "--format", "jsonl", "--bpf", "tcp port 9")
+        s = Session(NS, "lo", "--no-kernel", "--format", "jsonl", "--bpf", "tcp port 9", "--capture", "dumpcap")
         try:
             s.wait_watching()
             refuse(NS, 3)

@@ -255,6 +255,7 @@ def test_wheel_is_binary_and_complete(built):
     assert any(n.startswith("rstwatch/track/walkloop.") and n.endswith(".so") for n in names)
     assert any(n.startswith("rstwatch/report/jsonfill.") and n.endswith(".so") for n in names)
     assert any(n.startswith("rstwatch/rowtexts.") and n.endswith(".so") for n in names)
+    assert any(n.startswith("rstwatch/live/afring.") and n.endswith(".so") for n in names)
     assert "rstwatch/hotloops_py.py" in names and "rstwatch/loops.py" in names
     assert sum(n.startswith("rstwatch/rules/") and n.endswith(".yaml") for n in names) >= 15
     assert not any(n.endswith((".pyx", ".c")) for n in names)

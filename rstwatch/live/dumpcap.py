@@ -105,6 +105,7 @@ class CaptureStats:
     from_dumpcap: bool = False      # dumpcap printed its statistics when it stopped
     from_kernel: bool = False       # rstwatch read the kernel's drop count of dumpcap's sockets
     taken_known: bool = True        # `received` is what dumpcap took (not so from the kernel on lo/any)
+    from_ring: bool = False         # rstwatch's own ring (ringcap.py): the kernel's count, exact
 
     @property
     def known(self) -> bool:
@@ -125,6 +126,8 @@ def _loopback_twice(name: str) -> bool:
 
 class Dumpcap:
     """`with Dumpcap(...) as cap:` read pcapng from cap.stdout; leaving the block stops and reaps it."""
+
+    owner = "dumpcap's socket"      # whose socket the kernel's drops are counted on, as told to the user
 
     def __init__(self, interfaces: list[str], bpf: str | None = None, snaplen: int = SNAPLEN,
                  buffer_mib: int = 16, dumpcap: str | None = None) -> None:

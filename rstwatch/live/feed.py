@@ -60,13 +60,15 @@ class PipeFeed:
     """Reads the capture pipe in its own thread; `batches` gets (Segments, arrival monotonic
     time) tuples and END once the pipe closes."""
 
-    def __init__(self, fd: int, label: str, on_blocks: Callable[[bytes, bytes], None] | None = None,
-                 interfaces: list[str] | None = None) -> None:
+    def __init__(self, fd: int | None, label: str, on_blocks: Callable[[bytes, bytes], None] | None = None,
+                 interfaces: list[str] | None = None, source: Iterator[bytes] | None = None) -> None:
         self.fd = fd
-        try:        # a larger pipe: dumpcap blocks less in a burst, and each read takes more at once
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except (OSError, AttributeError):       # not a pipe, a kernel that refuses, not Linux
-            pass
+        self.source = source                # pcapng bytes made in this process (ringcap.py) instead of a pipe
+        if fd is not None:
+            try:    # a larger pipe: dumpcap blocks less in a burst, and each read takes more at once
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except (OSError, AttributeError):   # not a pipe, a kernel that refuses, not Linux
+                pass
         self.copies = CopyFilter(live_name(interfaces or []))     # `any`: a forwarded segment is seen twice
         self.diag = Diagnostics(label)
         self.batches: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
@@ -96,6 +98,19 @@ class PipeFeed:
         self._thread.join(timeout)
 
     def _chunks(self) -> Iterator[bytes]:
+        for data in self.source if self.source is not None else self._pipe():
+            self.bytes_read += len(data)
+            self._started.set()
+            whole = self.splitter.feed(data)
+            if whole:
+                if self.on_blocks:
+                    self.on_blocks(self.splitter.header, whole)
+                yield whole
+            if self.splitter.corrupt:
+                self.diag.warn("the capture stream is corrupt; stopped reading")
+                return
+
+    def _pipe(self) -> Iterator[bytes]:
         while True:
             try:
                 data = os.read(self.fd, READ_BYTES)
@@ -110,16 +125,7 @@ class PipeFeed:
                 # makes a busy link's batches large; a quiet one waits COALESCE_S more, against the
                 # verdicts' 1 s hold.
                 time.sleep(COALESCE_S)
-            self.bytes_read += len(data)
-            self._started.set()
-            whole = self.splitter.feed(data)
-            if whole:
-                if self.on_blocks:
-                    self.on_blocks(self.splitter.header, whole)
-                yield whole
-            if self.splitter.corrupt:
-                self.diag.warn("the capture stream is corrupt; stopped reading")
-                return
+            yield data
 
     def _run(self) -> None:
         try:

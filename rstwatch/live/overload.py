@@ -63,7 +63,7 @@ class OverloadWatch:
         new = total - self.said_total
         since = f"in the last {now - self.said_at:.0f} s" if self.overloaded else "so far"
         self.say(f"overloaded: the kernel dropped {new:,} packets on {self._where(drops)} {since} "
-                 f"(dumpcap's socket; {total:,} in all); verdicts may be late or missing")
+                 f"({getattr(self.cap, 'owner', 'the capture socket')}; {total:,} in all); verdicts may be late or missing")
         self.overloaded, self.said_at, self.said_total = True, now, total
 
     def _where(self, drops: dict[str, int]) -> str:

@@ -20,6 +20,7 @@ from ..report.output import guarded_stdout
 from ..report.plaintext import visible
 from ..kernel.live import KernelSide
 from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
+from .ringcap import RingCapture, ring_possible
 from .evidence import Evidence
 from ..kernel.stored import comment_text
 from .feed import END, PipeFeed, settled_frame
@@ -67,6 +68,7 @@ class LiveOptions:
     limits: Limits = field(default_factory=Limits)
     kernel: bool = True                  # join tcp_send_reset reasons when the kernel offers them
     report: "LiveReport | None" = None   # --report FILE: written when the session ends (live/report.py)
+    capture: str = "auto"                # auto: the in-process ring where it can, else dumpcap (ringcap.py)
 
 
 class Stop:
@@ -121,8 +123,12 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
     started = time.monotonic()
     capturing = False
     try:
-        with Dumpcap(opts.interfaces, opts.bpf, opts.snaplen) as cap:
-            feed = PipeFeed(cap.stdout_fd, label, evidence.write if evidence else None, opts.interfaces).start()
+        with _capture(opts) as cap:
+            if isinstance(cap, RingCapture):
+                feed = PipeFeed(None, label, evidence.write if evidence else None, opts.interfaces,
+                                source=cap.chunks()).start()
+            else:
+                feed = PipeFeed(cap.stdout_fd, label, evidence.write if evidence else None, opts.interfaces).start()
             if not feed.wait_started(START_TIMEOUT_S):
                 cap.stop()
                 raise CaptureStartError(", ".join(opts.interfaces), cap.failure())
@@ -186,6 +192,31 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
     return ExitStatus.INTERRUPTED if stop.signal == signal.SIGINT else ExitStatus.OK
 
 
+def _capture(opts: LiveOptions):
+    """The in-process ring (`--capture ring`, or `auto` where it can: one Ethernet or loopback
+    interface and the right to open a packet socket), else dumpcap."""
+    if opts.capture != "dumpcap":
+        why_not = ring_possible(opts.interfaces)
+        if why_not is None and opts.capture == "auto" and not _may_capture():
+            why_not = "no right to open a packet socket here"
+        if why_not is None:
+            return RingCapture(opts.interfaces, opts.bpf, opts.snaplen)
+        if opts.capture == "ring":
+            raise CaptureStartError(", ".join(opts.interfaces), f"--capture ring: {why_not}")
+    return Dumpcap(opts.interfaces, opts.bpf, opts.snaplen)
+
+
+def _may_capture() -> bool:
+    """Whether this process may open a packet socket (root or CAP_NET_RAW); if not, a dumpcap with
+    file capabilities captures for it."""
+    import socket
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+        return True
+    except OSError:
+        return False
+
+
 # Segments arrived since the last poll that make the next one come before its tick: what one
 # poll joins and judges at once (~25 MB of columns, a few times that while flood flows are found)
 EARLY_POLL_ROWS = 250_000
@@ -232,6 +263,8 @@ def _summary(label, feed, tracker, stats, tally: CauseTally, seconds, evidence) 
     causes = ", ".join(f"{c} {n}" for c, n in tally.resets.most_common()) or "none"
     if stats.from_dumpcap:
         drops = f"capture dropped {stats.dropped:,} of {stats.received:,} packets"
+    elif stats.from_ring:
+        drops = f"capture dropped {stats.dropped:,} of {stats.received + stats.dropped:,} packets (rstwatch's ring)"
     elif stats.from_kernel:     # dumpcap was killed blocked on the pipe: the kernel's count, read by rstwatch
         unread = stats.received - feed.diag.packets if stats.taken_known else 0
         drops = (f"capture dropped {stats.dropped:,} packets (the kernel's count for dumpcap's socket; dumpcap "

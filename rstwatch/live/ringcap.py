@@ -1,0 +1,234 @@
+"""Capturing in rstwatch's own process: an AF_PACKET socket with a TPACKET_V3 ring, read by
+compiled code (afring.pyx) into the pcapng stream the dumpcap path reads.
+
+Why (docs/performance.md, the live path): with dumpcap every packet is copied by the kernel into
+dumpcap's ring, by dumpcap into pcapng, through a pipe, and read again; dumpcap took ~40% of a core
+at 273,000 packets/s. Here the kernel writes into memory rstwatch reads, truncated to the snap
+length by the socket filter, with nothing in between.
+
+Used for one Ethernet or loopback interface when rstwatch may open a packet socket (root or
+CAP_NET_RAW); `any`, several interfaces, other link types, or no right to capture go through dumpcap
+(`--capture dumpcap` always does). A --bpf filter is compiled by libpcap (the library dumpcap
+uses), so it means exactly what it means there."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import socket
+import struct
+import threading
+from typing import Iterator
+
+from .dumpcap import CaptureStartError, CaptureStats, SNAPLEN
+
+SOL_PACKET = 263
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC = 1, 1
+TPACKET_V3 = 2
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
+LINKTYPE_ETHERNET = 1
+
+BLOCK_BYTES = 1 << 20       # 1 MiB blocks ...
+BLOCK_TIMEOUT_MS = 10       # ... handed over when full or after this long, whichever first
+READ_WAIT_MS = 100          # how long one read waits for a block (the stop flag is checked between)
+
+
+def link_type(name: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{name}/type") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def ring_possible(interfaces: list[str]) -> str | None:
+    """Why the in-process ring cannot capture these interfaces (None: it can)."""
+    if len(interfaces) != 1 or interfaces[0] == "any":
+        return "only one interface, not `any`, is captured through the ring"
+    kind = link_type(interfaces[0])
+    if kind is None:
+        return f"there is no device named {interfaces[0]!r}"
+    if kind not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+        return f"{interfaces[0]} is not an Ethernet or loopback interface"
+    try:
+        from . import afring  # noqa: F401  (compiled; absent on the pure-Python build)
+    except ImportError:
+        return "the compiled ring reader is not built"
+    return None
+
+
+class _BpfInsn(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _BpfProgram(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_BpfInsn))]
+
+
+def compile_filter(expr: str | None, snaplen: int, where: str = "--bpf") -> bytes:
+    """The classic BPF program for `expr` (libpcap syntax) on Ethernet, as packed instructions. Its
+    accept returns `snaplen`, so the kernel copies only that much of a packet into the ring; with
+    no expression, every packet is accepted (truncated)."""
+    if not expr:
+        return struct.pack("=HBBI", 0x06, 0, 0, snaplen)        # BPF_RET|BPF_K snaplen
+    name = ctypes.util.find_library("pcap")
+    if not name:
+        raise CaptureStartError(where, "libpcap is not installed, so the filter cannot be compiled "
+                                         "(apt-get install libpcap0.8, or use --capture dumpcap)")
+    lib = ctypes.CDLL(name)
+    lib.pcap_open_dead.restype = ctypes.c_void_p
+    lib.pcap_geterr.restype = ctypes.c_char_p
+    lib.pcap_geterr.argtypes = [ctypes.c_void_p]
+    lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(_BpfProgram), ctypes.c_char_p, ctypes.c_int,
+                                 ctypes.c_uint32]
+    lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
+    lib.pcap_close.argtypes = [ctypes.c_void_p]
+    handle = lib.pcap_open_dead(LINKTYPE_ETHERNET, snaplen)
+    prog = _BpfProgram()
+    try:
+        if lib.pcap_compile(handle, ctypes.byref(prog), expr.encode(), 1, 0xFFFFFFFF) != 0:
+            why = (lib.pcap_geterr(handle) or b"cannot compile it").decode("utf-8", "replace")
+            raise CaptureStartError(where, f"invalid capture filter \"{expr}\": {why}")
+        return ctypes.string_at(prog.bf_insns, prog.bf_len * ctypes.sizeof(_BpfInsn))
+    finally:
+        if prog.bf_insns:
+            lib.pcap_freecode(ctypes.byref(prog))
+        lib.pcap_close(handle)
+
+
+def _attach(sock: socket.socket, program: bytes) -> None:
+    insns = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(insns))      # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("=HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def pcapng_header(name: str, snaplen: int) -> bytes:
+    """A section header and one Ethernet interface block (microsecond timestamps, as dumpcap's)."""
+    shb_body = struct.pack("=IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(4, b"rstwatch") + _option(0, b"")
+    shb = struct.pack("=II", 0x0A0D0D0A, 12 + len(shb_body)) + shb_body + struct.pack("=I", 12 + len(shb_body))
+    idb_body = struct.pack("=HHI", LINKTYPE_ETHERNET, 0, snaplen) + _option(2, name.encode()) + _option(0, b"")
+    idb = struct.pack("=II", 1, 12 + len(idb_body)) + idb_body + struct.pack("=I", 12 + len(idb_body))
+    return shb + idb
+
+
+class RingCapture:
+    """The Dumpcap interface (a context manager with chunks, stop, kernel_drops, stats, failure),
+    captured in this process. `chunks()` yields the pcapng header, then batches of whole EPBs."""
+
+    owner = "rstwatch's ring"
+
+    def __init__(self, interfaces: list[str], bpf: str | None = None, snaplen: int = SNAPLEN,
+                 buffer_mib: int = 32) -> None:
+        self.interfaces = interfaces
+        self.name = interfaces[0]
+        self.snaplen = snaplen
+        self.program = compile_filter(bpf, snaplen, self.name)
+        self.block_nr = max(4, (buffer_mib << 20) // BLOCK_BYTES)
+        self.sock: socket.socket | None = None
+        self.ring: mmap.mmap | None = None
+        self.reader = None
+        self.stopping = False
+        self.why = ""
+        self.drops = 0
+        self.offered = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "RingCapture":
+        from .afring import RingReader
+        where = self.name
+        try:
+            index = socket.if_nametoindex(where)
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except OSError as exc:
+            raise CaptureStartError(where, _why(exc)) from None
+        try:
+            _attach(sock, self.program)         # before the ring: nothing unfiltered gets in
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+            # tpacket_req3: block size, blocks, frame size, frames, block timeout (ms), priv size, features
+            req = struct.pack("=7I", BLOCK_BYTES, self.block_nr, 2048, BLOCK_BYTES // 2048 * self.block_nr,
+                              BLOCK_TIMEOUT_MS, 0, 0)
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+            self.ring = mmap.mmap(sock.fileno(), BLOCK_BYTES * self.block_nr, mmap.MAP_SHARED,
+                                  mmap.PROT_READ | mmap.PROT_WRITE)
+            sock.bind((where, ETH_P_ALL))
+            # promiscuous while the socket lives, as dumpcap captures by default (a mirror port's
+            # traffic is addressed to other hosts); struct packet_mreq, PACKET_MR_PROMISC
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack("=iHH8s", index, PACKET_MR_PROMISC, 0, b""))
+        except OSError as exc:
+            sock.close()
+            raise CaptureStartError(where, _why(exc)) from None
+        self.sock = sock
+        self.reader = RingReader(self.ring, sock.fileno(), BLOCK_BYTES, self.block_nr, self.snaplen,
+                                 link_type(where) == ARPHRD_LOOPBACK)
+        self._index = index
+        return self
+
+    def chunks(self) -> Iterator[bytes]:
+        """The stream until stop() or the interface goes away."""
+        yield pcapng_header(self.name, self.snaplen)
+        while not self.stopping:
+            data = self.reader.read(READ_WAIT_MS)
+            if data:
+                yield data
+            elif self.reader.error_events and not _exists(self.name, self._index):
+                self.why = f"the interface {self.name} went away"
+                return
+        while True:                     # what the kernel already holds when asked to stop
+            data = self.reader.read(0)
+            if not data:
+                return
+            yield data
+
+    def kernel_drops(self) -> dict[str, int] | None:
+        """Packets the kernel could not put in the ring so far (read now; the kernel resets its count)."""
+        with self._lock:
+            if self.sock is not None:
+                raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
+                packets, drops = struct.unpack_from("=II", raw)
+                self.offered += packets
+                self.drops += drops
+            return {self.name: self.drops}
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.stopping = True
+
+    def __exit__(self, *exc) -> None:
+        self.stopping = True
+        self.kernel_drops()
+        with self._lock:
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
+        # the mmap stays until the reader is gone (the feed thread may be in its last read)
+
+    def failure(self) -> str:
+        return self.why or "the capture ended"
+
+    def stats(self) -> CaptureStats:
+        taken = self.reader.packets if self.reader is not None else 0
+        return CaptureStats(received=taken, dropped=self.drops, per_interface={self.name: (taken, self.drops)},
+                            from_kernel=True, from_ring=True)
+
+
+def _exists(name: str, index: int) -> bool:
+    try:
+        return socket.if_nametoindex(name) == index
+    except OSError:
+        return False
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "no permission to open a packet socket (run as root, or use --capture dumpcap with a capable dumpcap)"
+    if exc.errno == 19 or "no such device" in str(exc).lower():
+        return "no such device"
+    return exc.strerror or str(exc)
