@@ -9,7 +9,6 @@ Everything downstream (block splitting, the fast reader, evidence files) is the 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
-from cpython.bytearray cimport PyByteArray_Resize, PyByteArray_AS_STRING
 
 
 cdef extern from "<poll.h>" nogil:
@@ -66,7 +65,7 @@ cdef uint32_t EPB_FIXED = 32                 # block header, interface, timestam
 cdef size_t SLL_OFFSET = (sizeof(tpacket3_hdr) + 15) & ~(<size_t>15)    # TPACKET_ALIGN
 
 
-cdef inline void put32(uint8_t *p, uint32_t v) nogil:
+cdef inline void put32(uint8_t *p, uint32_t v) noexcept nogil:
     memcpy(p, &v, 4)
 
 
@@ -97,7 +96,7 @@ cdef class RingReader:
         self.skipped = 0
         self.error_events = 0
 
-    cdef inline tpacket_block_desc *_block(self, unsigned int i) nogil:
+    cdef inline tpacket_block_desc *_block(self, unsigned int i) noexcept nogil:
         return <tpacket_block_desc *>(self.base + <size_t>i * self.block_size)
 
     def read(self, int timeout_ms, size_t max_bytes=1 << 22):
@@ -116,64 +115,85 @@ cdef class RingReader:
                 self.error_events += 1
             if not (blk.hdr.bh1.block_status & TP_STATUS_USER):
                 return b""
-        out = bytearray()
-        cdef size_t used = 0, need, cap_len, orig_len, padded
-        cdef uint32_t n, i, status, tpid
-        cdef uint64_t usec
-        cdef tpacket3_hdr *pkt
-        cdef sockaddr_ll *sll
-        cdef uint8_t *dst
-        cdef uint8_t *frame
-        cdef bint vlan
-        while (blk.hdr.bh1.block_status & TP_STATUS_USER) and used < max_bytes:
-            n = blk.hdr.bh1.num_pkts
-            # room for the whole block at its worst (every packet snaplen long, 4 bytes of tag)
-            need = used + <size_t>n * (EPB_FIXED + self.snaplen + 8)
-            if <size_t>len(out) < need:
-                PyByteArray_Resize(out, need)
-            dst = <uint8_t *>PyByteArray_AS_STRING(out) + used
-            pkt = <tpacket3_hdr *>(<uint8_t *>blk + blk.hdr.bh1.offset_to_first_pkt)
-            for i in range(n):
-                sll = <sockaddr_ll *>(<uint8_t *>pkt + SLL_OFFSET)
-                if self.skip_outgoing and sll.sll_pkttype == PACKET_OUTGOING:
-                    self.skipped += 1       # loopback: the same packet comes again as incoming
-                else:
-                    status = pkt.tp_status
-                    vlan = (status & TP_STATUS_VLAN_VALID) != 0 and pkt.tp_snaplen >= 12
-                    cap_len = pkt.tp_snaplen + (4 if vlan else 0)
-                    orig_len = pkt.tp_len + (4 if vlan else 0)
-                    if cap_len > self.snaplen:
-                        cap_len = self.snaplen
-                    padded = (cap_len + 3) & ~(<size_t>3)
-                    usec = <uint64_t>pkt.tp_sec * 1000000 + pkt.tp_nsec // 1000
-                    put32(dst, EPB)
-                    put32(dst + 4, <uint32_t>(EPB_FIXED + padded))
-                    put32(dst + 8, 0)
-                    put32(dst + 12, <uint32_t>(usec >> 32))
-                    put32(dst + 16, <uint32_t>(usec & 0xFFFFFFFF))
-                    put32(dst + 20, <uint32_t>cap_len)
-                    put32(dst + 24, <uint32_t>orig_len)
-                    frame = <uint8_t *>pkt + pkt.tp_mac
-                    if vlan:            # the kernel moved the 802.1Q tag out of the frame: put it back
-                        tpid = pkt.hv1.tp_vlan_tpid if (status & TP_STATUS_VLAN_TPID_VALID) else 0x8100
-                        memcpy(dst + 28, frame, 12)
-                        dst[40] = <uint8_t>(tpid >> 8)
-                        dst[41] = <uint8_t>tpid
-                        dst[42] = <uint8_t>(pkt.hv1.tp_vlan_tci >> 8)
-                        dst[43] = <uint8_t>pkt.hv1.tp_vlan_tci
-                        if cap_len > 16:
-                            memcpy(dst + 44, frame + 12, cap_len - 16)
-                    else:
-                        memcpy(dst + 28, frame, cap_len)
-                    if padded > cap_len:
-                        memset(dst + 28 + cap_len, 0, padded - cap_len)
-                    put32(dst + 28 + padded, <uint32_t>(EPB_FIXED + padded))
-                    dst += EPB_FIXED + padded
-                    used += EPB_FIXED + padded
-                    self.packets += 1
-                pkt = <tpacket3_hdr *>(<uint8_t *>pkt + pkt.tp_next_offset)
+        # First the size of what the ready blocks make (so the bytes are made once, at their
+        # size), then the blocks themselves.
+        cdef unsigned int blocks = 0, b = self.current
+        cdef size_t total = 0
+        while (blk.hdr.bh1.block_status & TP_STATUS_USER) and total < max_bytes and blocks < self.block_nr:
+            total += self._block_bytes(blk)
+            blocks += 1
+            b = (b + 1) % self.block_nr
+            blk = self._block(b)
+        out = PyBytes_FromStringAndSize(NULL, total)
+        cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(out)
+        cdef unsigned int k
+        for k in range(blocks):
+            blk = self._block(self.current)
+            dst = self._write_block(blk, dst)
             blk.hdr.bh1.block_status = TP_STATUS_KERNEL      # the kernel may fill it again
             self.current = (self.current + 1) % self.block_nr
-            blk = self._block(self.current)
-        PyByteArray_Resize(out, used)
-        return bytes(out)
+        return out
+
+    cdef inline bint _kept(self, tpacket3_hdr *pkt) noexcept nogil:
+        cdef sockaddr_ll *sll = <sockaddr_ll *>(<uint8_t *>pkt + SLL_OFFSET)
+        return not (self.skip_outgoing and sll.sll_pkttype == PACKET_OUTGOING)
+
+    cdef inline size_t _cap_len(self, tpacket3_hdr *pkt) noexcept nogil:
+        cdef size_t n = pkt.tp_snaplen
+        if (pkt.tp_status & TP_STATUS_VLAN_VALID) and pkt.tp_snaplen >= 12:
+            n += 4
+        return n if n < self.snaplen else self.snaplen
+
+    cdef size_t _block_bytes(self, tpacket_block_desc *blk) noexcept nogil:
+        cdef tpacket3_hdr *pkt = <tpacket3_hdr *>(<uint8_t *>blk + blk.hdr.bh1.offset_to_first_pkt)
+        cdef size_t total = 0
+        cdef uint32_t i
+        for i in range(blk.hdr.bh1.num_pkts):
+            if self._kept(pkt):
+                total += EPB_FIXED + ((self._cap_len(pkt) + 3) & ~(<size_t>3))
+            pkt = <tpacket3_hdr *>(<uint8_t *>pkt + pkt.tp_next_offset)
+        return total
+
+    cdef uint8_t *_write_block(self, tpacket_block_desc *blk, uint8_t *dst) noexcept nogil:
+        cdef tpacket3_hdr *pkt = <tpacket3_hdr *>(<uint8_t *>blk + blk.hdr.bh1.offset_to_first_pkt)
+        cdef size_t cap_len, orig_len, padded
+        cdef uint32_t i, status, tpid
+        cdef uint64_t usec
+        cdef uint8_t *frame
+        cdef bint vlan
+        for i in range(blk.hdr.bh1.num_pkts):
+            if not self._kept(pkt):
+                self.skipped += 1           # loopback: the same packet comes again as incoming
+            else:
+                status = pkt.tp_status
+                vlan = (status & TP_STATUS_VLAN_VALID) != 0 and pkt.tp_snaplen >= 12
+                cap_len = self._cap_len(pkt)
+                orig_len = pkt.tp_len + (4 if vlan else 0)
+                padded = (cap_len + 3) & ~(<size_t>3)
+                usec = <uint64_t>pkt.tp_sec * 1000000 + pkt.tp_nsec // 1000
+                put32(dst, EPB)
+                put32(dst + 4, <uint32_t>(EPB_FIXED + padded))
+                put32(dst + 8, 0)
+                put32(dst + 12, <uint32_t>(usec >> 32))
+                put32(dst + 16, <uint32_t>usec)       # the low half
+                put32(dst + 20, <uint32_t>cap_len)
+                put32(dst + 24, <uint32_t>orig_len)
+                frame = <uint8_t *>pkt + pkt.tp_mac
+                if vlan:            # the kernel moved the 802.1Q tag out of the frame: put it back
+                    tpid = pkt.hv1.tp_vlan_tpid if (status & TP_STATUS_VLAN_TPID_VALID) else 0x8100
+                    memcpy(dst + 28, frame, 12)
+                    dst[40] = <uint8_t>(tpid >> 8)
+                    dst[41] = <uint8_t>tpid
+                    dst[42] = <uint8_t>(pkt.hv1.tp_vlan_tci >> 8)
+                    dst[43] = <uint8_t>pkt.hv1.tp_vlan_tci
+                    if cap_len > 16:
+                        memcpy(dst + 44, frame + 12, cap_len - 16)
+                else:
+                    memcpy(dst + 28, frame, cap_len)
+                if padded > cap_len:
+                    memset(dst + 28 + cap_len, 0, padded - cap_len)
+                put32(dst + 28 + padded, <uint32_t>(EPB_FIXED + padded))
+                dst += EPB_FIXED + padded
+                self.packets += 1
+            pkt = <tpacket3_hdr *>(<uint8_t *>pkt + pkt.tp_next_offset)
+        return dst

@@ -7,6 +7,7 @@ so live verdicts come from exactly the code that classifies files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -33,8 +34,10 @@ class PruneStats:
     trimmed: int = 0         # segments cut out of the middle of long flows
 
 
-def prune(seg: Segments, now_ns: int, pending_frames: np.ndarray, limits: Limits) -> tuple[Segments, PruneStats]:
-    """Forget what no verdict can need any more, trim long flows, then enforce the cap.
+def prune(seg: Segments, now_ns: int, pending_frames: np.ndarray, limits: Limits,
+          take: Callable[[Segments, np.ndarray], Segments] = Segments.take) -> tuple[Segments, PruneStats]:
+    """Forget what no verdict can need any more, trim long flows, then enforce the cap; the rows
+    kept are taken by `take` (the live table gathers them into its growing store).
 
     Flows holding a RST still waiting for its verdict are never dropped."""
     st = PruneStats()
@@ -75,4 +78,4 @@ def prune(seg: Segments, now_ns: int, pending_frames: np.ndarray, limits: Limits
     st.flows = len(f) - st.forgotten - st.evicted
     if keep_row.all():
         return seg, st
-    return seg.take(np.flatnonzero(keep_row)), st
+    return take(seg, np.flatnonzero(keep_row)), st

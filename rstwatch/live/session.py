@@ -29,7 +29,7 @@ from .metrics import LiveMetrics
 from .overload import OverloadWatch
 from .report import LiveReport
 from .sinks import CauseTally, make_sink
-from .tracker import LiveTracker
+from .tracker import EARLY_POLL_ROWS, LiveTracker
 
 START_TIMEOUT_S = 15.0  # dumpcap writes its header as soon as the interface is open
 TICK_S = 0.25           # how often deadlines are checked when no packet arrives
@@ -217,9 +217,6 @@ def _may_capture() -> bool:
         return False
 
 
-# Segments arrived since the last poll that make the next one come before its tick: what one
-# poll joins and judges at once (~25 MB of columns, a few times that while flood flows are found)
-EARLY_POLL_ROWS = 250_000
 
 
 def run_loop(feed: PipeFeed, tracker: LiveTracker, stop: Stop, emit, metrics, duration_s, started) -> bool:
