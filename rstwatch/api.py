@@ -104,20 +104,22 @@ def _empty_columns() -> list[str]:
 
 def watch(interfaces: str | Sequence[str], rules: Rules = None, *, bpf: str | None = None,
           duration: float | None = None, storm_min: int = STORM_MIN_FLOWS, snaplen: int | None = None,
-          poll_s: float = 0.25) -> Iterator[pd.DataFrame]:
-    """Watch interfaces live (dumpcap, as `rstwatch live`) and yield a DataFrame each time resets
-    are decided (about 1 s after each RST). Stops after `duration` seconds, when the generator is
-    closed (`break`), or on KeyboardInterrupt; dumpcap is stopped and reaped in every case."""
+          poll_s: float = 0.25, capture: str = "auto") -> Iterator[pd.DataFrame]:
+    """Watch interfaces live (as `rstwatch live`: `capture` is its --capture, rstwatch's own ring
+    or dumpcap) and yield a DataFrame each time resets are decided (about 1 s after each RST).
+    Stops after `duration` seconds, when the generator is closed (`break`), or on
+    KeyboardInterrupt; the capture is stopped (dumpcap reaped) in every case."""
     import queue
-    from .live.dumpcap import SNAPLEN, CaptureStartError, Dumpcap
-    from .live.feed import END, PipeFeed
+    from .live.capture import open_capture, start_feed
+    from .live.dumpcap import SNAPLEN, CaptureStartError
+    from .live.feed import END
     from .live.tracker import LiveTracker
     names = [interfaces] if isinstance(interfaces, str) else list(interfaces)
     label = "live:" + ",".join(names)
     tracker = LiveTracker(label, _rules(rules), storm_min)
     started = time.monotonic()
-    with Dumpcap(names, bpf, snaplen or SNAPLEN) as cap:
-        feed = PipeFeed(cap.stdout_fd, label).start()
+    with open_capture(names, bpf, snaplen or SNAPLEN, capture) as cap:
+        feed = start_feed(cap, label)
         try:
             if not feed.wait_started(15.0):
                 cap.stop()
@@ -139,7 +141,7 @@ def watch(interfaces: str | Sequence[str], rules: Rules = None, *, bpf: str | No
                     yield _complete(found)
             cap.stop()
             deadline = time.monotonic() + 3.0
-            while not ended and time.monotonic() < deadline:      # what dumpcap flushed on stop
+            while not ended and time.monotonic() < deadline:      # what the capture flushed on stop
                 try:
                     item = feed.batches.get(timeout=0.2)
                 except queue.Empty:

@@ -19,8 +19,8 @@ from ..gcpause import settle_startup
 from ..report.output import guarded_stdout
 from ..report.plaintext import visible
 from ..kernel.live import KernelSide
-from .dumpcap import CaptureStartError, Dumpcap, SNAPLEN
-from .ringcap import RingCapture, ring_possible
+from .capture import open_capture, start_feed
+from .dumpcap import CaptureStartError, SNAPLEN
 from .evidence import Evidence
 from ..kernel.stored import comment_text
 from .feed import END, PipeFeed, settled_frame
@@ -123,12 +123,8 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
     started = time.monotonic()
     capturing = False
     try:
-        with _capture(opts) as cap:
-            if isinstance(cap, RingCapture):
-                feed = PipeFeed(None, label, evidence.write if evidence else None, opts.interfaces,
-                                source=cap.chunks()).start()
-            else:
-                feed = PipeFeed(cap.stdout_fd, label, evidence.write if evidence else None, opts.interfaces).start()
+        with open_capture(opts.interfaces, opts.bpf, opts.snaplen, opts.capture) as cap:
+            feed = start_feed(cap, label, evidence.write if evidence else None, opts.interfaces)
             if not feed.wait_started(START_TIMEOUT_S):
                 cap.stop()
                 raise CaptureStartError(", ".join(opts.interfaces), cap.failure())
@@ -190,33 +186,6 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
         _say(f"error: capture on {', '.join(opts.interfaces)} stopped: {failure}")
         return ExitStatus.PARTIAL
     return ExitStatus.INTERRUPTED if stop.signal == signal.SIGINT else ExitStatus.OK
-
-
-def _capture(opts: LiveOptions):
-    """The in-process ring (`--capture ring`, or `auto` where it can: one Ethernet or loopback
-    interface and the right to open a packet socket), else dumpcap."""
-    if opts.capture != "dumpcap":
-        why_not = ring_possible(opts.interfaces)
-        if why_not is None and opts.capture == "auto" and not _may_capture():
-            why_not = "no right to open a packet socket here"
-        if why_not is None:
-            return RingCapture(opts.interfaces, opts.bpf, opts.snaplen)
-        if opts.capture == "ring":
-            raise CaptureStartError(", ".join(opts.interfaces), f"--capture ring: {why_not}")
-    return Dumpcap(opts.interfaces, opts.bpf, opts.snaplen)
-
-
-def _may_capture() -> bool:
-    """Whether this process may open a packet socket (root or CAP_NET_RAW); if not, a dumpcap with
-    file capabilities captures for it."""
-    import socket
-    try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
-        return True
-    except OSError:
-        return False
-
-
 
 
 def run_loop(feed: PipeFeed, tracker: LiveTracker, stop: Stop, emit, metrics, duration_s, started) -> bool:
