@@ -6,6 +6,7 @@ back) and on loopback (each packet is seen leaving and arriving; one copy is kep
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -112,3 +113,30 @@ def test_ring_filter_is_libpcaps(tmp_path: Path):
         sessions = _both(ns, "lo", tmp_path, traffic, "--bpf", "tcp port 13", "--no-kernel")   # wire only: the kernel would add the filtered resets
     verdicts = _same_verdicts(sessions)
     assert [(v["cause"], v["sport"]) for v in verdicts] == [("closed-port", 13)] * 3, verdicts
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@needs_root
+def test_ring_survives_the_link_going_down_and_up(tmp_path: Path):
+    """A link that goes down makes the socket report an error; left unread it woke every poll at
+    once (a core spun while the link was down). Down and up again, the capture goes on."""
+    setup = ("ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
+    with namespace(NS, *setup) as ns:
+        s = Session(ns, "d1", "--format", "jsonl", "--capture", "ring")
+        s.wait_watching()
+        cpu0 = _cpu_seconds(s.proc.pid)
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "d1", "down"], check=True)
+        time.sleep(3)
+        cpu_down = _cpu_seconds(s.proc.pid) - cpu0
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "d1", "up"], check=True)
+        time.sleep(0.5)
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", TAGGED_SENDER, str(ROOT)], check=True)
+        s.wait_records(4)
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.finish(15) == 0, s.err
+    assert cpu_down < 1.0, f"{cpu_down:.2f} s of CPU in 3 s with the link down"
+    assert [r["cause"] for r in s.records()] == ["closed-port"] * 4, s.err

@@ -18,6 +18,7 @@ import mmap
 import socket
 import struct
 import threading
+import time
 from typing import Iterator
 
 from .dumpcap import CaptureStartError, CaptureStats, SNAPLEN
@@ -36,6 +37,7 @@ LINKTYPE_ETHERNET = 1
 BLOCK_BYTES = 1 << 20       # 1 MiB blocks ...
 BLOCK_TIMEOUT_MS = 10       # ... handed over when full or after this long, whichever first
 READ_WAIT_MS = 100          # how long one read waits for a block (the stop flag is checked between)
+ERROR_PAUSE_S = 0.05        # after the socket reported an error (a link going down), before reading on
 
 
 def link_type(name: str) -> int | None:
@@ -175,18 +177,34 @@ class RingCapture:
     def chunks(self) -> Iterator[bytes]:
         """The stream until stop() or the interface goes away."""
         yield pcapng_header(self.name, self.snaplen)
+        errors = 0
         while not self.stopping:
             data = self.reader.read(READ_WAIT_MS)
             if data:
                 yield data
-            elif self.reader.error_events and not _exists(self.name, self._index):
-                self.why = f"the interface {self.name} went away"
-                return
+            if self.reader.error_events != errors:
+                # The socket reports an error (the interface went down, or away). Reading it clears
+                # it: left pending, every poll returned at once and the loop spun a core while the
+                # link was down. Down and up again, the capture goes on, as dumpcap's does.
+                errors = self.reader.error_events
+                self._clear_error()
+                if not _exists(self.name, self._index):
+                    self.why = f"the interface {self.name} went away"
+                    return
+                time.sleep(ERROR_PAUSE_S)
         while True:                     # what the kernel already holds when asked to stop
             data = self.reader.read(0)
             if not data:
                 return
             yield data
+
+    def _clear_error(self) -> None:
+        with self._lock:
+            if self.sock is not None:
+                try:
+                    self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                except OSError:
+                    pass
 
     def kernel_drops(self) -> dict[str, int] | None:
         """Packets the kernel could not put in the ring so far (read now; the kernel resets its count)."""
