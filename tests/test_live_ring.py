@@ -96,6 +96,19 @@ def test_ring_and_dumpcap_agree_on_tagged_traffic(tmp_path: Path):
 
 
 @needs_root
+def test_ring_vlan_filter_looks_where_the_kernel_keeps_the_tag(tmp_path: Path):
+    """`--bpf 'vlan 10'` compiled for no interface tests the frame's bytes, where a received
+    tag no longer is: nothing matched. Compiled on the interface it tests the kernel's tag."""
+    setup = ("ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
+    with namespace(NS, *setup) as ns:
+        sessions = _both(ns, "d1", tmp_path, lambda: subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", TAGGED_SENDER, str(ROOT)], check=True),
+            "--bpf", "vlan 10 and tcp", "--no-kernel")
+    verdicts = _same_verdicts(sessions)
+    assert [v["cause"] for v in verdicts] == ["closed-port"] * 4, verdicts
+
+
+@needs_root
 def test_ring_and_dumpcap_agree_on_loopback(tmp_path: Path):
     with namespace(NS) as ns:
         sessions = _both(ns, "lo", tmp_path, lambda: refuse(ns, 5))
@@ -140,3 +153,31 @@ def test_ring_survives_the_link_going_down_and_up(tmp_path: Path):
         assert s.finish(15) == 0, s.err
     assert cpu_down < 1.0, f"{cpu_down:.2f} s of CPU in 3 s with the link down"
     assert [r["cause"] for r in s.records()] == ["closed-port"] * 4, s.err
+
+
+RELEASE = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from rstwatch.live.ringcap import RingCapture
+def sockets():
+    return len(open('/proc/net/packet').read().splitlines()) - 1
+before = sockets()
+with RingCapture(['lo'], None, 192) as cap:
+    during = sockets()
+    stream = cap.chunks()
+    next(stream)
+    cap.stop()
+    rest = list(stream)
+print(before, during, sockets())
+"""
+
+
+@needs_root
+def test_ring_socket_is_gone_after_the_capture():
+    """The mapping holds the socket open: closing the socket alone left it capturing, promiscuous,
+    as long as the objects lived (an API user's every watch() would leave one)."""
+    with namespace(NS) as ns:
+        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", RELEASE, str(ROOT)],
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "1", "0"], res.stdout

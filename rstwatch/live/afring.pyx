@@ -60,6 +60,19 @@ cdef extern from "<linux/if_packet.h>":
         PACKET_OUTGOING
 
 
+cdef extern from *:
+    """
+    /* The kernel sets a block's status to TP_STATUS_USER after writing its packets (smp_wmb);
+       reading it with acquire order makes those writes visible, and handing the block back with
+       release order keeps our reads of it before the kernel's next writes (libpcap does the same;
+       it matters on arm64). */
+    static inline uint32_t rw_status_acquire(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void rw_status_release(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    """
+    uint32_t rw_status_acquire(uint32_t *p) nogil
+    void rw_status_release(uint32_t *p, uint32_t v) nogil
+
+
 cdef uint32_t EPB = 6
 cdef uint32_t EPB_FIXED = 32                 # block header, interface, timestamps, lengths, trailer
 cdef size_t SLL_OFFSET = (sizeof(tpacket3_hdr) + 15) & ~(<size_t>15)    # TPACKET_ALIGN
@@ -99,13 +112,24 @@ cdef class RingReader:
     cdef inline tpacket_block_desc *_block(self, unsigned int i) noexcept nogil:
         return <tpacket_block_desc *>(self.base + <size_t>i * self.block_size)
 
+    cdef inline bint _ready(self, tpacket_block_desc *blk) noexcept nogil:
+        return (rw_status_acquire(&blk.hdr.bh1.block_status) & TP_STATUS_USER) != 0
+
+    def close(self):
+        """Stop reading (the ring is about to be unmapped): every later read returns None."""
+        self.base = NULL
+        self.keep = None
+
     def read(self, int timeout_ms, size_t max_bytes=1 << 22):
         """pcapng EPBs of every packet in the blocks ready now (waiting up to `timeout_ms` for the
-        first), at most about `max_bytes` of them; b"" when nothing came."""
+        first), at most about `max_bytes` of them; None when no block was ready (b"" when the
+        blocks held only packets that are skipped)."""
+        if self.base == NULL:
+            return None
         cdef tpacket_block_desc *blk = self._block(self.current)
         cdef pollfd pfd
         cdef int got
-        if not (blk.hdr.bh1.block_status & TP_STATUS_USER):
+        if not self._ready(blk):
             pfd.fd = self.fd
             pfd.events = POLLIN | POLLERR
             pfd.revents = 0
@@ -113,25 +137,28 @@ cdef class RingReader:
                 got = poll(&pfd, 1, timeout_ms)
             if got > 0 and (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) and not (pfd.revents & POLLIN):
                 self.error_events += 1
-            if not (blk.hdr.bh1.block_status & TP_STATUS_USER):
-                return b""
+            if self.base == NULL or not self._ready(blk):       # closed meanwhile, or nothing came
+                return None
         # First the size of what the ready blocks make (so the bytes are made once, at their
         # size), then the blocks themselves.
         cdef unsigned int blocks = 0, b = self.current
         cdef size_t total = 0
-        while (blk.hdr.bh1.block_status & TP_STATUS_USER) and total < max_bytes and blocks < self.block_nr:
+        while self._ready(blk) and total < max_bytes and blocks < self.block_nr:
             total += self._block_bytes(blk)
             blocks += 1
             b = (b + 1) % self.block_nr
             blk = self._block(b)
         out = PyBytes_FromStringAndSize(NULL, total)
         cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(out)
+        cdef uint8_t *end = dst + total
         cdef unsigned int k
         for k in range(blocks):
             blk = self._block(self.current)
-            dst = self._write_block(blk, dst)
-            blk.hdr.bh1.block_status = TP_STATUS_KERNEL      # the kernel may fill it again
+            dst = self._write_block(blk, dst, end)
+            rw_status_release(&blk.hdr.bh1.block_status, TP_STATUS_KERNEL)   # the kernel may fill it again
             self.current = (self.current + 1) % self.block_nr
+        if dst != end:          # cannot happen with the block read whole: never hand out a torn tail
+            return out[:dst - <uint8_t *>PyBytes_AS_STRING(out)]
         return out
 
     cdef inline bint _kept(self, tpacket3_hdr *pkt) noexcept nogil:
@@ -154,7 +181,7 @@ cdef class RingReader:
             pkt = <tpacket3_hdr *>(<uint8_t *>pkt + pkt.tp_next_offset)
         return total
 
-    cdef uint8_t *_write_block(self, tpacket_block_desc *blk, uint8_t *dst) noexcept nogil:
+    cdef uint8_t *_write_block(self, tpacket_block_desc *blk, uint8_t *dst, uint8_t *end) noexcept nogil:
         cdef tpacket3_hdr *pkt = <tpacket3_hdr *>(<uint8_t *>blk + blk.hdr.bh1.offset_to_first_pkt)
         cdef size_t cap_len, orig_len, padded
         cdef uint32_t i, status, tpid
@@ -170,6 +197,8 @@ cdef class RingReader:
                 cap_len = self._cap_len(pkt)
                 orig_len = pkt.tp_len + (4 if vlan else 0)
                 padded = (cap_len + 3) & ~(<size_t>3)
+                if dst + EPB_FIXED + padded > end:      # more than the size pass counted: stop here
+                    break
                 usec = <uint64_t>pkt.tp_sec * 1000000 + pkt.tp_nsec // 1000
                 put32(dst, EPB)
                 put32(dst + 4, <uint32_t>(EPB_FIXED + padded))

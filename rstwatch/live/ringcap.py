@@ -73,9 +73,13 @@ class _BpfProgram(ctypes.Structure):
 
 
 def compile_filter(expr: str | None, snaplen: int, where: str = "--bpf") -> bytes:
-    """The classic BPF program for `expr` (libpcap syntax) on Ethernet, as packed instructions. Its
-    accept returns `snaplen`, so the kernel copies only that much of a packet into the ring; with
-    no expression, every packet is accepted (truncated)."""
+    """The classic BPF program for `expr` (libpcap syntax) on interface `where`, as packed
+    instructions. Its accept returns `snaplen`, so the kernel copies only that much of a packet
+    into the ring; with no expression, every packet is accepted (truncated).
+
+    Compiled on a live libpcap handle of the interface where one can be opened: only then does
+    libpcap know the kernel takes 802.1Q tags out of the frame and test them where the kernel
+    keeps them (`vlan 100` compiled for a dead handle looks inside the frame and matches nothing)."""
     if not expr:
         return struct.pack("=HBBI", 0x06, 0, 0, snaplen)        # BPF_RET|BPF_K snaplen
     name = ctypes.util.find_library("pcap")
@@ -90,7 +94,19 @@ def compile_filter(expr: str | None, snaplen: int, where: str = "--bpf") -> byte
                                  ctypes.c_uint32]
     lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
     lib.pcap_close.argtypes = [ctypes.c_void_p]
-    handle = lib.pcap_open_dead(LINKTYPE_ETHERNET, snaplen)
+    lib.pcap_create.restype = ctypes.c_void_p
+    lib.pcap_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    lib.pcap_set_snaplen.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.pcap_activate.argtypes = [ctypes.c_void_p]
+    errbuf = ctypes.create_string_buffer(256)
+    handle = lib.pcap_create(where.encode(), errbuf)
+    if handle:
+        lib.pcap_set_snaplen(handle, snaplen)
+        if lib.pcap_activate(handle) < 0:           # no such device, no right: compile as dead
+            lib.pcap_close(handle)
+            handle = None
+    if not handle:
+        handle = lib.pcap_open_dead(LINKTYPE_ETHERNET, snaplen)
     prog = _BpfProgram()
     try:
         if lib.pcap_compile(handle, ctypes.byref(prog), expr.encode(), 1, 0xFFFFFFFF) != 0:
@@ -138,6 +154,7 @@ class RingCapture:
         self.sock: socket.socket | None = None
         self.ring: mmap.mmap | None = None
         self.reader = None
+        self.skips_outgoing = False
         self.stopping = False
         self.why = ""
         self.drops = 0
@@ -149,11 +166,13 @@ class RingCapture:
         where = self.name
         try:
             index = socket.if_nametoindex(where)
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            # protocol 0: no packet is taken until bind() names the interface and the protocol
+            # (opened with ETH_P_ALL the socket would take every interface's packets meanwhile)
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except OSError as exc:
             raise CaptureStartError(where, _why(exc)) from None
         try:
-            _attach(sock, self.program)         # before the ring: nothing unfiltered gets in
+            _attach(sock, self.program)
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
             # tpacket_req3: block size, blocks, frame size, frames, block timeout (ms), priv size, features
             req = struct.pack("=7I", BLOCK_BYTES, self.block_nr, 2048, BLOCK_BYTES // 2048 * self.block_nr,
@@ -161,16 +180,20 @@ class RingCapture:
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
             self.ring = mmap.mmap(sock.fileno(), BLOCK_BYTES * self.block_nr, mmap.MAP_SHARED,
                                   mmap.PROT_READ | mmap.PROT_WRITE)
-            sock.bind((where, ETH_P_ALL))
             # promiscuous while the socket lives, as dumpcap captures by default (a mirror port's
             # traffic is addressed to other hosts); struct packet_mreq, PACKET_MR_PROMISC
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack("=iHH8s", index, PACKET_MR_PROMISC, 0, b""))
+            sock.bind((where, ETH_P_ALL))
         except OSError as exc:
+            if self.ring is not None:       # the mapping holds the socket open: let both go
+                self.ring.close()
+                self.ring = None
             sock.close()
             raise CaptureStartError(where, _why(exc)) from None
         self.sock = sock
+        self.skips_outgoing = link_type(where) == ARPHRD_LOOPBACK
         self.reader = RingReader(self.ring, sock.fileno(), BLOCK_BYTES, self.block_nr, self.snaplen,
-                                 link_type(where) == ARPHRD_LOOPBACK)
+                                 self.skips_outgoing)
         self._index = index
         return self
 
@@ -182,7 +205,7 @@ class RingCapture:
             data = self.reader.read(READ_WAIT_MS)
             if data:
                 yield data
-            if self.reader.error_events != errors:
+            if self.reader.error_events != errors and not self.stopping:
                 # The socket reports an error (the interface went down, or away). Reading it clears
                 # it: left pending, every poll returned at once and the loop spun a core while the
                 # link was down. Down and up again, the capture goes on, as dumpcap's does.
@@ -192,11 +215,14 @@ class RingCapture:
                     self.why = f"the interface {self.name} went away"
                     return
                 time.sleep(ERROR_PAUSE_S)
-        while True:                     # what the kernel already holds when asked to stop
+        # What the ring already holds when asked to stop: no new packet enters it (stop()), so
+        # this ends; at most one pass over the ring, whatever happens.
+        for _ in range(self.block_nr):
             data = self.reader.read(0)
-            if not data:
+            if data is None:
                 return
-            yield data
+            if data:
+                yield data
 
     def _clear_error(self) -> None:
         with self._lock:
@@ -214,26 +240,48 @@ class RingCapture:
                 packets, drops = struct.unpack_from("=II", raw)
                 self.offered += packets
                 self.drops += drops
-            return {self.name: self.drops}
+            return {self.name: self._packets(self.drops)}
+
+    def _packets(self, count: int) -> int:
+        """A count of the kernel's in packets: on loopback it counts (and drops) each packet twice,
+        leaving and arriving, and one copy is kept; both copies meet a full ring alike."""
+        return count // 2 if self.skips_outgoing else count
 
     def stop(self, timeout: float = 2.0) -> None:
+        """No new packet enters the ring (a filter that takes none), so draining it ends."""
         self.stopping = True
+        with self._lock:
+            if self.sock is not None:
+                try:
+                    _attach(self.sock, struct.pack("=HBBI", 0x06, 0, 0, 0))     # BPF_RET|BPF_K 0
+                except OSError:
+                    pass
 
     def __exit__(self, *exc) -> None:
-        self.stopping = True
+        self.stop()
         self.kernel_drops()
+        # The reader first (a feed thread still in its last read sees it closed and returns), then
+        # the mapping, which holds the socket open (and promiscuous) until it is closed too.
+        if self.reader is not None:
+            self.reader.close()
         with self._lock:
+            if self.ring is not None:
+                try:
+                    self.ring.close()
+                except BufferError:         # a view of it still exported: it goes with the object
+                    pass
+                self.ring = None
             if self.sock is not None:
                 self.sock.close()
                 self.sock = None
-        # the mmap stays until the reader is gone (the feed thread may be in its last read)
 
     def failure(self) -> str:
         return self.why or "the capture ended"
 
     def stats(self) -> CaptureStats:
         taken = self.reader.packets if self.reader is not None else 0
-        return CaptureStats(received=taken, dropped=self.drops, per_interface={self.name: (taken, self.drops)},
+        dropped = self._packets(self.drops)
+        return CaptureStats(received=taken, dropped=dropped, per_interface={self.name: (taken, dropped)},
                             from_kernel=True, from_ring=True)
 
 
