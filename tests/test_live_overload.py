@@ -42,6 +42,15 @@ def _dropped_metric() -> float:
     return float(m.group(1))
 
 
+def _blast(seconds: int) -> subprocess.Popen:
+    """Separate resets into d0 as fast as the sender goes (hostile.blast, ~100,000/s); prints how
+    many frames it sent."""
+    return subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c",
+                             "import sys; sys.path.insert(0, 'benchmarks'); import hostile; "
+                             f"print(hostile.blast('d0', 0, {seconds}))"],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
 @needs_root
 def test_overload_is_counted_from_the_kernel_and_told_while_it_happens():
     with namespace(NS, "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up"):
@@ -50,13 +59,10 @@ def test_overload_is_counted_from_the_kernel_and_told_while_it_happens():
         try:
             s.wait_watching()
             rx0 = _rx_packets()
-            # separate resets as fast as the sender goes (hostile.blast, ~100,000/s) for 15 s: more
-            # than rstwatch decides (~50,000/s), so dumpcap's ring fills in seconds and the kernel
-            # drops the rest (at 50,000/s, once just enough, the second line came after the 15 s)
-            sender = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c",
-                                       "import sys; sys.path.insert(0, 'benchmarks'); import hostile; "
-                                       "print(hostile.blast('d0', 0, 15))"],
-                                      cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            # 15 s of resets faster than rstwatch decides them (~50,000/s), so dumpcap's ring fills
+            # in seconds and the kernel drops the rest (at 50,000/s, once just enough, the second
+            # line came after the 15 s)
+            sender = _blast(15)
             told: list[tuple[float, str]] = []          # (when seen, line) of each overload line
             seen = 0
             while sender.poll() is None:
@@ -111,11 +117,9 @@ def test_overload_on_rstwatchs_own_ring_accounts_for_every_frame():
         try:
             s.wait_watching()
             rx0 = _rx_packets()
-            sender = subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-c",
-                                     "import sys; sys.path.insert(0, 'benchmarks'); import hostile; "
-                                     "print(hostile.blast('d0', 0, 8))"],
-                                    cwd=ROOT, capture_output=True, text=True, timeout=120)
-            assert sender.returncode == 0, sender.stderr
+            sender = _blast(8)
+            sender.communicate(timeout=120)
+            assert sender.returncode == 0
             sent = _rx_packets() - rx0
             told = [line for line in s.err if "overloaded:" in line]
         finally:

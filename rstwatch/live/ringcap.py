@@ -13,7 +13,6 @@ uses), so it means exactly what it means there."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import socket
 import struct
@@ -21,6 +20,7 @@ import threading
 import time
 from typing import Iterator
 
+from ..sources.bpf import kernel_program
 from .dumpcap import CaptureStartError, CaptureStats, SNAPLEN
 
 SOL_PACKET = 263
@@ -64,59 +64,13 @@ def ring_possible(interfaces: list[str]) -> str | None:
     return None
 
 
-class _BpfInsn(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
-
-
-class _BpfProgram(ctypes.Structure):
-    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_BpfInsn))]
-
-
 def compile_filter(expr: str | None, snaplen: int, where: str = "--bpf") -> bytes:
     """The classic BPF program for `expr` (libpcap syntax) on interface `where`, as packed
     instructions. Its accept returns `snaplen`, so the kernel copies only that much of a packet
-    into the ring; with no expression, every packet is accepted (truncated).
-
-    Compiled on a live libpcap handle of the interface where one can be opened: only then does
-    libpcap know the kernel takes 802.1Q tags out of the frame and test them where the kernel
-    keeps them (`vlan 100` compiled for a dead handle looks inside the frame and matches nothing)."""
+    into the ring; with no expression, every packet is accepted (truncated)."""
     if not expr:
         return struct.pack("=HBBI", 0x06, 0, 0, snaplen)        # BPF_RET|BPF_K snaplen
-    name = ctypes.util.find_library("pcap")
-    if not name:
-        raise CaptureStartError(where, "libpcap is not installed, so the filter cannot be compiled "
-                                         "(apt-get install libpcap0.8, or use --capture dumpcap)")
-    lib = ctypes.CDLL(name)
-    lib.pcap_open_dead.restype = ctypes.c_void_p
-    lib.pcap_geterr.restype = ctypes.c_char_p
-    lib.pcap_geterr.argtypes = [ctypes.c_void_p]
-    lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(_BpfProgram), ctypes.c_char_p, ctypes.c_int,
-                                 ctypes.c_uint32]
-    lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
-    lib.pcap_close.argtypes = [ctypes.c_void_p]
-    lib.pcap_create.restype = ctypes.c_void_p
-    lib.pcap_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    lib.pcap_set_snaplen.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    lib.pcap_activate.argtypes = [ctypes.c_void_p]
-    errbuf = ctypes.create_string_buffer(256)
-    handle = lib.pcap_create(where.encode(), errbuf)
-    if handle:
-        lib.pcap_set_snaplen(handle, snaplen)
-        if lib.pcap_activate(handle) < 0:           # no such device, no right: compile as dead
-            lib.pcap_close(handle)
-            handle = None
-    if not handle:
-        handle = lib.pcap_open_dead(LINKTYPE_ETHERNET, snaplen)
-    prog = _BpfProgram()
-    try:
-        if lib.pcap_compile(handle, ctypes.byref(prog), expr.encode(), 1, 0xFFFFFFFF) != 0:
-            why = (lib.pcap_geterr(handle) or b"cannot compile it").decode("utf-8", "replace")
-            raise CaptureStartError(where, f"invalid capture filter \"{expr}\": {why}")
-        return ctypes.string_at(prog.bf_insns, prog.bf_len * ctypes.sizeof(_BpfInsn))
-    finally:
-        if prog.bf_insns:
-            lib.pcap_freecode(ctypes.byref(prog))
-        lib.pcap_close(handle)
+    return kernel_program(expr, where, snaplen)
 
 
 def _attach(sock: socket.socket, program: bytes) -> None:

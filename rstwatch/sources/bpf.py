@@ -1,4 +1,5 @@
-"""Capture filters in libpcap's own language, applied while reading a file (`read --bpf`).
+"""Capture filters in libpcap's own language, applied while reading a file (`read --bpf`), and
+compiled for the kernel for `live`'s own capture ring.
 
 libpcap compiles the expression (pcap_compile on a "dead" handle of the packet's link type)
 and runs the program (bpf_filter), both through ctypes: the exact rules of tcpdump and
@@ -49,6 +50,13 @@ def libpcap() -> ctypes.CDLL:
     lib.pcap_close.argtypes = [ctypes.c_void_p]
     lib.bpf_filter.restype = ctypes.c_uint
     lib.bpf_filter.argtypes = [ctypes.POINTER(_Insn), ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    # a live handle, for `live`'s own capture ring (live/ringcap.py): compiled on it, a filter
+    # tests 802.1Q tags where the kernel keeps them
+    lib.pcap_create.restype = ctypes.c_void_p
+    lib.pcap_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    lib.pcap_set_snaplen.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.pcap_activate.argtypes = [ctypes.c_void_p]
+    lib.pcap_freecode.argtypes = [ctypes.POINTER(_Program)]
     return lib
 
 
@@ -77,6 +85,33 @@ class BpfProgram:
         run, insns = self._run, self.program.bf_insns
         return np.fromiter((run(insns, base + o, n, n) != 0 for o, n in zip(data.tolist(), caplen.tolist())),
                            dtype=bool, count=len(data))
+
+
+def kernel_program(expr: str, interface: str, snaplen: int) -> bytes:
+    """`expr` compiled for the interface, as packed classic BPF instructions for SO_ATTACH_FILTER
+    (its accept returns `snaplen`: the kernel keeps that much of each packet). On a live libpcap
+    handle of the interface where one opens (a dead handle's `vlan 100` looks for the tag inside
+    the frame, where a received tag no longer is), else on a dead Ethernet one."""
+    lib = libpcap()
+    errbuf = ctypes.create_string_buffer(256)
+    handle = lib.pcap_create(interface.encode(), errbuf)
+    if handle:
+        lib.pcap_set_snaplen(handle, snaplen)
+        if lib.pcap_activate(handle) < 0:           # no such device, no right: compile as dead
+            lib.pcap_close(handle)
+            handle = None
+    if not handle:
+        handle = lib.pcap_open_dead(1, snaplen)
+    program = _Program()
+    try:
+        if lib.pcap_compile(handle, ctypes.byref(program), expr.encode(), 1, NETMASK_UNKNOWN) != 0:
+            reason = (lib.pcap_geterr(handle) or b"invalid filter").decode(errors="replace")
+            raise RstwatchError(interface, f"invalid capture filter \"{expr}\": {reason}")
+        return ctypes.string_at(program.bf_insns, program.bf_len * ctypes.sizeof(_Insn))
+    finally:
+        if program.bf_insns:
+            lib.pcap_freecode(ctypes.byref(program))
+        lib.pcap_close(handle)
 
 
 def check_expression(expr: str) -> None:
