@@ -91,17 +91,23 @@ def test_overload_is_counted_from_the_kernel_and_told_while_it_happens():
         assert re.fullmatch(r"rstwatch: overloaded: the kernel dropped [\d,]+ packets on d1 in the last 1\d s "
                             r"\(dumpcap's socket; [\d,]+ in all\); verdicts may be late or missing\n", line), line
     assert "drops unknown" not in err, err
+    # Usually dumpcap is blocked on the full pipe when asked to stop, is killed and prints nothing:
+    # the summary has the kernel's count alone, and what was still in dumpcap's buffer. When the
+    # consumer happened to have caught up at that moment (seen once in CI), dumpcap stops cleanly
+    # and its own count is added to the kernel's; what the pipe still held is then not told.
     m = re.search(r"live:d1: [\d.]+ s, ([\d,]+) packets .*; capture dropped ([\d,]+) packets \(the kernel's count for "
                   r"dumpcap's socket; dumpcap gave no statistics\)(?:; ([\d,]+) more were still in dumpcap's buffer)?",
                   err)
-    assert m, err
-    read, dropped, unread = (int((g or "0").replace(",", "")) for g in m.groups())
+    clean = re.search(r"live:d1: [\d.]+ s, ([\d,]+) packets .*; capture dropped ([\d,]+) of [\d,]+ packets\n", err)
+    assert m or clean, err
+    read, dropped, unread = (int((g or "0").replace(",", "")) for g in (m or clean).groups() + ((None,) if clean else ()))
     assert dropped >= during > 0
     missing = sent - read
     # Every frame that reached d1 was read, dropped by the kernel, or still in dumpcap's buffer
     # (its 16 MiB ring and the pipe) when it was stopped; the kernel's count is the largest part.
     assert dropped <= missing, (dropped, sent, read)
-    assert abs(missing - dropped - unread) <= 20, (sent, read, dropped, unread)
+    if m:
+        assert abs(missing - dropped - unread) <= 20, (sent, read, dropped, unread)
     assert unread <= RING_MIB * 2**20 // 128, unread          # a 54-byte frame takes >= 128 bytes of ring
     assert dropped >= missing // 2, (dropped, missing)
     print(f"sent {sent:,}, read {read:,}, kernel dropped {dropped:,} (metric {during:,.0f} while running), "
