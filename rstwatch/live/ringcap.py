@@ -112,7 +112,6 @@ class RingCapture:
         self.stopping = False
         self.why = ""
         self.drops = 0
-        self.offered = 0
         self._lock = threading.Lock()
 
     def __enter__(self) -> "RingCapture":
@@ -191,8 +190,7 @@ class RingCapture:
         with self._lock:
             if self.sock is not None:
                 raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
-                packets, drops = struct.unpack_from("=II", raw)
-                self.offered += packets
+                _, drops = struct.unpack_from("=II", raw)      # tpacket_stats_v3: packets, drops
                 self.drops += drops
             return {self.name: self._packets(self.drops)}
 
