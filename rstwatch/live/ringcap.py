@@ -21,6 +21,7 @@ import time
 from typing import Iterator
 
 from ..sources.bpf import kernel_program
+from ..sources.pcapng import block, option
 from .dumpcap import CaptureStartError, CaptureStats, SNAPLEN
 
 SOL_PACKET = 263
@@ -79,16 +80,11 @@ def _attach(sock: socket.socket, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def _option(code: int, value: bytes) -> bytes:
-    return struct.pack("=HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
 def pcapng_header(name: str, snaplen: int) -> bytes:
-    """A section header and one Ethernet interface block (microsecond timestamps, as dumpcap's)."""
-    shb_body = struct.pack("=IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(4, b"rstwatch") + _option(0, b"")
-    shb = struct.pack("=II", 0x0A0D0D0A, 12 + len(shb_body)) + shb_body + struct.pack("=I", 12 + len(shb_body))
-    idb_body = struct.pack("=HHI", LINKTYPE_ETHERNET, 0, snaplen) + _option(2, name.encode()) + _option(0, b"")
-    idb = struct.pack("=II", 1, 12 + len(idb_body)) + idb_body + struct.pack("=I", 12 + len(idb_body))
+    """A section header and one Ethernet interface block (microsecond timestamps, as dumpcap's).
+    Little-endian, as afring's packet blocks are on every platform rstwatch is built for."""
+    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + option(4, b"rstwatch") + option(0, b""))
+    idb = block(1, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, snaplen) + option(2, name.encode()) + option(0, b""))
     return shb + idb
 
 

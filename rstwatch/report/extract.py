@@ -23,7 +23,7 @@ from ..errors import CaptureError, OutputError
 from ..sources.decode import decode
 from ..sources.diagnostics import Diagnostics
 from ..sources.pcap import is_pcap, read_pcap
-from ..sources.pcapng import is_pcapng, read_pcapng
+from ..sources.pcapng import block, is_pcapng, option, read_pcapng
 from ..sources.segments import address_text
 from ..sources.stream import ChunkBuffer, open_stream
 from .output import write_file
@@ -291,29 +291,20 @@ def _take(seg, i: int, buf, rec, j: int, big: bool, cands: list[_Want], floods: 
         w.packets.append(item)
 
 
-def _opt(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def _block(kind: int, body: bytes) -> bytes:
-    length = 12 + len(body)
-    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
-
-
 def pcapng_bytes(packets: list, rst_frame: int, cause: str, label: str, version: str) -> bytes:
     """A little-endian pcapng: one interface per link type, nanosecond timestamps, a comment per packet."""
-    shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
-                 + _opt(1, f"rstwatch evidence: {cause} at frame {rst_frame} of {label}".encode())
-                 + _opt(4, f"rstwatch {version}".encode()) + _opt(0, b""))
+    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+                 + option(1, f"rstwatch evidence: {cause} at frame {rst_frame} of {label}".encode())
+                 + option(4, f"rstwatch {version}".encode()) + option(0, b""))
     ifaces: dict[int, int] = {}
     blocks = [shb]
     for _, linktype, _, _, _ in packets:
         if linktype not in ifaces:
             ifaces[linktype] = len(ifaces)
-            blocks.append(_block(1, struct.pack("<HHI", linktype, 0, 0) + _opt(9, b"\x09") + _opt(0, b"")))
+            blocks.append(block(1, struct.pack("<HHI", linktype, 0, 0) + option(9, b"\x09") + option(0, b"")))
     for frame, linktype, ts_ns, origlen, data in sorted(packets, key=lambda p: p[0]):
         note = f"frame {frame} of {capture_name(label)}" + (f"; the RST: {cause}" if frame == rst_frame else "")
         body = struct.pack("<IIIII", ifaces[linktype], ts_ns >> 32 & 0xFFFFFFFF, ts_ns & 0xFFFFFFFF, len(data), origlen)
-        body += data + b"\0" * (-len(data) % 4) + _opt(1, note.encode()) + _opt(0, b"")
-        blocks.append(_block(6, body))
+        body += data + b"\0" * (-len(data) % 4) + option(1, note.encode()) + option(0, b"")
+        blocks.append(block(6, body))
     return b"".join(blocks)

@@ -103,6 +103,17 @@ class _State:
         self.last_ts_ns = 0         # time of the last timed packet, for Simple Packet Blocks
 
 
+def option(code: int, value: bytes) -> bytes:
+    """One little-endian pcapng option, padded to 32 bits (code 0 with b"" ends a list)."""
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def block(kind: int, body: bytes) -> bytes:
+    """One little-endian pcapng block: type, total length, body, total length again."""
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
 def read_pcapng(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarray, RecordIndex]]:
     st = _State()
     file_off = 0                  # where the current view starts in the file
