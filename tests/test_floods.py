@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 
 
 FRAME = 54
@@ -67,3 +68,24 @@ def test_slow_trickle_of_lone_rsts_is_not_a_storm(tmp_path):
     res = subprocess.run([exe, "read", str(path), "--format", "jsonl"], capture_output=True, text=True)
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(rows) == 600 and "rst-storm" not in {r["cause"] for r in rows}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0, 1, 2**63, 2**64 - 1]), st.integers(0, 2),
+                          st.integers(0, 65535), st.integers(-10**12, 10**12)), min_size=1, max_size=40))
+def test_target_groups_agree_with_a_sorted_pandas_group_by(rows):
+    """The flood detectors group flows by target in numpy (no pandas import while reading);
+    the groups, their order and their statistics are pandas' sorted group-by's."""
+    import pandas as pd
+    from rstwatch.track.storms import TargetGroups
+    hi, lo, src, port, ts = (np.array(c, dtype) for c, dtype in
+                             zip(zip(*rows), (np.uint64, np.uint64, np.uint64, np.uint16, np.int64)))
+    groups = TargetGroups((hi, lo, src))
+    by = pd.DataFrame({"hi": hi, "lo": lo, "src": src, "port": port, "ts": ts}).groupby(["hi", "lo", "src"])
+    stats = by.agg(n=("port", "size"), ports=("port", "nunique"), t0=("ts", "min"), t1=("ts", "max"))
+    assert groups.keys() == [tuple(map(int, k)) for k in stats.index]
+    assert groups.sizes().tolist() == stats["n"].tolist()
+    assert groups.distinct(port).tolist() == stats["ports"].tolist()
+    t0, t1 = groups.min_max(ts)
+    assert (t0.tolist(), t1.tolist()) == (stats["t0"].tolist(), stats["t1"].tolist())
+    assert groups.group.tolist() == by.ngroup().tolist()

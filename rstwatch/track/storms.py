@@ -89,6 +89,39 @@ class Storm:
     v6: bool = False
 
 
+class TargetGroups:
+    """Rows grouped by equal values of several key columns, the groups in ascending key order
+    (as a sorted group-by): numpy only, so reading a large capture never imports pandas for it."""
+
+    def __init__(self, columns: tuple[np.ndarray, ...]) -> None:
+        self.columns = columns
+        self.order = np.lexsort(columns[::-1])              # lexsort's last key is the primary one
+        ordered = [c[self.order] for c in columns]
+        starts = np.ones(len(self.order), bool)
+        if len(self.order):
+            starts[1:] = np.logical_or.reduce([c[1:] != c[:-1] for c in ordered])
+        self.starts = np.flatnonzero(starts)
+        self.group = np.empty(len(self.order), np.int64)   # each row's group number
+        self.group[self.order] = np.cumsum(starts) - 1
+
+    def keys(self) -> list[tuple[int, ...]]:
+        first = self.order[self.starts]
+        return list(zip(*(map(int, c[first].tolist()) for c in self.columns)))
+
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.group, minlength=len(self.starts))
+
+    def min_max(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ordered = values[self.order]
+        return np.minimum.reduceat(ordered, self.starts), np.maximum.reduceat(ordered, self.starts)
+
+    def distinct(self, values: np.ndarray) -> np.ndarray:
+        """How many different `values` each group holds."""
+        width = int(values.max()) + 1 if len(values) else 1
+        pairs = np.unique(self.group * width + values.astype(np.int64))    # one per (group, value)
+        return np.bincount(pairs // width, minlength=len(self.starts))
+
+
 class StormTracker:
     def __init__(self, rules: list | None = None, storm_min: int | None = STORM_MIN_FLOWS) -> None:
         """`rules`: any rules; those with a `flood` mapping switch their detector on (a detector
@@ -118,7 +151,6 @@ class StormTracker:
         syn_only = ((f & SYN) != 0) & ((f & ACK) == 0) & ~is_rst
         if not self.storms and max(int(is_rst.sum()), int(syn_only.sum())) < self.min_flows:
             return seg      # too few resets or SYNs to hold a flood (a flood's flows each hold one)
-        import pandas as pd
         codes, uniq = factorize_keys(flow_hash(seg))
         n = len(uniq)
         synack = ((f & SYN) != 0) & ((f & ACK) != 0) & ~is_rst
@@ -147,25 +179,27 @@ class StormTracker:
                 continue                  # too few such flows in all for a new flood of this kind
             # the target: receiver of the RST (storm), the scanned host (scan), the SYNs' destination
             rows = np.flatnonzero(np.isin(codes, flows) & (is_rst if k == 0 else syn_only))
-            first_row = pd.Series(rows).groupby(codes[rows]).first().to_numpy()
-            groups = pd.DataFrame({
-                "flow": codes[first_row], "hi": seg["dst_hi"][first_row], "lo": seg["dst_lo"][first_row],
-                # a scan is one source probing many ports; other floods are keyed by target only
-                "src_hi": seg["src_hi"][first_row] if k == 1 else 0, "src_lo": seg["src_lo"][first_row] if k == 1 else 0,
-                "port": seg["dport"][first_row], "ts": seg["ts_ns"][first_row]})
-            by_target = groups.groupby(["hi", "lo", "src_hi", "src_lo"])
+            # each flow's first such row (flows in code order), then the flows grouped by target
+            _, first_at = np.unique(codes[rows], return_index=True)
+            first_row = rows[first_at]
+            zero = np.zeros(len(first_row), np.uint64)
+            # a scan is one source probing many ports; other floods are keyed by target only
+            targets = TargetGroups((seg["dst_hi"][first_row], seg["dst_lo"][first_row],
+                                    seg["src_hi"][first_row] if k == 1 else zero,
+                                    seg["src_lo"][first_row] if k == 1 else zero))
+            flows_n = targets.sizes()
+            t0, t1 = targets.min_max(seg["ts_ns"][first_row])
+            size = targets.distinct(seg["dport"][first_row]) if k == 1 else flows_n
+            span_s = np.maximum((t1 - t0) / 1e9, 1e-3)
             # judge every group at once; only floods (new or already known) are visited one by one
-            stats = by_target.agg(flows=("flow", "size"), ports=("port", "nunique"), t0=("ts", "min"), t1=("ts", "max"))
-            size = stats["ports"] if k == 1 else stats["flows"]
-            span_s = np.maximum((stats["t1"] - stats["t0"]).to_numpy() / 1e9, 1e-3)
-            chosen = ((size >= min_flows) & (stats["flows"] / span_s >= min_rate)).to_numpy()
-            keys = [(name, *map(int, idx)) for idx in stats.index]
+            chosen = (size >= min_flows) & (flows_n / span_s >= min_rate)
+            keys = [(name, *key) for key in targets.keys()]
             if known:
                 chosen = chosen | np.array([key in self.storms for key in keys])
             if not chosen.any():
                 continue
-            group_of_row = by_target.ngroup().to_numpy()
-            flow_col = groups["flow"].to_numpy()
+            group_of_row = targets.group
+            flow_col = codes[first_row]
             for g in np.flatnonzero(chosen):
                 group_flows = flow_col[group_of_row == g]
                 self._add(keys[g], name, seg, codes, group_flows, is_rst, syn_only, counted)
