@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/side_by_side.py [--packets 1000000] [--resets 10000 100000] [--repeat 3]
 
-Files (benchmarks/synth.py): N mixed packets (2% of connections end in a reset), files where
-every connection ends in a reset (a request, then the server aborts: 6 packets each), and a
-2-packet file. Tools, each as a fresh process, measured in CPU seconds (user + system of the
+Files (benchmarks/synth.py): N mixed packets (2% of connections end in a reset), N packets of
+the same traffic without a reset, files where every connection ends in a reset (a request, then
+the server aborts: 6 packets each), and a 2-packet file. Tools, each as a fresh process, measured in CPU seconds (user + system of the
 process and its children, median of --repeat runs; tshark once, it is slow):
 
 - rstwatch read FILE --format jsonl (every reset explained)
@@ -99,6 +99,11 @@ def main() -> None:
     print(f"machine: {machine()}")
     files = {f"{a.packets:,} mixed packets": work / "mixed.pcap"}
     synth.write(files[f"{a.packets:,} mixed packets"], synth.build(a.packets, 0.02))
+    # the same traffic without a reset: reading and tracking alone, no verdict to make (and no
+    # pandas to import), which tells the two apart in the mixed file's time
+    quiet = f"{a.packets:,} packets, no reset"
+    files[quiet] = work / "quiet.pcap"
+    synth.write(files[quiet], synth.build(a.packets, 0.0))
     for n in a.resets:
         files[f"{n:,} resets, one per connection"] = work / f"resets-{n}.pcap"
         write_resets(files[f"{n:,} resets, one per connection"], n)
@@ -121,9 +126,11 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |" + ratio)
     mixed = f"{a.packets:,} mixed packets"
     if "tshark" in found:
-        rate = a.packets / cpu[mixed, "rstwatch"]
-        print(f"\nmixed file: rstwatch {rate:,.0f} packets per CPU second, "
-              f"{cpu[mixed, 'tshark'] / cpu[mixed, 'rstwatch']:.0f}x tshark")
+        print()
+        for label, what in ((mixed, "mixed file"), (quiet, "no-reset file")):
+            rate = a.packets / cpu[label, "rstwatch"]
+            print(f"{what}: rstwatch {rate:,.0f} packets per CPU second, "
+                  f"{cpu[label, 'tshark'] / cpu[label, 'rstwatch']:.0f}x tshark")
     if len(a.resets) >= 2:
         lo, hi = sorted(a.resets)[-2:]
         extra = cpu[f"{hi:,} resets, one per connection", "rstwatch"] - cpu[f"{lo:,} resets, one per connection", "rstwatch"]
