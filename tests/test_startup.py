@@ -3,13 +3,16 @@ the CLI is built, `--help` needs no data library, reading a capture to JSON Line
 neither the report (matplotlib, jinja2), nor live (prometheus_client, psutil), nor the tshark
 engine (pyshark, asyncio), and reading captures that hold no RST loads no pandas (nor pyarrow):
 the findings table is made with the first reset. The times themselves are measured by
-benchmarks/startup.py and bin/benchmark."""
+bin/benchmark (benchmarks/side_by_side.py)."""
 from __future__ import annotations
 
 import io
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 
@@ -67,6 +70,22 @@ def test_reading_captures_without_a_reset_loads_no_pandas(fmt):
     assert status == 0 and len(CONTROLS) >= 3
     assert {"numpy", "yaml"} <= loaded                      # the capture was read, the rules loaded
     assert not loaded & {"pandas", "pyarrow"}, loaded & {"pandas", "pyarrow"}
+
+
+def test_a_large_capture_without_a_reset_loads_no_pandas(tmp_path):
+    """The flood detectors look at the table each time it is compacted and at the end; with more
+    SYNs than a flood needs (500) they group flows by target, in numpy: pandas came in there."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import synth
+    capture = tmp_path / "quiet.pcap"
+    synth.write(capture, synth.build(60_000, 0.0))
+    from rstwatch.sources.capture import iter_segments
+    from rstwatch.sources.diagnostics import Diagnostics
+    flags = np.concatenate([seg["flags"] for seg in iter_segments(capture, Diagnostics("quiet"))])
+    assert not (flags & 0x04).any() and np.count_nonzero((flags & 0x12) == 0x02) >= 500
+    loaded, status, printed = probe("read", str(capture), "--format", "jsonl")
+    assert status == 0 and printed == ""
+    assert "numpy" in loaded and not loaded & {"pandas", "pyarrow"}, loaded & {"pandas", "pyarrow"}
 
 
 @pytest.mark.parametrize("fmt", TABLELESS)
