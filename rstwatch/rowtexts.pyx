@@ -17,6 +17,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
+from rstwatch.intdigits cimport int64_digits
+
 cdef extern from "sys/socket.h":
     int AF_INET
     int AF_INET6
@@ -390,17 +392,7 @@ cdef inline Py_ssize_t _put(char *out, Py_ssize_t at, const char *s, Py_ssize_t 
 cdef Py_ssize_t _put_int(char *out, Py_ssize_t at, int64_t v) noexcept nogil:
     """The decimal digits of v (as %lld writes them) at out + at; returns the new end."""
     cdef char tmp[24]
-    cdef int i = 24
-    cdef uint64_t u = <uint64_t>(-(v + 1)) + 1 if v < 0 else <uint64_t>v     # INT64_MIN too
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
-    if v < 0:
-        i -= 1
-        tmp[i] = b'-'
+    cdef int i = int64_digits(tmp, v)
     memcpy(out + at, tmp + i, 24 - i)
     return at + 24 - i
 

@@ -29,6 +29,8 @@ from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
+from rstwatch.intdigits cimport int64_digits
+
 import numpy as np
 
 
@@ -117,22 +119,8 @@ cdef int put_utf8(Buf *b, const char *s, Py_ssize_t n, object encode) except -1:
 
 cdef int put_int(Buf *b, int64_t v) except -1:
     cdef char tmp[24]
-    cdef int i = 23
-    cdef unsigned long long u
-    if v < 0:
-        u = <unsigned long long> (-(v + 1)) + 1      # INT64_MIN too
-    else:
-        u = <unsigned long long> v
-    while True:
-        tmp[i] = <char> (48 + u % 10)
-        u //= 10
-        i -= 1
-        if u == 0:
-            break
-    if v < 0:
-        tmp[i] = b'-'
-        i -= 1
-    return put(b, tmp + i + 1, 23 - i)
+    cdef int i = int64_digits(tmp, v)
+    return put(b, tmp + i, 24 - i)
 
 
 cdef int put_int_list(Buf *b, list values) except -1:
