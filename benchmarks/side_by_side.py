@@ -4,8 +4,9 @@
 
 Files (benchmarks/synth.py): N mixed packets (2% of connections end in a reset), N packets of
 the same traffic without a reset, files where every connection ends in a reset (a request, then
-the server aborts: 6 packets each), and a 2-packet file. Tools, each as a fresh process, measured in CPU seconds (user + system of the
-process and its children, median of --repeat runs; tshark once, it is slow):
+the server aborts: 6 packets each), and a 2-packet file. Tools, each as a fresh process,
+measured in CPU seconds (user + system of the process and its children, median of --repeat
+runs; tshark once, it is slow):
 
 - rstwatch read FILE --format jsonl (every reset explained)
 - Suricata 7, single runmode, full TCP stream engine, EVE flow records only, no rules

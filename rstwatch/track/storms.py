@@ -180,7 +180,7 @@ class StormTracker:
             # the target: receiver of the RST (storm), the scanned host (scan), the SYNs' destination
             rows = np.flatnonzero(np.isin(codes, flows) & (is_rst if k == 0 else syn_only))
             # each flow's first such row (flows in code order), then the flows grouped by target
-            _, first_at = np.unique(codes[rows], return_index=True)
+            flow_col, first_at = np.unique(codes[rows], return_index=True)
             first_row = rows[first_at]
             zero = np.zeros(len(first_row), np.uint64)
             # a scan is one source probing many ports; other floods are keyed by target only
@@ -199,7 +199,6 @@ class StormTracker:
             if not chosen.any():
                 continue
             group_of_row = targets.group
-            flow_col = codes[first_row]
             for g in np.flatnonzero(chosen):
                 group_flows = flow_col[group_of_row == g]
                 self._add(keys[g], name, seg, codes, group_flows, is_rst, syn_only, counted)
