@@ -153,6 +153,45 @@ def test_an_instance_being_read_is_never_taken_for_stale():
     assert "rstwatch-999999999" in remove_stale(root) and not ghost.exists()
 
 
+def _clean_after_barrier(root, barrier, results):
+    from rstwatch.kernel.tracefs import remove_stale
+    barrier.wait()
+    try:
+        results.put(("removed", remove_stale(root)))
+    except OSError as exc:
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@needs_root
+def test_runs_starting_together_clean_the_same_stale_instance_without_error():
+    """Two `live` runs started at once both clean a stale instance: the kernel answers the later
+    rmdir with ENODEV (a CI run died on it, 'internal error'). Race it for real, many times."""
+    import multiprocessing
+    from rstwatch.kernel.tracefs import find_tracefs
+    root = find_tracefs()
+    ghost = root / "instances" / "rstwatch-999999997"
+    ctx = multiprocessing.get_context("fork")
+    errors, removals = [], 0
+    try:
+        for _ in range(20):
+            ghost.mkdir()
+            barrier, results = ctx.Barrier(4), ctx.Queue()
+            procs = [ctx.Process(target=_clean_after_barrier, args=(root, barrier, results)) for _ in range(4)]
+            for proc in procs:
+                proc.start()
+            outcomes = [results.get(timeout=30) for _ in procs]
+            for proc in procs:
+                proc.join(timeout=30)
+            errors += [what for kind, what in outcomes if kind == "error"]
+            removals += sum(ghost.name in what for kind, what in outcomes if kind == "removed")
+            assert not ghost.exists()
+    finally:
+        if ghost.exists():
+            os.rmdir(ghost)
+    assert errors == []
+    assert removals == 20, "each stale instance is reported removed by exactly the run that removed it"
+
+
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
     """The rest of a process's output after readline() calls on it. communicate() reads the pipes'
     file descriptors directly and loses what readline() had already buffered: the line right after

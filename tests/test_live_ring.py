@@ -20,6 +20,11 @@ from test_live import Session, namespace, needs_root, refuse
 
 NS = "rwring"
 SUMMARY = re.compile(r"(\d[\d,]*) packets \((\d[\d,]*) TCP\)")
+# A veth pair in a namespace with IPv6 off. With it on, each new link sends neighbour solicitations,
+# listener reports and router solicitations for seconds after it comes up: the two sessions start a
+# moment apart, so one saw a packet more than the other and every frame number differed (a CI run).
+QUIET_VETH = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1", "sysctl -qw net.ipv6.conf.default.disable_ipv6=1",
+              "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
 
 
 def _both(ns: str, iface: str, tmp: Path, traffic, *extra: str) -> dict[str, tuple[Session, Path]]:
@@ -83,7 +88,7 @@ for n in range(4):
 def test_ring_and_dumpcap_agree_on_tagged_traffic(tmp_path: Path):
     """Frames tagged VLAN 10 sent into d0 arrive on d1, where the kernel moves the tag out of the
     frame before any capture sees it: both captures must put it back."""
-    setup = ("ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
+    setup = QUIET_VETH
     with namespace(NS, *setup) as ns:
         sessions = _both(ns, "d1", tmp_path, lambda: subprocess.run(
             ["ip", "netns", "exec", ns, sys.executable, "-c", TAGGED_SENDER, str(ROOT)], check=True))
@@ -99,7 +104,7 @@ def test_ring_and_dumpcap_agree_on_tagged_traffic(tmp_path: Path):
 def test_ring_vlan_filter_looks_where_the_kernel_keeps_the_tag(tmp_path: Path):
     """`--bpf 'vlan 10'` compiled for no interface tests the frame's bytes, where a received
     tag no longer is: nothing matched. Compiled on the interface it tests the kernel's tag."""
-    setup = ("ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
+    setup = QUIET_VETH
     with namespace(NS, *setup) as ns:
         sessions = _both(ns, "d1", tmp_path, lambda: subprocess.run(
             ["ip", "netns", "exec", ns, sys.executable, "-c", TAGGED_SENDER, str(ROOT)], check=True),
@@ -137,7 +142,7 @@ def _cpu_seconds(pid: int) -> float:
 def test_ring_survives_the_link_going_down_and_up(tmp_path: Path):
     """A link that goes down makes the socket report an error; left unread it woke every poll at
     once (a core spun while the link was down). Down and up again, the capture goes on."""
-    setup = ("ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
+    setup = QUIET_VETH
     with namespace(NS, *setup) as ns:
         s = Session(ns, "d1", "--format", "jsonl", "--capture", "ring")
         s.wait_watching()

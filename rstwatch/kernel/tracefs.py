@@ -3,7 +3,6 @@ every exit path; instances left by a killed run are removed at the next start.""
 from __future__ import annotations
 
 import atexit
-import errno
 import os
 import re
 import subprocess
@@ -94,13 +93,22 @@ def remove_stale(root: Path) -> list[str]:
         m = NAME.match(inst.name)
         if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
             continue
-        try:
-            os.rmdir(inst)
+        if _rmdir_instance(inst):
             removed.append(inst.name)
-        except OSError as exc:
-            if exc.errno not in (errno.EBUSY, errno.ENOENT):
-                raise
     return removed
+
+
+def _rmdir_instance(inst: Path) -> bool:
+    """Remove one instance; True when this call removed it. Never raises: cleaning up is best effort,
+    and the callers look at what is left. The usual refusals: EBUSY (its trace_pipe is open: a live
+    reader, perhaps in another pid namespace), ENOENT, and ENODEV when another run removed it between
+    our lookup and our rmdir (two runs starting together clean the same stale instance; a CI run
+    died on it)."""
+    try:
+        os.rmdir(inst)
+        return True
+    except OSError:
+        return False
 
 
 class TraceInstance:
@@ -116,7 +124,7 @@ class TraceInstance:
     def __enter__(self) -> "TraceInstance":
         self.stale_removed = remove_stale(self.root)
         if self.dir.exists():                      # our own pid: a previous run in this process
-            self.remove()
+            _rmdir_instance(self.dir)
         try:
             self.dir.mkdir()
         except OSError as exc:
@@ -156,11 +164,7 @@ class TraceInstance:
             (self.dir / EVENT / "enable").write_text("0")
         except OSError:
             pass
-        try:
-            os.rmdir(self.dir)
-        except FileNotFoundError:
-            pass
-        except OSError:
+        if not _rmdir_instance(self.dir) and self.dir.exists():
             return                                  # still open somewhere: the next start cleans it
         self._made = False
         atexit.unregister(self.remove)
