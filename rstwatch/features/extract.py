@@ -77,7 +77,7 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     df = pd.DataFrame(columns, copy=False)
     df["conn.server_rst_burst"] = _server_burst(df, _server_endpoints(P, rows, is_client)).astype(PANDAS_DTYPE["int"])
     df["conn.server_alive_in_burst"] = _server_alive(df, P, rows).astype(PANDAS_DTYPE["int"])
-    _older_connection(df, P, rows, [conns[k].idx[0] for k in np.asarray(conn_of).tolist()] if n else [])
+    _older_connection(df, P, rows, per_conn(first_rows, np.int64))
     return df
 
 
@@ -351,7 +351,7 @@ def _endpoint_keys(P: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     return (np.minimum(a, b) * np.uint64(0xC2B2AE3D27D4EB4F)) ^ np.maximum(a, b)
 
 
-def _older_connection(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows, conn_first_rows: list[int]) -> None:
+def _older_connection(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows, conn_first_rows: np.ndarray) -> None:
     """conn.older_established, conn.older_first_frame: what the capture shows of the connection a
     challenge ACK speaks for, i.e. the same 4-tuple's segments before this connection's first one
     (the walk splits them off at the new SYN). Established: data, or an ACK without SYN from the

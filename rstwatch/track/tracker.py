@@ -51,7 +51,7 @@ def rst_connections(seg: Segments) -> tuple[dict[str, np.ndarray], list[Connecti
     # the middle finds no garbage and rescans them all (~25% of the walk)
     with gc_paused():
         if compiled_walk_groups is not None:
-            conns, out = compiled_walk_groups(P, order.tolist(), bounds.tolist())
+            conns, out = compiled_walk_groups(P, order, bounds)
         else:
             conns = python_walk_groups({k: v.tolist() for k, v in P.items()}, order.tolist(), bounds.tolist())
     frames = P["frame"]

@@ -157,8 +157,13 @@ cdef class RstOut:
 cdef class WalkedConnection:
     """track.connection.Connection as the compiled walk makes it: the same fields (the Python
     walk's dataclass stays the reference), held in C slots instead of an instance dict: ~300
-    bytes and a dict's inserts and frees less for every connection walked."""
-    cdef public list idx
+    bytes and a dict's inserts and frees less for every connection walked. Its segment rows are a
+    slice of one int64 array shared by every connection of a walk (`idx` makes the list when asked):
+    a list of ten int objects per connection was ~450 bytes, and the pipeline reads only the
+    first and the last row."""
+    cdef object _rows               # int64 array; this connection's rows are _rows[_start:_stop]
+    cdef const int64_t *_data       # _rows' data, alive as long as _rows is
+    cdef Py_ssize_t _start, _stop
     cdef public bint flipped
     cdef public object client_dir
     cdef public bint role_inferred
@@ -168,6 +173,23 @@ cdef class WalkedConnection:
     cdef public object continues
     cdef list _rsts
     cdef Py_ssize_t place           # its place in the list connection_columns was last given
+
+    @property
+    def idx(self):
+        return None if self._rows is None else self._rows[self._start:self._stop].tolist()
+
+    @idx.setter
+    def idx(self, rows):
+        arr = np.array(rows, dtype=np.int64)       # a copy: the connection's own rows
+        cdef const int64_t[::1] view = arr
+        self._rows, self._start, self._stop = arr, 0, len(arr)
+        self._data = &view[0] if len(arr) else NULL
+
+    cdef inline int64_t first_row(self) noexcept:
+        return self._data[self._start]
+
+    cdef inline int64_t last_row(self) noexcept:
+        return self._data[self._stop - 1]
 
     @property
     def rsts(self):             # the pipeline's RSTs are columns (RstOut); walk() fills this one
@@ -185,9 +207,10 @@ if any(not hasattr(WalkedConnection, name) for name in _CONNECTION_FIELDS):
     raise RuntimeError("walkloop: WalkedConnection lacks a field of Connection")
 
 
-cdef WalkedConnection new_connection(list idx, bint flipped, object client_dir, bint inferred):
+cdef WalkedConnection new_connection(object rows, const int64_t *data, Py_ssize_t start, Py_ssize_t stop,
+                                     bint flipped, object client_dir, bint inferred):
     cdef WalkedConnection conn = WalkedConnection.__new__(WalkedConnection)
-    conn.idx = idx
+    conn._rows, conn._data, conn._start, conn._stop = rows, data, start, stop
     conn.flipped = flipped
     conn.client_dir = client_dir
     conn.role_inferred = inferred
@@ -378,10 +401,10 @@ def connection_columns(list conns):
         c.place = k
     for k in range(n):
         c = <WalkedConnection>conns[k]
-        if not c.idx:
+        if c._stop <= c._start:
             raise ValueError("a connection without segments")
-        first[k] = c.idx[0]
-        last[k] = c.idx[len(c.idx) - 1]      # no negative index: this module is compiled without wraparound
+        first[k] = c.first_row()
+        last[k] = c.last_row()
         states[k] = c.conn_state
         histories[k] = c.history
         inferred[k] = c.role_inferred and c.client_dir is not None
@@ -401,16 +424,22 @@ def walk(dict P, list idx):
     cdef Cols c = Cols(P)
     cdef Py_ssize_t r
     cdef RstOut out = RstOut(sum(1 for i in idx if c.flags[i] & RST))
-    conn = conn_walk(c, out, 0, idx)
+    rows = np.array(idx, dtype=np.int64)
+    cdef const int64_t[::1] view = rows
+    if not len(idx):
+        raise ValueError("a connection without segments")
+    conn = conn_walk(c, out, 0, rows, &view[0], 0, len(idx))
     for r in range(out.n):
         conn.rsts.append(ConnRst(pos=int(out.pos[r]), frame=int(out.frame[r]), sender=int(out.sender[r]),
                                  values=out.values(r), evidence=out.evidence[r]))
     return conn
 
 
-cdef WalkedConnection conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx_list):
-    """One connection: its Connection, and a row in `out` per RST."""
-    cdef Py_ssize_t n = len(idx_list), pos
+cdef WalkedConnection conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, object rows, const int64_t *data,
+                                Py_ssize_t start, Py_ssize_t stop):
+    """One connection, whose segment rows are rows[start:stop] (`data` is rows' data): its
+    Connection, and a row in `out` per RST."""
+    cdef Py_ssize_t n = stop - start, pos
     cdef int d, f, client_dir = -1
     cdef bint inferred = True, flipped, syn, fin, rst, has_ack
     cdef long long seq, ack, plen, end, i, win, ttl, sp, dp, first
@@ -420,14 +449,10 @@ cdef WalkedConnection conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx
     cdef Side *me
     cdef Side *peer
     cdef Py_ssize_t first_row = out.n, rst_count = 0
-    cdef long long *idx = <long long *>malloc(n * sizeof(long long))
+    cdef long long *idx = <long long *>(data + start)      # read only
     cdef char *dirs = <char *>malloc(n)
-    if idx == NULL or dirs == NULL:
-        free(idx)
-        free(dirs)
+    if dirs == NULL:
         raise MemoryError()
-    for pos in range(n):
-        idx[pos] = idx_list[pos]
     first = idx[0]
     a_port, a_lo, a_hi = c.sport[first], c.src_lo[first], c.src_hi[first]
     for pos in range(n):
@@ -453,7 +478,7 @@ cdef WalkedConnection conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx
         for pos in range(n):
             dirs[pos] = 1 - dirs[pos]
         client_dir = 0
-    conn = new_connection(idx_list, flipped, None if client_dir < 0 else client_dir, inferred)
+    conn = new_connection(rows, data, start, stop, flipped, None if client_dir < 0 else client_dir, inferred)
     memset_side(&sides[0])
     memset_side(&sides[1])
     cdef History hist = History(flipped)
@@ -555,7 +580,6 @@ cdef WalkedConnection conn_walk(Cols c, RstOut out, Py_ssize_t conn_no, list idx
     conn.history = text
     conn.conn_state = conn_state(sides[0].state, sides[1].state, sides[0].size, sides[1].size, text)
     after_rst(c, out, first_row, idx, dirs, n)
-    free(idx)
     free(dirs)
     return conn
 
@@ -863,59 +887,104 @@ cdef void after_rst(Cols c, RstOut o, Py_ssize_t first_row, long long *idx, char
 
 def split_connections(dict P, list idx):
     """connection.split_connections, compiled."""
-    return split_in(Cols(P), idx)
+    cdef Cols c = Cols(P)
+    rows = np.array(idx, dtype=np.int64)
+    cdef Py_ssize_t n = len(rows), pieces, k
+    if not n:
+        return []
+    cdef const int64_t[::1] view = rows
+    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
+    cdef char *continues = <char *>malloc(n)
+    if starts == NULL or continues == NULL:
+        free(starts)
+        free(continues)
+        raise MemoryError()
+    try:
+        pieces = split_range(c, &view[0], 0, n, starts, continues)
+        return [(idx[starts[k]:starts[k + 1] if k + 1 < pieces else n], bool(continues[k])) for k in range(pieces)]
+    finally:
+        free(starts)
+        free(continues)
 
 
-cdef list split_in(Cols c, list idx):
-    cdef list conns = [], cur = []
-    cdef bint cur_continues = False, has_syn_seq = False, has_rst = False, syn_only, fresh_syn, stale
+cdef Py_ssize_t split_range(Cols c, const int64_t *rows, Py_ssize_t lo, Py_ssize_t hi,
+                            Py_ssize_t *starts, char *continues) noexcept:
+    """connection.split_connections over the segment rows rows[lo:hi] (lo < hi): writes where each
+    piece starts (it ends where the next starts, the last at hi) and whether it continues the
+    one before; returns how many pieces (at most hi - lo: the room `starts` and `continues` need)."""
+    cdef Py_ssize_t pieces = 1, pos
+    cdef bint has_syn_seq = False, has_rst = False, syn_only, fresh_syn, stale
     cdef long long syn_seq = 0, last_rst_ns = 0, ts
-    cdef Py_ssize_t i
+    cdef int64_t i
     cdef int f
-    for i in idx:
+    starts[0], continues[0] = lo, False
+    for pos in range(lo, hi):
+        i = rows[pos]
         f = c.flags[i]
         ts = c.ts[i]
         syn_only = (f & SYN) != 0 and not (f & ACK)
         fresh_syn = syn_only and (has_rst or (has_syn_seq and c.seq[i] != syn_seq))
         stale = has_rst and ts - last_rst_ns > RESET_DELAY_NS
-        if cur and (stale or fresh_syn):
-            conns.append((cur, cur_continues))
-            cur, has_syn_seq, has_rst = [], False, False
-            cur_continues = not syn_only
-        cur.append(i)
+        if pos > lo and (stale or fresh_syn):
+            starts[pieces], continues[pieces] = pos, not syn_only
+            pieces += 1
+            has_syn_seq, has_rst = False, False
         if syn_only and not has_syn_seq:
             has_syn_seq, syn_seq = True, c.seq[i]
         if f & RST:
             has_rst, last_rst_ns = True, ts
-    if cur:
-        conns.append((cur, cur_continues))
-    return conns
+    return pieces
 
 
-def walk_groups(dict P, list order, list bounds):
-    """The connections holding a RST in each 4-tuple group order[bounds[g]:bounds[g + 1]], as
-    tracker.rst_connections walks them (before sorting), each linked to the earlier piece it
-    continues; and an RstOut with a row per RST (its `conn` numbering the connections returned)."""
+def walk_groups(dict P, order, bounds):
+    """The connections holding a RST in each 4-tuple group order[bounds[g]:bounds[g + 1]] (int
+    arrays), as tracker.rst_connections walks them (before sorting), each linked to the earlier
+    piece it continues; and an RstOut with a row per RST (its `conn` numbering the connections
+    returned). Each connection's rows are a slice of `order`, shared, not a copy."""
     cdef Cols c = Cols(P)
     cdef RstOut out = RstOut(int(np.count_nonzero(np.asarray(P["flags"]) & RST)))
     cdef list conns = []
-    cdef Py_ssize_t g, i
+    rows = np.ascontiguousarray(order, dtype=np.int64)
+    cdef const int64_t[::1] rv = rows
+    cdef const int64_t[::1] bv = np.ascontiguousarray(bounds, dtype=np.int64)
+    cdef Py_ssize_t n = len(rows), g, k, pos, a, b, pieces
     cdef bint any_rst
-    for g in range(len(bounds) - 1):
-        prev = None
-        for part, continues in split_in(c, order[bounds[g]:bounds[g + 1]]):
-            any_rst = False
-            for i in part:
-                if c.flags[i] & RST:
-                    any_rst = True
-                    break
-            if any_rst:
-                conn = conn_walk(c, out, len(conns), part)
-                conn.continues = prev if continues else None
-                conns.append(conn)
-                prev = conn
-            elif not continues:
-                prev = None
+    if not n:
+        return conns, out
+    for g in range(len(bv) - 1):         # unchecked indexing below: a bad group would read past the rows
+        if not 0 <= bv[g] <= bv[g + 1] <= n:
+            raise ValueError(f"walk_groups: group {g} spans rows {bv[g]}..{bv[g + 1]} of {n}")
+    cdef const int64_t *data = &rv[0]
+    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
+    cdef char *continues = <char *>malloc(n)
+    if starts == NULL or continues == NULL:
+        free(starts)
+        free(continues)
+        raise MemoryError()
+    try:
+        for g in range(len(bv) - 1):
+            if bv[g + 1] <= bv[g]:
+                continue
+            pieces = split_range(c, data, bv[g], bv[g + 1], starts, continues)
+            prev = None
+            for k in range(pieces):
+                a = starts[k]
+                b = starts[k + 1] if k + 1 < pieces else bv[g + 1]
+                any_rst = False
+                for pos in range(a, b):
+                    if c.flags[data[pos]] & RST:
+                        any_rst = True
+                        break
+                if any_rst:
+                    conn = conn_walk(c, out, len(conns), rows, data, a, b)
+                    conn.continues = prev if continues[k] else None
+                    conns.append(conn)
+                    prev = conn
+                elif not continues[k]:
+                    prev = None
+    finally:
+        free(starts)
+        free(continues)
     return conns, out
 
 
@@ -927,7 +996,7 @@ def first_rows(list conns):
     cdef int64_t[::1] out = out_arr
     for k in range(n):
         c = <WalkedConnection?>conns[k]
-        if not c.idx:
+        if c._stop <= c._start:
             raise ValueError("a connection without segments")
-        out[k] = c.idx[0]
+        out[k] = c.first_row()
     return out_arr
