@@ -100,16 +100,22 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, settle, p
         resets += _resets(chunk)
         if rows > bar or resets > reset_bar:
             kept = storms.absorb(forget_closed(Segments.concat(parts)))
+            freed = len(kept) < rows
             # settling costs a pass over the table: worth it only once resets pile up
             done = settled(kept, RESET_DELAY_NS) if _resets(kept) >= SETTLE_MIN_RESETS else None
             if done is not None and done.any():
+                freed = True
                 settle(kept.take(np.flatnonzero(done)))
                 kept = kept.take(np.flatnonzero(~done))
             kept, n = evict_oldest(kept, MAX_KEPT_ROWS)
             evicted += n
             parts, rows, resets = [kept], len(kept), _resets(kept)
-            bar = max(FORGET_ROWS, 2 * rows)
-            reset_bar = max(RESET_BATCH, 2 * resets)
+            # A pass that freed nothing (every flow open or holding a RST still unsettled: one
+            # server resetting all the while) tries again at four times the table, not two:
+            # each pass concatenates and hashes all of it (100,000 such resets: 3 passes, not 5).
+            grow = 2 if freed else 4
+            bar = max(FORGET_ROWS, grow * rows)
+            reset_bar = max(RESET_BATCH, grow * resets)
     if evicted:
         diag.warn(f"flow table full: {evicted} flow(s) without a RST were forgotten early; a RST arriving "
                   f"later on one of them is reported without its earlier context")

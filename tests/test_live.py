@@ -27,6 +27,12 @@ sys.path.insert(0, str(ROOT))
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture tests need root (network namespaces)")
 RSTWATCH = [sys.executable, "-m", "rstwatch"]
 NS = "rwlive"
+# A veth pair (d0, d1) in a namespace with IPv6 off. With it on, each new link sends neighbour
+# solicitations, listener reports and router solicitations for seconds after it comes up: two
+# sessions started a moment apart saw different frame numbers, and a count taken when the traffic
+# ended missed a few frames the capture saw later (both seen in CI).
+QUIET_VETH = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1", "sysctl -qw net.ipv6.conf.default.disable_ipv6=1",
+              "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
 
 
 class Session:

@@ -16,15 +16,10 @@ from pathlib import Path
 
 
 from conftest import ROOT, run_cli
-from test_live import Session, namespace, needs_root, refuse
+from test_live import QUIET_VETH, Session, namespace, needs_root, refuse
 
 NS = "rwring"
 SUMMARY = re.compile(r"(\d[\d,]*) packets \((\d[\d,]*) TCP\)")
-# A veth pair in a namespace with IPv6 off. With it on, each new link sends neighbour solicitations,
-# listener reports and router solicitations for seconds after it comes up: the two sessions start a
-# moment apart, so one saw a packet more than the other and every frame number differed (a CI run).
-QUIET_VETH = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1", "sysctl -qw net.ipv6.conf.default.disable_ipv6=1",
-              "ip link add d0 type veth peer name d1", "ip link set d0 up", "ip link set d1 up")
 
 
 def _both(ns: str, iface: str, tmp: Path, traffic, *extra: str) -> dict[str, tuple[Session, Path]]:
