@@ -893,22 +893,14 @@ def split_connections(dict P, list idx):
     if not n:
         return []
     cdef const int64_t[::1] view = rows
-    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
-    cdef char *continues = <char *>malloc(n)
-    if starts == NULL or continues == NULL:
-        free(starts)
-        free(continues)
-        raise MemoryError()
-    try:
-        pieces = split_range(c, &view[0], 0, n, starts, continues)
-        return [(idx[starts[k]:starts[k + 1] if k + 1 < pieces else n], bool(continues[k])) for k in range(pieces)]
-    finally:
-        free(starts)
-        free(continues)
+    cdef Py_ssize_t[::1] starts = np.empty(n, np.intp)
+    cdef signed char[::1] continues = np.empty(n, np.int8)
+    pieces = split_range(c, &view[0], 0, n, &starts[0], &continues[0])
+    return [(idx[starts[k]:starts[k + 1] if k + 1 < pieces else n], bool(continues[k])) for k in range(pieces)]
 
 
 cdef Py_ssize_t split_range(Cols c, const int64_t *rows, Py_ssize_t lo, Py_ssize_t hi,
-                            Py_ssize_t *starts, char *continues) noexcept:
+                            Py_ssize_t *starts, signed char *continues) noexcept:
     """connection.split_connections over the segment rows rows[lo:hi] (lo < hi): writes where each
     piece starts (it ends where the next starts, the last at hi) and whether it continues the
     one before; returns how many pieces (at most hi - lo: the room `starts` and `continues` need)."""
@@ -955,36 +947,28 @@ def walk_groups(dict P, order, bounds):
         if not 0 <= bv[g] <= bv[g + 1] <= n:
             raise ValueError(f"walk_groups: group {g} spans rows {bv[g]}..{bv[g + 1]} of {n}")
     cdef const int64_t *data = &rv[0]
-    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
-    cdef char *continues = <char *>malloc(n)
-    if starts == NULL or continues == NULL:
-        free(starts)
-        free(continues)
-        raise MemoryError()
-    try:
-        for g in range(len(bv) - 1):
-            if bv[g + 1] <= bv[g]:
-                continue
-            pieces = split_range(c, data, bv[g], bv[g + 1], starts, continues)
-            prev = None
-            for k in range(pieces):
-                a = starts[k]
-                b = starts[k + 1] if k + 1 < pieces else bv[g + 1]
-                any_rst = False
-                for pos in range(a, b):
-                    if c.flags[data[pos]] & RST:
-                        any_rst = True
-                        break
-                if any_rst:
-                    conn = conn_walk(c, out, len(conns), rows, data, a, b)
-                    conn.continues = prev if continues[k] else None
-                    conns.append(conn)
-                    prev = conn
-                elif not continues[k]:
-                    prev = None
-    finally:
-        free(starts)
-        free(continues)
+    cdef Py_ssize_t[::1] starts = np.empty(n, np.intp)      # each group's pieces (split_range)
+    cdef signed char[::1] continues = np.empty(n, np.int8)
+    for g in range(len(bv) - 1):
+        if bv[g + 1] <= bv[g]:
+            continue
+        pieces = split_range(c, data, bv[g], bv[g + 1], &starts[0], &continues[0])
+        prev = None
+        for k in range(pieces):
+            a = starts[k]
+            b = starts[k + 1] if k + 1 < pieces else bv[g + 1]
+            any_rst = False
+            for pos in range(a, b):
+                if c.flags[data[pos]] & RST:
+                    any_rst = True
+                    break
+            if any_rst:
+                conn = conn_walk(c, out, len(conns), rows, data, a, b)
+                conn.continues = prev if continues[k] else None
+                conns.append(conn)
+                prev = conn
+            elif not continues[k]:
+                prev = None
     return conns, out
 
 
