@@ -1,16 +1,24 @@
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Parsed rule files are cached between runs (rstwatch/engine/rulecache.py): the tests and every
+# process they start keep theirs in a folder of their own, new for each session, never the
+# user's ~/.cache
+_RULE_CACHE = tempfile.mkdtemp(prefix="rstwatch-test-cache-")
+os.environ["RSTWATCH_CACHE_DIR"] = _RULE_CACHE
+atexit.register(shutil.rmtree, _RULE_CACHE, True)
 CAPTURES = Path(os.environ.get("RSTWATCH_CAPTURES", ROOT / "captures"))
 EXTERNAL = Path(os.environ.get("RSTWATCH_EXTERNAL", ROOT / "tests" / "external"))
 

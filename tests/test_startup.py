@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,10 @@ HEAVY = {"pandas", "numpy", "pyarrow", "matplotlib", "jinja2", "prometheus_clien
          "asyncio", "yaml", "rich"}
 
 
-def probe(*argv: str) -> tuple[set[str], int, str]:
+def probe(*argv: str, cache: str = "") -> tuple[set[str], int, str]:
     """`rstwatch ARGV...` (through the installed entry point): the top-level packages it loaded,
-    its exit status and what it wrote on stdout."""
+    its exit status and what it wrote on stdout. Rule files are parsed (PyYAML loaded), unless
+    `cache` names a folder of parsed rule files (rstwatch/engine/rulecache.py)."""
     code = ("import json, sys\n"
             f"sys.argv = ['rstwatch', *{list(argv)!r}]\n"
             "from rstwatch.entry import main\n"
@@ -37,7 +39,8 @@ def probe(*argv: str) -> tuple[set[str], int, str]:
             "try:\n    main()\nexcept SystemExit as exc:\n    status = exc.code or 0\n"
             "sys.stdout.flush()\n"
             "print(json.dumps([sorted({m.split('.')[0] for m in sys.modules}), status]), file=sys.stderr)\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, RSTWATCH_CACHE_DIR=cache))
     loaded, status = json.loads(res.stderr.strip().splitlines()[-1])
     return set(loaded), status, res.stdout
 
@@ -62,6 +65,18 @@ def test_reading_a_capture_loads_only_what_reading_needs():
     assert {"pandas", "numpy", "yaml"} <= loaded
     assert not loaded & {"matplotlib", "jinja2", "prometheus_client", "psutil", "pyshark", "asyncio", "rich"}, \
         loaded & {"matplotlib", "jinja2", "prometheus_client", "psutil", "pyshark", "asyncio", "rich"}
+
+
+def test_rule_files_parsed_once_are_not_parsed_again(tmp_path):
+    """The first run parses the rule files and keeps what it read; the next one takes them from
+    there without PyYAML, and both say the same."""
+    argv = ("read", str(CAPTURES / "closed-port.pcap"), "--format", "jsonl")
+    first, status1, out1 = probe(*argv, cache=str(tmp_path))
+    kept = tmp_path / "parsed-rules.json"
+    assert status1 == 0 and "yaml" in first and kept.is_file()
+    again, status2, out2 = probe(*argv, cache=str(tmp_path))
+    assert status2 == 0 and "yaml" not in again, again
+    assert out1 == out2 and json.loads(out1.splitlines()[0])["cause"] == "closed-port"
 
 
 @pytest.mark.parametrize("fmt", TABLELESS)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from ..errors import RuleError
-from .ruleyaml import MAX_BYTES, YamlProblem, load_yaml
+from . import rulecache
+from .ruleyaml import MAX_BYTES, YamlProblem
 from .order import DEFAULT_BAND, check_order_keys, order_rules
 from .model import (ID_PATTERN, KNOWN_KEYS, MAX_RULE_CONDITIONS, MAX_TOTAL_CONDITIONS, NAME_PATTERN, REQUIRED,
                     TEMPLATE_FIELDS, Rule, always_true, check_condition, check_template, count_conditions)
@@ -45,7 +45,7 @@ def parse_rule_file(path: Path, problems: list[str]) -> dict | None:
         problems.append(f"{path}:1: cannot read ({exc})")
         return None
     try:
-        data, lines, dupes = load_yaml(text)
+        data, lines, dupes = rulecache.parsed(text)
     except YamlProblem as exc:
         problems.append(f"{path}:{exc.line}: {exc.reason}")
         return None
@@ -227,6 +227,13 @@ def builtin_causes() -> set[str]:
 def load_rule_set(extra_dirs: list[Path] | None = None, builtin: bool = True) -> RuleSet:
     """The one loader every command uses. Built-in rules, then each user folder in order: same id
     replaces, `disabled` removes. Raises RuleError listing every `file:line: reason`."""
+    try:
+        return _load_rule_set(extra_dirs, builtin)
+    finally:
+        rulecache.save()            # the files parsed anew, for the next run (rulecache.py)
+
+
+def _load_rule_set(extra_dirs: list[Path] | None, builtin: bool) -> RuleSet:
     problems: list[str] = []
     check_set_size(([builtin_rules_dir()] if builtin else []) + [Path(d) for d in extra_dirs or []], problems)
     if problems:

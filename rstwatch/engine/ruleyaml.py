@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 MAX_BYTES = 256 * 1024      # the largest built-in rule is ~3 KB
 MAX_DEPTH = 16              # a rule nests ~5 deep (tests[0].features.name.op)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)     # libyaml when present: same events, faster
 _CORE = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
-_RESOLVER = yaml.resolver.Resolver()
+# PyYAML is imported at the first parse (~10 ms): a run whose rule files all come from the
+# cache of earlier parses (rulecache.py) never needs it
+yaml = _LOADER = _RESOLVER = None
+
+
+def _import_yaml() -> None:
+    global yaml, _LOADER, _RESOLVER
+    if yaml is None:
+        import yaml as module
+        _LOADER = getattr(module, "CSafeLoader", module.SafeLoader)     # libyaml when present: same events, faster
+        _RESOLVER = module.resolver.Resolver()
+        yaml = module
 
 
 class YamlProblem(Exception):
@@ -40,6 +48,7 @@ class _Open:
 def load_yaml(text: str) -> tuple[Any, dict[str, int], list[tuple[str, int]]]:
     """(data, lines, duplicates): lines maps `a.b`, `a[0]` paths to 1-based lines; duplicates
     lists (path, line) of keys given twice. Raises YamlProblem for anything refused."""
+    _import_yaml()
     lines: dict[str, int] = {}
     dupes: list[tuple[str, int]] = []
     stack: list[_Open] = []

@@ -1,0 +1,181 @@
+"""The cache of parsed rule files (rstwatch/engine/rulecache.py): what it gives back is what
+parsing gives, a changed file is parsed again, and a cache that is damaged, stale or cannot be
+written never stops the rules from loading nor changes them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rstwatch.engine import rulecache
+from rstwatch.engine.loader import builtin_rules_dir, load_rule_set, rule_files
+from rstwatch.engine.ruleyaml import load_yaml
+from rstwatch.errors import RuleError
+
+USER_RULE = """\
+id: RST900
+name: test-cache-cause
+title: "A rule of the cache's tests"
+when:
+  rst.from_client: true
+  conn.client_bytes: 12345
+confidence: {confidence}
+errno: {{receiver: [], sender: []}}
+explain: "A test rule"
+remediation: ["none"]
+references: ["none"]
+tests:
+  - {{expect: match, features: {{rst.from_client: true, conn.client_bytes: 12345}}}}
+"""
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache folder, and the module as a new process finds it."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("RSTWATCH_CACHE_DIR", str(folder))
+    monkeypatch.setattr(rulecache, "_store", None)
+    monkeypatch.setattr(rulecache, "_used", {})
+    monkeypatch.setattr(rulecache, "_dirty", False)
+    return folder
+
+
+def new_process() -> None:
+    """What a later run starts with: nothing in memory, the file on disk."""
+    rulecache._store, rulecache._used, rulecache._dirty = None, {}, False
+
+
+def parses(monkeypatch) -> list[str]:
+    """The texts parsed from here on (cache misses)."""
+    import rstwatch.engine.ruleyaml as ruleyaml
+    seen: list[str] = []
+    real = ruleyaml.load_yaml
+
+    def counting(text):
+        seen.append(text)
+        return real(text)
+    monkeypatch.setattr(ruleyaml, "load_yaml", counting)
+    return seen
+
+
+def same(a, b) -> bool:
+    """Equal with the same types all the way down (1, 1.0 and True are equal in Python, not here)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    return a == b
+
+
+def test_every_builtin_rule_comes_back_exactly_as_parsed(cache, monkeypatch):
+    texts = [p.read_text() for p in rule_files(builtin_rules_dir())]
+    assert len(texts) >= 20
+    for text in texts:
+        rulecache.parsed(text)
+    rulecache.save()
+    assert (cache / rulecache.FILE_NAME).is_file()
+    new_process()
+    missed = parses(monkeypatch)
+    for text in texts:
+        got = rulecache.parsed(text)
+        want = load_yaml(text)
+        assert same(list(got[:2]), list(want[:2])) and got[2] == want[2]
+        assert all(type(d) is tuple for d in got[2])
+    assert missed == []                 # every one from the cache
+
+
+def test_a_warm_cache_gives_the_same_rule_set(cache):
+    cold = load_rule_set()
+    new_process()
+    warm = load_rule_set()
+    assert [vars(r) for r in warm.rules] == [vars(r) for r in cold.rules]
+
+
+def test_an_edited_rule_file_is_parsed_again(cache, tmp_path, monkeypatch):
+    user = tmp_path / "rules"
+    user.mkdir()
+    (user / "test-cache-cause.yaml").write_text(USER_RULE.format(confidence=0.5))
+    first = {r.id: r.confidence for r in load_rule_set([user]).rules}
+    (user / "test-cache-cause.yaml").write_text(USER_RULE.format(confidence=0.75))
+    new_process()
+    missed = parses(monkeypatch)
+    second = {r.id: r.confidence for r in load_rule_set([user]).rules}
+    assert first["RST900"] == 0.5 and second["RST900"] == 0.75
+    assert missed == [USER_RULE.format(confidence=0.75)]        # only the changed file
+
+
+def test_values_json_cannot_hold_exactly_are_not_kept(cache):
+    text = "a: .nan\nb: 1\n"
+    data, _, _ = rulecache.parsed(text)
+    assert data["a"] != data["a"] and not rulecache._dirty      # NaN: parsed, not kept
+    rulecache.parsed("a: 1.0\nb: 1\nc: true\n")
+    rulecache.save()
+    new_process()
+    data, _, _ = rulecache.parsed("a: 1.0\nb: 1\nc: true\n")
+    assert [type(v) for v in data.values()] == [float, int, bool]
+
+
+@pytest.mark.parametrize("tail, words", [("when: {}\n", "duplicate key `when`"),     # parses: kept, duplicates too
+                                         ("x: [unclosed\n", "invalid YAML")])          # a problem: never kept
+def test_what_is_wrong_in_a_file_is_said_on_every_run(cache, tmp_path, tail, words):
+    user = tmp_path / "rules"
+    user.mkdir()
+    (user / "test-cache-cause.yaml").write_text(USER_RULE.format(confidence=0.5) + tail)
+    for _ in range(2):
+        with pytest.raises(RuleError) as err:
+            load_rule_set([user])
+        assert "test-cache-cause.yaml:" in str(err.value) and words in str(err.value), str(err.value)
+        new_process()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-types", "bad-entries", "stale-parser", "directory"])
+def test_a_damaged_or_stale_cache_is_ignored_and_replaced(cache, monkeypatch, damage):
+    load_rule_set()
+    kept = cache / rulecache.FILE_NAME
+    whole = json.loads(kept.read_text())
+    if damage == "garbage":
+        kept.write_bytes(os.urandom(3000))
+    elif damage == "truncated":
+        kept.write_text(kept.read_text()[:5000])
+    elif damage == "wrong-types":
+        kept.write_text(json.dumps({**whole, "entries": {k: 7 for k in whole["entries"]}}))
+    elif damage == "bad-entries":          # JSON texts, not a parse's shape
+        shapes = [json.dumps([1, 2, 3]), json.dumps([{}, {}, [[1]]]), json.dumps([{}, {}, 5]), "[[]"]
+        kept.write_text(json.dumps({**whole, "entries": {k: shapes[n % 4] for n, k in enumerate(whole["entries"])}}))
+    elif damage == "stale-parser":
+        kept.write_text(json.dumps({**whole, "parser": [["elsewhere", 1, 2], None]}))
+    else:
+        kept.unlink()
+        kept.mkdir()
+    new_process()
+    missed = parses(monkeypatch)
+    rules = load_rule_set().rules
+    assert len(rules) >= 20 and len(missed) >= 20          # parsed again, loaded in full
+    if damage != "directory":                              # a folder in its place is left alone
+        assert json.loads(kept.read_text())["entries"].keys() == whole["entries"].keys()
+
+
+def test_a_cache_that_cannot_be_written_is_no_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = ("from rstwatch.engine.loader import load_rule_set\n"
+            "print(len(load_rule_set().rules))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, RSTWATCH_CACHE_DIR=str(blocker / "cache")))
+    assert res.returncode == 0 and int(res.stdout) >= 20 and res.stderr == "", res.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+def test_an_empty_cache_dir_setting_turns_the_cache_off(tmp_path):
+    code = ("import os\nfrom rstwatch.engine.loader import load_rule_set\nload_rule_set()\n"
+            "print(sorted(os.listdir('.')))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env=dict(os.environ, RSTWATCH_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path / "xdg"),
+                                  HOME=str(tmp_path)))
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
