@@ -179,3 +179,17 @@ def test_an_empty_cache_dir_setting_turns_the_cache_off(tmp_path):
                          env=dict(os.environ, RSTWATCH_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path / "xdg"),
                                   HOME=str(tmp_path)))
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
+
+
+def test_a_fifo_in_the_cache_s_place_is_never_read(tmp_path):
+    """Opening a FIFO for reading waits for a writer that never comes: rstwatch must not."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    os.mkfifo(folder / rulecache.FILE_NAME)
+    code = ("from rstwatch.engine.loader import load_rule_set\n"
+            "print(len(load_rule_set().rules))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, RSTWATCH_CACHE_DIR=str(folder)))
+    assert res.returncode == 0 and int(res.stdout) >= 20 and res.stderr == "", res.stderr
+    assert (folder / rulecache.FILE_NAME).is_file()          # replaced by a cache file
+
