@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,8 @@ def test_what_is_wrong_in_a_file_is_said_on_every_run(cache, tmp_path, tail, wor
         new_process()
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-types", "bad-entries", "stale-parser", "directory"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-types", "bad-entries", "too-deep", "entries-too-deep",
+                                    "stale-parser", "directory"])
 def test_a_damaged_or_stale_cache_is_ignored_and_replaced(cache, monkeypatch, damage):
     load_rule_set()
     kept = cache / rulecache.FILE_NAME
@@ -148,6 +150,10 @@ def test_a_damaged_or_stale_cache_is_ignored_and_replaced(cache, monkeypatch, da
     elif damage == "bad-entries":          # JSON texts, not a parse's shape
         shapes = [json.dumps([1, 2, 3]), json.dumps([{}, {}, [[1]]]), json.dumps([{}, {}, 5]), "[[]"]
         kept.write_text(json.dumps({**whole, "entries": {k: shapes[n % 4] for n, k in enumerate(whole["entries"])}}))
+    elif damage == "too-deep":             # json gives up with RecursionError, not ValueError
+        kept.write_text("[" * 100_000)
+    elif damage == "entries-too-deep":
+        kept.write_text(json.dumps({**whole, "entries": {k: "[" * 1100 for k in whole["entries"]}}))
     elif damage == "stale-parser":
         kept.write_text(json.dumps({**whole, "parser": [["elsewhere", 1, 2], None]}))
     else:
@@ -192,4 +198,93 @@ def test_a_fifo_in_the_cache_s_place_is_never_read(tmp_path):
                          env=dict(os.environ, RSTWATCH_CACHE_DIR=str(folder)))
     assert res.returncode == 0 and int(res.stdout) >= 20 and res.stderr == "", res.stderr
     assert (folder / rulecache.FILE_NAME).is_file()          # replaced by a cache file
+
+
+def poisoned(kept: Path) -> None:
+    """Every entry of the cache file says the rule has confidence 0.01."""
+    whole = json.loads(kept.read_text())
+    entries = {}
+    for text, entry in whole["entries"].items():
+        data, lines, dupes = json.loads(entry)
+        if isinstance(data, dict) and "confidence" in data:
+            data["confidence"] = 0.01
+        entries[text] = json.dumps([data, lines, dupes])
+    kept.write_text(json.dumps({**whole, "entries": entries}))
+
+
+@pytest.mark.parametrize("how", ["folder-writable-by-others", "file-writable-by-others", "file-of-another-user",
+                                 "folder-a-symlink"])
+def test_a_cache_that_is_not_the_user_s_own_is_neither_read_nor_written(cache, tmp_path, how):
+    """Root run with a user's HOME (sudo -E) must not take that user's word for the rules."""
+    load_rule_set()
+    kept = cache / rulecache.FILE_NAME
+    poisoned(kept)
+    if how == "folder-writable-by-others":
+        cache.chmod(0o777)
+    elif how == "file-writable-by-others":
+        kept.chmod(0o666)
+    elif how == "file-of-another-user":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give the file to another user")
+        os.chown(kept, 65534, 65534)
+    else:
+        real = tmp_path / "real-cache"
+        cache.rename(real)
+        cache.symlink_to(real)
+    before = kept.read_bytes()
+    new_process()
+    rules = load_rule_set().rules
+    assert all(r.confidence != 0.01 for r in rules)          # the rule files' own values
+    if how.startswith("folder"):
+        assert kept.read_bytes() == before                   # nothing written in a folder not ours
+    else:                                                    # our folder: the file made anew, ours
+        assert kept.read_bytes() != before and kept.stat().st_uid == os.geteuid()
+        assert kept.stat().st_mode & 0o077 == 0
+
+
+def test_relative_or_missing_homes_give_no_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("RSTWATCH_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "rel/cache")        # relative: ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert rulecache.cache_dir() == tmp_path / ".cache" / "rstwatch"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert rulecache.cache_dir() == tmp_path / "xdg" / "rstwatch"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    for home in ("/", "relative"):
+        monkeypatch.setenv("HOME", home)
+        assert rulecache.cache_dir() is None
+    monkeypatch.setenv("RSTWATCH_CACHE_DIR", "here")
+    assert rulecache.cache_dir() == Path.cwd() / "here"
+
+
+def test_the_file_holds_the_last_load_that_parsed_anew(cache, tmp_path):
+    """Not every rule file ever seen: the cache stays the size of one rule set, in a file and in a
+    long-lived process that loads changing rules again and again."""
+    user = tmp_path / "rules"
+    user.mkdir()
+    for confidence in (0.5, 0.6, 0.7):
+        (user / "test-cache-cause.yaml").write_text(USER_RULE.format(confidence=confidence))
+        load_rule_set([user])
+    builtin = {p.read_text() for p in rule_files(builtin_rules_dir())}
+    kept = json.loads((cache / rulecache.FILE_NAME).read_text())["entries"]
+    assert set(kept) == builtin | {USER_RULE.format(confidence=0.7)}
+    assert set(rulecache._store) == set(kept)
+
+
+def test_a_cache_too_large_to_read_back_is_not_written(cache, monkeypatch):
+    monkeypatch.setattr(rulecache, "MAX_FILE_BYTES", 10_000)
+    load_rule_set()
+    assert not (cache / rulecache.FILE_NAME).exists()
+
+
+def test_temporary_files_of_killed_writers_are_removed(cache):
+    load_rule_set()
+    old, fresh = cache / (rulecache.TEMP_PREFIX + "killed"), cache / (rulecache.TEMP_PREFIX + "at-work")
+    old.write_text("x")
+    fresh.write_text("x")
+    os.utime(old, (time.time() - 600, time.time() - 600))
+    (cache / rulecache.FILE_NAME).unlink()
+    new_process()
+    load_rule_set()
+    assert not old.exists() and fresh.exists()
 

@@ -1,48 +1,62 @@
 """Rule files parsed on an earlier run, kept so that the next run neither parses them nor imports
 PyYAML.
 
-Loading the 21 built-in rules cost ~18 ms of CPU on every run: ~10 ms to import PyYAML and ~8 ms
-to walk the files' YAML events (ruleyaml.py), about a fifteenth of reading a million packets.
-What a parse gives (data, key lines, duplicate keys) is kept in one JSON file, keyed by the file's
-whole text, so a hit is exact by construction: a file changed by one byte is parsed again. Only
-parses that came back clean and survive JSON exactly (types included) are kept; a problem is
-always found by parsing. A new PyYAML or a changed ruleyaml.py starts the cache afresh.
+Loading the 21 built-in rules cost ~26 ms of CPU on every run: ~10 ms to import PyYAML, ~8 ms to
+walk the files' YAML events (ruleyaml.py), the rest checking them. What a parse gives (data, key
+lines, duplicate keys) is kept in one JSON file, keyed by the file's whole text, so a hit is exact
+by construction: a file changed by one byte is parsed again. Only parses that succeed and survive
+JSON exactly (types included) are kept; a file that does not parse is parsed, and its problem
+reported, every time. A new PyYAML or a changed ruleyaml.py starts the cache afresh. The file
+holds the rule files of the last load that parsed something anew.
 
-The cache only saves time: a missing, unreadable, corrupt or unwritable one is ignored, and it
-is replaced whole (a temporary file renamed over it), never edited in place. Where:
-$RSTWATCH_CACHE_DIR, else $XDG_CACHE_HOME/rstwatch, else ~/.cache/rstwatch; RSTWATCH_CACHE_DIR
-set to an empty value turns it off."""
+The cache only saves time: a missing, unreadable, damaged or unwritable one is ignored, and it is
+replaced whole (a temporary file renamed over it), never edited in place. It is trusted only when
+it is the user's own: the folder and the file must belong to the effective user, be writable by
+no one else and not be symbolic links (so root run with a user's HOME neither reads nor writes
+that user's cache). Where: $RSTWATCH_CACHE_DIR, else $XDG_CACHE_HOME/rstwatch (an absolute path,
+as the XDG spec says), else ~/.cache/rstwatch; RSTWATCH_CACHE_DIR set to an empty value turns it
+off."""
 from __future__ import annotations
 
 import json
 import os
 import stat
 import tempfile
+import time
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+FORMAT = 2
 FILE_NAME = "parsed-rules.json"
-MAX_FILE_BYTES = 8 * 1024 * 1024     # a cache of every rule file a user has: far less
-MAX_ENTRIES = 512                     # more distinct texts than that: keep only the last run's
+TEMP_PREFIX = ".parsed-rules-"
+# The rules loaded together hold at most 4 MiB of text (loader.MAX_SET_BYTES); their parses, as
+# JSON texts inside the JSON file, about twice that and more for texts full of quotes. A cache
+# that would be larger is not written (the rules are parsed as before).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+STALE_TEMP_S = 60           # a temporary file this old was left by a process killed mid-write
 
-_store: dict[str, str] | None = None          # text -> its parse as JSON text, as read from disk
-_used: dict[str, str] = {}                    # the entries this process looked up or made
+_store: dict[str, str] | None = None          # text -> its parse as JSON text: what the last load used
+_used: dict[str, str] = {}                    # the entries the current load looked up or made
 _dirty = False
 
 
 def cache_dir() -> Path | None:
     where = os.environ.get("RSTWATCH_CACHE_DIR")
     if where is not None:
-        return Path(where) if where else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rstwatch"
+        return Path(where).absolute() if where else None
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "rstwatch"
+    home = os.path.expanduser("~")              # "~" itself when there is no HOME and no passwd entry
+    if not os.path.isabs(home) or home == "/":
+        return None
+    return Path(home) / ".cache" / "rstwatch"
 
 
 def parsed(text: str) -> tuple[Any, dict[str, int], list[tuple[str, int]]]:
     """load_yaml(text): from the cache when this exact text parsed before, else parsed (and
-    kept when it parses cleanly). Raises YamlProblem as load_yaml does."""
+    kept when it parses). Raises YamlProblem as load_yaml does."""
     global _dirty
     store = _load()
     entry = store.get(text)
@@ -53,7 +67,7 @@ def parsed(text: str) -> tuple[Any, dict[str, int], list[tuple[str, int]]]:
             if isinstance(lines, dict):
                 _used[text] = entry
                 return data, lines, dupes
-        except (ValueError, TypeError):
+        except Exception:           # noqa: BLE001 - e.g. nested too deep for json (RecursionError)
             pass
         # a damaged entry (the file was edited by hand): parsed again below
     from .ruleyaml import load_yaml
@@ -69,21 +83,25 @@ def parsed(text: str) -> tuple[Any, dict[str, int], list[tuple[str, int]]]:
 
 
 def save() -> None:
-    """Write what this process parsed anew (with the entries already kept), if anything."""
-    global _dirty, _store
-    where = cache_dir()
-    if not _dirty or where is None:
+    """The end of a load: write its entries if it parsed anything anew (and the file is not too
+    large); the next load in this process starts from them."""
+    global _dirty, _store, _used
+    entries, dirty = _used, _dirty
+    _used, _dirty = {}, False
+    if not dirty:                   # every file came from the cache: nothing to write
         return
-    _dirty = False
-    entries = dict(_store or {})
-    entries.update(_used)
-    if len(entries) > MAX_ENTRIES:
-        entries = dict(_used)
     _store = entries
+    where = cache_dir()
     blob = json.dumps({"format": FORMAT, "parser": _parser_stamp(), "entries": entries})
+    if where is None or len(blob) > MAX_FILE_BYTES:
+        return
     try:
-        where.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".parsed-rules-", dir=where)
+        if not os.path.lexists(where):
+            where.mkdir(parents=True, mode=0o700)
+        if not _ours(os.lstat(where), stat.S_ISDIR):
+            return
+        _remove_stale_temps(where)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=where)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(blob)
@@ -100,29 +118,63 @@ def _load() -> dict[str, str]:
     if _store is None:
         _store = {}
         where = cache_dir()
-        if where is not None:
-            try:
-                path = where / FILE_NAME
-                st = path.stat()
-                if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_FILE_BYTES:   # never a FIFO's read
-                    kept = json.loads(path.read_text(encoding="utf-8"))
-                    if (kept.get("format") == FORMAT and kept.get("parser") == _parser_stamp()
-                            and isinstance(kept.get("entries"), dict)):
-                        _store = {k: v for k, v in kept["entries"].items() if isinstance(k, str) and isinstance(v, str)}
-            except (OSError, ValueError, AttributeError):
-                pass
+        try:
+            kept = _read_kept(where) if where is not None else None
+            if (isinstance(kept, dict) and kept.get("format") == FORMAT and kept.get("parser") == _parser_stamp()
+                    and isinstance(kept.get("entries"), dict)):
+                _store = {k: v for k, v in kept["entries"].items() if isinstance(k, str) and isinstance(v, str)}
+        except Exception:           # noqa: BLE001 - whatever is wrong with a cache, it is only not used
+            pass
     return _store
 
 
-def _parser_stamp() -> list:
-    """What a parse depends on besides the text: ruleyaml.py and PyYAML's own files (their size
-    and time), found without importing PyYAML."""
-    stamp: list = []
-    spec = PathFinder.find_spec("yaml")
-    for path in (Path(__file__).with_name("ruleyaml.py"), Path(spec.origin) if spec and spec.origin else None):
+def _read_kept(where: Path):
+    """The cache file's JSON, or None when the file is not there or not to be trusted: opened
+    without following a link or waiting on a FIFO, then checked on the open file (no race)."""
+    if not _ours(os.lstat(where), stat.S_ISDIR):
+        return None
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    with os.fdopen(os.open(where / FILE_NAME, flags), "rb") as fh:
+        st = os.fstat(fh.fileno())
+        # a real cache file is never empty: /proc and /sys files say 0 bytes whatever they hold
+        if not _ours(st, stat.S_ISREG) or not 0 < st.st_size <= MAX_FILE_BYTES:
+            return None
+        blob = fh.read(MAX_FILE_BYTES + 1)
+    return json.loads(blob) if len(blob) <= MAX_FILE_BYTES else None
+
+
+def _ours(st: os.stat_result, kind) -> bool:
+    """A file or folder of this kind, the effective user's, that no one else can write."""
+    return kind(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _remove_stale_temps(where: Path) -> None:
+    """Temporary files of writers killed between writing and renaming (old enough not to be a
+    writer at work)."""
+    now = time.time()
+    for left in where.glob(TEMP_PREFIX + "*"):
         try:
-            st = path.stat() if path is not None else None
-            stamp.append([str(path), st.st_size, st.st_mtime_ns] if st else None)
+            if now - left.lstat().st_mtime > STALE_TEMP_S:
+                left.unlink()
         except OSError:
-            stamp.append(None)
+            pass
+
+
+def _parser_stamp() -> list:
+    """What a parse depends on besides the text: ruleyaml.py and PyYAML's files, its C part
+    (libyaml, linked into it) included, by name, size and time, found without importing PyYAML."""
+    files = [Path(__file__).with_name("ruleyaml.py")]
+    spec = PathFinder.find_spec("yaml")
+    if spec is not None and spec.origin:
+        try:
+            files += sorted(p for p in Path(spec.origin).parent.iterdir() if p.suffix in (".py", ".so"))
+        except OSError:
+            pass
+    stamp: list = []
+    for path in files:
+        try:
+            st = path.stat()
+            stamp.append([path.name, st.st_size, st.st_mtime_ns])
+        except OSError:
+            stamp.append([path.name])
     return stamp
