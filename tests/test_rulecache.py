@@ -288,3 +288,27 @@ def test_temporary_files_of_killed_writers_are_removed(cache):
     load_rule_set()
     assert not old.exists() and fresh.exists()
 
+
+@pytest.mark.parametrize("where", ["home-of-another-user", "home-that-does-not-exist", "parent-writable-by-others"])
+def test_no_folder_is_made_where_it_is_not_the_user_s_to_make(tmp_path, where):
+    """Root run with a user's HOME (sudo -E) made ~/.cache/rstwatch, root's, in that home: the
+    user could neither use nor remove it."""
+    home = tmp_path / "home"
+    if where == "home-of-another-user":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to make a home of another user")
+        (home / ".cache").mkdir(parents=True)
+        os.chown(home, 65534, 65534)
+        os.chown(home / ".cache", 65534, 65534)
+    elif where == "parent-writable-by-others":
+        (home / ".cache").mkdir(parents=True)
+        (home / ".cache").chmod(0o777)
+    code = ("from rstwatch.engine.loader import load_rule_set\n"
+            "print(len(load_rule_set().rules))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RSTWATCH_CACHE_DIR", "XDG_CACHE_HOME")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**env, "HOME": str(home)})
+    assert res.returncode == 0 and int(res.stdout) >= 20 and res.stderr == "", res.stderr
+    made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert made == ([] if where == "home-that-does-not-exist" else ["home", "home/.cache"]), made
+

@@ -12,8 +12,9 @@ holds the rule files of the last load that parsed something anew.
 The cache only saves time: a missing, unreadable, damaged or unwritable one is ignored, and it is
 replaced whole (a temporary file renamed over it), never edited in place. It is trusted only when
 it is the user's own: the folder and the file must belong to the effective user, be writable by
-no one else and not be symbolic links (so root run with a user's HOME neither reads nor writes
-that user's cache). Where: $RSTWATCH_CACHE_DIR, else $XDG_CACHE_HOME/rstwatch (an absolute path,
+no one else and not be symbolic links, in a folder of the user's (or root's) that others cannot
+write; no parent folder is ever made (so root run with a user's HOME neither reads, writes nor
+makes anything in that user's home). Where: $RSTWATCH_CACHE_DIR, else $XDG_CACHE_HOME/rstwatch (an absolute path,
 as the XDG spec says), else ~/.cache/rstwatch; RSTWATCH_CACHE_DIR set to an empty value turns it
 off."""
 from __future__ import annotations
@@ -96,9 +97,7 @@ def save() -> None:
     if where is None or len(blob) > MAX_FILE_BYTES:
         return
     try:
-        if not os.path.lexists(where):
-            where.mkdir(parents=True, mode=0o700)
-        if not _ours(os.lstat(where), stat.S_ISDIR):
+        if not _folder_usable(where, create=True):
             return
         _remove_stale_temps(where)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=where)
@@ -131,7 +130,7 @@ def _load() -> dict[str, str]:
 def _read_kept(where: Path):
     """The cache file's JSON, or None when the file is not there or not to be trusted: opened
     without following a link or waiting on a FIFO, then checked on the open file (no race)."""
-    if not _ours(os.lstat(where), stat.S_ISDIR):
+    if not _folder_usable(where, create=False):
         return None
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     with os.fdopen(os.open(where / FILE_NAME, flags), "rb") as fh:
@@ -141,6 +140,23 @@ def _read_kept(where: Path):
             return None
         blob = fh.read(MAX_FILE_BYTES + 1)
     return json.loads(blob) if len(blob) <= MAX_FILE_BYTES else None
+
+
+def _folder_usable(where: Path, create: bool) -> bool:
+    """The cache folder is the effective user's, not a link, and sits in a folder of this user's
+    (or root's) that no one else can write, unless sticky (/tmp): so it cannot be swapped for a
+    link between the check and the write. Only the cache folder itself is ever made, never a
+    parent: root run with a user's HOME makes nothing in that home."""
+    try:
+        parent = os.stat(where.parent)
+        if not (stat.S_ISDIR(parent.st_mode) and parent.st_uid in (os.geteuid(), 0)
+                and (not parent.st_mode & 0o022 or parent.st_mode & stat.S_ISVTX)):
+            return False
+        if create and not os.path.lexists(where):
+            os.mkdir(where, 0o700)
+        return _ours(os.lstat(where), stat.S_ISDIR)
+    except OSError:
+        return False
 
 
 def _ours(st: os.stat_result, kind) -> bool:
