@@ -9,6 +9,7 @@ flow's events by: the same integer for every finding of one connection (rstwatch
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterator, TextIO
 
@@ -52,9 +53,50 @@ def iter_events(df: pd.DataFrame) -> Iterator[dict]:
         yield eve_event(rec, flow_id)
 
 
-def write_eve(df: pd.DataFrame, out: TextIO, info=None) -> None:
+def reference_eve_lines(df: pd.DataFrame) -> Iterator[str]:
+    """The events a record at a time through eve_event (the tests' oracle for eve_text)."""
     for event in iter_events(df):
-        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+        yield json.dumps(event, separators=(",", ":"))
+
+
+def eve_text(df: pd.DataFrame) -> str:
+    """The events of `df` a column at a time, byte for byte reference_eve_lines: the envelope's
+    fields made per column (report/jsoncols.py) and the finding itself, under `rstwatch`, is its
+    JSON Lines record as the JSON Lines writer makes it (the same text json.dumps gives,
+    tests/test_jsonl.py). An event a record at a time was ~30 us a finding."""
+    from . import jsoncols
+    from .jsonl import jsonl_text
+    from .records import column_values
+    n = len(df)
+    if not n:
+        return ""
+
+    def col(name: str) -> list:
+        return column_values(df[name]) if name in df.columns else [None] * n
+
+    isos, times, src, sport, dst, dport = (col(c) for c in ("ts", "time", "src", "sport", "dst", "dport"))
+    stamps = [iso[:26] + "+0000" if iso else suricata_time(None, t) for iso, t in zip(isos, times)]
+    cids = [c or (community_id(a, b, p, q) if p or q else None)
+            for c, a, b, p, q in zip(col("community_id"), src, dst, sport, dport)]
+    one_source = [a != "*" for a in src]
+    rec_key = encode_basestring_ascii(EVENT_TYPE) + ":"
+    records = [rec_key + line for line in jsonl_text(df).split("\n")[:n]]
+    src_ip = [t if keep else "" for t, keep in zip(jsoncols.fields("src_ip", src, null=True), one_source)]
+    src_port = [t if keep else "" for t, keep in zip(jsoncols.fields("src_port", sport, null=True), one_source)]
+    return jsoncols.objects([
+        jsoncols.fields("timestamp", stamps),
+        jsoncols.fields("flow_id", flow_id_column(df)),
+        [encode_basestring_ascii("event_type") + ":" + encode_basestring_ascii(EVENT_TYPE)] * n,
+        src_ip, src_port,
+        jsoncols.fields("dest_ip", dst, null=True), jsoncols.fields("dest_port", dport, null=True),
+        ['"proto":"TCP"'] * n,
+        jsoncols.fields("community_id", [c if c else None for c in cids]),
+        jsoncols.fields("pcap_filename", col("file"), null=True), jsoncols.fields("pcap_cnt", col("frame"), null=True),
+        records])
+
+
+def write_eve(df: pd.DataFrame, out: TextIO, info=None) -> None:
+    out.write(eve_text(df))
 
 
 class EveSink:

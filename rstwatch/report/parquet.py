@@ -189,7 +189,7 @@ def _conform(table, schema):
 
 def _for_readers(frame: pd.DataFrame) -> pd.DataFrame:
     """Counts on every row, a real timestamp, the per-connection ids."""
-    from ..interop import flow_id_column, uid_column
+    from ..interop import flow_id_and_uid_columns
     for col in COUNT_COLUMNS:             # sum(resets) is every reset: a per-RST finding is one
         values = pd.to_numeric(frame[col], errors="coerce") if col in frame else pd.Series(1, index=frame.index)
         frame[col] = values.fillna(1).astype("int64")
@@ -199,8 +199,9 @@ def _for_readers(frame: pd.DataFrame) -> pd.DataFrame:
         text = frame["ts"].astype(object)
         frame["ts"] = pd.to_datetime(text, format="%Y-%m-%dT%H:%M:%S.%fZ", utc=True).dt.as_unit("ns")
         frame[TS_TEXT] = text
-    frame["flow_id"] = pd.array(flow_id_column(frame), dtype="Int64")
-    frame["uid"] = pd.Series(uid_column(frame), index=frame.index, dtype=object)
+    flow_ids, uids = flow_id_and_uid_columns(frame)
+    frame["flow_id"] = pd.array(flow_ids, dtype="Int64")
+    frame["uid"] = pd.Series(uids, index=frame.index, dtype=object)
     return frame
 
 
