@@ -229,11 +229,13 @@ def _ts_column(isos: list, times: list) -> list:
 
 def _each_once(values: list, make: Callable[[Any], str]) -> list[str]:
     """make(v) for every value, once per distinct object (a rule's lists and errno are shared by
-    its rows) or, for texts and numbers, per distinct value."""
+    its rows) or, for texts and numbers, per distinct value of one type (1 and True are equal
+    keys, and written apart)."""
     done: dict = {}
     out = []
     for v in values:
-        k = id(v) if type(v) in (list, dict) else v
+        t = type(v)
+        k = id(v) if t is list or t is dict else v if t is str else (t, v)
         text = done.get(k)
         if text is None:
             text = done[k] = make(v)
