@@ -33,7 +33,9 @@ class CauseTally:
     def add(self, df: pd.DataFrame) -> None:
         if not len(df):
             return
-        for cause, sender, fixes, n in zip(df["cause"], df["sender"], df["remediation"], reset_weights(df)):
+        # columns as lists first: iterating an Arrow column is ~0.7 us a value
+        for cause, sender, fixes, n in zip(df["cause"].tolist(), df["sender"].tolist(), df["remediation"].tolist(),
+                                           reset_weights(df).tolist()):
             self.resets[cause] += int(n)
             self.senders.setdefault(cause, Counter())[sender] += 1
             if cause not in self.fix and fixes is not None and len(fixes):
