@@ -56,7 +56,7 @@ SchedulerOpt = typer.Option(None, "--scheduler", metavar="ADDRESS", help="Read t
 @app.command()
 def read(
     paths: Optional[list[Path]] = typer.Argument(None, help="Capture files (pcap, pcapng, optionally .gz) or folders; - reads standard input (tcpdump -w - | rstwatch read -)."),
-    fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="table (default on a terminal), jsonl (default otherwise), csv, eve (Suricata EVE JSON), zeek (Zeek TSV log) or zeek-json."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="table (default on a terminal), jsonl (default otherwise), csv, eve (Suricata EVE JSON), zeek (Zeek TSV log), zeek-json, parquet, html or md (the incident report, as `report` writes it; md needs -o); with -o FILE its suffix picks one."),
     bpf: Optional[str] = typer.Option(None, "--bpf", "-f", callback=_filter_not_format, help="Read only the packets this capture filter accepts (libpcap syntax, as in tcpdump), e.g. 'port 443'."),
     since: Optional[str] = typer.Option(None, "--since", help="Skip packets before this time: ISO 8601 (UTC unless a zone is given) or epoch seconds."),
     until: Optional[str] = typer.Option(None, "--until", help="Skip packets at or after this time."),

@@ -97,3 +97,58 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_unknown_format_is_a_usage_error():
     res = run_cli("read", str(GOOD), "--format", "xml")
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_a_file_cut_before_its_first_packet_is_an_error_and_keeps_the_output(tmp_path):
+    """Nothing could be read: exit 2 with one line naming the file and the damage, and an output
+    named with --force is left as it was (it is opened only once there are findings to write)."""
+    closed, v6 = CAPTURES / "closed-port.pcap", CAPTURES / "closed-port-ipv6.pcapng"
+    cases = {"magic.pcap": closed.read_bytes()[:4], "half.pcap": closed.read_bytes()[:10],
+             "first.pcap": closed.read_bytes()[:100], "t.pcapng": v6.read_bytes()[:100],
+             "t.pcap.gz": (CAPTURES / "keepalive-timeout.pcap.gz").read_bytes()[:40]}
+    keep = tmp_path / "keep.jsonl"
+    keep.write_text("mine\n")
+    for name, data in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        res = run_cli("read", str(p), "-o", str(keep), "--force")
+        assert res.returncode == 2, (name, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"rstwatch: error: {p}: ") and \
+            ("truncated" in lines[0] or "incomplete" in lines[0]), (name, res.stderr)
+        assert keep.read_text() == "mine\n"
+    # a header and no packet at all is an empty capture, not a damaged one
+    empty = tmp_path / "empty-capture.pcap"
+    empty.write_bytes(closed.read_bytes()[:24])
+    res = run_cli("read", str(empty))
+    assert res.returncode == 0 and res.stdout == "", res.stderr
+
+
+def test_a_pipe_named_by_its_path_is_read_as_standard_input_is(tmp_path):
+    """`read <(zcat x.gz)`, `read /dev/stdin`, a FIFO: the same findings as the file (the first
+    bytes cannot be read twice, so they are handed back as for `-`)."""
+    import os
+    import subprocess
+    import threading
+    from conftest import ROOT
+    exe = str(ROOT / ".venv" / "bin" / "rstwatch")
+    plain, packed = CAPTURES / "closed-port.pcap", CAPTURES / "keepalive-timeout.pcap.gz"
+    want = {p: run_cli("read", "-T", "jsonl", str(p)).stdout for p in (plain, packed)}
+    assert all(want.values())
+
+    def same(out: str, path) -> bool:     # every field but the file's name
+        strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "file"} for line in text.splitlines()]  # noqa: E731
+        return strip(out) == strip(want[path])
+
+    for path in (plain, packed):
+        res = subprocess.run(["bash", "-c", f'"{exe}" read -T jsonl <(cat "{path}")'], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and same(res.stdout, path), res.stderr
+        res = subprocess.run([exe, "read", "-T", "jsonl", "/dev/stdin"], input=path.read_bytes(), capture_output=True, timeout=120)
+        assert res.returncode == 0 and same(res.stdout.decode(), path), res.stderr
+    fifo = tmp_path / "fifo.pcap"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(plain.read_bytes()))
+    writer.start()
+    res = subprocess.run([exe, "read", "-T", "jsonl", str(fifo)], capture_output=True, text=True, timeout=120)
+    writer.join(timeout=60)
+    assert res.returncode == 0 and same(res.stdout, plain), res.stderr

@@ -190,7 +190,8 @@ def check_set_size(directories: list[Path], problems: list[str]) -> None:
 
 def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
     if not directory.is_dir():
-        problems.append(f"{directory}:1: rules folder not found")
+        problems.append(f"{directory}: a file, not a rules folder (--rules takes the folder that holds rule files)"
+                        if directory.exists() else f"{directory}: rules folder not found")
         return []
     rules = []
     files = rule_files(directory)

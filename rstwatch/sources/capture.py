@@ -169,10 +169,15 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             yield seg
             if keep is not None and keep.done:
                 break
+        if diag.truncated and not diag.packets:
+            # cut (or broken) before its first whole packet: nothing could be read, an error
+            # (exit 2), not a warning beside an empty result
+            damage = [w for w in diag.warnings if w.startswith(("truncated", "corrupt"))]
+            raise CaptureError(str(path), damage[-1] if damage else "truncated before its first packet")
         if copies.copies:
             diag.warn(f"{copies.copies:,} segment(s) seen again on another interface (a capture on `any` of a "
                       f"forwarding host) were counted once")
-    if unsupported and is_stdin(path):          # the tshark engine reads files, and a pipe is gone
+    if unsupported and not _read_again(path):   # the tshark engine reads files, and a pipe is gone
         diag.warn(f"{sum(len(f) for f in unsupported)} frame(s) with link type "
                   f"{', '.join(map(str, sorted(linktypes)))} skipped: only the tshark engine decodes them "
                   f"and it needs a file (save the stream, then `rstwatch read FILE`)")
@@ -188,6 +193,16 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
         else:
             iface_ids = [where[k] for k in sorted(odd_ifaces)] if where is not None else None
             yield read_with_tshark(path, diag, _frame_filter(frames, iface_ids), only=frames)
+
+
+def _read_again(path: Path) -> bool:
+    """Whether `path` can be opened and read a second time: a regular file, not `-` or a pipe."""
+    if is_stdin(path):
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 MAX_INTERFACE_TERMS = 64       # past that the filter names frame numbers only

@@ -27,6 +27,11 @@ def open_stream(path: Path) -> tuple[BinaryIO, bool]:
         raise CaptureError(str(path), "permission denied") from None
     except OSError as exc:
         raise CaptureError(str(path), exc.strerror or str(exc)) from None
+    if not raw.seekable():
+        # a pipe named by its path (`read <(zcat x.gz)`, /dev/stdin, a FIFO): read as `-` is,
+        # its first bytes handed back in front of the rest (sources/stdin.py)
+        from .stdin import open_stdin
+        return open_stdin(raw)
     head = raw.read(2)
     raw.seek(0)
     if head == GZIP_MAGIC:
@@ -57,7 +62,10 @@ class ChunkBuffer:
     def from_stream(cls, stream: BinaryIO, diag: Diagnostics, first: bytes = b"") -> "ChunkBuffer":
         """Fill from a file or gzip stream, a whole buffer at a time."""
         buf = cls(diag, first)
-        buf._readinto = stream.readinto
+        # gzip: one decompression step a call (readinto1), so a stream that ends early loses
+        # nothing before the damage; filling the whole buffer in one call threw away what that
+        # call had decompressed (a small truncated .gz gave no packet at all)
+        buf._readinto = stream.readinto1 if isinstance(stream, gzip.GzipFile) else stream.readinto
         return buf
 
     @classmethod
