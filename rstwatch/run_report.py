@@ -112,7 +112,8 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     check_all_outputs(chosen, output, force, extract, paths)    # before any input is opened
     saved = [p for p in paths if p.is_file() and is_parquet(p)]
     captures = [p for p in paths if p not in saved]
-    files = expand_inputs(captures) if captures else []
+    skipped: list = []                      # what folders hold but is not read: said as `read` says it
+    files = expand_inputs(captures, skipped) if captures else []
     check_all_outputs(chosen, output, force, extract, [*files, *saved])    # again with the files found in folders
     rules = load_rules(rule_dirs)
     from .run import tune_gc
@@ -146,6 +147,9 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     if files:
         results, errors = analyze_paths(files, rules, jobs, debug, storm_min)
         frames += [r.findings for r in results]
+    if files or skipped:
+        from .run import _skipped_lines
+        errors = _skipped_lines(skipped) + errors       # warns of files that are not captures
         for err in errors:
             typer.echo(f"rstwatch: error: {visible(err)}", err=True)
         for res in results:

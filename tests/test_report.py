@@ -364,3 +364,18 @@ def test_report_says_what_it_is_doing_on_a_terminal(tmp_path):
     os.close(leader)
     text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
     assert "report: " in text and "report written to" in text, text
+
+
+def test_report_says_what_a_folder_held_and_was_not_read(tmp_path):
+    """As `read` does: a warning naming the files that are not captures, an error line (and exit
+    1) for one that could not be opened, and the report of the rest."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(CAPTURES / "closed-port.pcap", folder)
+    (folder / "notes.txt").write_text("not a capture\n")
+    (folder / "gone.pcap").symlink_to(tmp_path / "nowhere.pcap")
+    res = run_cli("report", str(folder), "-o", str(tmp_path / "r.html"))
+    assert res.returncode == 1, res.stderr
+    assert f"rstwatch: warning: {folder}: skipped 1 file(s) that are not captures: notes.txt" in res.stderr
+    assert f"rstwatch: error: {folder / 'gone.pcap'}: broken symbolic link" in res.stderr
+    assert "closed-port" in (tmp_path / "r.html").read_text()
