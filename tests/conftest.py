@@ -29,6 +29,16 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> su
     return subprocess.run([exe, *args], capture_output=True, text=True, input=stdin, cwd=cwd, timeout=300)
 
 
+def findings_of(folder: Path):
+    """Every finding of the captures below `folder` (pcap, pcapng, gzip), one table."""
+    import pandas as pd
+    import rstwatch
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz") and p.is_file())
+    tables = [t for t in (rstwatch.read(p) for p in files) if len(t)]
+    assert tables, folder
+    return pd.concat(tables, ignore_index=True)
+
+
 @pytest.fixture(scope="session")
 def manifest() -> dict:
     return json.loads((CAPTURES / "manifest.json").read_text())

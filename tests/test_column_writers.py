@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rstwatch
-from conftest import CAPTURES, EXTERNAL
+from conftest import CAPTURES, EXTERNAL, findings_of
 from rstwatch.interop import zeek_uid, zeek_uids
 from rstwatch.report import zeeklog
 from rstwatch.report.csvout import CsvSink, _quoted_by_csv, csv_text, reference_csv, write_csv
@@ -27,10 +27,7 @@ FOLDERS = [CAPTURES, *sorted(p for p in CAPTURES.iterdir() if p.is_dir()), EXTER
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
 def test_every_writer_is_its_record_by_record_self_on_real_findings(folder):
-    files = sorted(p for p in folder.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz") and p.is_file())
-    tables = [t for t in (rstwatch.read(p) for p in files) if len(t)]
-    assert tables, folder
-    df = pd.concat(tables, ignore_index=True)
+    df = findings_of(folder)
     text = csv_text(df)
     assert text == reference_csv(df)
     assert len(list(csv.DictReader(io.StringIO(text)))) == len(df)

@@ -10,21 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import rstwatch
 from rstwatch.engine.evaluate import _test, condition_array, condition_mask, rule_array, rule_mask
 from rstwatch.engine.loader import load_rules
 from rstwatch.engine.masks import ColumnArrays, apply_test
-from conftest import CAPTURES, EXTERNAL
+from conftest import CAPTURES, EXTERNAL, findings_of
 
 FOLDERS = [CAPTURES, *sorted(p for p in CAPTURES.iterdir() if p.is_dir()), EXTERNAL]
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
 def test_every_rule_gives_pandas_masks_on_real_feature_tables(folder):
-    files = sorted(p for p in folder.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz") and p.is_file())
-    tables = [t for t in (rstwatch.read(p) for p in files) if len(t)]
-    assert tables, folder
-    df = pd.concat(tables, ignore_index=True)
+    df = findings_of(folder)
     cols = ColumnArrays(df)
     rules = [r for r in load_rules([]) if r.flood is None]
     matched = 0

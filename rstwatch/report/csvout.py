@@ -79,9 +79,11 @@ def _cells(df: pd.DataFrame, name: str) -> list | None:
     if col.dtype == object and (name in LIST_FIELDS or name == "errno"):
         # rows share their rule's errno object and remediation list, their pattern's alternatives:
         # each object's cell made once
+        from .jsonl import by_identity
         make = _errno_cell if name == "errno" else _optional_list_cell if name in OPTIONAL_FIELDS else _list_cell
-        done: dict[int, str | None] = {}
-        return [done[k] if (k := id(v)) in done else done.setdefault(k, make(v)) for v in col.tolist()]
+        codes, distinct = by_identity(col.tolist())
+        cells = [make(v) for v in distinct]
+        return [cells[k] for k in codes.tolist()]
     values = column_values(col)
     if name in OPTIONAL_FIELDS:         # as iter_records: missing values left out (an empty cell), floats as ints
         values = [None if v is None or (isinstance(v, float) and v != v) else int(v) if isinstance(v, float) else v

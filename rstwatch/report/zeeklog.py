@@ -195,20 +195,12 @@ def _field_values(df: pd.DataFrame) -> list[list]:
 
 
 def _plain_by_object(values: list) -> list:
-    """records.column_values of an object column, each list or dict converted once."""
+    """records.column_values of an object column, each distinct object converted once."""
+    from .jsonl import by_identity
     from .records import _plain
-    done: dict[int, Any] = {}
-    out = []
-    for v in values:
-        if type(v) in (list, dict):
-            k = id(v)
-            p = done.get(k)
-            if p is None:
-                p = done[k] = _plain(v)
-            out.append(p)
-        else:
-            out.append(_plain(v))
-    return out
+    codes, distinct = by_identity(values)
+    plain = [_plain(v) for v in distinct]
+    return [plain[k] for k in codes.tolist()]
 
 
 def _ts_column(isos: list, times: list) -> list:
