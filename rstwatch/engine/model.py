@@ -124,6 +124,17 @@ def check_condition(cond: Any, where: str, problems: list[str], lines: dict[str,
                 problems.append(f"{base}:{ln}: {name} is {feat.kind}, got {value!r}")
 
 
+def outline(template: str) -> str:
+    """A template as a reader sees it unfilled, placeholders left as {name} (rule files' own
+    spelling, which no output format escapes), for a line that stands for several findings whose
+    filled texts differ (`ss -ltnp 'sport = :{server_port}'`, not one finding's port)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        return template
+    return "".join(literal + ("{" + name + "}" if name is not None else "") for literal, name, _, _ in parts)
+
+
 def check_template(text: str, base: str, ln: int, problems: list[str], fields: set[str] = TEMPLATE_FIELDS,
                    rule: str = "", key: str = "explain") -> None:
     # Filled once per finding: a template that is megabytes once is gigabytes across findings.

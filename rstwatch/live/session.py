@@ -119,7 +119,7 @@ def _run(opts: LiveOptions, rules: list, label: str, evidence: Evidence | None) 
         kernel.join.on_match = lambda frame, ev: evidence.note(frame, comment_text(ev))
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
-    tally = CauseTally()
+    tally = CauseTally(rules)
     started = time.monotonic()
     capturing = False
     try:

@@ -34,7 +34,9 @@ class CauseStats:
     conf_min: float = float("inf")
     conf_max: float = float("-inf")
     alternatives: dict = field(default_factory=dict)    # name -> [count, first key]
-    senders: dict = field(default_factory=dict)
+    senders: dict = field(default_factory=dict)         # name -> [resets, first key]
+    remediation: list | None = None                     # the first finding's, and whether others differ
+    remediation_varies: bool = False
 
 
 class Digest:
@@ -100,10 +102,13 @@ class Digest:
             conf = grp["confidence"].astype(float)
             st.conf_min, st.conf_max = min(st.conf_min, conf.min()), max(st.conf_max, conf.max())
             keys = list(zip(grp["time"].tolist(), grp["file"].astype(str).tolist(), grp["frame"].tolist(), grp["_seq"].tolist()))
-            for key, alts, sender in zip(keys, grp["alternatives"].tolist(), grp["sender"].tolist()):
+            for key, alts, sender, w in zip(keys, grp["alternatives"].tolist(), grp["sender"].tolist(),
+                                            grp["_w"].tolist()):
                 for pos, a in enumerate(alts or []):
                     _tally(st.alternatives, a, key + (pos,))
-                _tally(st.senders, sender, key)
+                _tally(st.senders, sender, key, int(w))     # resets, as the cause's count (a flood: all of its own)
+            if not st.remediation_varies:
+                _note_remediation(st, grp["remediation"].tolist())
         self._count_connections(df)
         role = np.repeat(np.array(["server", "client"]), len(df))
         self.endpoints.append(pd.DataFrame({
@@ -215,7 +220,8 @@ class Digest:
         return rows.iloc[picked].reset_index(drop=True)
 
     def value_counts(self, cause: str, what: str) -> pd.Series:
-        """As grp[what].value_counts() over the cause's findings in report order."""
+        """As grp[what].value_counts() over the cause's findings in report order (senders count
+        resets: a flood finding all of its own)."""
         tally = getattr(self.causes[cause], what)
         ordered = sorted(tally.items(), key=lambda kv: kv[1][1])       # by first appearance
         return pd.Series([n for _, (n, _) in ordered], index=pd.Index([k for k, _ in ordered], dtype=object),
@@ -236,11 +242,28 @@ def _as_str(arrow_type):
     return pd.StringDtype(na_value=np.nan) if arrow_type in (pa.string(), pa.large_string()) else None
 
 
-def _tally(tally: dict, name, key) -> None:
+def _note_remediation(st: CauseStats, lists: list) -> None:
+    """Whether the cause's findings differ in their remediation (ports and hosts filled in):
+    then the report shows the rule's text with its placeholders. A rule's shared list is the
+    same object in all its rows, so the usual case costs an identity test a row."""
+    last = None
+    for fixes in lists:
+        if fixes is last:
+            continue
+        last = fixes
+        fixes = list(fixes) if fixes is not None else []
+        if st.remediation is None:
+            st.remediation = fixes
+        elif fixes != st.remediation:
+            st.remediation_varies = True
+            return
+
+
+def _tally(tally: dict, name, key, n: int = 1) -> None:
     entry = tally.get(name)
     if entry is None:
-        tally[name] = [1, key]
+        tally[name] = [n, key]
     else:
-        entry[0] += 1
+        entry[0] += n
         if key < entry[1]:
             entry[1] = key

@@ -218,12 +218,21 @@ def _sections(digest: Digest, order, palette, info, per_cause, resets) -> tuple[
             "senders": ", ".join(f"{k} {v}" for k, v in digest.value_counts(cause, "senders").items()),
             "receiver_errno": ", ".join(errno.get("receiver") or []) or "nothing",
             "sender_errno": ", ".join(errno.get("sender") or []) or "nothing",
-            "remediation": list(first["remediation"] or []),
+            "remediation": _remediation(stats, rule, first),
             "conf_min": f"{stats.conf_min:.2f}", "conf_max": f"{stats.conf_max:.2f}",
             "alternatives": ", ".join(f"{a} ({v})" if stats.findings > 1 else str(a) for a, v in alts.items()) or "none",
             "examples": examples,
         })
     return sections, notes
+
+
+def _remediation(stats, rule, first) -> list[str]:
+    """The cause's remediation: the findings' own texts when they all share them, else the rule's
+    with its placeholders (`:{server_port}`, not the first finding's port for all of them)."""
+    if stats.remediation_varies and rule is not None:
+        from ..engine.model import outline
+        return [outline(t) for t in rule.remediation]
+    return list(first["remediation"] or [])
 
 
 def _ends(row, packets) -> tuple[tuple[str, int], tuple[str, int], tuple[str, str]]:

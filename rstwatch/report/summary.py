@@ -23,12 +23,16 @@ def reset_count(df: pd.DataFrame) -> int:
 
 class CauseTally:
     """Resets per cause and sender for the closing summary: a few counters, not every finding,
-    so a session that runs for days keeps constant memory."""
+    so a session that runs for days keeps constant memory. `rules` (the run's) let a cause whose
+    findings name different ports or hosts in their first remediation show the rule's text with
+    its placeholders (engine.model.outline) instead of one finding's port."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules=None) -> None:
         self.resets: Counter = Counter()
         self.senders: dict[str, Counter] = {}
         self.fix: dict[str, str] = {}
+        self.fix_varies: set[str] = set()
+        self.templates = {r.name: r.remediation for r in rules or []}
 
     def add(self, df: pd.DataFrame) -> None:
         if not len(df):
@@ -37,16 +41,33 @@ class CauseTally:
         for cause, sender, fixes, n in zip(df["cause"].tolist(), df["sender"].tolist(), df["remediation"].tolist(),
                                            reset_weights(df).tolist()):
             self.resets[cause] += int(n)
-            self.senders.setdefault(cause, Counter())[sender] += 1
-            if cause not in self.fix and fixes is not None and len(fixes):
+            self.senders.setdefault(cause, Counter())[sender] += int(n)     # resets, as the count beside it
+            if fixes is None or not len(fixes):
+                continue
+            kept = self.fix.get(cause)
+            if kept is None:
                 self.fix[cause] = fixes[0]
+            elif kept != fixes[0]:
+                self.fix_varies.add(cause)
 
     def total(self) -> int:
         return sum(self.resets.values())
 
+    def first_fix(self, cause: str) -> str:
+        """The cause's first remediation: the findings' own text when they all share it, else the
+        rule's text with its placeholders, or the first finding's marked as such."""
+        text = self.fix.get(cause, "")
+        if cause not in self.fix_varies:
+            return text
+        template = self.templates.get(cause)
+        if template:
+            from ..engine.model import outline
+            return outline(template[0])
+        return f"{text} (the first finding's; others differ)"
+
     def rows(self) -> list[tuple[str, int, str, str]]:
-        """(cause, resets, "client 2, server 1", first remediation), most resets first."""
-        return [(cause, n, ", ".join(f"{k} {v}" for k, v in self.senders[cause].most_common()), self.fix.get(cause, ""))
+        """(cause, resets, "client 2, server 1" in resets, first remediation), most resets first."""
+        return [(cause, n, ", ".join(f"{k} {v}" for k, v in self.senders[cause].most_common()), self.first_fix(cause))
                 for cause, n in sorted(self.resets.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 

@@ -117,7 +117,7 @@ class TableBatches:
         self.rows = self.resets = 0
         self.days: set[str] = set()
         self.files: set = set()
-        self.tally = CauseTally()
+        self.tally = CauseTally(info.rules if info is not None else None)
 
     def start(self, what: str = "read") -> None:
         pass

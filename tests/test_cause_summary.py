@@ -1,0 +1,44 @@
+"""The summary by cause, in `read`'s table and the incident report: its "sent by" counts resets (as
+the count beside it does), and its remediation is the findings' own text only when they share it.
+A cause seen on several ports shows the rule's text with its placeholders, not the first port."""
+from __future__ import annotations
+
+import re
+
+from conftest import CAPTURES, run_cli
+
+CLOSED_PORT = [CAPTURES / "closed-port.pcap", CAPTURES / "closed-port-ipv6.pcapng"]     # ports 9001 and 9002
+
+
+def _summary(*inputs) -> str:
+    """The "By cause" section of `read --format table`, its whitespace squeezed (a long cell folds)."""
+    res = run_cli("read", *map(str, inputs), "--format", "table")
+    assert res.returncode == 0, res.stderr
+    return re.sub(r"\s+", " ", res.stdout.split("By cause", 1)[1])
+
+
+def test_one_port_keeps_the_findings_own_text():
+    assert " closed-port 1 server 1 Check the listener on the server: ss -ltnp 'sport = :9001';" in _summary(CLOSED_PORT[0])
+
+
+def test_several_ports_show_the_rules_placeholder_not_the_first_port():
+    text = _summary(*CLOSED_PORT)
+    assert " closed-port 2 server 2 Check the listener on the server: ss -ltnp 'sport = :{server_port}';" in text
+    assert ":9001" not in text and ":9002" not in text
+
+
+def test_a_flood_counts_its_resets_as_senders():
+    # one finding stands for 600 resets: the sender column says 600, not 1 finding
+    assert " rst-storm 600 unknown 600 Find the source" in _summary(CAPTURES / "rst-storm.pcap")
+
+
+def test_the_report_says_the_same(tmp_path):
+    out = tmp_path / "r.md"
+    res = run_cli("report", *map(str, CLOSED_PORT), str(CAPTURES / "rst-storm.pcap"), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "ss -ltnp 'sport = :{server_port}';" in text and "'sport = :9001'" not in text
+    assert "- sent by: unknown 600" in text and "- sent by: server 2" in text
+    one = tmp_path / "one.md"
+    assert run_cli("report", str(CLOSED_PORT[0]), "-o", str(one)).returncode == 0
+    assert "ss -ltnp 'sport = :9001';" in one.read_text()
