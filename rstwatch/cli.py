@@ -172,7 +172,7 @@ def live(
 
 @app.command()
 def kernel(
-    fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-f", help="table (default on a terminal) or jsonl (default otherwise), one line per reset."),
+    fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-T", "-f", help="table (default on a terminal) or jsonl (default otherwise), one line per reset; -T as in read and live (-f, this command's first spelling, still works)."),
     duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (30s, 10m, 1h)."),
     debug: bool = DebugOpt,
 ) -> None:
@@ -321,4 +321,37 @@ def main() -> None:
     if "_RSTWATCH_COMPLETE" in os.environ:    # a shell asking for completions (`rstwatch completion`)
         from typer._completion_classes import completion_init
         completion_init()
-    app()
+    errors = _click_errors()
+    try:
+        code = app(standalone_mode=False)       # the errors below are ours to show, not click's
+    except errors.NoArgsIsHelpError as exc:     # `rstwatch`, `rstwatch rules`: the help
+        exc.show()
+        sys.exit(exc.exit_code)
+    except errors.UsageError as exc:
+        sys.exit(_usage_error(exc))
+    except errors.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _tell("rstwatch: interrupted")
+        sys.exit(ExitStatus.INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else ExitStatus.OK)
+
+
+def _click_errors():
+    """The module of the click that typer runs on (its own copy from typer 0.28, click before)."""
+    module = sys.modules[next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError").__module__]
+    if not hasattr(module, "NoArgsIsHelpError"):            # click < 8.2 shows that help itself
+        module.NoArgsIsHelpError = type("NoArgsIsHelpError", (Exception,), {})
+    return module
+
+
+def _usage_error(exc) -> int:
+    """A mistyped command, option or value in one line, as every other error (click's four: Usage,
+    Try, a blank line, Error), naming the help that shows the right ones."""
+    where = exc.ctx.command_path if exc.ctx is not None else "rstwatch"
+    message = exc.format_message().strip()
+    if not message.endswith((".", "?", "!")):
+        message += "."
+    _tell(f"rstwatch: error: {message} See '{where} --help'.")
+    return exc.exit_code

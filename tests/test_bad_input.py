@@ -94,9 +94,23 @@ def test_debug_shows_the_traceback(tmp_path):
     assert res.returncode != 0 and "Traceback" in res.stderr
 
 
-def test_unknown_format_is_a_usage_error():
-    res = run_cli("read", str(GOOD), "--format", "xml")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
+def test_usage_errors_are_one_line_naming_the_help():
+    # click's own form is four lines (Usage, Try, a blank line, Error); ours is the one every error has
+    cases = [(["read", str(GOOD), "--format", "xml"], "'xml' is not one of", "rstwatch read --help"),
+             (["read", "--bogus", str(GOOD)], "No such option: --bogus", "rstwatch read --help"),
+             (["reed", str(GOOD)], "Did you mean 'read'?", "rstwatch --help"),
+             (["live"], "Missing argument", "rstwatch live --help"),
+             (["kernel", "-d", "soon"], "'soon' is not a duration", "rstwatch kernel --help"),
+             (["kernel", "-f", "xml"], "'--format' / '-T' / '-f': 'xml'", "rstwatch kernel --help"),  # -f: still the format
+             (["rules", "explian"], "No such command", "rstwatch rules --help")]
+    for args, what, help_command in cases:
+        res = run_cli(*args)
+        assert_clean_error(res, "rstwatch: error: ", what, f"See '{help_command}'.")
+        assert res.stdout == ""
+    # the help itself is still the help: no arguments at all, --help, and a good run exits 0
+    assert "Commands:" in run_cli().stderr + run_cli().stdout
+    assert run_cli("read", "--help").returncode == 0
+    assert run_cli("read", "-T", "csv", str(GOOD)).returncode == 0
 
 
 def test_a_file_cut_before_its_first_packet_is_an_error_and_keeps_the_output(tmp_path):

@@ -132,7 +132,7 @@ def test_instance_removed_on_sigterm_and_stale_one_cleaned_at_next_start():
     killed.kill()
     killed.wait()
     assert name in _instances(), "a SIGKILLed run cannot clean up: its instance must still be there"
-    res = subprocess.run([*RSTWATCH, "kernel", "--duration", "1", "--format", "jsonl"], capture_output=True,
+    res = subprocess.run([*RSTWATCH, "kernel", "--duration", "1", "-T", "jsonl"], capture_output=True,
                          text=True, cwd=ROOT, timeout=60)
     assert res.returncode == 0, res.stderr
     assert name not in _instances(), "the next start did not remove the stale instance"
