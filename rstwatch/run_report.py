@@ -10,7 +10,7 @@ import typer
 
 from .engine.loader import load_rules
 from .engine.model import Rule
-from .report.formats import Format, choose
+from .report.formats import Format, choose, name_disagrees
 from .report.plaintext import visible
 from .report.runinfo import InputFile, RunInfo
 
@@ -22,6 +22,9 @@ def plan(fmt: str | None, output: Path | None, extract: Path | None, default: st
     """Refuse impossible outputs before any work (Markdown to stdout, an --extract folder that
     cannot be made)."""
     chosen = choose(fmt, output, sys.stdout.isatty(), default)
+    disagree = name_disagrees(fmt, output, chosen)
+    if disagree:
+        typer.echo(f"rstwatch: warning: {visible(disagree)}", err=True)
     if extract is not None:
         from .report.extract import check_folder
         check_folder(extract)

@@ -235,3 +235,22 @@ def test_output_suffix_picks_the_format():
         choose("md", None, False)                                           # its images need a folder
     for fmt in FORMATS.values():                                            # every registration resolves
         assert callable(fmt.writer())
+
+
+def test_a_name_that_disagrees_with_the_format_is_warned_about(tmp_path):
+    from pathlib import Path
+    from conftest import run_cli
+    from rstwatch.report.formats import FORMATS, name_disagrees
+    assert "name says jsonl" in name_disagrees("csv", Path("x.jsonl"), FORMATS["csv"])
+    assert ".pdf is not a suffix" in name_disagrees(None, Path("x.pdf"), FORMATS["html"])
+    for fmt, name in [("eve", "eve.json"), ("zeek-json", "conn.log"), ("csv", "x.csv"), ("table", "t.txt"),
+                      ("jsonl", "findings"), (None, "x.parquet"), ("csv", "x.pdf"), (None, "no-suffix")]:
+        assert name_disagrees(fmt, Path(name), FORMATS[fmt or "jsonl"]) is None, (fmt, name)
+    # as the user meets it: one warning line, and the file is still written in the format asked for
+    out = tmp_path / "x.jsonl"
+    res = run_cli("read", str(CAPTURES / "closed-port.pcap"), "-T", "csv", "-o", str(out))
+    assert res.returncode == 0
+    assert res.stderr.splitlines() == [f"rstwatch: warning: {out}: writing csv as --format asks, though the name says jsonl"]
+    assert out.read_text().startswith("file,frame,")
+    res = run_cli("read", str(CAPTURES / "closed-port.pcap"), "-o", str(tmp_path / "y.jsonl"))
+    assert res.returncode == 0 and res.stderr == ""

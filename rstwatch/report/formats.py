@@ -82,6 +82,31 @@ def by_suffix(path: Path | None) -> str | None:
     return next((fmt for suffix, fmt in pairs if name.endswith(suffix)), None)   # .eve.json before .json
 
 
+# Names a format is also written under that another format claims (`eve.json` is Suricata's own
+# name, a Zeek JSON log is a `.log`): no warning for these.
+ALSO_NAMED = {"eve": (".json",), "zeek-json": (".log", ".json"), "table": (".txt",)}
+
+
+def name_disagrees(fmt: str | None, output: Path | None, chosen: Format) -> str | None:
+    """What to warn about when -o's name and the format written disagree: a suffix of another
+    format with --format given (`-T csv -o x.jsonl`), or a suffix no format has without it
+    (`report -o x.pdf` writes HTML); else None."""
+    if output is None or not output.suffix:
+        return None
+    name = output.name.lower()
+    if fmt is None:
+        if by_suffix(output) is None:
+            return (f"{output}: {output.suffix} is not a suffix rstwatch writes; writing {chosen.name} "
+                    f"(--format picks another)")
+        return None
+    if any(name.endswith(s) for s in chosen.suffixes + ALSO_NAMED.get(chosen.name, ())):
+        return None
+    named = by_suffix(output)
+    if named is not None and named != chosen.name:
+        return f"{output}: writing {chosen.name} as --format asks, though the name says {named}"
+    return None
+
+
 def choose(fmt: str | None, output: Path | None, terminal: bool, default: str | None = None) -> Format:
     """--format wins, then the output's suffix, then `default`, then table on a terminal, else jsonl."""
     name = fmt or by_suffix(output) or default or ("table" if output is None and terminal else "jsonl")
