@@ -225,6 +225,20 @@ def test_markdown_report_and_its_images(md_report, truth):
     assert res.returncode == 2 and "needs -o FILE" in res.stderr
 
 
+def test_markdown_report_replaced_keeps_only_what_it_shows(tmp_path):
+    """--force over a report of more causes: the old ladders go, the user's own file stays."""
+    out = tmp_path / "r.md"
+    assert run_cli("report", str(CAPTURES), "-o", str(out)).returncode == 0
+    folder = tmp_path / "r_files"
+    assert len(list(folder.glob("ladder-*.svg"))) > 10
+    (folder / "notes.txt").write_text("mine")
+    res = run_cli("report", str(CAPTURES / "closed-port.pcap"), "-o", str(out), "--force")
+    assert res.returncode == 0, res.stderr
+    named = set(re.findall(r"r_files/([\w.-]+)", out.read_text()))
+    assert {p.name for p in folder.iterdir()} == named | {"notes.txt"}
+    assert named == {"timeline.svg", "ladder-closed-port-1.svg", "findings.csv"}
+
+
 def test_empty_capture_gives_a_short_report(tmp_path):
     res = run_cli("report", str(CAPTURES / "normal-close.pcap"), "-o", str(tmp_path / "none.html"))
     assert res.returncode == 0, res.stderr

@@ -468,5 +468,14 @@ def _write_folder(folder: Path, files: dict[str, str], force: bool) -> None:
     try:
         for name, text in files.items():
             write_file(folder / name, text.encode("utf-8"), True, dir_fd=fd)
+        # a report replaced with --force: the files of the one before that this one does not name
+        # (other causes' ladders, a CSV now too large for the folder) go; the folder holds what
+        # the report shows, and a file of the user's own kind (notes.txt) stays
+        for name in os.listdir(fd):
+            if (name.endswith(".svg") or name == "findings.csv") and name not in files:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except IsADirectoryError:
+                    pass
     finally:
         os.close(fd)
