@@ -36,6 +36,14 @@ def _filter_not_format(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _path(value: str) -> Path:
+    """A path option's value; an empty one is refused by name (Path('') is '.', which the errors
+    after it would call a directory the user never named)."""
+    if not value:
+        raise typer.BadParameter("an empty name is no file or folder")
+    return Path(value)
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(__version__)
@@ -61,14 +69,14 @@ def read(
     since: Optional[str] = typer.Option(None, "--since", help="Skip packets before this time: ISO 8601 (UTC unless a zone is given) or epoch seconds."),
     until: Optional[str] = typer.Option(None, "--until", help="Skip packets at or after this time."),
     count: Optional[int] = typer.Option(None, "--count", "-c", min=1, help="Stop reading each input after this many packets (those the filters keep), like tcpdump -c."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout (atomically)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", parser=_path, metavar="<path>", help="Write here instead of stdout (atomically)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
     storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a port scan, RST storm or SYN flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
-    extract: Optional[Path] = typer.Option(None, "--extract", help="Write the packets of each finding's connection as a small pcapng into this folder (named after the finding)."),
+    extract: Optional[Path] = typer.Option(None, "--extract", parser=_path, metavar="<path>", help="Write the packets of each finding's connection as a small pcapng into this folder (named after the finding)."),
     host: Optional[list[str]] = typer.Option(None, "--host", help="NAME=PATH (repeatable): the captures (file or folder) of one host; the hosts' views of each connection are joined (docs/multihost.md)."),
-    hosts: Optional[Path] = typer.Option(None, "--hosts", help="A folder with one subfolder (or capture file) per host, named after the host; as --host for each."),
+    hosts: Optional[Path] = typer.Option(None, "--hosts", parser=_path, metavar="<path>", help="A folder with one subfolder (or capture file) per host, named after the host; as --host for each."),
     scheduler: Optional[str] = SchedulerOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -84,10 +92,10 @@ def read(
 @app.command()
 def report(
     paths: Optional[list[Path]] = typer.Argument(None, help="Capture files or folders, and/or findings saved by `rstwatch read -o x.parquet`."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The report: NAME.html (one self-contained file) or NAME.md (images in NAME_files/); default: HTML on stdout."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", parser=_path, metavar="<path>", help="The report: NAME.html (one self-contained file) or NAME.md (images in NAME_files/); default: HTML on stdout."),
     fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="Default html, or md; any `read` format works."),
     title: Optional[str] = typer.Option(None, "--title", help="The report's title, e.g. \"INC-2291 checkout 502s\"."),
-    extract: Optional[Path] = typer.Option(None, "--extract", help="Also write each finding's packets as pcapng into this folder; the report links them."),
+    extract: Optional[Path] = typer.Option(None, "--extract", parser=_path, metavar="<path>", help="Also write each finding's packets as pcapng into this folder; the report links them."),
     force: bool = typer.Option(False, "--force", help="Overwrite the report and evidence files if they exist."),
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
@@ -95,7 +103,7 @@ def report(
     packets: Optional[list[Path]] = typer.Option(None, "--packets", help="Saved findings (Parquet): captures, or folders of them, their packet ladders and --extract may re-read (a path inside the Parquet file is opened only if it is one of these or under one)."),
     scheduler: Optional[str] = SchedulerOpt,
     host: Optional[list[str]] = typer.Option(None, "--host", help="NAME=PATH (repeatable): one host's captures; the report shows where each RST was seen (docs/multihost.md)."),
-    hosts: Optional[Path] = typer.Option(None, "--hosts", help="A folder with one subfolder (or capture file) per host."),
+    hosts: Optional[Path] = typer.Option(None, "--hosts", parser=_path, metavar="<path>", help="A folder with one subfolder (or capture file) per host."),
     debug: bool = DebugOpt,
 ) -> None:
     """An incident report to hand over: headline, timeline, causes with packet ladders, all findings."""
@@ -136,7 +144,7 @@ def live(
     fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-T", help="table (default on a terminal) or jsonl (default otherwise), one line per reset."),
     bpf: Optional[str] = typer.Option(None, "--bpf", "-f", callback=_filter_not_format, help="Capture filter in libpcap syntax, e.g. 'port 443'."),
     duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (30s, 10m, 1h)."),
-    write: Optional[Path] = typer.Option(None, "--write", "-w", help="Keep the captured packets in this pcapng file (replay with `rstwatch read`)."),
+    write: Optional[Path] = typer.Option(None, "--write", "-w", parser=_path, metavar="<path>", help="Keep the captured packets in this pcapng file (replay with `rstwatch read`)."),
     ring_files: int = typer.Option(0, "--ring-files", min=0, help="With --write: keep only the newest N files of --ring-size each (FILE_00001.pcapng, ...)."),
     ring_size: float = typer.Option(100.0, "--ring-size", min=0.01, help="With --ring-files: MiB per file."),
     force: bool = typer.Option(False, "--force", help="Overwrite --write file(s) that exist."),
@@ -148,7 +156,7 @@ def live(
     max_segments: int = typer.Option(1_000_000, "--max-segments", min=1000, help="Flow table cap in TCP segments (75 bytes each)."),
     flow_idle: float = typer.Option(600.0, "--flow-idle", min=1.0, help="Forget a flow after this many seconds without a packet."),
     no_kernel: bool = typer.Option(False, "--no-kernel", help="Wire only: do not join the kernel's tcp_send_reset reasons (joined by default when available)."),
-    report_to: Optional[Path] = typer.Option(None, "--report", help="When the session ends, write an incident report here (.html, .md, or any `read` format such as .parquet); with --write its examples get packet ladders."),
+    report_to: Optional[Path] = typer.Option(None, "--report", parser=_path, metavar="<path>", help="When the session ends, write an incident report here (.html, .md, or any `read` format such as .parquet); with --write its examples get packet ladders."),
     title: Optional[str] = typer.Option(None, "--title", help="With --report: the report's title."),
     capture: CaptureKind = typer.Option("auto", "--capture", help="How packets are taken: ring (an AF_PACKET ring read in rstwatch's own process; one Ethernet or loopback interface, root or CAP_NET_RAW), dumpcap (Wireshark's capture process through a pipe), or auto (the ring where it can)."),
     debug: bool = DebugOpt,

@@ -102,7 +102,9 @@ def test_usage_errors_are_one_line_naming_the_help():
              (["live"], "Missing argument", "rstwatch live --help"),
              (["kernel", "-d", "soon"], "'soon' is not a duration", "rstwatch kernel --help"),
              (["kernel", "-f", "xml"], "'--format' / '-T' / '-f': 'xml'", "rstwatch kernel --help"),  # -f: still the format
-             (["rules", "explian"], "No such command", "rstwatch rules --help")]
+             (["rules", "explian"], "No such command", "rstwatch rules --help"),
+             (["read", str(GOOD), "-o", ""], "'--output' / '-o': an empty name", "rstwatch read --help"),  # not "."
+             (["live", "lo", "--write", ""], "'--write' / '-w': an empty name", "rstwatch live --help")]
     for args, what, help_command in cases:
         res = run_cli(*args)
         assert_clean_error(res, "rstwatch: error: ", what, f"See '{help_command}'.")
