@@ -56,14 +56,14 @@ def _root(version: bool = typer.Option(False, "--version", "-V", is_eager=True, 
     """Tell why TCP connections were reset: who sent each RST, why, and what to change."""
 
 
-RulesOpt = typer.Option(None, "--rules", help="Extra rule folder (repeatable): adds rules, overrides or disables built-ins by id.")
+RulesOpt = typer.Option(None, "--rules", parser=_path, metavar="<path>", help="Extra rule folder (repeatable): adds rules, overrides or disables built-ins by id.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks.")
 SchedulerOpt = typer.Option(None, "--scheduler", metavar="ADDRESS", help="Read the files on Dask: a running dask.distributed scheduler (tcp://HOST:8786), or `local` for a local cluster of --jobs worker processes (default one per core). Files may be paths the workers see or fsspec URLs (file://, s3://...). Needs rstwatch[cluster]; docs/deploy.md.")
 
 
 @app.command()
 def read(
-    paths: Optional[list[Path]] = typer.Argument(None, help="Capture files (pcap, pcapng, optionally .gz) or folders; - reads standard input (tcpdump -w - | rstwatch read -)."),
+    paths: Optional[list[Path]] = typer.Argument(None, parser=_path, help="Capture files (pcap, pcapng, optionally .gz) or folders; - reads standard input (tcpdump -w - | rstwatch read -)."),
     fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="table (default on a terminal), jsonl (default otherwise), csv, eve (Suricata EVE JSON), zeek (Zeek TSV log), zeek-json, parquet, html or md (the incident report, as `report` writes it; md needs -o); with -o FILE its suffix picks one."),
     bpf: Optional[str] = typer.Option(None, "--bpf", "-f", callback=_filter_not_format, help="Read only the packets this capture filter accepts (libpcap syntax, as in tcpdump), e.g. 'port 443'."),
     since: Optional[str] = typer.Option(None, "--since", help="Skip packets before this time: ISO 8601 (UTC unless a zone is given) or epoch seconds."),
@@ -91,7 +91,7 @@ def read(
 
 @app.command()
 def report(
-    paths: Optional[list[Path]] = typer.Argument(None, help="Capture files or folders, and/or findings saved by `rstwatch read -o x.parquet`."),
+    paths: Optional[list[Path]] = typer.Argument(None, parser=_path, help="Capture files or folders, and/or findings saved by `rstwatch read -o x.parquet`."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", parser=_path, metavar="<path>", help="The report: NAME.html (one self-contained file) or NAME.md (images in NAME_files/); default: HTML on stdout."),
     fmt: Optional[Format] = typer.Option(None, "--format", "-T", help="Default html, or md; any `read` format works."),
     title: Optional[str] = typer.Option(None, "--title", help="The report's title, e.g. \"INC-2291 checkout 502s\"."),
@@ -100,7 +100,7 @@ def report(
     rules: Optional[list[Path]] = RulesOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Files read in parallel processes."),
     storm_min: Optional[int] = typer.Option(None, "--storm-min", min=0, help="Report a flood of at least this many connections to one host as one finding (0: never; default: each flood rule's min_connections, 500)."),
-    packets: Optional[list[Path]] = typer.Option(None, "--packets", help="Saved findings (Parquet): captures, or folders of them, their packet ladders and --extract may re-read (a path inside the Parquet file is opened only if it is one of these or under one)."),
+    packets: Optional[list[Path]] = typer.Option(None, "--packets", parser=_path, metavar="<path>", help="Saved findings (Parquet): captures, or folders of them, their packet ladders and --extract may re-read (a path inside the Parquet file is opened only if it is one of these or under one)."),
     scheduler: Optional[str] = SchedulerOpt,
     host: Optional[list[str]] = typer.Option(None, "--host", help="NAME=PATH (repeatable): one host's captures; the report shows where each RST was seen (docs/multihost.md)."),
     hosts: Optional[Path] = typer.Option(None, "--hosts", parser=_path, metavar="<path>", help="A folder with one subfolder (or capture file) per host."),
@@ -178,9 +178,13 @@ def live(
     _guard(lambda: run_live(opts), debug)
 
 
+# the kernel's own events, not findings: a table line or a JSON object each (kernel/stream.py)
+KernelFormat = Enum("KernelFormat", {"table": "table", "jsonl": "jsonl"}, type=str)
+
+
 @app.command()
 def kernel(
-    fmt: Optional[LiveFormat] = typer.Option(None, "--format", "-T", "-f", help="table (default on a terminal) or jsonl (default otherwise), one line per reset; -T as in read and live (-f, this command's first spelling, still works)."),
+    fmt: Optional[KernelFormat] = typer.Option(None, "--format", "-T", "-f", help="table (default on a terminal) or jsonl (default otherwise), one line per reset; -T as in read and live (-f, this command's first spelling, still works)."),
     duration: Optional[str] = typer.Option(None, "--duration", "-d", help="Stop after this long (30s, 10m, 1h)."),
     debug: bool = DebugOpt,
 ) -> None:
@@ -220,7 +224,7 @@ def rules_explain(name: str = typer.Argument(..., help="Cause name or rule id.")
 
 
 @rules_app.command("validate")
-def rules_validate(folders: list[Path] = typer.Argument(None, help="Rule folders (default: the built-in rules)."),
+def rules_validate(folders: list[Path] = typer.Argument(None, parser=_path, help="Rule folders (default: the built-in rules)."),
                    debug: bool = DebugOpt) -> None:
     """Check rule files; every problem is listed as file:line."""
     from .run import run_rules_validate
@@ -228,7 +232,7 @@ def rules_validate(folders: list[Path] = typer.Argument(None, help="Rule folders
 
 
 @rules_app.command("test")
-def rules_test(folders: list[Path] = typer.Argument(None, help="Rule folders (default: the built-in rules)."),
+def rules_test(folders: list[Path] = typer.Argument(None, parser=_path, help="Rule folders (default: the built-in rules)."),
                debug: bool = DebugOpt) -> None:
     """Run each rule's own match / no_match examples."""
     from .run import run_rules_test
@@ -354,10 +358,24 @@ def _click_errors():
     return module
 
 
+def _command_named(args: list[str]) -> str:
+    """`rstwatch read`, `rstwatch rules explain`: the command the words name, for an error click
+    raised without one (an option's missing value)."""
+    import typer.main
+    words, group = ["rstwatch"], typer.main.get_command(app)
+    for arg in args:
+        sub = getattr(group, "commands", {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        group = sub
+    return " ".join(words)
+
+
 def _usage_error(exc) -> int:
     """A mistyped command, option or value in one line, as every other error (click's four: Usage,
     Try, a blank line, Error), naming the help that shows the right ones."""
-    where = exc.ctx.command_path if exc.ctx is not None else "rstwatch"
+    where = exc.ctx.command_path if exc.ctx is not None else _command_named(sys.argv[1:])
     message = exc.format_message().strip()
     if not message.endswith((".", "?", "!")):
         message += "."

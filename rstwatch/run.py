@@ -99,6 +99,8 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     check_all_outputs(chosen, output, force, extract, paths)     # before any input is opened
     paths = expand_inputs(paths, skipped)       # folders -> files, once, before any work
     check_all_outputs(chosen, output, force, extract, paths)     # again with the files found in folders
+    from .report.formats import tell_if_name_disagrees
+    tell_if_name_disagrees(fmt, output, chosen)
     rules = load_rules(rule_dirs)
     tune_gc()
     if chosen.name in STREAMED:

@@ -10,7 +10,7 @@ import typer
 
 from .engine.loader import load_rules
 from .engine.model import Rule
-from .report.formats import Format, choose, name_disagrees
+from .report.formats import Format, choose, tell_if_name_disagrees
 from .report.plaintext import visible
 from .report.runinfo import InputFile, RunInfo
 
@@ -22,9 +22,6 @@ def plan(fmt: str | None, output: Path | None, extract: Path | None, default: st
     """Refuse impossible outputs before any work (Markdown to stdout, an --extract folder that
     cannot be made)."""
     chosen = choose(fmt, output, sys.stdout.isatty(), default)
-    disagree = name_disagrees(fmt, output, chosen)
-    if disagree:
-        typer.echo(f"rstwatch: warning: {visible(disagree)}", err=True)
     if extract is not None:
         from .report.extract import check_folder
         check_folder(extract)
@@ -118,6 +115,7 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     skipped: list = []                      # what folders hold but is not read: said as `read` says it
     files = expand_inputs(captures, skipped) if captures else []
     check_all_outputs(chosen, output, force, extract, [*files, *saved])    # again with the files found in folders
+    tell_if_name_disagrees(fmt, output, chosen)
     rules = load_rules(rule_dirs)
     from .run import tune_gc
     tune_gc()

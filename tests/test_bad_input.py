@@ -101,10 +101,16 @@ def test_usage_errors_are_one_line_naming_the_help():
              (["reed", str(GOOD)], "Did you mean 'read'?", "rstwatch --help"),
              (["live"], "Missing argument", "rstwatch live --help"),
              (["kernel", "-d", "soon"], "'soon' is not a duration", "rstwatch kernel --help"),
-             (["kernel", "-f", "xml"], "'--format' / '-T' / '-f': 'xml'", "rstwatch kernel --help"),  # -f: still the format
+             (["kernel", "-f", "csv"], "'--format' / '-T' / '-f': 'csv' is not one of 'table', 'jsonl'", "rstwatch kernel --help"),  # -f: still the format
              (["rules", "explian"], "No such command", "rstwatch rules --help"),
              (["read", str(GOOD), "-o", ""], "'--output' / '-o': an empty name", "rstwatch read --help"),  # not "."
-             (["live", "lo", "--write", ""], "'--write' / '-w': an empty name", "rstwatch live --help")]
+             (["live", "lo", "--write", ""], "'--write' / '-w': an empty name", "rstwatch live --help"),
+             (["read", ""], "'paths': an empty name", "rstwatch read --help"),      # not the current folder
+             (["read", str(GOOD), "--rules", ""], "'--rules': an empty name", "rstwatch read --help"),
+             (["rules", "validate", ""], "'folders': an empty name", "rstwatch rules validate --help"),
+             # an option's value missing: click names no command, the words do
+             (["read", str(GOOD), "-o"], "Option '-o' requires an argument", "rstwatch read --help"),
+             (["rules", "explain", "--rules"], "requires an argument", "rstwatch rules explain --help")]
     for args, what, help_command in cases:
         res = run_cli(*args)
         assert_clean_error(res, "rstwatch: error: ", what, f"See '{help_command}'.")

@@ -42,3 +42,24 @@ def test_the_report_says_the_same(tmp_path):
     one = tmp_path / "one.md"
     assert run_cli("report", str(CLOSED_PORT[0]), "-o", str(one)).returncode == 0
     assert "ss -ltnp 'sport = :9001';" in one.read_text()
+
+
+def test_saved_findings_of_a_rule_not_given_again_are_marked_as_the_firsts(tmp_path):
+    """A report from Parquet written with a user's rule folder, made without it: the rule's
+    placeholders are unknown, so the first finding's text is shown and said to be only that."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "my-refused.yaml").write_text(
+        "id: MY001\nname: my-refused\ntitle: Refused (my rule)\nband: handshake\nbefore: [closed-port]\n"
+        "when: {rst.answers_syn: true}\nconfidence: 0.9\nerrno: {receiver: [ECONNREFUSED], sender: []}\n"
+        'explain: "{src} refused {dst}"\nremediation: ["Tell {client} to stop calling port {server_port}."]\n'
+        "references: []\ntests:\n  - {expect: match, features: {rst.answers_syn: true}}\n")
+    saved = tmp_path / "f.parquet"
+    res = run_cli("read", *map(str, CLOSED_PORT), "--rules", str(rules), "-o", str(saved))
+    assert res.returncode == 0, res.stderr
+    with_rule, without = tmp_path / "with.md", tmp_path / "without.md"
+    assert run_cli("report", str(saved), "--rules", str(rules), "-o", str(with_rule)).returncode == 0
+    assert run_cli("report", str(saved), "-o", str(without)).returncode == 0
+    assert "1. Tell {client} to stop calling port {server_port}." in with_rule.read_text()
+    assert ("1. Tell 10.77.1.2 to stop calling port 9001. (the first finding's; others differ)"
+            in without.read_text())

@@ -243,6 +243,9 @@ def test_a_name_that_disagrees_with_the_format_is_warned_about(tmp_path):
     from rstwatch.report.formats import FORMATS, name_disagrees
     assert "name says jsonl" in name_disagrees("csv", Path("x.jsonl"), FORMATS["csv"])
     assert ".pdf is not a suffix" in name_disagrees(None, Path("x.pdf"), FORMATS["html"])
+    assert "name says eve" in name_disagrees("jsonl", Path("x.eve.json"), FORMATS["jsonl"])
+    assert "does not compress" in name_disagrees("csv", Path("x.csv.gz"), FORMATS["csv"])
+    assert "does not compress" in name_disagrees(None, Path("x.jsonl.GZ"), FORMATS["jsonl"])
     for fmt, name in [("eve", "eve.json"), ("zeek-json", "conn.log"), ("csv", "x.csv"), ("table", "t.txt"),
                       ("jsonl", "findings"), (None, "x.parquet"), ("csv", "x.pdf"), (None, "no-suffix")]:
         assert name_disagrees(fmt, Path(name), FORMATS[fmt or "jsonl"]) is None, (fmt, name)
@@ -254,3 +257,6 @@ def test_a_name_that_disagrees_with_the_format_is_warned_about(tmp_path):
     assert out.read_text().startswith("file,frame,")
     res = run_cli("read", str(CAPTURES / "closed-port.pcap"), "-o", str(tmp_path / "y.jsonl"))
     assert res.returncode == 0 and res.stderr == ""
+    # a write refused (the file exists) is the one line about that, not a warning first
+    res = run_cli("read", str(CAPTURES / "closed-port.pcap"), "-T", "csv", "-o", str(out))
+    assert res.returncode == 2 and res.stderr.splitlines() == [f"rstwatch: error: {out}: already exists (use --force to overwrite)"]

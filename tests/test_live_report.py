@@ -53,3 +53,13 @@ def test_live_report_is_digested_as_it_goes_and_equals_the_whole_table(findings,
     if suffix == "md":
         for svg in (tmp_path / "whole_files").iterdir():
             assert (tmp_path / "stream_files" / svg.name).read_bytes() == svg.read_bytes()
+
+
+def test_a_report_name_with_an_unknown_suffix_is_warned_about_before_the_session(tmp_path: Path, capsys):
+    """`live --report x.pdf` writes HTML (no --format there): said when the session starts, as
+    `report -o x.pdf` says it; a known suffix says nothing."""
+    from rstwatch.live.report import LiveReport
+    LiveReport(tmp_path / "x.pdf", False).check()
+    assert capsys.readouterr().err == f"rstwatch: warning: {tmp_path / 'x.pdf'}: .pdf is not a suffix rstwatch knows; writing html\n"
+    LiveReport(tmp_path / "y.md", False).check()
+    assert capsys.readouterr().err == ""

@@ -226,16 +226,19 @@ def test_markdown_report_and_its_images(md_report, truth):
 
 
 def test_markdown_report_replaced_keeps_only_what_it_shows(tmp_path):
-    """--force over a report of more causes: the old ladders go, the user's own file stays."""
+    """--force over a report of more causes: the old ladders go, the user's own files stay."""
     out = tmp_path / "r.md"
     assert run_cli("report", str(CAPTURES), "-o", str(out)).returncode == 0
     folder = tmp_path / "r_files"
     assert len(list(folder.glob("ladder-*.svg"))) > 10
+    mine = {"notes.txt", "diagram.svg", "ladder-link.svg"}        # the user's: a text, a picture, a link
     (folder / "notes.txt").write_text("mine")
+    (folder / "diagram.svg").write_text("<svg/>")
+    (folder / "ladder-link.svg").symlink_to(folder / "diagram.svg")
     res = run_cli("report", str(CAPTURES / "closed-port.pcap"), "-o", str(out), "--force")
     assert res.returncode == 0, res.stderr
     named = set(re.findall(r"r_files/([\w.-]+)", out.read_text()))
-    assert {p.name for p in folder.iterdir()} == named | {"notes.txt"}
+    assert {p.name for p in folder.iterdir()} == named | mine
     assert named == {"timeline.svg", "ladder-closed-port-1.svg", "findings.csv"}
 
 

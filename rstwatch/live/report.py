@@ -49,6 +49,8 @@ class LiveReport:
             mine = {self.path, self.path.with_name(f"{self.path.stem}.findings.csv")}
             if any(os.path.abspath(evidence) == os.path.abspath(p) for p in mine):
                 raise OutputError(str(evidence), "is both the --write file and the --report output")
+        from ..report.formats import tell_if_name_disagrees
+        tell_if_name_disagrees(None, self.path, self.format)      # `--report x.pdf`: HTML, and said so
         if self.format.name in ("html", "md"):
             self.info.output, self.info.force = self.path, self.force
             self.sink = self.format.batch_writer(None, self.info)    # its stream is given at the end

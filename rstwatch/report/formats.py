@@ -8,6 +8,7 @@ format it writes.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -85,26 +86,34 @@ def by_suffix(path: Path | None) -> str | None:
 # Names a format is also written under that another format claims (`eve.json` is Suricata's own
 # name, a Zeek JSON log is a `.log`): no warning for these.
 ALSO_NAMED = {"eve": (".json",), "zeek-json": (".log", ".json"), "table": (".txt",)}
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
 
 
 def name_disagrees(fmt: str | None, output: Path | None, chosen: Format) -> str | None:
-    """What to warn about when -o's name and the format written disagree: a suffix of another
-    format with --format given (`-T csv -o x.jsonl`), or a suffix no format has without it
-    (`report -o x.pdf` writes HTML); else None."""
-    if output is None or not output.suffix:
+    """What to warn about when -o's name and what is written disagree: a compressed file's
+    suffix (rstwatch writes plain text), another format's suffix with --format given (`-T csv -o
+    x.jsonl`), or without it a suffix no format has (`report -o x.pdf` writes HTML); else None."""
+    if output is None:
         return None
     name = output.name.lower()
-    if fmt is None:
-        if by_suffix(output) is None:
-            return (f"{output}: {output.suffix} is not a suffix rstwatch writes; writing {chosen.name} "
-                    f"(--format picks another)")
-        return None
-    if any(name.endswith(s) for s in chosen.suffixes + ALSO_NAMED.get(chosen.name, ())):
-        return None
+    if name.endswith(COMPRESSED):
+        return f"{output}: rstwatch does not compress what it writes; writing plain {chosen.name}"
     named = by_suffix(output)
-    if named is not None and named != chosen.name:
-        return f"{output}: writing {chosen.name} as --format asks, though the name says {named}"
-    return None
+    if fmt is None:
+        if named is None and output.suffix:
+            return f"{output}: {output.suffix} is not a suffix rstwatch knows; writing {chosen.name}"
+        return None
+    if named is None or named == chosen.name or name.endswith(ALSO_NAMED.get(chosen.name, ())):
+        return None
+    return f"{output}: writing {chosen.name} as --format asks, though the name says {named}"
+
+
+def tell_if_name_disagrees(fmt: str | None, output: Path | None, chosen: Format) -> None:
+    """The warning above on stderr, once the output is known to be writable."""
+    message = name_disagrees(fmt, output, chosen)
+    if message:
+        from .plaintext import visible
+        print(f"rstwatch: warning: {visible(message)}", file=sys.stderr)
 
 
 def choose(fmt: str | None, output: Path | None, terminal: bool, default: str | None = None) -> Format:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
+import stat
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -14,7 +16,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 import pandas as pd
 
-from .summary import reset_weights
+from .summary import FIRST_ONLY, reset_weights
 
 from .digest import SAMPLES, TABLE_ROWS, Digest
 
@@ -228,11 +230,15 @@ def _sections(digest: Digest, order, palette, info, per_cause, resets) -> tuple[
 
 def _remediation(stats, rule, first) -> list[str]:
     """The cause's remediation: the findings' own texts when they all share them, else the rule's
-    with its placeholders (`:{server_port}`, not the first finding's port for all of them)."""
+    with its placeholders (`:{server_port}`, not the first finding's port for all of them), or
+    without the rule (saved findings of a rule folder not given again) the first's, marked so."""
+    texts = list(first["remediation"] or [])
     if stats.remediation_varies and rule is not None:
         from ..engine.model import outline
         return [outline(t) for t in rule.remediation]
-    return list(first["remediation"] or [])
+    if stats.remediation_varies and texts:
+        texts[0] += FIRST_ONLY
+    return texts
 
 
 def _ends(row, packets) -> tuple[tuple[str, int], tuple[str, int], tuple[str, str]]:
@@ -468,14 +474,25 @@ def _write_folder(folder: Path, files: dict[str, str], force: bool) -> None:
     try:
         for name, text in files.items():
             write_file(folder / name, text.encode("utf-8"), True, dir_fd=fd)
-        # a report replaced with --force: the files of the one before that this one does not name
-        # (other causes' ladders, a CSV now too large for the folder) go; the folder holds what
-        # the report shows, and a file of the user's own kind (notes.txt) stays
-        for name in os.listdir(fd):
-            if (name.endswith(".svg") or name == "findings.csv") and name not in files:
-                try:
-                    os.unlink(name, dir_fd=fd)
-                except IsADirectoryError:
-                    pass
+        _remove_stale(fd, set(files))
     finally:
         os.close(fd)
+
+
+# What a Markdown report writes in NAME_files/ (timeline, ladders per cause and vantage point, CSV)
+_REPORT_FILE = re.compile(r"(timeline|(ladder|vantage)-[^/]+)\.svg|findings\.csv")
+
+
+def _remove_stale(fd: int, written: set[str]) -> None:
+    """A report replaced with --force: the files a report writes that this one did not (another
+    cause's ladder, a CSV now too large for the folder) go, so the folder holds what the report
+    shows. Only regular files named as a report names them; the user's own files (notes.txt,
+    diagram.svg, a link) stay, and one that cannot be removed is left (the report is written)."""
+    for name in os.listdir(fd):
+        if name in written or not _REPORT_FILE.fullmatch(name):
+            continue
+        try:
+            if stat.S_ISREG(os.lstat(name, dir_fd=fd).st_mode):
+                os.unlink(name, dir_fd=fd)
+        except OSError:
+            pass

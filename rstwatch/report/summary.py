@@ -9,6 +9,11 @@ if TYPE_CHECKING:       # counting no finding (a capture without RST) needs no p
     import pandas as pd
 
 
+# after a remediation that stands for a cause whose findings' texts differ, its rule unknown here
+# (a report from saved findings of a user's rule folder not given again)
+FIRST_ONLY = " (the first finding's; others differ)"
+
+
 def reset_weights(df: pd.DataFrame) -> pd.Series:
     """How many resets each finding stands for (a flood finding counts all of its own)."""
     import pandas as pd
@@ -63,7 +68,7 @@ class CauseTally:
         if template:
             from ..engine.model import outline
             return outline(template[0])
-        return f"{text} (the first finding's; others differ)"
+        return text + FIRST_ONLY
 
     def rows(self) -> list[tuple[str, int, str, str]]:
         """(cause, resets, "client 2, server 1" in resets, first remediation), most resets first."""

@@ -28,6 +28,8 @@ def run_hosts(paths: list[Path], hosts: tuple, fmt, output, force: bool, rule_di
     named = [p for h in parsed for p in h.paths]
     check_all_outputs(chosen, output, force, extract, named)
     check_all_outputs(chosen, output, force, extract, expand_inputs(named, []))    # and the files in folders
+    from ..report.formats import tell_if_name_disagrees
+    tell_if_name_disagrees(fmt, output, chosen)
     rules = load_rules(rule_dirs)
     run = read_hosts(parsed, rules, jobs, debug, storm_min, keep)
     for err in run.errors:
