@@ -63,3 +63,11 @@ def test_saved_findings_of_a_rule_not_given_again_are_marked_as_the_firsts(tmp_p
     assert "1. Tell {client} to stop calling port {server_port}." in with_rule.read_text()
     assert ("1. Tell 10.77.1.2 to stop calling port 9001. (the first finding's; others differ)"
             in without.read_text())
+
+
+def test_one_reset_seen_by_several_hosts_counts_once():
+    # read --hosts: a row per capture that saw it (copies marked copy_of), one reset, as the report says
+    res = run_cli("read", "--format", "table", "--hosts", str(CAPTURES / "multihost" / "closed-port"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("4 finding(s) for 1 TCP reset(s) in 4 file(s)")
+    assert " closed-port 1 server 1 Check the listener" in re.sub(r"\s+", " ", res.stdout.split("By cause", 1)[1])

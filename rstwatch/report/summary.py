@@ -22,7 +22,14 @@ def reset_weights(df: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(df["resets"], errors="coerce").fillna(1).astype("int64")
 
 
+def counted(df: pd.DataFrame) -> pd.DataFrame:
+    """The findings that count as resets: one RST captured on several hosts (read --hosts) is a
+    row per capture, the others marked copy_of; it counts once, as the report counts it."""
+    return df[df["copy_of"].isna()] if "copy_of" in df and len(df) else df
+
+
 def reset_count(df: pd.DataFrame) -> int:
+    df = counted(df)
     return int(reset_weights(df).sum()) if len(df) else 0
 
 
@@ -40,6 +47,7 @@ class CauseTally:
         self.templates = {r.name: r.remediation for r in rules or []}
 
     def add(self, df: pd.DataFrame) -> None:
+        df = counted(df)
         if not len(df):
             return
         # columns as lists first: iterating an Arrow column is ~0.7 us a value
