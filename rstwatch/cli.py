@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from . import __version__
+from .entry import stdout_failed
 from .errors import RstwatchError
 from .exitcodes import ExitStatus
 
@@ -347,6 +348,8 @@ def main() -> None:
     except typer.Abort:
         _tell("rstwatch: interrupted")
         sys.exit(ExitStatus.INTERRUPTED)
+    except OSError as exc:          # click writing help or a completion script into a full disk
+        sys.exit(stdout_failed(exc))
     sys.exit(code if isinstance(code, int) else ExitStatus.OK)
 
 

@@ -10,7 +10,10 @@ import sys
 def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]):
         from . import __version__
-        print(__version__)
+        try:
+            print(__version__, flush=True)
+        except OSError as exc:
+            sys.exit(stdout_failed(exc))
         return
     # pandas keeps text columns in Arrow arrays; Arrow's own allocator holds on to what it
     # freed, the system's returns it: 300,000 resets peak 267 -> 243 MiB (JSON Lines), 362 ->
@@ -27,3 +30,18 @@ def main() -> None:
     gc.disable()
     from .cli import main as cli_main
     cli_main()
+
+
+def stdout_failed(exc: OSError) -> int:
+    """Writing stdout failed outside a command's own guard (--version, click's help): a closed
+    pipe ends quietly as `cat` does, anything else (a full disk) is one line and exit 2; either
+    way what is left in the buffer goes to /dev/null, not to a traceback at Python's exit."""
+    from .report.output import settle_stdout
+    quiet = isinstance(exc, BrokenPipeError)
+    if not quiet:
+        try:
+            sys.stderr.write(f"rstwatch: error: stdout: {exc.strerror or exc}; the output is incomplete\n")
+        except OSError:
+            pass
+    settle_stdout()
+    return 0 if quiet else 2
