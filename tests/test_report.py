@@ -242,6 +242,16 @@ def test_markdown_report_replaced_keeps_only_what_it_shows(tmp_path):
     assert named == {"timeline.svg", "ladder-closed-port-1.svg", "findings.csv"}
 
 
+def test_a_report_to_a_device_writes_nothing_beside_it():
+    """-o /dev/null: a Markdown report (its pictures need NAME_files/ beside it) is refused, an
+    HTML one is written, and nothing is made in /dev."""
+    res = run_cli("report", str(CAPTURES / "closed-port.pcap"), "-T", "md", "-o", "/dev/null")
+    assert res.returncode == 2 and "a Markdown report needs a file name" in res.stderr, res.stderr
+    res = run_cli("report", str(CAPTURES / "closed-port.pcap"), "-o", "/dev/null")
+    assert res.returncode == 0, res.stderr
+    assert not os.path.lexists("/dev/null_files") and not os.path.lexists("/dev/null.findings.csv")
+
+
 def test_empty_capture_gives_a_short_report(tmp_path):
     res = run_cli("report", str(CAPTURES / "normal-close.pcap"), "-o", str(tmp_path / "none.html"))
     assert res.returncode == 0, res.stderr

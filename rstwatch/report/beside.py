@@ -9,14 +9,17 @@ import stat
 from pathlib import Path
 
 from ..errors import OutputError
-from .output import stream_fd
+from .output import has_room_beside
 
 
 def check_beside(output: Path | None, force: bool, markdown: bool) -> None:
     """NAME.findings.csv is never replaced without --force, nor ever when it is a link or not a
     regular file; the NAME_files/ folder as incident.check_outputs says."""
-    if output is None or stream_fd(output) is not None:
-        return                                  # stdout: nothing is written beside it
+    if not has_room_beside(output):             # stdout, /dev/null: nothing is written beside it
+        if markdown and output is not None:
+            raise OutputError(str(output), "is not a regular file; a Markdown report needs a file name "
+                                           "(its images go in NAME_files/ beside it)")
+        return
     from .incident import check_outputs
     check_outputs(output, force, markdown)
     side = output.with_name(f"{output.stem}.findings.csv")

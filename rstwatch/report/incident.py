@@ -281,7 +281,8 @@ class CsvSpool:
     def __init__(self, info, side_name: str) -> None:
         from .csvout import CsvSink
         self.side_name = side_name
-        self.info, self.side = info, (info.output.with_name(side_name) if info.output is not None else None)
+        from .output import has_room_beside
+        self.info, self.side = info, (info.output.with_name(side_name) if has_room_beside(info.output) else None)
         self.blocked = self.side is not None and os.path.lexists(self.side) and not info.force
         if self.blocked:                        # kept: a large CSV is then not written, and the report says why
             self.side = None
@@ -323,7 +324,8 @@ class CsvSpool:
                     "size": f"{len(data) / 1024:.0f} KiB"}
         if self.side is None:
             why = (f"{self.info.output.with_name(self.side_name).name} exists (--force replaces it)" if self.blocked
-                   else "the report went to stdout")
+                   else "the report went to stdout" if self.info.output is None
+                   else f"{self.info.output} is not a regular file")
             return {"href": "", "note": f"the full findings are too large to embed and were not written beside the report "
                             f"({why}): write them with `rstwatch read --format csv`"}
         self._drain(last=True)

@@ -36,6 +36,18 @@ def stream_fd(path: Path | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def has_room_beside(path: Path | None) -> bool:
+    """Whether files may be written beside `path` (a report's NAME_files/ and NAME.findings.csv):
+    a file's name, not stdout's (-, /dev/stdout, /dev/fd/N) nor an existing device, FIFO or
+    socket's (-o /dev/null would make /dev/null_files/)."""
+    if stream_fd(path) is not None:
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True                             # not there yet: it will be a file
+
+
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
