@@ -60,6 +60,8 @@ def test_explain_shows_errno_and_remediation():
     (RULE.format(name="bad").replace("rst.answers_syn: true\nconfidence", "rst.answers_syn: 3\nconfidence"), 6, ["is bool"]),
     (RULE.format(name="bad").replace("rst.answers_syn: true\nconfidence", "rst.ttl: {around: 3}\nconfidence"), 6, ["unknown operator"]),
     (RULE.format(name="bad").replace('explain: "{src} refused"', 'explain: "{src.__class__} refused"'), 9, ["placeholder"]),
+    (RULE.format(name="bad").replace('remediation: ["x"]', 'remediation: ["port {server_port!s:>6}"]'), 10,
+     ["remediation[0]: placeholder {server_port} not allowed"]),        # named as remediation, not explain
     (RULE.format(name="other"), 2, ["must match the file name"]),
     (RULE.format(name="bad") + "colour: red\n", 14, ["unknown key `colour`"]),
 ])

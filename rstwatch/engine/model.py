@@ -145,7 +145,7 @@ def check_template(text: str, base: str, ln: int, problems: list[str], fields: s
     try:
         parts = list(string.Formatter().parse(text))
     except ValueError as exc:
-        problems.append(f"{base}:{ln}: explain: {exc}")
+        problems.append(f"{base}:{ln}: {key}: {exc}")
         return
     placeholders = sum(fname is not None for _, fname, _, _ in parts)
     if placeholders > MAX_TEMPLATE_FIELDS:
@@ -156,5 +156,5 @@ def check_template(text: str, base: str, ln: int, problems: list[str], fields: s
         if fname is None:
             continue
         if fname not in fields or spec or conv:
-            problems.append(f"{base}:{ln}: explain: placeholder {{{fname}}} not allowed "
+            problems.append(f"{base}:{ln}: {key}: placeholder {{{fname}}} not allowed "
                             f"(use plain {sorted(fields)})")
