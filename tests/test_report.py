@@ -406,3 +406,14 @@ def test_report_says_what_a_folder_held_and_was_not_read(tmp_path):
     assert f"rstwatch: warning: {folder}: skipped 1 file(s) that are not captures: notes.txt" in res.stderr
     assert f"rstwatch: error: {folder / 'gone.pcap'}: broken symbolic link" in res.stderr
     assert "closed-port" in (tmp_path / "r.html").read_text()
+
+
+def test_shares_never_round_some_to_none_or_most_to_all():
+    # the headline and the cause table alike: 2 of 602 resets are not "0%", 600 of 602 not "100%"
+    from rstwatch.report.incident import _share
+    assert [_share(2, 602), _share(600, 602), _share(602, 602), _share(301, 602), _share(0, 5)] == \
+        ["<1%", ">99%", "100%", "50%", "0%"]
+    res = run_cli("report", str(CAPTURES / "closed-port.pcap"), str(CAPTURES / "closed-port-ipv6.pcapng"),
+                  str(CAPTURES / "rst-storm.pcap"), "-T", "html")
+    assert res.returncode == 0, res.stderr
+    assert "most were rst-storm (600, &gt;99%), closed-port (2, &lt;1%)." in res.stdout

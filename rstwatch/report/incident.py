@@ -146,7 +146,7 @@ def build(df: pd.DataFrame | None, info, standalone_svg: bool = False, digest: D
     t0, t1 = digest.t0, digest.t1
     _say[0](f"drawing the timeline of {resets:,} resets")
     svg, steps, cut = timeline_svg(digest.reset_table(), order, palette, standalone=standalone_svg)
-    top = ", ".join(f"{c} ({int(n):,}, {100 * n / resets:.0f}%)" for c, n in per_cause.head(3).items())
+    top = ", ".join(f"{c} ({int(n):,}, {_share(n, resets)})" for c, n in per_cause.head(3).items())
     model.update(
         empty=False, resets=resets, connections=digest.connections(), start=_utc(t0), end=_utc(t1),
         span=_duration(t1 - t0), day=_days(t0, t1), causes_sentence=top, cause_count=len(order),
@@ -162,8 +162,8 @@ def build(df: pd.DataFrame | None, info, standalone_svg: bool = False, digest: D
 
 
 def _share(n: float, total: int) -> str:
-    pct = 100 * n / total
-    return "<1%" if 0 < pct < 1 else f"{pct:.0f}%"
+    pct = 100 * n / total       # never "0%" for some nor "100%" for not all (2 of 602, 600 of 602)
+    return "<1%" if 0 < pct < 1 else ">99%" if 99 < pct < 100 else f"{pct:.0f}%"
 
 
 def _drops(info) -> str:
