@@ -38,20 +38,32 @@ def _analyze_one(args: tuple, progress=None) -> FileResult | str:
 
 
 def _with_progress(work: list) -> list:
-    """A progress bar on stderr (bytes and packets) for reads long enough to need one."""
+    """A progress bar on stderr for the whole run (bytes and packets so far, the file being read
+    and its number): a folder of small files moves it file by file, where a bar per file showed
+    each one's zeros before it was gone."""
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[packets]:,} packets"),
                TimeRemainingColumn()]
+    sizes = []
+    for w in work:
+        try:
+            sizes.append(w[0].stat().st_size)
+        except OSError:
+            sizes.append(0)
     out = []
-    with Progress(*columns, transient=True, disable=False) as bar:
-        for w in work:
-            try:
-                size = w[0].stat().st_size
-            except OSError:
-                size = None
-            task = bar.add_task(w[0].name, total=size, packets=0)
-            out.append(_analyze_one(w, lambda done, packets, t=task: bar.update(t, completed=done, packets=packets)))
-            bar.remove_task(task)           # one line for the file being read, not a growing list
+    # on stderr (rich's default is stdout: with the findings piped or redirected, no bar was shown)
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=False) as bar:
+        task = bar.add_task("", total=sum(sizes) or None, packets=0)
+        bytes_before = packets_before = 0
+        for n, (w, size) in enumerate(zip(work, sizes)):
+            name = w[0].name if len(work) == 1 else f"{w[0].name} ({n + 1}/{len(work)})"
+            bar.update(task, description=name, completed=bytes_before)
+            out.append(_analyze_one(w, lambda done, packets, b=bytes_before, p=packets_before:
+                                    bar.update(task, completed=b + done, packets=p + packets)))
+            bytes_before += size
+            packets_before += getattr(getattr(out[-1], "diag", None), "packets", 0)
+            bar.update(task, completed=bytes_before, packets=packets_before)
     return out
 
 
