@@ -29,6 +29,30 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> su
     return subprocess.run([exe, *args], capture_output=True, text=True, input=stdin, cwd=cwd, timeout=300)
 
 
+def run_with_terminal_stderr(*args: str, columns: int = 120) -> tuple[int, str]:
+    """The console script with stderr a terminal (a pty, as an SRE's shell gives) and stdout
+    thrown away: (exit status, what stderr showed, its escape sequences taken out)."""
+    import pty
+    import re
+    exe = shutil.which("rstwatch", path=str(Path(sys.executable).parent)) or shutil.which("rstwatch")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower,
+                            env={**os.environ, "TERM": "xterm", "COLUMNS": str(columns)})
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:                 # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    status = proc.wait(timeout=120)
+    os.close(leader)
+    return status, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+
+
 def findings_of(folder: Path):
     """Every finding of the captures below `folder` (pcap, pcapng, gzip), one table."""
     import pandas as pd

@@ -2,38 +2,17 @@
 file being read and its number. (A bar per file showed a small file's zeros, then vanished.)"""
 from __future__ import annotations
 
-import os
-import pty
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-from conftest import CAPTURES, run_cli
+from conftest import CAPTURES, run_cli, run_with_terminal_stderr
 
 FOLDER = CAPTURES / "tunnels"
 
 
 def test_a_folder_is_one_bar_counting_every_files_packets(tmp_path):
-    exe = shutil.which("rstwatch", path=str(Path(sys.executable).parent)) or shutil.which("rstwatch")
-    leader, follower = pty.openpty()            # stderr a terminal, as an SRE's shell gives
-    proc = subprocess.Popen([exe, "read", str(FOLDER), "-T", "jsonl", "-o", str(tmp_path / "f.jsonl")],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower,
-                            env={**os.environ, "TERM": "xterm", "COLUMNS": "160"})
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:                         # the child closed its end
-            break
-        if not chunk:
-            break
-        seen += chunk
-    assert proc.wait(timeout=120) == 0, seen
-    os.close(leader)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    status, text = run_with_terminal_stderr("read", str(FOLDER), "-T", "jsonl", "-o", str(tmp_path / "f.jsonl"),
+                                            columns=160)
+    assert status == 0, text
     files = sorted(p for p in FOLDER.iterdir() if p.suffix in (".pcap", ".pcapng"))
     numbers = {int(k) for k, n in re.findall(r"\((\d+)/(\d+)\)", text) if int(n) == len(files)}
     assert numbers and max(numbers) == len(files), text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CAPTURES, ROOT, run_cli
+from conftest import CAPTURES, ROOT, run_cli, run_with_terminal_stderr
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -371,25 +371,9 @@ def test_report_over_years_cuts_the_quiet_gaps(tmp_path):
 def test_report_says_what_it_is_doing_on_a_terminal(tmp_path):
     """On a terminal the report's own work (after the read's progress bar) has a progress line:
     stderr is a pty here, as an SRE's shell gives."""
-    import pty
-    exe = shutil.which("rstwatch", path=str(Path(__import__("sys").executable).parent)) or shutil.which("rstwatch")
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([exe, "report", str(CAPTURES / "data-after-close.pcap"), "-o", str(tmp_path / "r.html")],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
-                            env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:                 # the child closed its end
-            break
-        if not chunk:
-            break
-        seen += chunk
-    assert proc.wait(timeout=120) == 0, seen
-    os.close(leader)
-    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
+    status, text = run_with_terminal_stderr("report", str(CAPTURES / "data-after-close.pcap"), "-o",
+                                            str(tmp_path / "r.html"))
+    assert status == 0, text
     assert "report: " in text and "report written to" in text, text
 
 
