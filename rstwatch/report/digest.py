@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .summary import reset_weights
+from .summary import counted as summary_counted, reset_weights
 
 TABLE_ROWS = 500              # rows shown in the findings table
 SAMPLES = 3                   # example connections drawn per cause
@@ -75,7 +75,7 @@ class Digest:
         self.file_names.update(Path(str(f)).name for f in df["file"].unique())
         df = df.sort_values(SORT, kind="stable", ignore_index=True)
         # several hosts' captures of one RST (read --hosts): each is a row of the table, the RST counts once
-        counted = df[df["copy_of"].isna()].reset_index(drop=True) if "copy_of" in df else df
+        counted = summary_counted(df).reset_index(drop=True)
         if len(counted):
             self._count(counted)
         self._keep(df)
