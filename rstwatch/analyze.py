@@ -99,7 +99,7 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, settle, p
         rows += len(chunk)
         resets += _resets(chunk)
         if rows > bar or resets > reset_bar:
-            kept = storms.absorb(forget_closed(Segments.concat(parts)))
+            kept = storms.absorb(forget_closed(parts))
             freed = len(kept) < rows
             # settling costs a pass over the table: worth it only once resets pile up
             done = settled(kept, RESET_DELAY_NS) if _resets(kept) >= SETTLE_MIN_RESETS else None

@@ -23,9 +23,10 @@ def test_forgetting_changes_no_verdict(tmp_path, builtin_rules, monkeypatch):
     sizes = []
     real = analyze.forget_closed
 
-    def spy(seg):
-        out = real(seg)
-        sizes.append((len(seg), len(out)))
+    def spy(parts):
+        rows = sum(len(p) for p in parts)
+        out = real(parts)
+        sizes.append((rows, len(out)))
         return out
     monkeypatch.setattr(analyze, "forget_closed", spy)
     bounded = analyze_file(path, builtin_rules).findings

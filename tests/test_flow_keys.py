@@ -6,17 +6,19 @@ between calls) and, through rst_flows_grouped, against the way it grouped before
 bundled and public capture."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import CAPTURES, EXTERNAL
+from conftest import CAPTURES, EXTERNAL, ROOT
 from rstwatch import hotloops_py
 from rstwatch.sources.capture import iter_segments
 from rstwatch.sources.diagnostics import Diagnostics
 from rstwatch.sources.segments import RST, Segments
-from rstwatch.track.flows import flow_hash, rst_flows_grouped
+from rstwatch.track.flows import flow_hash, forget_closed, rst_flows_grouped, src_is_low
 
 hotloops = pytest.importorskip("rstwatch.hotloops", reason="the compiled loops were not built")
 IMPLEMENTATIONS = [hotloops, hotloops_py]
@@ -139,3 +141,53 @@ def test_flow_keys_carried_by_concat_and_take_are_the_recomputed_ones(path):
     assert np.array_equal(taken.flow_keys, fresh(taken)) and np.array_equal(flow_hash(taken), fresh(taken))
     mixed = Segments.concat([taken, Segments(table.cols)])      # one part without keys: none kept
     assert mixed.flow_keys is None and np.array_equal(flow_hash(mixed), fresh(mixed))
+
+
+@pytest.mark.parametrize("path", [EXTERNAL / "zeek/tunnels/gre-aruba.pcap", CAPTURES / "closed-port.pcap",
+                                  EXTERNAL / "tcpdump/tcp_rst_data.pcap"], ids=lambda p: p.name)
+def test_gather_is_take_of_the_concatenation(path):
+    """Segments.gather copies rows of several parts at once: every column, and the flow keys,
+    as concatenating the parts and taking the rows would give them."""
+    table = Segments.concat(list(iter_segments(path, Diagnostics("t"))))
+    flow_hash(table)
+    n = len(table)
+    cuts = [0, n // 3, n // 3, 2 * n // 3, n]              # three parts and an empty one
+    parts = [table.take(np.arange(a, b)) for a, b in zip(cuts, cuts[1:])]
+    rng = np.random.default_rng(5)
+    for pick in (np.arange(n), np.zeros(0, np.int64), np.flatnonzero(rng.random(n) < 0.4), np.array([n - 1])):
+        got, want = Segments.gather(parts, pick), table.take(pick)
+        for column in want.cols:
+            assert got[column].dtype == want[column].dtype
+            np.testing.assert_array_equal(got[column], want[column], err_msg=column)
+        np.testing.assert_array_equal(got.flow_keys, want.flow_keys)
+    no_keys = Segments.gather([Segments(p.cols) for p in parts], pick)
+    assert no_keys.flow_keys is None and len(no_keys) == len(pick)
+
+
+def test_forget_closed_over_parts_keeps_what_the_whole_table_rule_keeps(tmp_path):
+    """forget_closed decides on the parts' flows as one table: the rows kept are those of flows
+    that are open, hold a RST or closed too recently, whatever the parts' cut."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import synth
+    path = tmp_path / "s.pcap"
+    synth.write(path, synth.build(20_000, 0.05))
+    table = Segments.concat(list(iter_segments(path, Diagnostics("t"))))
+    # the rule spelled out row by row: flow -> (FIN from A, FIN from B, RST, newest time)
+    key = list(zip(*(table[c].tolist() for c in ("src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport"))))
+    low = src_is_low(table).tolist()
+    flows: dict = {}
+    for (sh, sl, sp, dh, dl, dp), lo, fl, ts in zip(key, low, table["flags"].tolist(), table["ts_ns"].tolist()):
+        k = ((sh, sl, sp), (dh, dl, dp)) if lo else ((dh, dl, dp), (sh, sl, sp))
+        a, b, r, t = flows.get(k, (False, False, False, ts))
+        flows[k] = (a or (fl & 1 and lo), b or (fl & 1 and not lo), r or fl & RST, max(t, ts))
+    newest = int(table["ts_ns"].max())
+    idle = 10_000_000
+    gone = {k for k, (a, b, r, t) in flows.items() if a and b and not r and newest - t > idle}
+    want = [i for i, ((sh, sl, sp, dh, dl, dp), lo) in enumerate(zip(key, low))
+            if (((sh, sl, sp), (dh, dl, dp)) if lo else ((dh, dl, dp), (sh, sl, sp))) not in gone]
+    assert 0 < len(want) < len(table) // 2             # the rule forgets most of this capture
+    n = len(table)
+    for cuts in ([0, n], [0, 1000, 1000, n // 2, n - 7, n]):
+        parts = [table.take(np.arange(a, b)) for a, b in zip(cuts, cuts[1:])]
+        kept = forget_closed(parts, idle)
+        np.testing.assert_array_equal(kept["frame"], table["frame"][want])

@@ -65,6 +65,25 @@ class Segments:
             keys = np.concatenate([p.flow_keys for p in parts])
         return cls({k: np.concatenate([p.cols[k] for p in parts]) for k in SEGMENT_COLUMNS}, keys)
 
+    @classmethod
+    def gather(cls, parts: list["Segments"], idx: np.ndarray) -> "Segments":
+        """The rows `idx` (increasing positions) of the parts' concatenation, copied once, without
+        building the concatenation. Flow keys come along when every part has them."""
+        ends = np.cumsum([len(p) for p in parts])
+        starts = ends - [len(p) for p in parts]
+        cut = np.searchsorted(idx, np.concatenate(([0], ends)))
+
+        def gathered(columns: list[np.ndarray]) -> np.ndarray:
+            out = np.empty(len(idx), columns[0].dtype)
+            for col, start, a, b in zip(columns, starts, cut[:-1], cut[1:]):
+                if a < b:
+                    np.take(col, idx[a:b] - start, out=out[a:b])
+            return out
+        keys = None
+        if all(p.flow_keys is not None for p in parts):
+            keys = gathered([p.flow_keys for p in parts])
+        return cls({k: gathered([p.cols[k] for p in parts]) for k in SEGMENT_COLUMNS}, keys)
+
     def take(self, idx: np.ndarray) -> "Segments":
         """The rows `idx` (integer positions). Every row in order is the table itself, not a copy
         (a reset-heavy capture's RST flows are often all of it: ~40 MB copied per 600,000 rows);
