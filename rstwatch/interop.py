@@ -178,11 +178,18 @@ def connection_digests(df: pd.DataFrame) -> list[bytes | None]:
         return []
     cids = df["community_id"].tolist() if "community_id" in df else community_id_column(df)
     files = df["file"].tolist()
-    firsts = df["conn_first_frame"].tolist() if "conn_first_frame" in df else [None] * len(df)
+    firsts = _frames(df["conn_first_frame"]) if "conn_first_frame" in df else [None] * len(df)
     bases: dict[str, str] = {}          # the file names repeat: each one's base name once
     return [None if not isinstance(cid, str) else
-            _digest(cid, bases.get(f) or bases.setdefault(f, _basename(str(f))), _frame(first))
+            _digest(cid, bases.get(f) or bases.setdefault(f, _basename(str(f))), first)
             for cid, f, first in zip(cids, files, firsts)]
+
+
+def _frames(col: pd.Series) -> list[int | None]:
+    """_frame of each value: a column of integers without a missing one as it is."""
+    if col.dtype.kind in "iu" and not col.isna().any():     # int64, and pandas' Int64 without NA
+        return col.to_numpy(dtype=np.int64).tolist()
+    return [_frame(v) for v in col.tolist()]
 
 
 def _digest(cid: str, base: str, first_frame: int | None) -> bytes:
@@ -195,7 +202,20 @@ def _frame(value) -> int | None:
 
 
 def flow_id_column(df: pd.DataFrame) -> list[int | None]:
-    return [None if d is None else flow_id(d) for d in connection_digests(df)]
+    return flow_ids(connection_digests(df))
+
+
+def flow_ids(digests: list[bytes | None]) -> list[int | None]:
+    """flow_id of each digest (None stays None), all at once in numpy."""
+    at = [k for k, d in enumerate(digests) if d is not None]
+    out: list[int | None] = [None] * len(digests)
+    if not at:
+        return out
+    ids = np.frombuffer(b"".join(digests[k][:8] for k in at), ">u8") & np.uint64(FLOW_ID_MASK)
+    ids[ids == 0] = 1
+    for k, v in zip(at, ids.tolist()):
+        out[k] = v
+    return out
 
 
 def uid_column(df: pd.DataFrame) -> list[str | None]:
@@ -205,7 +225,7 @@ def uid_column(df: pd.DataFrame) -> list[str | None]:
 def flow_id_and_uid_columns(df: pd.DataFrame) -> tuple[list[int | None], list[str | None]]:
     """flow_id_column and uid_column from one pass over the connections' digests."""
     digests = connection_digests(df)
-    return [None if d is None else flow_id(d) for d in digests], zeek_uids(digests)
+    return flow_ids(digests), zeek_uids(digests)
 
 
 def zeek_uids(digests: list[bytes | None]) -> list[str | None]:

@@ -29,7 +29,9 @@ def test_lines_are_json_dumps_of_every_record_of_every_capture():
     assert lines >= 1_500                  # every finding (a flood is one)
 
 
-def test_awkward_values_come_out_as_json_dumps_writes_them():
+def test_awkward_values_come_out_as_json_dumps_writes_them(monkeypatch):
+    """Flood fields (optional: left out where a record has none) included, compiled and not."""
+    from rstwatch.report import jsonl
     df = pd.DataFrame({
         "file": ["a.pcap", "b\u00e9\u2192.pcap", 'quote" back\\slash\n', "%s %d"],
         "frame": pd.array([1, None, 3, 2**40], dtype="Int64"),
@@ -47,9 +49,16 @@ def test_awkward_values_come_out_as_json_dumps_writes_them():
         "ts": ["2026-01-01T00:00:00.000000001Z", None, pd.NA, "t"],
         "follows_frame": pd.array([None, 4, None, None], dtype="Int64"),
     })
-    assert json_lines(df) == reference_lines(df)
-    assert json_lines(df.iloc[:1]) == reference_lines(df.iloc[:1])          # no flood fields set
-    assert json_lines(df.iloc[0:0]) == [] == reference_lines(df.iloc[0:0])
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(jsonl, "fill_rows", None)
+        assert json_lines(df) == reference_lines(df)
+        assert json_lines(df.iloc[:1]) == reference_lines(df.iloc[:1])          # no flood fields set
+        assert json_lines(df.iloc[0:0]) == [] == reference_lines(df.iloc[0:0])
+    # a table of optional fields only: the object opens with whichever a record has first
+    monkeypatch.undo()
+    only_optional = df[["resets", "sources_sample"]]
+    assert json_lines(only_optional) == reference_lines(only_optional)
 
 
 def test_compiled_rows_equal_the_python_rows_on_awkward_tables(monkeypatch):

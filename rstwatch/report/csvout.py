@@ -76,6 +76,12 @@ def _cells(df: pd.DataFrame, name: str) -> list | None:
     if name not in df.columns:
         return None
     col = df[name]
+    if col.dtype == object and name in LIST_FIELDS and name not in OPTIONAL_FIELDS:
+        values = col.tolist()
+        from .jsonl import plain_int_lists
+        if plain_int_lists is not None and plain_int_lists(values):
+            # evidence frames, each row its own list: no text of an int needs join_list's quoting
+            return [";".join(map(str, v)) for v in values]
     if col.dtype == object and (name in LIST_FIELDS or name == "errno"):
         # rows share their rule's errno object and remediation list, their pattern's alternatives:
         # each object's cell made once
@@ -157,6 +163,12 @@ def _fields(cells: list | None, n: int) -> list[str]:
         joined = "\x00".join(texts)
     if not any(c in joined for c in _QUOTED):
         return texts
+    others = _QUOTED.replace('"', "")
+    if '"' not in joined and 1 <= len(others) <= 2:
+        # no quote to double: a cell is quoted when it holds one of the others (two `in` tests
+        # a cell cost a third of a regular expression search)
+        a, b = (others * 2)[:2]
+        return ['"' + t + '"' if a in t or b in t else t for t in texts]
     search = _NEEDS_QUOTES.search
     return ['"' + t.replace('"', '""') + '"' if search(t) else t for t in texts]
 
@@ -169,8 +181,8 @@ def csv_text(df: pd.DataFrame, header: bool = True) -> str:
     n = len(df)
     if not n:
         return head
-    columns = [_fields(_cells(df, f), n) for f in FIELDS]
-    return head + "".join([",".join(row) + "\n" for row in zip(*columns)])
+    from .joinrows import delimited
+    return head + delimited([_fields(_cells(df, f), n) for f in FIELDS], ",")
 
 
 def reference_csv(df: pd.DataFrame) -> str:

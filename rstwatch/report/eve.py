@@ -13,6 +13,8 @@ from json.encoder import encode_basestring_ascii
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterator, TextIO
 
+import numpy as np
+
 from ..interop import community_id, flow_id_column
 from .records import iter_records
 
@@ -59,25 +61,86 @@ def reference_eve_lines(df: pd.DataFrame) -> Iterator[str]:
         yield json.dumps(event, separators=(",", ":"))
 
 
-def eve_text(df: pd.DataFrame) -> str:
-    """The events of `df` a column at a time, byte for byte reference_eve_lines: the envelope's
-    fields made per column (report/jsoncols.py) and the finding itself, under `rstwatch`, is its
-    JSON Lines record as the JSON Lines writer makes it (the same text json.dumps gives,
-    tests/test_jsonl.py). An event a record at a time was ~30 us a finding."""
-    from . import jsoncols
-    from .jsonl import jsonl_text
+def _envelope_values(df: pd.DataFrame) -> dict[str, list]:
+    """The values eve_event gives each envelope field, a column at a time."""
     from .records import column_values
     n = len(df)
-    if not n:
-        return ""
 
     def col(name: str) -> list:
         return column_values(df[name]) if name in df.columns else [None] * n
 
     isos, times, src, sport, dst, dport = (col(c) for c in ("ts", "time", "src", "sport", "dst", "dport"))
-    stamps = [iso[:26] + "+0000" if iso else suricata_time(None, t) for iso, t in zip(isos, times)]
-    cids = [c or (community_id(a, b, p, q) if p or q else None)
-            for c, a, b, p, q in zip(col("community_id"), src, dst, sport, dport)]
+    return {"timestamp": [iso[:26] + "+0000" if iso else suricata_time(None, t) for iso, t in zip(isos, times)],
+            "src": src, "sport": sport, "dst": dst, "dport": dport,
+            "community_id": [c or (community_id(a, b, p, q) if p or q else None)
+                             for c, a, b, p, q in zip(col("community_id"), src, dst, sport, dport)],
+            "file": col("file"), "frame": col("frame")}
+
+
+def _compiled_events(df: pd.DataFrame) -> tuple[list[bytes], list, list[bool]] | None:
+    """The events as the compiled filler (jsonfill.pyx) takes them: (prefixes, typed columns,
+    omit flags), the envelope's fields first, then the JSON Lines record's own columns under
+    `rstwatch` and its closing brace. None where the Python events are written instead: no
+    filler built, no row or no field, or a finding without a source or a source port (their
+    nulls are written, and a flood's `*` source left out)."""
+    from .jsoncols import json_texts, typed
+    from .jsonl import _plan, _string, compiled_fields, fill_rows
+    n = len(df)
+    plan = _plan(df) if fill_rows is not None and n else None
+    record = compiled_fields(df, plan, {}) if plan is not None else None
+    if record is None:
+        return None
+    v = _envelope_values(df)
+    if None in v["src"] or None in v["sport"]:
+        return None
+    one_source = [a != "*" for a in v["src"]]
+    same = np.zeros(n, np.int64)
+
+    def only_one_source(values: list) -> list:
+        return [t if keep else None for t, keep in zip(json_texts(values), one_source)]
+    envelope = [      # name, typed column, left out where unset
+        ("timestamp", ("s", v["timestamp"], _string), False),
+        ("flow_id", typed(flow_id_column(df)), True),
+        ("event_type", ("c", same, [_string(EVENT_TYPE)]), False),
+        ("src_ip", ("t", only_one_source(v["src"])), True),
+        ("src_port", ("t", only_one_source(v["sport"])), True),
+        ("dest_ip", typed(v["dst"]), False),
+        ("dest_port", typed(v["dport"]), False),
+        ("proto", ("c", same, ['"TCP"']), False),
+        ("community_id", typed([c if c else None for c in v["community_id"]]), True),
+        ("pcap_filename", typed(v["file"]), False),
+        ("pcap_cnt", typed(v["frame"]), False),
+    ]
+    names = plan[0]
+    prefixes = [(("{" if k == 0 else ",") + _string(name) + ":").encode("ascii") for k, (name, _, _) in enumerate(envelope)]
+    prefixes += [(("," + _string(EVENT_TYPE) + ":{" if k == 0 else ",") + _string(c) + ":").encode("ascii")
+                 for k, c in enumerate(names)]
+    columns = [c for _, c, _ in envelope] + record[0] + [("c", same, ["}"])]
+    return prefixes + [b""], columns, [o for _, _, o in envelope] + record[1] + [False]
+
+
+def eve_text(df: pd.DataFrame) -> str:
+    """The events of `df` a column at a time, byte for byte reference_eve_lines: the envelope's
+    fields made per column (report/jsoncols.py) and the finding itself, under `rstwatch`, is its
+    JSON Lines record as the JSON Lines writer makes it (the same text json.dumps gives,
+    tests/test_jsonl.py). Joined in C when the filler was built (~3 us a finding); an event a
+    record at a time was ~30 us."""
+    compiled = _compiled_events(df)
+    if compiled is not None:
+        from .jsonl import fill_rows
+        return fill_rows(compiled[0], compiled[1], len(df), None, compiled[2]).decode("ascii")
+    return _python_eve_text(df)
+
+
+def _python_eve_text(df: pd.DataFrame) -> str:
+    """eve_text with the rows joined in Python."""
+    from . import jsoncols
+    from .jsonl import jsonl_text
+    n = len(df)
+    if not n:
+        return ""
+    v = _envelope_values(df)
+    stamps, cids, src, sport, dst, dport = (v[k] for k in ("timestamp", "community_id", "src", "sport", "dst", "dport"))
     one_source = [a != "*" for a in src]
     rec_key = encode_basestring_ascii(EVENT_TYPE) + ":"
     records = [rec_key + line for line in jsonl_text(df).split("\n")[:n]]
@@ -91,12 +154,20 @@ def eve_text(df: pd.DataFrame) -> str:
         jsoncols.fields("dest_ip", dst, null=True), jsoncols.fields("dest_port", dport, null=True),
         ['"proto":"TCP"'] * n,
         jsoncols.fields("community_id", [c if c else None for c in cids]),
-        jsoncols.fields("pcap_filename", col("file"), null=True), jsoncols.fields("pcap_cnt", col("frame"), null=True),
+        jsoncols.fields("pcap_filename", v["file"], null=True), jsoncols.fields("pcap_cnt", v["frame"], null=True),
         records])
 
 
 def write_eve(df: pd.DataFrame, out: TextIO, info=None) -> None:
-    out.write(eve_text(df))
+    compiled = _compiled_events(df)
+    if compiled is None:
+        out.write(_python_eve_text(df))
+        return
+    from .jsonl import fill_rows
+    # a GuardedStream (report/output.py) takes the rows as bytes, in pieces
+    rows = fill_rows(compiled[0], compiled[1], len(df), getattr(out, "write_ascii", None), compiled[2])
+    if rows is not None:
+        out.write(rows.decode("ascii"))
 
 
 class EveSink:

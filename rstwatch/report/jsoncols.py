@@ -9,6 +9,8 @@ import json
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import numpy as np
+
 NONE = type(None)
 
 
@@ -56,3 +58,23 @@ def fields(name: str, values: list, null: bool = False) -> list[str]:
 def objects(columns: list[list[str]]) -> str:
     """One JSON object a line from columns of fields() (empty fields left out)."""
     return "".join(["{" + ",".join(filter(None, row)) + "}\n" for row in zip(*columns)])
+
+
+def typed(values: list) -> tuple:
+    """A column of values as the compiled filler (jsonfill.pyx) takes it, each written as
+    json_texts writes it (None: null, or left out where the filler omits it): texts quoted in
+    C, lists of plain ints written in C, lists and dicts rows share (a rule's remediation and
+    errno, a pattern's alternatives) encoded once each; json_texts' own texts for the rest."""
+    from .jsonl import by_identity, plain_int_lists, value_types
+    kinds = value_types(values)
+    if kinds <= {str, NONE}:
+        return ("s", values, encode_basestring_ascii)
+    if kinds == {list} and plain_int_lists(values):
+        return ("l", values)
+    if kinds <= {list, NONE} or kinds <= {dict, NONE}:
+        codes, distinct = by_identity(values)
+        texts = json_texts(distinct)
+        if None in distinct:                    # null: code -1
+            codes = np.where(codes == distinct.index(None), -1, codes)
+        return ("c", np.ascontiguousarray(codes, np.int64), [t if t is not None else "null" for t in texts])
+    return ("t", json_texts(values))

@@ -1,12 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""JSON Lines rows joined in C from typed columns (report/jsonl.py decides what goes where).
+"""JSON Lines rows joined in C from typed columns (report/jsonl.py decides what goes where);
+also EVE's and Zeek's JSON objects (unset fields left out), and (join_texts) the lines of CSV and
+Zeek's TSV.
 
 Each column comes as one of:
   ("i", int64[:])                 integers, none missing
   ("n", int64[:], uint8[:])       integers, null where the mask is set (nullable Int64)
   ("b", uint8[:])                 true / false
   ("c", int64[:], list[str])      a code per row into texts already encoded (-1: null)
-  ("t", list[str])                a text per row already encoded
+  ("t", list[str])                a text per row already encoded (None: null)
   ("s", list, encode)             a str (or None: null) per row, quoted here when it is printable
                                   ASCII without '"' or '\\'; any other value is written as encode(value)
   ("l", list[list[int]])          lists of plain ints (evidence frames), written without spaces
@@ -16,8 +18,8 @@ Each column comes as one of:
                                   Arrow strings (offsets, n + 1 of them; UTF-8 data; null mask):
                                   written as "s" writes the same texts, with no Python object for
                                   a plain one (the table's string columns are Arrow's)
-Floats come as codes, texts or "r" (report/jsonl.py: Python's repr costs as much in C). Every text
-handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one
+Floats come as codes, texts or "r" (report/jsonl.py: Python's repr costs as much in C). Every JSON
+text handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one
 ASCII bytes, each row followed by a newline: no Python object per value or per row.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -37,6 +39,9 @@ import numpy as np
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
     int PyUnicode_IS_ASCII(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    void *PyUnicode_DATA(object s)
+    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
     object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
 
 
@@ -161,11 +166,27 @@ cdef const uint8_t *byte_data(object a) except? NULL:
 SINK_PIECE = 1 << 18
 
 
-def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
+cdef inline bint null_at(Kind kind, const int64_t *ints, const uint8_t *mask, list values, Py_ssize_t row):
+    """Whether a column holds null (no value) at `row`."""
+    if kind == K_NULLABLE_INT:
+        return mask[row] != 0
+    if kind == K_CODES:
+        return ints[row] < 0
+    if kind == K_ARROW:
+        return mask != NULL and mask[row] != 0
+    if kind == K_STRINGS or kind == K_TEXTS:
+        return <object> PyList_GET_ITEM(values, row) is None
+    return False
+
+
+def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None):
     """The rows: `prefixes[k]` (`{"name":` or `,"name":`, ASCII bytes) then column k's value, then
     `}` and a newline. Numeric columns must be C-contiguous numpy arrays of n values. Returns the
     rows as one bytes object, or, with `sink`, calls sink(bytes) with whole rows at a time
-    (pieces of ~SINK_PIECE bytes) and returns None."""
+    (pieces of ~SINK_PIECE bytes) and returns None. `omit` (a bool per column, never the first):
+    where such a column holds null, its prefix and value are left out of the row (objects whose
+    unset fields are absent: EVE, Zeek's JSON), where they are otherwise written `null`; a "t"
+    column's null is None."""
     cdef Py_ssize_t ncols = len(columns)
     cdef Py_ssize_t row, k
     cdef int64_t code
@@ -180,10 +201,17 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
     cdef list lists = [None] * ncols          # the Python lists of "c", "t", "s" and "l" columns
     cdef list encoders = [None] * ncols       # the encoder of each "s" column
     cdef list texts
+    cdef uint8_t *skip = <uint8_t *> malloc(ncols + 1)
     b.data, b.size, b.cap = NULL, 0, 0
     try:
-        if not (kinds and ints and masks and pre and pre_len and datas):
+        if not (kinds and ints and masks and pre and pre_len and datas and skip):
             raise MemoryError()
+        if len(prefixes) != ncols or (omit is not None and len(omit) != ncols):
+            raise ValueError("a prefix and an omit flag for each column")
+        for k in range(ncols):
+            skip[k] = 1 if omit is not None and omit[k] else 0
+        if ncols and skip[0]:
+            raise ValueError("the first field opens the object: it cannot be left out")
         for k in range(ncols):
             pre[k] = PyBytes_AS_STRING(prefixes[k])
             pre_len[k] = len(prefixes[k])
@@ -231,11 +259,17 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
                 sink(PyBytes_FromStringAndSize(b.data, b.size))
                 b.size = 0
             for k in range(ncols):
+                if skip[k] and null_at(kinds[k], ints[k], masks[k], lists[k], row):
+                    continue
                 put(&b, pre[k], pre_len[k])
                 if kinds[k] == K_INT:
                     put_int(&b, ints[k][row])
                 elif kinds[k] == K_TEXTS:
-                    put_text(&b, <object> PyList_GET_ITEM(lists[k], row))
+                    item = <object> PyList_GET_ITEM(lists[k], row)
+                    if item is None:
+                        put(&b, b"null", 4)
+                    else:
+                        put_text(&b, item)
                 elif kinds[k] == K_STRINGS:
                     put_string(&b, <object> PyList_GET_ITEM(lists[k], row), encoders[k])
                 elif kinds[k] == K_CODES:
@@ -280,6 +314,7 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None):
         free(pre)
         free(pre_len)
         free(datas)
+        free(skip)
 
 
 def object_ids(list values):
@@ -320,3 +355,46 @@ def value_types(list values):
             kinds.add(<object> t)
             last = t
     return kinds
+
+
+def join_texts(list columns, str sep, str end):
+    """Row k: columns[0][k], sep, columns[1][k] ... end, as one str, when every value is an ASCII
+    str (and so are sep and end); None otherwise (the caller joins them in Python). The lengths
+    are summed first, so the text is written once, straight into the str it is returned as:
+    joining each row and then the rows made every byte twice, and a bytes buffer decoded
+    afterwards three times (~0.2 s for 100,000 CSV rows, against ~0.05 s)."""
+    cdef Py_ssize_t ncols = len(columns), n, k, row, size, total = 0
+    cdef Py_ssize_t seplen = len(sep), endlen = len(end)
+    cdef list col
+    cdef char *out
+    if not ncols:
+        return ""
+    n = len(columns[0])
+    if not (PyUnicode_IS_ASCII(sep) and PyUnicode_IS_ASCII(end)):
+        return None
+    for k in range(ncols):
+        if type(columns[k]) is not list or len(columns[k]) != n:
+            raise ValueError("columns of lists of one length")
+        col = columns[k]
+        for row in range(n):
+            item = <object> PyList_GET_ITEM(col, row)
+            if type(item) is not str or not PyUnicode_IS_ASCII(item):
+                return None
+            total += PyUnicode_GET_LENGTH(item)
+    total += n * ((ncols - 1) * seplen + endlen)
+    text = PyUnicode_New(total, 127)
+    out = <char *> PyUnicode_DATA(text)
+    cdef const char *sep_data = <const char *> PyUnicode_DATA(sep)
+    cdef const char *end_data = <const char *> PyUnicode_DATA(end)
+    for row in range(n):
+        for k in range(ncols):
+            if k:
+                memcpy(out, sep_data, seplen)
+                out += seplen
+            item = <object> PyList_GET_ITEM(<list> PyList_GET_ITEM(columns, k), row)
+            size = PyUnicode_GET_LENGTH(item)
+            memcpy(out, PyUnicode_DATA(item), size)
+            out += size
+        memcpy(out, end_data, endlen)
+        out += endlen
+    return text

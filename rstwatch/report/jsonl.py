@@ -22,10 +22,10 @@ from .records import CONTRACT_FIELDS, EXTRA_FIELDS, OPTIONAL_FIELDS, _plain, col
 
 # The compiled row filler (jsonfill.pyx) when it was built, as for the packet loops (loops.py);
 # RSTWATCH_PURE_PYTHON=1 keeps the Python rows below, the reference the tests compare it with.
-fill_rows = object_ids = plain_int_lists = value_types = None
+fill_rows = join_texts = object_ids = plain_int_lists = value_types = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
-        from .jsonfill import fill_rows, object_ids, plain_int_lists, value_types
+        from .jsonfill import fill_rows, join_texts, object_ids, plain_int_lists, value_types
     except ImportError:
         pass
 
@@ -159,16 +159,29 @@ def _rows(df: pd.DataFrame, sink=None) -> str | bytes | None:
         return "{}\n" * len(df)
     cols, optional = plan
     cache: dict = {}
+    filled = compiled_fields(df, plan, cache)
+    if filled is not None:
+        prefixes = [(("{" if k == 0 else ",") + _string(c) + ":").encode("ascii") for k, c in enumerate(cols)]
+        return fill_rows(prefixes, filled[0], len(df), sink, filled[1])
     if not any(c in OPTIONAL_FIELDS for c in cols):
         # every record has every field: rows filled column by column
-        if fill_rows is not None:
-            prefixes = [(("{" if k == 0 else ",") + _string(c) + ":").encode("ascii") for k, c in enumerate(cols)]
-            return fill_rows(prefixes, [_typed(df[c], cache) for c in cols], len(df), sink)
         template = "{" + ",".join(_string(c).replace("%", "%%") + ":%s" for c in cols) + "}"
         return "".join(template % row + "\n" for row in zip(*(_texts(_values(df, c, optional), cache) for c in cols)))
     frags = [_optional_fragments(c, optional[c], cache) if c in OPTIONAL_FIELDS
              else [_string(c) + ":" + t for t in _texts(_values(df, c, optional), cache)] for c in cols]
     return "".join("{" + ",".join(filter(None, row)) + "}\n" for row in zip(*frags))
+
+
+def compiled_fields(df: pd.DataFrame, plan: tuple[list[str], dict[str, list]], cache: dict) -> tuple[list, list[bool]] | None:
+    """The record fields of _plan's columns as the compiled filler takes them: (typed columns,
+    omit flags), an optional field (flood counts, tunnel) left out where a record has none.
+    None when the filler was not built, or the first field is optional (it opens the object)."""
+    cols, optional = plan
+    if fill_rows is None or cols[0] in OPTIONAL_FIELDS:
+        return None
+    typed = [("t", [None if _absent(v) else _value_text(int(v) if type(v) is float else v, cache) for v in optional[c]])
+             if c in OPTIONAL_FIELDS else _typed(df[c], cache) for c in cols]
+    return typed, [c in OPTIONAL_FIELDS for c in cols]
 
 
 def _values(df: pd.DataFrame, c: str, known: dict) -> list:
@@ -233,7 +246,8 @@ def by_identity(values: list) -> tuple[np.ndarray, list]:
     """(codes, distinct): each value's number among the distinct objects (by identity, in order
     of first appearance) and those objects, numbered by the flow keys' hash table."""
     from ..loops import factorize_keys
-    codes, _ = factorize_keys(object_ids(values))
+    ids = object_ids(values) if object_ids is not None else np.fromiter(map(id, values), np.uint64, len(values))
+    codes, _ = factorize_keys(ids)
     # codes appear in order 0, 1, 2...: a code's first row is where the running maximum grows
     firsts = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
     return codes, [values[k] for k in firsts.tolist()]

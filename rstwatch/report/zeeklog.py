@@ -149,6 +149,7 @@ def reference_json_lines(df: pd.DataFrame) -> Iterator[str]:
 
 def _field_values(df: pd.DataFrame) -> list[list]:
     """Each of FIELDS' values for every row, as its getter gives them from the row's record."""
+    from .jsonl import plain_int_lists
     from .records import OPTIONAL_FIELDS, column_values
     n = len(df)
 
@@ -157,8 +158,11 @@ def _field_values(df: pd.DataFrame) -> list[list]:
             return [default] * n
         column = df[name]
         # lists and dicts made plain once per object, so rows sharing one (a rule's remediation,
-        # a pattern's alternatives) share the result and its text is made once (_each_once)
-        values = _plain_by_object(column.tolist()) if column.dtype == object else column_values(column)
+        # a pattern's alternatives) share the result and its text is made once (_each_once);
+        # lists of plain ints (evidence frames, each row its own) are plain already
+        values = column.tolist() if column.dtype == object else column_values(column)
+        if column.dtype == object and not (plain_int_lists is not None and plain_int_lists(values)):
+            values = _plain_by_object(values)
         if name in OPTIONAL_FIELDS:         # as iter_records: left out when missing, floats as ints
             values = [default if v is None or (isinstance(v, float) and v != v) else
                       int(v) if isinstance(v, float) else v for v in values]
@@ -223,6 +227,15 @@ def _each_once(values: list, make: Callable[[Any], str]) -> list[str]:
     """make(v) for every value, once per distinct object (a rule's lists and errno are shared by
     its rows) or, for texts and numbers, per distinct value of one type (1 and True are equal
     keys, and written apart)."""
+    from .jsonl import by_identity, value_types
+    kinds = value_types(values) if value_types is not None else None
+    if kinds is not None and kinds <= {list, dict, type(None)}:
+        codes, distinct = by_identity(values)         # objects numbered in C
+        texts = [make(v) for v in distinct]
+        return [texts[k] for k in codes.tolist()]
+    if kinds is not None and len(kinds) == 1:         # one type: keyed by the value itself
+        once = {v: make(v) for v in dict.fromkeys(values)}
+        return list(map(once.__getitem__, values))
     done: dict = {}
     out = []
     for v in values:
@@ -253,9 +266,12 @@ def _plain_texts(values: list) -> list[str] | None:
 
 def _column_texts(values: list, kind: str) -> list[str]:
     """tsv_value(v, kind) for every value of one column."""
+    from .jsonl import plain_int_lists, value_types
     if kind == "time":
         return [UNSET if v is None else f"{v:.6f}" for v in values]
     if kind in ("count", "port"):
+        if value_types is not None and value_types(values) == {int}:
+            return list(map(int.__repr__, values))
         return [UNSET if v is None else str(int(v)) for v in values]
     if kind == "bool":
         return [UNSET if v is None else "T" if v else "F" for v in values]
@@ -264,6 +280,8 @@ def _column_texts(values: list, kind: str) -> list[str]:
         if texts is not None:
             return texts
     if kind == "vector[count]":
+        if plain_int_lists is not None and plain_int_lists(values):        # evidence frames
+            return [",".join(map(int.__repr__, v)) or EMPTY for v in values]
         return [UNSET if v is None else EMPTY if not v else SET_SEP.join([str(int(x)) for x in v]) for v in values]
     return _each_once(values, lambda v: tsv_value(v, kind))
 
@@ -273,17 +291,23 @@ def tsv_text(df: pd.DataFrame) -> str:
     reference_tsv_lines (tests/test_interop.py)."""
     if not len(df):
         return ""
-    columns = [_column_texts(values, kind) for (_, kind, _), values in zip(FIELDS, _field_values(df))]
-    return "".join([SEP.join(row) + "\n" for row in zip(*columns)])
+    from .joinrows import delimited
+    return delimited([_column_texts(values, kind) for (_, kind, _), values in zip(FIELDS, _field_values(df))], SEP)
 
 
 def json_text(df: pd.DataFrame) -> str:
     """Zeek's JSON lines for `df`, a column at a time (report/jsoncols.py), unset fields left
     out: byte for byte reference_json_lines."""
     from . import jsoncols
+    from .jsonl import _string, fill_rows
     if not len(df):
         return ""
-    return jsoncols.objects([jsoncols.fields(name, values) for (name, _, _), values in zip(FIELDS, _field_values(df))])
+    values = _field_values(df)
+    if fill_rows is not None and None not in values[0]:      # the first field opens each object: never left out
+        prefixes = [(("{" if k == 0 else ",") + _string(name) + ":").encode("ascii") for k, (name, _, _) in enumerate(FIELDS)]
+        return fill_rows(prefixes, [jsoncols.typed(v) for v in values], len(df), None,
+                         [k > 0 for k in range(len(FIELDS))]).decode("ascii")
+    return jsoncols.objects([jsoncols.fields(name, v) for (name, _, _), v in zip(FIELDS, values)])
 
 
 def write_zeek(df: pd.DataFrame, out: TextIO, info=None) -> None:
