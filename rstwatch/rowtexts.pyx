@@ -599,3 +599,87 @@ def code_buffers(list texts, const int64_t[:] codes):
         PyMem_Free(starts)
         PyMem_Free(lengths)
     return offsets_arr, data_arr
+
+
+def connection_digests(list cids, list bases, list firsts, fallback):
+    """interop.connection_digests' values: SHA-1 of "cid|base|first" for each row, hashed here when
+    the row is a str Community ID, a str base name and an int (or None) first frame whose message
+    fits one block (55 bytes: almost every one); any other row is fallback(row)'s (Python's)."""
+    cdef Py_ssize_t n = len(cids), r, lc, lb
+    cdef const char *c
+    cdef const char *b
+    cdef uint8_t msg[56]
+    cdef uint8_t digest[20]
+    cdef char tmp[24]
+    cdef int m, start, overflow
+    cdef long long first
+    if len(bases) != n or len(firsts) != n:
+        raise ValueError("columns of different lengths")
+    out = [None] * n
+    for r in range(n):
+        cid, base, f = cids[r], bases[r], firsts[r]
+        if type(cid) is not str or type(base) is not str or not (f is None or type(f) is int):
+            out[r] = fallback(r)
+            continue
+        if f is None:
+            memcpy(tmp + 20, b"None", 4)
+            start = 20
+        else:
+            first = PyLong_AsLongLongAndOverflow(f, &overflow)
+            if overflow:
+                out[r] = fallback(r)
+                continue
+            start = int64_digits(tmp, first)
+        c = PyUnicode_AsUTF8AndSize(cid, &lc)
+        b = PyUnicode_AsUTF8AndSize(base, &lb)
+        if lc + lb + 2 + (24 - start) > 55:
+            out[r] = fallback(r)
+            continue
+        memcpy(msg, c, lc)
+        m = lc
+        msg[m] = b'|'
+        memcpy(msg + m + 1, b, lb)
+        m += lb + 1
+        msg[m] = b'|'
+        memcpy(msg + m + 1, tmp + start, 24 - start)
+        m += 1 + 24 - start
+        _sha1_short(msg, m, digest)
+        out[r] = (<char *> digest)[:20]
+    return out
+
+
+cdef const char *_BASE62_DIGITS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def zeek_uids(list digests, int places):
+    """interop.zeek_uids' values: 'C' and `places` base-62 digits of each digest's first 96 bits
+    (None stays None), by long division of three 32-bit limbs."""
+    cdef Py_ssize_t n = len(digests), r
+    cdef uint32_t limbs[3]
+    cdef uint64_t cur, rest
+    cdef const uint8_t *d
+    cdef char text[64]
+    cdef int place, j
+    if places < 1 or places > 62:
+        raise ValueError("1 to 62 digits")
+    out = [None] * n
+    text[0] = b'C'
+    for r in range(n):
+        digest = digests[r]
+        if digest is None:
+            continue
+        if type(digest) is not bytes or len(<bytes> digest) < 12:
+            raise ValueError("a digest of at least 12 bytes")
+        d = <const uint8_t *> (<bytes> digest)
+        for j in range(3):
+            limbs[j] = ((<uint32_t>d[4 * j] << 24) | (<uint32_t>d[4 * j + 1] << 16)
+                        | (<uint32_t>d[4 * j + 2] << 8) | <uint32_t>d[4 * j + 3])
+        for place in range(places, 0, -1):          # the least significant digit first
+            rest = 0
+            for j in range(3):
+                cur = (rest << 32) | limbs[j]
+                limbs[j] = <uint32_t>(cur // 62)
+                rest = cur % 62
+            text[place] = _BASE62_DIGITS[rest]
+        out[r] = text[:places + 1].decode("ascii")
+    return out

@@ -58,8 +58,9 @@ def _same_in_every_writer(df):
 def test_zeek_uids_and_flow_ids_are_those_of_each():
     digests = [bytes([k]) * 20 for k in range(256)] + [None, b"\x00" * 20, b"\xff" * 20] + \
         [np.random.default_rng(7).bytes(20) for _ in range(2000)]
-    assert zeek_uids(digests) == [None if d is None else zeek_uid(d) for d in digests]
-    assert zeek_uids([]) == [] and zeek_uids([None]) == [None]
+    from rstwatch.interop import zeek_uids_python
+    assert zeek_uids(digests) == zeek_uids_python(digests) == [None if d is None else zeek_uid(d) for d in digests]
+    assert zeek_uids([]) == [] == zeek_uids_python([]) and zeek_uids([None]) == [None] == zeek_uids_python([None])
     ids = flow_ids(digests)
     assert ids == [None if d is None else flow_id(d) for d in digests] and ids[257] == 1     # 0 is no flow
     assert all(type(v) is int for v in ids if v is not None)
@@ -186,3 +187,23 @@ def test_numbers_and_missing_values_stay_as_they_were():
     assert [(r["frame"], r["time"], r["resets"], r["summary"], r["file"]) for r in rows] == \
         [("1", "-1.5", "3", "-1", "'=x"), ("2", "", "", "", "'-1-1")]
     assert csv_text(df) == reference_csv(df)
+
+
+def test_writers_through_the_output_stream_write_what_they_make(tmp_path):
+    """The CLI's output stream takes the compiled rows as bytes, in pieces (write_ascii): the
+    file holds what the writers make as text, tables written one after another included."""
+    from rstwatch.report.eve import write_eve
+    from rstwatch.report.jsonl import jsonl_text, write_jsonl
+    from rstwatch.report.output import open_output
+    df = findings_of(CAPTURES)
+    halves = [df.iloc[:len(df) // 2], df.iloc[len(df) // 2:]]
+    for write, text in ((write_eve, eve_text), (zeeklog.write_zeek_json, zeeklog.json_text), (write_jsonl, jsonl_text),
+                        (write_csv, csv_text)):
+        path = tmp_path / f"{write.__name__}.out"
+        with open_output(path, force=False) as out:
+            out.write("before\n")                   # text written before the bytes stays first
+            for half in halves:
+                write(half, out)
+        want = "before\n" + "".join(text(h) for h in halves)
+        assert path.read_text() == want, write.__name__
+        assert len(want) > 100_000

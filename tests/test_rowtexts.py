@@ -61,6 +61,28 @@ def sha1(own: bool):
         rowtexts.sha1_backend(before)
 
 
+CIDS = st.one_of(st.none(), st.just(3), st.sampled_from(["1:nsF+CyuHj+gRdemh9jH9fNbMK+U=", "", "é"]),
+                 st.text(max_size=40))
+BASES = st.one_of(st.sampled_from(["a.pcap", "capture-of-a-long-incident-night.pcapng.gz", "é.pcap", ""]),
+                  st.text(max_size=30))
+FIRSTS = st.one_of(st.none(), st.integers(-(2**70), 2**70), st.sampled_from([0, 1, 2**63 - 1, -(2**63), True]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(CIDS, BASES, FIRSTS), max_size=30))
+def test_connection_digests_in_c_are_the_python_ones(rows):
+    """The digests behind EVE's flow_id and Zeek's uid: one block hashed in C, the rest (long
+    names, odd values) by the Python fallback, the same bytes either way."""
+    cids, bases, firsts = (list(c) for c in zip(*rows)) if rows else ([], [], [])
+
+    def python(k):
+        return interop._digest(cids[k], bases[k], firsts[k]) if isinstance(cids[k], str) else None
+    want = [python(k) for k in range(len(rows))]
+    for own in (False, True):
+        with sha1(own):
+            assert rowtexts.connection_digests(cids, bases, firsts, python) == want
+
+
 @pytest.mark.parametrize("own", [False, True], ids=["libcrypto", "own"])
 def test_community_id_in_c_is_the_reference_value(own):
     with sha1(own):

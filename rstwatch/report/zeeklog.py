@@ -297,7 +297,14 @@ def tsv_text(df: pd.DataFrame) -> str:
 
 def json_text(df: pd.DataFrame) -> str:
     """Zeek's JSON lines for `df`, a column at a time (report/jsoncols.py), unset fields left
-    out: byte for byte reference_json_lines."""
+    out: byte for byte reference_json_lines. Joined in C when the filler was built."""
+    rows = _json_rows(df)
+    return rows.decode("ascii") if type(rows) is bytes else rows
+
+
+def _json_rows(df: pd.DataFrame, sink=None) -> str | bytes | None:
+    """json_text, as ASCII bytes when the compiled filler made them; with `sink` (a callable
+    taking ASCII bytes), the compiled filler hands it the rows in pieces and None is returned."""
     from . import jsoncols
     from .jsonl import _string, fill_rows
     if not len(df):
@@ -305,8 +312,8 @@ def json_text(df: pd.DataFrame) -> str:
     values = _field_values(df)
     if fill_rows is not None and None not in values[0]:      # the first field opens each object: never left out
         prefixes = [(("{" if k == 0 else ",") + _string(name) + ":").encode("ascii") for k, (name, _, _) in enumerate(FIELDS)]
-        return fill_rows(prefixes, [jsoncols.typed(v) for v in values], len(df), None,
-                         [k > 0 for k in range(len(FIELDS))]).decode("ascii")
+        return fill_rows(prefixes, [jsoncols.typed(v) for v in values], len(df), sink,
+                         [k > 0 for k in range(len(FIELDS))])
     return jsoncols.objects([jsoncols.fields(name, v) for (name, _, _), v in zip(FIELDS, values)])
 
 
@@ -318,7 +325,9 @@ def write_zeek(df: pd.DataFrame, out: TextIO, info=None) -> None:
 
 
 def write_zeek_json(df: pd.DataFrame, out: TextIO, info=None) -> None:
-    out.write(json_text(df))
+    rows = _json_rows(df, getattr(out, "write_ascii", None))     # a GuardedStream (report/output.py) takes bytes
+    if rows:
+        out.write(rows.decode("ascii") if type(rows) is bytes else rows)
 
 
 class ZeekSink:
