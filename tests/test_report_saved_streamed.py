@@ -31,6 +31,7 @@ def _report(saved: Path, out: Path, streamed: bool, monkeypatch) -> tuple[str, b
     from rstwatch.report import incident, parquet
     from rstwatch.run_report import run_report
     monkeypatch.setattr(incident, "EMBED_CSV_BYTES", 20_000)             # the CSV goes beside the report
+    monkeypatch.setattr(incident, "CSV_SLICE_ROWS", 50)                  # the whole table's CSV made in slices
     monkeypatch.setattr(parquet, "BATCH_ROWS", 7)
     monkeypatch.setattr(run, "REPORTS", ("html", "md") if streamed else ())    # (): the whole table
     calls = []

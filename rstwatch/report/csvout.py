@@ -163,12 +163,13 @@ def _fields(cells: list | None, n: int) -> list[str]:
         joined = "\x00".join(texts)
     if not any(c in joined for c in _QUOTED):
         return texts
-    others = _QUOTED.replace('"', "")
-    if '"' not in joined and 1 <= len(others) <= 2:
-        # no quote to double: a cell is quoted when it holds one of the others (two `in` tests
-        # a cell cost a third of a regular expression search)
-        a, b = (others * 2)[:2]
-        return ['"' + t + '"' if a in t or b in t else t for t in texts]
+    if len(_QUOTED) <= 3:
+        # a cell is quoted when it holds one of them: three `in` tests a cell cost a third of a
+        # regular expression search; quotes are doubled only in a column that holds one
+        a, b, c = (_QUOTED * 3)[:3]
+        if '"' not in joined:
+            return ['"' + t + '"' if a in t or b in t or c in t else t for t in texts]
+        return ['"' + t.replace('"', '""') + '"' if a in t or b in t or c in t else t for t in texts]
     search = _NEEDS_QUOTES.search
     return ['"' + t.replace('"', '""') + '"' if search(t) else t for t in texts]
 

@@ -87,8 +87,9 @@ class Digest:
         self.t0, self.t1 = min(self.t0, float(times.min())), max(self.t1, float(times.max()))
         flood = df["_w"].to_numpy() != 1
         # columns as lists before a loop reads them (iterating an Arrow column is ~0.7 us a value)
-        codes = np.array([self.cause_names.setdefault(c, len(self.cause_names)) for c in df["cause"].astype(str).tolist()],
-                         np.int32)
+        cause_codes, causes = pd.factorize(df["cause"].astype(str), use_na_sentinel=False)   # first appearance order
+        known = np.array([self.cause_names.setdefault(c, len(self.cause_names)) for c in causes.tolist()], np.int32)
+        codes = known[cause_codes]
         self.times.append(times[~flood])
         self.codes.append(codes[~flood])
         if flood.any():
@@ -101,12 +102,7 @@ class Digest:
             st.findings += len(grp)
             conf = grp["confidence"].astype(float)
             st.conf_min, st.conf_max = min(st.conf_min, conf.min()), max(st.conf_max, conf.max())
-            keys = list(zip(grp["time"].tolist(), grp["file"].astype(str).tolist(), grp["frame"].tolist(), grp["_seq"].tolist()))
-            for key, alts, sender, w in zip(keys, grp["alternatives"].tolist(), grp["sender"].tolist(),
-                                            grp["_w"].tolist()):
-                for pos, a in enumerate(alts or []):
-                    _tally(st.alternatives, a, key + (pos,))
-                _tally(st.senders, sender, key, int(w))     # resets, as the cause's count (a flood: all of its own)
+            _tally_group(st, grp)
             if not st.remediation_varies:
                 _note_remediation(st, grp["remediation"].tolist())
         self._count_connections(df)
@@ -129,12 +125,8 @@ class Digest:
             self.flood_connections += int(pd.to_numeric(df.loc[flood, "connections"]).sum())
         single = df[~flood]
         first = single["conn_first_frame"] if "conn_first_frame" in single else single["frame"]
-        keys = []
-        for f, a, p, b, q, s in zip(*(c.tolist() for c in (single["file"], single["src"], single["sport"], single["dst"],
-                                                          single["dport"], first))):
-            x, y = (str(a), int(p)), (str(b), int(q))
-            keys.append(hash((f, min(x, y), max(x, y), str(s))))
-        self.connection_keys.append(np.unique(np.array(keys, np.int64)))
+        self.connection_keys.append(np.unique(connection_keys(single["file"], single["src"], single["sport"],
+                                                              single["dst"], single["dport"], first)))
 
     def _endpoint_totals(self) -> pd.DataFrame:
         """(role, key, cause, n) summed per distinct (role, key, cause), in key order. Sorted, not
@@ -257,6 +249,72 @@ def _note_remediation(st: CauseStats, lists: list) -> None:
         elif fixes != st.remediation:
             st.remediation_varies = True
             return
+
+
+def _tally_group(st: CauseStats, grp: pd.DataFrame) -> None:
+    """Tally a cause's findings (rows in report order, SORT) into its alternatives and senders: as
+    _tally of each row in turn (a row's key the first of its name's), a distinct value at a time:
+    its count and its first row's key. Senders count resets, as the cause's count does (a flood:
+    all of its own); an alternative counts the findings that name it. Rows share their pattern's
+    list of alternatives, so those are taken by object."""
+    from .jsonl import by_identity
+
+    def key(row: int) -> tuple:
+        return (grp["time"].iat[row], str(grp["file"].iat[row]), grp["frame"].iat[row], grp["_seq"].iat[row])
+    codes, distinct = by_identity(grp["alternatives"].tolist())
+    rows, first = np.bincount(codes, minlength=len(distinct)), _first_rows(codes, len(distinct))
+    for alts, n, at in zip(distinct, rows.tolist(), first.tolist()):
+        for pos, a in enumerate(alts or []):
+            _tally(st.alternatives, a, key(at) + (pos,), n)
+    codes, senders = pd.factorize(grp["sender"], use_na_sentinel=False)
+    weights = np.bincount(codes, weights=grp["_w"].to_numpy(float), minlength=len(senders))
+    for sender, w, at in zip(senders.tolist(), weights.tolist(), _first_rows(codes, len(senders)).tolist()):
+        _tally(st.senders, sender, key(at), int(w))
+
+
+def connection_keys(file: pd.Series, src: pd.Series, sport: pd.Series, dst: pd.Series, dport: pd.Series,
+                    first: pd.Series) -> np.ndarray:
+    """A 64-bit key per finding, one per connection: (file, the lower and the higher of its two
+    (address, port) ends, its first frame) hashed a column at a time. Each distinct text is
+    hashed once (Python's hash, as every batch of one run gets the same); the ends are ordered
+    as (str, int) tuples order, through the addresses numbered in sorted order."""
+    n = len(file)
+    if not n:
+        return np.zeros(0, np.int64)
+
+    def text_hashes(values: pd.Series) -> np.ndarray:
+        codes, uniques = pd.factorize(values.astype(str), use_na_sentinel=False)
+        return np.array([hash(u) for u in uniques.tolist()], np.int64).view(np.uint64)[codes]
+    ends = pd.concat([src, dst], ignore_index=True).astype(str)
+    order, names = pd.factorize(ends, sort=True, use_na_sentinel=False)    # codes in str order
+    name_hash = np.array([hash(u) for u in names.tolist()], np.int64).view(np.uint64)
+    a, b = order[:n], order[n:]
+    p, q = sport.to_numpy(np.int64), dport.to_numpy(np.int64)
+    a_first = (a < b) | ((a == b) & (p <= q))
+    lo_name, hi_name = np.where(a_first, a, b), np.where(a_first, b, a)
+    lo_port, hi_port = np.where(a_first, p, q), np.where(a_first, q, p)
+    if first.dtype.kind in "iu":                # int64, or Int64 where a missing one is hashed as its text
+        missing = first.isna().to_numpy()
+        frames = np.empty(n, np.uint64)
+        frames[~missing] = first[~missing].to_numpy(np.int64).view(np.uint64)
+        if missing.any():
+            frames[missing] = text_hashes(first[missing])
+    else:                                       # as text: each distinct one hashed
+        frames = text_hashes(first)
+    key = np.zeros(n, np.uint64)
+    with np.errstate(over="ignore"):
+        for part in (text_hashes(file), name_hash[lo_name], lo_port.view(np.uint64), name_hash[hi_name],
+                     hi_port.view(np.uint64), frames):
+            key = (key ^ part) * np.uint64(0x9E3779B97F4A7C15)
+            key ^= key >> np.uint64(29)
+    return key.view(np.int64)
+
+
+def _first_rows(codes: np.ndarray, n: int) -> np.ndarray:
+    """The first row of each code 0..n-1."""
+    first = np.full(n, len(codes), np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return first
 
 
 def _tally(tally: dict, name, key, n: int = 1) -> None:

@@ -299,9 +299,10 @@ class CsvSpool:
         self._drain()
 
     def _drain(self, last: bool = False) -> None:
-        text = self.buf.getvalue()
-        if not last and self.spilled is None and not self.dropped and len(text) <= EMBED_CSV_BYTES:
+        # the buffer's position is its length in characters: no copy of it to look
+        if not last and self.spilled is None and not self.dropped and self.buf.tell() <= EMBED_CSV_BYTES:
             return                              # still small enough to embed (bytes are checked at the end)
+        text = self.buf.getvalue()
         self.buf = self.sink.out = io.StringIO()     # a new buffer (emptying 85 MB of one took 0.14 s)
         self.size += len(text) if text.isascii() else len(text.encode())
         if self.dropped:
@@ -341,8 +342,14 @@ class CsvSpool:
 def _full_csv(df: pd.DataFrame, info, side_name: str) -> dict[str, str]:
     """The complete findings as CSV: a data: link when small, else a file beside the report."""
     spool = CsvSpool(info, side_name)
-    spool.add(df)
+    for start in range(0, len(df), CSV_SLICE_ROWS):     # as `read` hands the CSV writer its findings
+        spool.add(df.iloc[start:start + CSV_SLICE_ROWS])
     return spool.result()
+
+
+# The findings go to the CSV writer this many at a time: its texts for 100,000 findings at once
+# were fresh memory the kernel zeroed page by page (100,000 findings: 0.95 s, in slices 0.57 s).
+CSV_SLICE_ROWS = 5_000
 
 
 def _env():

@@ -1,0 +1,69 @@
+"""The report's digest tallies each cause's alternatives and senders a distinct value at a time
+(report/digest._tally_group); it must give what tallying every finding in turn gave: the same
+counts, the same first keys (the order the report lists them in) and the same order of first
+appearance, on the findings of every bundled capture and the public traces, added whole and in
+batches out of order (a streamed report)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CAPTURES, EXTERNAL, findings_of
+from rstwatch.report import digest as digest_module
+from rstwatch.report.digest import SORT, Digest, _tally
+
+
+def _tally_each_row(st, grp: pd.DataFrame) -> None:
+    """The tally as it was: a key tuple and a _tally call per finding (the oracle)."""
+    keys = list(zip(grp["time"].tolist(), grp["file"].astype(str).tolist(), grp["frame"].tolist(), grp["_seq"].tolist()))
+    for key, alts, sender, w in zip(keys, grp["alternatives"].tolist(), grp["sender"].tolist(), grp["_w"].tolist()):
+        for pos, a in enumerate(alts or []):
+            _tally(st.alternatives, a, key + (pos,))
+        _tally(st.senders, sender, key, int(w))
+
+
+def _tallies(d: Digest) -> dict:
+    return {cause: (list(st.alternatives.items()), list(st.senders.items())) for cause, st in d.causes.items()}
+
+
+@pytest.fixture(scope="module")
+def findings() -> pd.DataFrame:
+    df = pd.concat([findings_of(CAPTURES), findings_of(EXTERNAL)], ignore_index=True)
+    assert df["alternatives"].map(len).gt(0).sum() > 50 and df["sender"].nunique() >= 3
+    return df
+
+
+@pytest.mark.parametrize("batches", [1, 7], ids=["whole", "7 batches out of order"])
+def test_tallies_by_distinct_value_are_the_tallies_row_by_row(findings, batches, monkeypatch):
+    parts = np.array_split(np.arange(len(findings)), batches)[::-1]       # later findings first
+    got, want = Digest(), Digest()
+    for part in parts:
+        got.add(findings.iloc[part])
+    monkeypatch.setattr(digest_module, "_tally_group", _tally_each_row)
+    for part in parts:
+        want.add(findings.iloc[part])
+    assert _tallies(got) == _tallies(want)
+    assert sum(len(a) for a, _ in _tallies(got).values()) > 10      # alternatives were tallied
+    assert list(got.cause_names) == list(want.cause_names)
+    assert SORT[0] == "time"
+
+
+def test_connections_are_counted_as_one_key_a_row_counted_them(findings):
+    """A connection's findings (its two directions, its several RSTs) count once: the keys made a
+    column at a time tell apart exactly the connections that hashing each row's tuple did, in
+    one batch or split over several."""
+    from rstwatch.report.digest import connection_keys
+    single = findings
+    cols = [single[c] for c in ("file", "src", "sport", "dst", "dport", "conn_first_frame")]
+    by_row = set()
+    for f, a, p, b, q, s in zip(*(c.tolist() for c in cols)):
+        x, y = (str(a), int(p)), (str(b), int(q))
+        by_row.add((f, min(x, y), max(x, y), str(s)))
+    keys = connection_keys(*cols)
+    assert len(np.unique(keys)) == len(by_row) < len(single)       # some connections hold several findings
+    halves = np.array_split(np.arange(len(single)), 2)
+    split = np.concatenate([connection_keys(*(c.iloc[h] for c in cols)) for h in halves])
+    assert np.array_equal(np.sort(split), np.sort(keys))
+    swapped = connection_keys(cols[0], cols[3], cols[4], cols[1], cols[2], cols[5])     # the other direction
+    assert np.array_equal(swapped, keys)
