@@ -61,28 +61,32 @@ def reference_eve_lines(df: pd.DataFrame) -> Iterator[str]:
         yield json.dumps(event, separators=(",", ":"))
 
 
-def _envelope_values(df: pd.DataFrame) -> dict[str, list]:
-    """The values eve_event gives each envelope field, a column at a time."""
+def _envelope_values(df: pd.DataFrame, names: tuple = ("src", "sport", "dst", "dport", "file", "frame")) -> dict[str, list]:
+    """The values eve_event gives each envelope field, a column at a time: the timestamp, the
+    Community ID and the JSON Lines fields `names`."""
     from .records import column_values
     n = len(df)
 
     def col(name: str) -> list:
         return column_values(df[name]) if name in df.columns else [None] * n
 
-    isos, times, src, sport, dst, dport = (col(c) for c in ("ts", "time", "src", "sport", "dst", "dport"))
-    return {"timestamp": [iso[:26] + "+0000" if iso else suricata_time(None, t) for iso, t in zip(isos, times)],
-            "src": src, "sport": sport, "dst": dst, "dport": dport,
-            "community_id": [c or (community_id(a, b, p, q) if p or q else None)
-                             for c, a, b, p, q in zip(col("community_id"), src, dst, sport, dport)],
-            "file": col("file"), "frame": col("frame")}
+    v = {name: col(name) for name in names}
+    v["timestamp"] = [iso[:26] + "+0000" if iso else suricata_time(None, t) for iso, t in zip(col("ts"), col("time"))]
+    cids = col("community_id")
+    if not all(cids):                   # findings saved without one: computed from their ends
+        ends = [v[c] if c in v else col(c) for c in ("src", "dst", "sport", "dport")]
+        cids = [c or (community_id(a, b, p, q) if p or q else None) for c, a, b, p, q in zip(cids, *ends)]
+    v["community_id"] = cids
+    return v
 
 
 def _compiled_events(df: pd.DataFrame) -> tuple[list[bytes], list, list[bool]] | None:
     """The events as the compiled filler (jsonfill.pyx) takes them: (prefixes, typed columns,
     omit flags), the envelope's fields first, then the JSON Lines record's own columns under
-    `rstwatch` and its closing brace. None where the Python events are written instead: no
-    filler built, no row or no field, or a finding without a source or a source port (their
-    nulls are written, and a flood's `*` source left out)."""
+    `rstwatch` and its closing brace. The envelope's copies of record fields (dest_ip: dst...)
+    are the record's own typed columns, written twice. None where the Python events are written
+    instead: no filler built, no row or no field, or a finding without a source or a source port
+    (their nulls are written, and a flood's `*` source left out)."""
     from .jsoncols import json_texts, typed
     from .jsonl import _plan, _string, compiled_fields, fill_rows
     n = len(df)
@@ -90,7 +94,8 @@ def _compiled_events(df: pd.DataFrame) -> tuple[list[bytes], list, list[bool]] |
     record = compiled_fields(df, plan, {}) if plan is not None else None
     if record is None:
         return None
-    v = _envelope_values(df)
+    as_typed = {c: t for c, t, omit in zip(plan[0], record[0], record[1]) if not omit}
+    v = _envelope_values(df, ("src", "sport") + tuple(c for c in ("dst", "dport", "file", "frame") if c not in as_typed))
     if None in v["src"] or None in v["sport"]:
         return None
     one_source = [a != "*" for a in v["src"]]
@@ -98,18 +103,21 @@ def _compiled_events(df: pd.DataFrame) -> tuple[list[bytes], list, list[bool]] |
 
     def only_one_source(values: list) -> list:
         return [t if keep else None for t, keep in zip(json_texts(values), one_source)]
+
+    def field(name: str) -> tuple:
+        return as_typed[name] if name in as_typed else typed(v[name])
     envelope = [      # name, typed column, left out where unset
         ("timestamp", ("s", v["timestamp"], _string), False),
         ("flow_id", typed(flow_id_column(df)), True),
         ("event_type", ("c", same, [_string(EVENT_TYPE)]), False),
         ("src_ip", ("t", only_one_source(v["src"])), True),
         ("src_port", ("t", only_one_source(v["sport"])), True),
-        ("dest_ip", typed(v["dst"]), False),
-        ("dest_port", typed(v["dport"]), False),
+        ("dest_ip", field("dst"), False),
+        ("dest_port", field("dport"), False),
         ("proto", ("c", same, ['"TCP"']), False),
         ("community_id", typed([c if c else None for c in v["community_id"]]), True),
-        ("pcap_filename", typed(v["file"]), False),
-        ("pcap_cnt", typed(v["frame"]), False),
+        ("pcap_filename", field("file"), False),
+        ("pcap_cnt", field("frame"), False),
     ]
     names = plan[0]
     prefixes = [(("{" if k == 0 else ",") + _string(name) + ":").encode("ascii") for k, (name, _, _) in enumerate(envelope)]

@@ -61,7 +61,21 @@ def column_values(col: pd.Series) -> list:
     values = col.tolist()           # Python scalars for numpy and string dtypes, pd.NA for missing values
     if col.dtype != object and not col.isna().any():
         return values
+    kinds = set(map(type, values))
+    if kinds <= _KEPT_TYPES:            # texts and None (capture times, Community IDs): nothing to convert
+        return values
+    if kinds <= _KEPT_TYPES | {type(_pandas_na())}:      # a nullable integer column
+        na = _pandas_na()
+        return [None if v is na else v for v in values]
     return [_plain(v) for v in values]
+
+
+_KEPT_TYPES = frozenset((str, int, bool, type(None)))
+
+
+def _pandas_na():
+    import pandas as pd
+    return pd.NA
 
 
 def iter_records(df: pd.DataFrame) -> Iterator[dict]:
