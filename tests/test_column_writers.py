@@ -207,3 +207,22 @@ def test_writers_through_the_output_stream_write_what_they_make(tmp_path):
         want = "before\n" + "".join(text(h) for h in halves)
         assert path.read_text() == want, write.__name__
         assert len(want) > 100_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-(2**63) + 1, 2**63 - 1),
+                          st.integers(1_700_000_000 * 10**9, 1_800_000_000 * 10**9),
+                          st.sampled_from([0, -1, 1, 999_999_500, 1_764_000_000_999_999_500, 10**9 - 1])),
+                min_size=1, max_size=40))
+def test_zeek_times_read_from_iso_texts_are_each_rows_own(nanos):
+    """Zeek's `ts` from the ISO texts of a table (nanoseconds read from their bytes, each distinct
+    second parsed once) is _ts of each row: the same float, rounding at half a microsecond
+    included; a column with any other text is left to the row-by-row loop."""
+    from rstwatch.interop import iso_ns_column
+    isos = iso_ns_column(nanos)
+    want = [zeeklog._ts({"ts": iso, "time": 0.0}) for iso in isos]
+    got = zeeklog._ts_of_iso_ns_texts(isos)
+    assert got == want and all(type(v) is float for v in got)
+    assert zeeklog._ts_column(isos + [None], [0.0] * len(isos) + [1.5]) == want + [1.5]
+    assert zeeklog._ts_of_iso_ns_texts(isos + ["2026-11-21T06:19:12.73712345Z"]) is None
+    assert zeeklog._ts_of_iso_ns_texts(isos + ["2026-11-21T06:19:12.7371234x5Z"]) is None
