@@ -149,13 +149,10 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
         results, errors = analyze_paths(files, rules, jobs, debug, storm_min)
         frames += [r.findings for r in results]
     if files or skipped:
-        from .run import _skipped_lines
-        errors = _skipped_lines(skipped) + errors       # warns of files that are not captures
-        for err in errors:
-            typer.echo(f"rstwatch: error: {visible(err)}", err=True)
-        for res in results:
-            for w in res.diag.warnings:
-                typer.echo(f"rstwatch: warning: {visible(f'{res.path}: {w}')}", err=True)
+        from .run import _tell_problems
+        # as `read` says them: files that are not captures, read errors, each file's warnings and
+        # the frames it skipped (tunnels not decoded, other ethertypes, malformed ones)
+        errors = _tell_problems(skipped, errors, results)
     if not frames:
         return 2                            # nothing could be read
     findings = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

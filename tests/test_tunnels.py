@@ -95,11 +95,17 @@ def test_tcp_in_tunnels_is_decoded_as_tshark_does(path):
     assert (seg["tunnel"] != 0).all()
 
 
-def test_a_tunnel_not_decoded_is_one_warning_line():
+def test_a_tunnel_not_decoded_is_one_warning_line(tmp_path):
     path = EXTERNAL / "zeek" / "tunnels" / "gre-pptp.pcap"
+    warning = f"rstwatch: warning: {path}: 2 packets in GRE version 1 (PPTP) not decoded"
     res = run_cli("read", str(path), "--format", "jsonl")
     assert res.returncode == 0 and res.stdout == ""
-    assert res.stderr.splitlines() == [f"rstwatch: warning: {path}: 2 packets in GRE version 1 (PPTP) not decoded"]
+    assert res.stderr.splitlines() == [warning]
+    # a report of the same capture says it too (it said nothing of the packets it could not read)
+    out = tmp_path / "r.md"
+    res = run_cli("report", str(path), "-o", str(out))
+    assert res.returncode == 0 and out.is_file()
+    assert res.stderr.splitlines() == [warning, f"rstwatch: report written to {out}"]
 
 
 # --- packets built here: every layout -------------------------------------------------------
