@@ -76,18 +76,17 @@ def _cells(df: pd.DataFrame, name: str) -> list | None:
     if name not in df.columns:
         return None
     col = df[name]
-    if col.dtype == object and name in LIST_FIELDS and name not in OPTIONAL_FIELDS:
+    if col.dtype == object and (name in LIST_FIELDS or name == "errno"):
+        from .jsonl import by_identity, plain_int_lists
         values = col.tolist()
-        from .jsonl import plain_int_lists
-        if plain_int_lists is not None and plain_int_lists(values):
+        if name in LIST_FIELDS and name not in OPTIONAL_FIELDS and plain_int_lists is not None \
+                and plain_int_lists(values):
             # evidence frames, each row its own list: no text of an int needs join_list's quoting
             return [";".join(map(str, v)) for v in values]
-    if col.dtype == object and (name in LIST_FIELDS or name == "errno"):
         # rows share their rule's errno object and remediation list, their pattern's alternatives:
         # each object's cell made once
-        from .jsonl import by_identity
         make = _errno_cell if name == "errno" else _optional_list_cell if name in OPTIONAL_FIELDS else _list_cell
-        codes, distinct = by_identity(col.tolist())
+        codes, distinct = by_identity(values)
         cells = [make(v) for v in distinct]
         return [cells[k] for k in codes.tolist()]
     values = column_values(col)

@@ -282,12 +282,15 @@ def connection_keys(file: pd.Series, src: pd.Series, sport: pd.Series, dst: pd.S
     if not n:
         return np.zeros(0, np.int64)
 
+    def hashes(texts) -> np.ndarray:
+        return np.array([hash(t) for t in texts.tolist()], np.int64).view(np.uint64)
+
     def text_hashes(values: pd.Series) -> np.ndarray:
         codes, uniques = pd.factorize(values.astype(str), use_na_sentinel=False)
-        return np.array([hash(u) for u in uniques.tolist()], np.int64).view(np.uint64)[codes]
+        return hashes(uniques)[codes]
     ends = pd.concat([src, dst], ignore_index=True).astype(str)
     order, names = pd.factorize(ends, sort=True, use_na_sentinel=False)    # codes in str order
-    name_hash = np.array([hash(u) for u in names.tolist()], np.int64).view(np.uint64)
+    name_hash = hashes(names)
     a, b = order[:n], order[n:]
     p, q = sport.to_numpy(np.int64), dport.to_numpy(np.int64)
     a_first = (a < b) | ((a == b) & (p <= q))

@@ -69,8 +69,9 @@ class Segments:
     def gather(cls, parts: list["Segments"], idx: np.ndarray) -> "Segments":
         """The rows `idx` (increasing positions) of the parts' concatenation, copied once, without
         building the concatenation. Flow keys come along when every part has them."""
-        ends = np.cumsum([len(p) for p in parts])
-        starts = ends - [len(p) for p in parts]
+        sizes = [len(p) for p in parts]
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
         cut = np.searchsorted(idx, np.concatenate(([0], ends)))
 
         def gathered(columns: list[np.ndarray]) -> np.ndarray:

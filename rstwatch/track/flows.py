@@ -71,17 +71,16 @@ def summarize_flows(seg: Segments) -> FlowSummary:
     return _summarize([seg])
 
 
-def _joined(parts: list[Segments], column: str) -> np.ndarray:
-    return parts[0][column] if len(parts) == 1 else np.concatenate([p[column] for p in parts])
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _summarize(parts: list[Segments]) -> FlowSummary:
     """The flow summary of the parts' concatenation, built from the few columns it needs: the
     whole table is copied only for the rows that are kept (Segments.gather)."""
-    keys = [flow_hash(p) for p in parts]
-    codes, uniq = factorize_keys(keys[0] if len(keys) == 1 else np.concatenate(keys))
+    codes, uniq = factorize_keys(_joined([flow_hash(p) for p in parts]))
     n = len(uniq)
-    flags = _joined(parts, "flags")
+    flags = _joined([p["flags"] for p in parts])
     rst = np.zeros(n, bool)
     rst[codes[(flags & RST) != 0]] = True
     # which way each FIN went: compared on the FIN rows only (a few per flow), not every row
@@ -94,7 +93,7 @@ def _summarize(parts: list[Segments]) -> FlowSummary:
         fin_b[codes[start + fins[~low]]] = True
         start += len(p)
     last = np.full(n, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, codes, _joined(parts, "ts_ns"))
+    np.maximum.at(last, codes, _joined([p["ts_ns"] for p in parts]))
     return FlowSummary(codes, rst, fin_a & fin_b & ~rst, last, np.bincount(codes, minlength=n))
 
 
@@ -109,8 +108,7 @@ def forget_closed(parts: list[Segments], idle_ns: int | None = None) -> Segments
         return Segments.empty()
     idle_ns = FORGET_AFTER_NS if idle_ns is None else idle_ns
     f = _summarize(parts)
-    newest = max(int(p["ts_ns"].max()) for p in parts)
-    done = f.closed & (newest - f.last > idle_ns)
+    done = f.closed & (f.last.max() - f.last > idle_ns)      # the newest flow's last time is the newest
     if not done.any():
         return Segments.concat(parts)
     return Segments.gather(parts, np.flatnonzero(~done[f.codes]))
