@@ -401,3 +401,23 @@ def test_shares_never_round_some_to_none_or_most_to_all():
                   str(CAPTURES / "rst-storm.pcap"), "-T", "html")
     assert res.returncode == 0, res.stderr
     assert "most were rst-storm (600, &gt;99%), closed-port (2, &lt;1%)." in res.stdout
+
+
+def test_a_floods_star_in_the_top_tables_is_said_under_them(tmp_path):
+    # a flood finding has no one client (`*`) and no one port (`host:*`): the report says so
+    # under the table that shows it, in both formats, and says nothing where no flood shows
+    storm = run_cli("report", str(CAPTURES / "rst-storm.pcap"), str(CAPTURES / "closed-port.pcap"),
+                    "-o", str(tmp_path / "storm.md"))
+    assert storm.returncode == 0, storm.stderr
+    storm = (tmp_path / "storm.md").read_text()
+    top_clients = storm.split("## Top affected clients")[1].split("## Causes")[0]
+    assert "| `*` | 600 | rst-storm 600 |" in top_clients
+    assert "`*` is a flood finding from many addresses" in top_clients
+    top_services = storm.split("## Top affected services")[1].split("## Top affected clients")[0]
+    assert "| `10.77.1.2:*` | 600 |" in top_services and "`:*` is a flood finding" in top_services
+    html = run_cli("report", str(CAPTURES / "rst-storm.pcap"), "-T", "html")
+    assert "<code>*</code> is a flood finding from many addresses" in html.stdout
+    plain = run_cli("report", str(CAPTURES / "closed-port.pcap"), "-o", str(tmp_path / "plain.md"))
+    assert plain.returncode == 0, plain.stderr
+    plain = (tmp_path / "plain.md").read_text()
+    assert "## Top affected clients" in plain and "is a flood finding" not in plain

@@ -87,6 +87,13 @@ def _top(frame: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _flood_rows(services: list[dict], clients: list[dict]) -> dict[str, bool]:
+    """Whether a top table shows a flood finding's `*` (a flood has no one client, and its finding
+    no one port): the report then says what it stands for, under that table."""
+    return {"services_flood": any(t["name"].endswith(":*") for t in services),
+            "clients_flood": any(t["name"] == "*" for t in clients)}
+
+
 def _samples(grp: pd.DataFrame) -> pd.DataFrame:
     """Up to SAMPLES findings of one cause, from different servers and files where possible."""
     distinct = grp.drop_duplicates(["file", "_server"]).head(SAMPLES)
@@ -154,6 +161,7 @@ def build(df: pd.DataFrame | None, info, standalone_svg: bool = False, digest: D
         timeline_note=_timeline_note(steps, cut), palette=palette,
         top_services=_top(digest.endpoint_counts("server", TOP)), top_clients=_top(digest.endpoint_counts("client", TOP)),
     )
+    model.update(_flood_rows(model["top_services"], model["top_clients"]))
     model["sections"], notes = _sections(digest, order, palette, info, per_cause, resets)
     model["notes"] += notes
     model["table"] = _table(digest.rows.head(TABLE_ROWS), info)
