@@ -182,3 +182,24 @@ def test_object_columns_are_coded_by_identity():
         df2["evidence"] = pd.Series([list(df["evidence"][k]) for k in range(n - 1)] + [odd], dtype=object)
         assert jsonl._typed(df2["evidence"], {})[0] != "l"
         assert json_lines(df2) == reference_lines(df2)
+
+
+_ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.integers(-3, 10**6),
+                       st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 1.0, 1e-5, 1e16, 0.1]),
+                       st.text(max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(_ANY_VALUE, min_size=1, max_size=8),            # mixed columns
+                 st.lists(st.one_of(st.none(), st.integers(-(2**64), 2**64)), min_size=1, max_size=8),
+                 st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=8),
+                 st.lists(st.booleans(), min_size=1, max_size=8)))
+def test_a_column_of_values_reaches_the_filler_as_json_texts_writes_it(values):
+    """jsoncols.typed hands integers (with or without None), floats and flags to the compiled
+    filler as arrays: each row must still hold json_texts' text (null where None), whatever the
+    column holds: integers beyond int64, NaN, infinities, -0.0, mixed types."""
+    from rstwatch.report import jsoncols, jsonl
+    assert jsonl.fill_rows is not None, "bin/setup builds report/jsonfill.pyx"
+    want = "".join("{\"v\":" + ("null" if t is None else t) + "}\n" for t in jsoncols.json_texts(values))
+    got = jsonl.fill_rows([b'{"v":'], [jsoncols.typed(values)], len(values), None, [False])
+    assert (got.decode("ascii") if type(got) is bytes else got) == want

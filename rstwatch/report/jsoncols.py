@@ -69,6 +69,22 @@ def typed(values: list) -> tuple:
     kinds = value_types(values)
     if kinds <= {str, NONE}:
         return ("s", values, encode_basestring_ascii)
+    if kinds == {int} or kinds == {int, NONE}:          # ports, frames, counts: written in C
+        missing = [v is None for v in values] if NONE in kinds else None
+        try:
+            ints = np.array([0 if v is None else v for v in values] if missing else values, np.int64)
+        except OverflowError:                           # beyond int64: Python writes them
+            return ("t", json_texts(values))
+        if missing is None:
+            return ("i", ints)
+        return ("n", ints, np.array(missing, bool).view(np.uint8))
+    if kinds == {float}:                                # times, confidences: repr's digits from Arrow
+        from .jsonl import _float_column
+        floats = np.array(values, np.float64)
+        if np.isfinite(floats).all():
+            return _float_column(floats)
+    if kinds == {bool}:
+        return ("b", np.array(values, bool).view(np.uint8))
     if kinds == {list} and plain_int_lists(values):
         return ("l", values)
     if kinds <= {list, NONE} or kinds <= {dict, NONE}:
