@@ -226,3 +226,18 @@ def test_zeek_times_read_from_iso_texts_are_each_rows_own(nanos):
     assert zeeklog._ts_column(isos + [None], [0.0] * len(isos) + [1.5]) == want + [1.5]
     assert zeeklog._ts_of_iso_ns_texts(isos + ["2026-11-21T06:19:12.73712345Z"]) is None
     assert zeeklog._ts_of_iso_ns_texts(isos + ["2026-11-21T06:19:12.7371234x5Z"]) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(-(2**70), 2**70) | st.integers(0, 10**6), max_size=6), max_size=12),
+       st.sampled_from([";", ",", " :: "]), st.sampled_from(["", "(empty)"]))
+def test_evidence_cells_in_c_are_pythons(frames, sep, empty):
+    # the evidence frames of CSV (";", empty "") and Zeek's TSV (",", "(empty)"): the C join of
+    # each row's ints against the Python one, numbers beyond 64 bits and negative ones included
+    from rstwatch.report.joinrows import int_lists_joined, python_int_lists_joined
+    from rstwatch.report.jsonl import int_list_texts
+    assert int_list_texts is not None, "bin/setup builds report/jsonfill.pyx"
+    want = python_int_lists_joined(frames, sep, empty)
+    assert int_lists_joined(frames, sep, empty) == want == [sep.join(map(str, f)) or empty for f in frames]
+    with pytest.raises(TypeError):
+        int_list_texts(frames + [[1, True]], sep, empty)

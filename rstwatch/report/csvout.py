@@ -82,7 +82,8 @@ def _cells(df: pd.DataFrame, name: str) -> list | None:
         if name in LIST_FIELDS and name not in OPTIONAL_FIELDS and plain_int_lists is not None \
                 and plain_int_lists(values):
             # evidence frames, each row its own list: no text of an int needs join_list's quoting
-            return [";".join(map(str, v)) for v in values]
+            from .joinrows import int_lists_joined
+            return int_lists_joined(values, ";", "")
         # rows share their rule's errno object and remediation list, their pattern's alternatives:
         # each object's cell made once
         make = _errno_cell if name == "errno" else _optional_list_cell if name in OPTIONAL_FIELDS else _list_cell
@@ -178,11 +179,20 @@ def _fields(cells: list | None, n: int) -> list[str]:
         joined = "\x00".join(texts)
     if not any(c in joined for c in _QUOTED):
         return texts
+    once = dict.fromkeys(texts)
+    if len(once) * 4 <= len(texts):         # a rule's errno and remediation, repeated: quoted once each
+        quoted = dict(zip(once, _quoted_fields(list(once), '"' in joined)))
+        return list(map(quoted.__getitem__, texts))
+    return _quoted_fields(texts, '"' in joined)
+
+
+def _quoted_fields(texts: list[str], has_quote: bool) -> list[str]:
+    """Each text as a CSV field: quoted, quotes doubled, when it holds a character in _QUOTED."""
     if len(_QUOTED) <= 3:
         # a cell is quoted when it holds one of them: three `in` tests a cell cost a third of a
         # regular expression search; quotes are doubled only in a column that holds one
         a, b, c = (_QUOTED * 3)[:3]
-        if '"' not in joined:
+        if not has_quote:
             return ['"' + t + '"' if a in t or b in t or c in t else t for t in texts]
         return ['"' + t.replace('"', '""') + '"' if a in t or b in t or c in t else t for t in texts]
     search = _NEEDS_QUOTES.search

@@ -13,3 +13,16 @@ def delimited(columns: list[list[str]], sep: str) -> str:
 
 def python_delimited(columns: list[list[str]], sep: str) -> str:
     return "".join([sep.join(row) + "\n" for row in zip(*columns)])
+
+
+def int_lists_joined(values: list, sep: str, empty: str) -> list[str]:
+    """sep.join(map(str, v)), or `empty` for an empty list, for each list of plain ints (evidence
+    frames): in C when it was built (~0.05 us a row against ~0.4)."""
+    from .jsonl import int_list_texts
+    if int_list_texts is not None:
+        return int_list_texts(values, sep, empty)
+    return python_int_lists_joined(values, sep, empty)
+
+
+def python_int_lists_joined(values: list, sep: str, empty: str) -> list[str]:
+    return [sep.join(map(int.__repr__, v)) or empty for v in values]

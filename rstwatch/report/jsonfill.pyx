@@ -343,6 +343,50 @@ def plain_int_lists(list values):
     return True
 
 
+def int_list_texts(list values, str sep, str empty):
+    """sep.join(map(int.__repr__, v)), or `empty` for an empty list, for every value: each a list
+    of exact ints (plain_int_lists says so). The evidence frames' cells of CSV and Zeek's TSV,
+    written in C (~0.4 us a row in Python)."""
+    cdef Py_ssize_t r, k, m, n = PyList_GET_SIZE(values)
+    cdef Py_ssize_t seplen = PyUnicode_GET_LENGTH(sep)
+    cdef const char *sep_data
+    cdef int overflow
+    cdef long long v
+    cdef Buf b
+    if not PyUnicode_IS_ASCII(sep):
+        raise ValueError("an ASCII separator")
+    sep_data = <const char *> PyUnicode_DATA(sep)
+    out = [empty] * n
+    b.data, b.size, b.cap = NULL, 0, 0
+    try:
+        grow(&b, 256)
+        for r in range(n):
+            row = <object> PyList_GET_ITEM(values, r)
+            if not PyList_CheckExact(row):
+                raise TypeError("a list of lists of ints")
+            m = PyList_GET_SIZE(row)
+            if not m:
+                continue
+            b.size = 0
+            for k in range(m):
+                if k:
+                    put(&b, sep_data, seplen)
+                item = <object> PyList_GET_ITEM(row, k)
+                if not PyLong_CheckExact(item):
+                    raise TypeError("a list of lists of ints")
+                v = PyLong_AsLongLongAndOverflow(item, &overflow)
+                if overflow:                        # beyond 64 bits: Python's own digits
+                    put_text(&b, int.__repr__(item))
+                else:
+                    put_int(&b, v)
+            text = PyUnicode_New(b.size, 127)
+            memcpy(PyUnicode_DATA(text), b.data, b.size)
+            out[r] = text
+    finally:
+        free(b.data)
+    return out
+
+
 def value_types(list values):
     """set(map(type, values)), looked up once per run of one type."""
     cdef Py_ssize_t r

@@ -22,10 +22,10 @@ from .records import CONTRACT_FIELDS, EXTRA_FIELDS, OPTIONAL_FIELDS, _plain, col
 
 # The compiled row filler (jsonfill.pyx) when it was built, as for the packet loops (loops.py);
 # RSTWATCH_PURE_PYTHON=1 keeps the Python rows below, the reference the tests compare it with.
-fill_rows = join_texts = object_ids = plain_int_lists = value_types = None
+fill_rows = int_list_texts = join_texts = object_ids = plain_int_lists = value_types = None
 if os.environ.get("RSTWATCH_PURE_PYTHON", "") in ("", "0"):
     try:
-        from .jsonfill import fill_rows, join_texts, object_ids, plain_int_lists, value_types
+        from .jsonfill import fill_rows, int_list_texts, join_texts, object_ids, plain_int_lists, value_types
     except ImportError:
         pass
 

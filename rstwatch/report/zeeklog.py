@@ -336,7 +336,8 @@ def _column_texts(values: list, kind: str) -> list[str]:
             return texts
     if kind == "vector[count]":
         if plain_int_lists is not None and plain_int_lists(values):        # evidence frames
-            return [",".join(map(int.__repr__, v)) or EMPTY for v in values]
+            from .joinrows import int_lists_joined
+            return int_lists_joined(values, SET_SEP, EMPTY)
         return [UNSET if v is None else EMPTY if not v else SET_SEP.join([str(int(x)) for x in v]) for v in values]
     return _each_once(values, lambda v: tsv_value(v, kind))
 
