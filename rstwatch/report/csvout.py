@@ -202,13 +202,80 @@ def _quoted_fields(texts: list[str], has_quote: bool) -> list[str]:
 def csv_text(df: pd.DataFrame, header: bool = True) -> str:
     """The CSV of `df`: the cells of each column made once (_cells) and turned into fields
     (_fields), byte for byte what a DictWriter writes from `iter_records` through _flat
-    (tests/test_formats.py compares them)."""
+    (tests/test_formats.py compares them). Filled in C where the filler was built."""
     head = header_line() if header else ""
     n = len(df)
     if not n:
         return head
+    rows = _compiled_rows(df, n)
+    if rows is not None:
+        return head + rows
     from .joinrows import delimited
     return head + delimited([_fields(_cells(df, f), n) for f in FIELDS], ",")
+
+
+def _compiled_rows(df: pd.DataFrame, n: int) -> str | None:
+    """The rows through the compiled filler (report/jsonfill.pyx): numbers and Arrow texts written
+    from their buffers (texts quoted in C where they hold a character csv quotes), the rest as
+    _fields makes it; None where the filler was not built or a text cannot be UTF-8 (a lone
+    surrogate from an undecodable file name): the Python join then writes what csv would."""
+    from .jsonl import fill_rows
+    if fill_rows is None:
+        return None
+    prefixes = [b""] + [b","] * (len(FIELDS) - 1)
+    try:
+        rows = fill_rows(prefixes, [_typed_field(df, name, n) for name in FIELDS], n, None, None, b"\n")
+    except UnicodeEncodeError:
+        return None
+    return rows.decode("utf-8")
+
+
+def _typed_field(df: pd.DataFrame, name: str, n: int) -> tuple:
+    """Column `name` as the compiled filler takes it, each row's field what _fields(_cells(df,
+    name), n) gives: integers, finite floats (repr's digits from Arrow) and flags from their
+    arrays, Arrow texts from their buffers when none needs making inert (a formula start) and
+    none is missing; the other columns as _fields' texts."""
+    import numpy as np
+    import pandas as pd
+    if name not in df.columns:
+        return ("c", np.zeros(n, np.int64), [""])          # an empty field in every row
+    col = df[name]
+    dt = col.dtype
+    if name not in OPTIONAL_FIELDS:         # (those: floats written as ints, missing left empty)
+        if dt == np.int64:
+            return ("i", np.ascontiguousarray(col.to_numpy()))
+        if dt == np.float64:
+            values = col.to_numpy()
+            if np.isfinite(values).all():
+                from .jsonl import _float_column
+                return _float_column(values)
+        elif dt == np.bool_:
+            return ("c", col.to_numpy().astype(np.int64), ["False", "True"])
+        elif isinstance(dt, pd.StringDtype):
+            typed = _arrow_field(col)
+            if typed is not None:
+                return typed
+    return ("t", _fields(_cells(df, name), n))
+
+
+_FORMULA_BYTES = [ord(c) for c in _FORMULA_START]
+_QUOTED_BYTES = _QUOTED.encode("ascii")
+
+
+def _arrow_field(col: pd.Series) -> tuple | None:
+    """A column of Arrow texts as its buffers ("q": quoted in C where a text holds one of
+    _QUOTED), or None when a text is missing or starts as a formula would (Python decides those:
+    `inert` leaves a number such as -1 as it is)."""
+    import numpy as np
+    from .jsonl import _arrow_strings
+    arrow = _arrow_strings(col)
+    if arrow is None or arrow[2] is not None:
+        return None
+    offsets, data, _ = arrow
+    starts = offsets[:-1][offsets[1:] > offsets[:-1]]
+    if len(starts) and np.isin(data[starts], _FORMULA_BYTES).any():
+        return None
+    return ("q", offsets, data, _QUOTED_BYTES)
 
 
 def reference_csv(df: pd.DataFrame) -> str:

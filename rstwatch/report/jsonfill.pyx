@@ -29,7 +29,7 @@ from cpython.list cimport PyList_CheckExact
 from cpython.object cimport Py_TYPE
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from rstwatch.intdigits cimport int64_digits
 
@@ -146,8 +146,28 @@ cdef int put_int_list(Buf *b, list values) except -1:
     return 0
 
 
+cdef int put_quoted(Buf *b, const char *s, Py_ssize_t n, const uint8_t *special) except -1:
+    """s[:n] as a CSV field: as it is, or, when it holds a byte that `special` (256 flags) marks,
+    between quotes with its quotes doubled (csv.writer's minimal quoting)."""
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        if special[<uint8_t> s[i]]:
+            break
+    else:
+        return put(b, s, n)
+    put(b, b'"', 1)
+    j = 0                                   # the start of the run not yet copied
+    for i in range(n):
+        if s[i] == b'"':                    # the run up to and with this quote, then its double
+            put(b, s + j, i + 1 - j)
+            put(b, b'"', 1)
+            j = i + 1
+    put(b, s + j, n - j)
+    return put(b, b'"', 1)
+
+
 cdef enum Kind:
-    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS, K_STRINGS, K_ARROW, K_RAW
+    K_INT, K_NULLABLE_INT, K_BOOL, K_CODES, K_TEXTS, K_INT_LISTS, K_STRINGS, K_ARROW, K_RAW, K_QUOTED
 
 
 cdef const int64_t *int_data(object a) except? NULL:
@@ -179,9 +199,9 @@ cdef inline bint null_at(Kind kind, const int64_t *ints, const uint8_t *mask, li
     return False
 
 
-def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None):
+def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None, bytes end=b"}\n"):
     """The rows: `prefixes[k]` (`{"name":` or `,"name":`, ASCII bytes) then column k's value, then
-    `}` and a newline. Numeric columns must be C-contiguous numpy arrays of n values. Returns the
+    `end` (`}` and a newline; a newline alone for delimited lines, whose prefixes are separators). Numeric columns must be C-contiguous numpy arrays of n values. Returns the
     rows as one bytes object, or, with `sink`, calls sink(bytes) with whole rows at a time
     (pieces of ~SINK_PIECE bytes) and returns None. `omit` (a bool per column, never the first):
     where such a column holds null, its prefix and value are left out of the row (objects whose
@@ -201,6 +221,10 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None):
     cdef list lists = [None] * ncols          # the Python lists of "c", "t", "s" and "l" columns
     cdef list encoders = [None] * ncols       # the encoder of each "s" column
     cdef list texts
+    cdef uint8_t special[256]                 # the bytes that quote a "q" column's field
+    cdef bytes quoting = None
+    cdef const char *end_data = PyBytes_AS_STRING(end)
+    cdef Py_ssize_t end_len = len(end)
     cdef uint8_t *skip = <uint8_t *> malloc(ncols + 1)
     b.data, b.size, b.cap = NULL, 0, 0
     try:
@@ -217,7 +241,7 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None):
             pre_len[k] = len(prefixes[k])
             col = columns[k]
             kind = col[0]
-            if kind != "l" and kind != "t" and len(col[1]) != (n + 1 if kind == "a" or kind == "r" else n):
+            if kind != "l" and kind != "t" and len(col[1]) != (n + 1 if kind == "a" or kind == "r" or kind == "q" else n):
                 raise ValueError("a column of another length")
             if kind == "i":
                 kinds[k], ints[k] = K_INT, int_data(col[1])
@@ -233,8 +257,17 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None):
                 if len(col[1]) != n:
                     raise ValueError("a column of another length")
                 lists[k], encoders[k] = col[1], col[2]
-            elif kind == "a" or kind == "r":
-                kinds[k], ints[k], datas[k] = (K_ARROW if kind == "a" else K_RAW), int_data(col[1]), byte_data(col[2])
+            elif kind == "a" or kind == "r" or kind == "q":
+                kinds[k], ints[k], datas[k] = (K_ARROW if kind == "a" else K_RAW if kind == "r" else K_QUOTED), \
+                    int_data(col[1]), byte_data(col[2])
+                if kind == "q":                    # every "q" column quotes on the same characters
+                    if quoting is None:
+                        quoting = <bytes?> col[3]
+                        memset(special, 0, 256)
+                        for c in quoting:
+                            special[c] = 1
+                    elif col[3] != quoting:
+                        raise ValueError("one set of quoting characters for every quoted column")
                 masks[k] = byte_data(col[3]) if kind == "a" and col[3] is not None else NULL
                 if kind == "a" and col[3] is not None and len(col[3]) != n:
                     raise ValueError("a column of another length")
@@ -298,9 +331,12 @@ def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None):
                 elif kinds[k] == K_RAW:
                     off = ints[k]
                     put(&b, <const char *> datas[k] + off[row], off[row + 1] - off[row])
+                elif kinds[k] == K_QUOTED:
+                    off = ints[k]
+                    put_quoted(&b, <const char *> datas[k] + off[row], off[row + 1] - off[row], special)
                 else:
                     put_int_list(&b, <list> PyList_GET_ITEM(lists[k], row))
-            put(&b, b"}\n", 2)
+            put(&b, end_data, end_len)
         if sink is None:
             return PyBytes_FromStringAndSize(b.data, b.size)
         if b.size:
