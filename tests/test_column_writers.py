@@ -243,3 +243,23 @@ def test_evidence_cells_in_c_are_pythons(frames, sep, empty):
     assert int_lists_joined(frames, sep, empty) == want == [sep.join(map(str, f)) or empty for f in frames]
     with pytest.raises(TypeError):
         int_list_texts(frames + [[1, True]], sep, empty)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(2.0 ** 22, 9e9, exclude_max=True),
+                          st.integers(2**22, 9 * 10**9 - 1).map(lambda s: s + 0.0000005),      # half a microsecond
+                          st.integers(1_700_000_000 * 10**6, 1_800_000_000 * 10**6).map(lambda u: (u + 0.5) / 1e6),
+                          # exact binary ties: an odd number of 128ths is x.5 microseconds
+                          st.tuples(st.integers(2**22, 9 * 10**9 - 1), st.integers(0, 127)).map(lambda p: p[0] + p[1] / 128),
+                          st.floats(allow_nan=True, allow_infinity=True)), min_size=1, max_size=30))
+def test_microseconds_round_as_python_does(times):
+    """Zeek's ts a column at once: each float's microseconds in integer arithmetic give what
+    f"{t:.6f}" and round(t, 6) give for it, ties at half a microsecond included; a column with a
+    value outside 2**22 .. 9e9 (or NaN) is left to Python."""
+    parts = zeeklog.microseconds(np.array(times, np.float64))
+    inside = all(2.0 ** 22 <= t < 9e9 for t in times)
+    assert (parts is not None) == inside
+    if parts is not None:
+        for t, s, u in zip(times, *(p.tolist() for p in parts)):
+            assert f"{t:.6f}" == f"{s}.{u:06d}" and round(t, 6) == (s * 10**6 + u) / 1e6
+        assert zeeklog.time_texts(times) == [f"{t:.6f}" for t in times]

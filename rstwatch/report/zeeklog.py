@@ -262,7 +262,52 @@ def _ts_of_iso_ns_texts(isos: list) -> list[float] | None:
     nanos = digits.astype(np.int64) @ (10 ** np.arange(8, -1, -1, dtype=np.int64))
     heads, at = np.unique(np.ascontiguousarray(rows[:, :19]).view("S19").ravel(), return_inverse=True)
     seconds = np.array([datetime.fromisoformat(h.decode("ascii") + "+00:00").timestamp() for h in heads.tolist()])
-    return list(map(round, (seconds[at.ravel()] + nanos / 1e9).tolist(), repeat(6, len(isos))))
+    times = seconds[at.ravel()] + nanos / 1e9
+    parts = microseconds(times)
+    if parts is not None:                 # round(t, 6) exactly: the decimal's nearest float
+        whole, micros = parts
+        return ((whole * 10**6 + micros) / 1e6).tolist()
+    return list(map(round, times.tolist(), repeat(6, len(isos))))
+
+
+# A float at least 2**22 (a time after 1970-02-18) has at most 30 bits after its binary point
+_FRACTION_BITS = 30
+_MIN_EXACT, _MAX_EXACT = 2.0 ** 22, 9e9      # below 2**53 microseconds: (s * 10**6 + u) exact
+
+
+def microseconds(times: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(s, u), int64 arrays, such that for every t of `times` f"{t:.6f}" is f"{s}.{u:06d}" and
+    round(t, 6) is (s * 10**6 + u) / 1e6: each float's exact binary value rounded half to even at
+    its sixth decimal, as Python's formatting and round() do, in integer arithmetic (t's fraction
+    is k / 2**30 exactly, so its microseconds are k * 15625 / 2**24). None unless every t is in
+    [2**22, 9e9) (a time from 1970-02-18 to 2255), where that holds."""
+    if not len(times) or not ((times >= _MIN_EXACT) & (times < _MAX_EXACT)).all():
+        return None
+    whole = np.floor(times)
+    k = (times - whole) * float(2 ** _FRACTION_BITS)      # both exact: a difference within one binade, a power of two
+    if not (k == np.floor(k)).all():
+        return None
+    scaled = k.astype(np.int64) * 15625                   # the fraction times 10**6, times 2**24
+    quotient, rest = scaled >> 24, scaled & (2 ** 24 - 1)
+    half = 2 ** 23
+    micros = quotient + ((rest > half) | ((rest == half) & (quotient & 1 == 1)))
+    whole = whole.astype(np.int64) + (micros == 10**6)
+    return whole, np.where(micros == 10**6, 0, micros)
+
+
+def time_texts(values: list) -> list[str] | None:
+    """f"{v:.6f}" of every value, a column of floats at once (microseconds); None when the
+    column holds anything else or a float outside microseconds' range."""
+    from .jsonl import value_types
+    if not values or value_types is None or value_types(values) != {float}:
+        return None
+    parts = microseconds(np.array(values, np.float64))
+    if parts is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    whole, micros = (pc.cast(pa.array(p), pa.string()) for p in parts)
+    return pc.binary_join_element_wise(whole, pc.utf8_lpad(micros, 6, "0"), ".").to_pylist()
 
 
 def _each_once(values: list, make: Callable[[Any], str]) -> list[str]:
@@ -323,7 +368,8 @@ def _column_texts(values: list, kind: str) -> list[str]:
     """tsv_value(v, kind) for every value of one column."""
     from .jsonl import plain_int_lists, value_types
     if kind == "time":
-        return [UNSET if v is None else f"{v:.6f}" for v in values]
+        texts = time_texts(values)
+        return texts if texts is not None else [UNSET if v is None else f"{v:.6f}" for v in values]
     if kind in ("count", "port"):
         if value_types is not None and value_types(values) == {int}:
             return list(map(int.__repr__, values))
