@@ -51,6 +51,43 @@ def iso_ns_numpy(ts: np.ndarray) -> list[str]:
     against ~1.7 us with a cached date part per second)."""
     return [t + "Z" for t in np.datetime_as_string(ts.astype("datetime64[ns]"), unit="ns").tolist()]
 
+def iso_parts(isos: list) -> tuple[np.ndarray, np.ndarray] | None:
+    """(seconds since the epoch, float64 whole numbers; nanoseconds within the second, int64) of
+    each text when every one is written as iso_ns_column writes them
+    ('2026-11-21T06:19:12.737123456Z'), else None: the nanoseconds read from the texts' bytes in
+    numpy, each distinct second parsed once by datetime (~0.3 us a row; a text at a time through
+    datetime ~1.5 us, through pandas' strptime ~0.7)."""
+    if not isos or set(map(type, isos)) != {str} or set(map(len, isos)) != {30}:
+        return None
+    try:
+        data = "".join(isos).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    rows = np.frombuffer(data, np.uint8).reshape(len(isos), 30)
+    digits = rows[:, 20:29] - np.uint8(48)          # a byte below '0' wraps round, above 9 too
+    if (rows[:, 19] != ord(".")).any() or (rows[:, 29] != ord("Z")).any() or (digits > 9).any():
+        return None
+    nanos = digits.astype(np.int64) @ (10 ** np.arange(8, -1, -1, dtype=np.int64))
+    heads, at = np.unique(np.ascontiguousarray(rows[:, :19]).view("S19").ravel(), return_inverse=True)
+    try:
+        seconds = np.array([datetime.fromisoformat(h.decode("ascii") + "+00:00").timestamp() for h in heads.tolist()])
+    except ValueError:                              # not a date: the caller's own parse says why
+        return None
+    return seconds[at.ravel()], nanos
+
+
+def ns_of_iso_texts(isos: list) -> np.ndarray | None:
+    """Nanoseconds since the epoch (int64) of texts iso_ns_column writes, exactly; None for
+    any other text or a time int64 nanoseconds cannot hold."""
+    parts = iso_parts(isos)
+    if parts is None:
+        return None
+    seconds, nanos = parts
+    if not (np.abs(seconds) < 9.2e9).all():         # (years 1678-2261: no overflow below)
+        return None
+    return seconds.astype(np.int64) * 10**9 + nanos
+
+
 _ADDRESS_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _SEED = struct.pack("!H", 0)           # Community ID seed 0, as Zeek and Suricata use by default
 

@@ -527,3 +527,22 @@ def test_version_completion_and_every_output_cause_explained():
         res = run_cli("rules", "explain", cause)
         assert res.returncode == 0 and res.stdout.startswith(cause), (cause, res.stderr)
         assert "what to change:" in res.stdout
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-9 * 10**18, 9 * 10**18), st.integers(1_700_000_000 * 10**9, 1_800_000_000 * 10**9),
+                          st.sampled_from([0, -1, 1, -(10**9) + 1, 10**9 - 1])), min_size=1, max_size=40))
+def test_iso_texts_read_back_to_their_nanoseconds(nanos):
+    """The Parquet file's `ts` timestamps: the ISO texts read from their bytes are the
+    nanoseconds they were written from, the same column pandas' strptime makes; texts of another
+    form, or a time int64 nanoseconds cannot hold, are left to pandas."""
+    import pandas as pd
+    from rstwatch.interop import iso_ns_column, ns_of_iso_texts
+    from rstwatch.report.parquet import _timestamps
+    texts = iso_ns_column(nanos)
+    assert ns_of_iso_texts(texts).tolist() == nanos
+    column = pd.Series(texts, dtype=object)
+    assert _timestamps(column).equals(pd.to_datetime(column, format="%Y-%m-%dT%H:%M:%S.%fZ", utc=True).dt.as_unit("ns"))
+    assert ns_of_iso_texts(texts + ["2026-11-21T06:19:12.73712345Z"]) is None
+    assert ns_of_iso_texts(texts + ["2262-04-12T00:00:00.000000000Z"]) is None       # past int64's nanoseconds
+    assert ns_of_iso_texts(texts + ["2026-13-21T06:19:12.737123456Z"]) is None       # no such month

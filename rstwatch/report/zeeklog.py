@@ -245,24 +245,15 @@ def _ts_column(isos: list, times: list) -> list:
 
 def _ts_of_iso_ns_texts(isos: list) -> list[float] | None:
     """_ts_column when every value is a time as interop.iso_ns_column writes it
-    ('2026-11-21T06:19:12.737123456Z'), else None: the nanoseconds read from the texts' bytes in
-    numpy, each distinct second parsed once by datetime, the sum made and rounded by Python's
-    own float arithmetic and round(), so every value is the one _ts gives (~0.3 us a row, not
-    ~1.5)."""
-    if not isos or set(map(type, isos)) != {str} or set(map(len, isos)) != {30}:
+    ('2026-11-21T06:19:12.737123456Z'), else None: seconds and nanoseconds from
+    interop.iso_parts, the sum made by numpy's float arithmetic (Python's, value for value) and
+    rounded exactly as round() does (microseconds), so every value is the one _ts gives."""
+    from ..interop import iso_parts
+    parts = iso_parts(isos)
+    if parts is None:
         return None
-    try:
-        data = "".join(isos).encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    rows = np.frombuffer(data, np.uint8).reshape(len(isos), 30)
-    digits = rows[:, 20:29] - np.uint8(48)          # a byte below '0' wraps round, above 9 too
-    if (rows[:, 19] != ord(".")).any() or (rows[:, 29] != ord("Z")).any() or (digits > 9).any():
-        return None
-    nanos = digits.astype(np.int64) @ (10 ** np.arange(8, -1, -1, dtype=np.int64))
-    heads, at = np.unique(np.ascontiguousarray(rows[:, :19]).view("S19").ravel(), return_inverse=True)
-    seconds = np.array([datetime.fromisoformat(h.decode("ascii") + "+00:00").timestamp() for h in heads.tolist()])
-    times = seconds[at.ravel()] + nanos / 1e9
+    seconds, nanos = parts
+    times = seconds + nanos / 1e9
     parts = microseconds(times)
     if parts is not None:                 # round(t, 6) exactly: the decimal's nearest float
         whole, micros = parts
