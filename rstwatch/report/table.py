@@ -36,6 +36,16 @@ def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
+def _days(times) -> set[str]:
+    """{_day(t) for t in times}, each UTC day formatted once: the day of a time is its whole
+    multiple of 86,400 s, but for a time within a millisecond before midnight, which _day may
+    round up to the next day's first microsecond (those are asked one by one)."""
+    import numpy as np
+    day = np.floor_divide(times, 86400.0)
+    late = times - day * 86400.0 > 86400.0 - 1e-3
+    return {_day(d * 86400.0) for d in np.unique(day[~late]).tolist()} | {_day(t) for t in times[late].tolist()}
+
+
 def connection_text(src, sport, dst, dport) -> str:
     if sport == 0 and dport == 0:            # flood findings name hosts, not a connection
         return f"{src} -> {dst} (flood)"
@@ -96,6 +106,22 @@ def _cells(row, cols: list[str]) -> list[Text]:
     return [plain(values[c]()) for c in cols] + [plain(row.title)]
 
 
+def _column_texts(df: pd.DataFrame, col: str) -> list[str]:
+    """What _cells writes in column `col` for every row of `df`."""
+    if col == "time":
+        return [_clock(t) for t in df["time"].tolist()]
+    if col == "conn":
+        return [connection_text(*t) for t in zip(df["src"].tolist(), df["sport"].tolist(), df["dst"].tolist(),
+                                                  df["dport"].tolist())]
+    if col == "frame":
+        return [str(v) for v in df["frame"].tolist()]
+    if col == "conf":
+        return [f"{v:.2f}" for v in df["confidence"].tolist()]
+    if col == "file":
+        return [Path(str(f)).name for f in df["file"].tolist()]
+    return [str(v) for v in df[{"by": "sender", "cause": "cause"}[col]].tolist()]
+
+
 def _console(out: TextIO, width: int | None) -> Console:
     return Console(file=out, width=width or (None if out.isatty() else PIPED_WIDTH), highlight=False)
 
@@ -129,7 +155,7 @@ class TableBatches:
             self.shown.append(df.head(MAX_ROWS - self.rows))
         self.rows += len(df)
         self.resets += reset_count(df)
-        self.days.update(_day(t) for t in df["time"])
+        self.days.update(_days(df["time"].to_numpy(float)))
         self.files.update(df["file"].unique())
         self.tally.add(df)
 
@@ -215,11 +241,58 @@ class TableSink:
     def write(self, df: pd.DataFrame) -> None:
         if not len(df):
             return
+        lines = self._plain_lines(df)
+        if lines is not None:
+            self.out.write(lines)
+        else:
+            self.console.print(self._rich_rows(df))
+        self.out.flush()
+
+    def _rich_rows(self, df: pd.DataFrame) -> Table:
+        """The rows as a rich table (the reference for _plain_lines, and what prints the rows it
+        leaves: wrapped addresses, characters that are not ASCII)."""
         table = self._table(header=False)
         for row in df.itertuples(index=False):
             table.add_row(*_cells(row, self.cols))
-        self.console.print(table)
-        self.out.flush()
+        return table
+
+    def _plain_lines(self, df: pd.DataFrame) -> str | None:
+        """The rows as _rich_rows prints them, formatted here: each column padded to its fixed
+        width, two spaces apart, the why wrapped by rich once per distinct text. Rich laid out a
+        table per batch at ~350 us a row, so `live` on a terminal fell behind in a reset storm
+        (a connection's reset is a row: 100,000 of them were half a minute of rendering). None
+        where rich must lay a row out itself (the addresses wrap on a narrow terminal, a
+        character that is not ASCII may be two cells wide): rich prints those."""
+        if self.wrap:
+            return None
+        fixed = sum(self.WIDTHS[c] for c in self.cols) + GAP * len(self.cols)
+        room = self.console.width - fixed
+        if room < WHY_MIN:
+            return None
+        columns = [[visible(v) for v in _column_texts(df, c)] for c in self.cols]
+        whys = [visible(v) for v in df["title"].tolist()]
+        # the why column is as wide as its longest text, at least WHY_MIN, at most the room left
+        why_width = min(room, max(WHY_MIN, max(map(len, whys))))
+        for texts in columns:
+            if not all(t.isascii() for t in texts):
+                return None
+        wrapped: dict[str, list[str]] = {}
+        for why in dict.fromkeys(whys):
+            if not why.isascii():
+                return None
+            wrapped[why] = [line.plain.ljust(why_width) for line in
+                            Text(why).wrap(self.console, why_width, overflow="fold")] or [" " * why_width]
+        gap = " " * GAP
+        # a text wider than its column is cut at its width, as rich crops a cell that may not wrap
+        padded = [[t[:w].rjust(w) if c in ("frame", "conf") else t[:w].ljust(w) for t in texts]
+                  for c, w, texts in ((c, self.WIDTHS[c], texts) for c, texts in zip(self.cols, columns))]
+        blank = gap.join(" " * self.WIDTHS[c] for c in self.cols) + gap
+        out = []
+        for k, why in enumerate(whys):
+            first, *more = wrapped[why]
+            out.append(gap.join(col[k] for col in padded) + gap + first + "\n")
+            out.extend(blank + line + "\n" for line in more)
+        return "".join(out)
 
     def finish(self, tally) -> None:
         if not tally.total():
