@@ -51,6 +51,7 @@ def iso_ns_numpy(ts: np.ndarray) -> list[str]:
     against ~1.7 us with a cached date part per second)."""
     return [t + "Z" for t in np.datetime_as_string(ts.astype("datetime64[ns]"), unit="ns").tolist()]
 
+
 def iso_parts(isos: list) -> tuple[np.ndarray, np.ndarray] | None:
     """(seconds since the epoch, float64 whole numbers; nanoseconds within the second, int64) of
     each text when every one is written as iso_ns_column writes them

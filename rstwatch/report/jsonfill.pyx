@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """JSON Lines rows joined in C from typed columns (report/jsonl.py decides what goes where);
-also EVE's and Zeek's JSON objects (unset fields left out), and (join_texts) the lines of CSV and
-Zeek's TSV.
+also EVE's and Zeek's JSON objects (unset fields left out), CSV's rows (report/csvout.py), and
+(join_texts) the lines of Zeek's TSV.
 
 Each column comes as one of:
   ("i", int64[:])                 integers, none missing
@@ -18,9 +18,14 @@ Each column comes as one of:
                                   Arrow strings (offsets, n + 1 of them; UTF-8 data; null mask):
                                   written as "s" writes the same texts, with no Python object for
                                   a plain one (the table's string columns are Arrow's)
+  ("q", int64[:], uint8[:], bytes)
+                                  Arrow strings (no null) as CSV fields: as they are, or quoted
+                                  with their quotes doubled where one holds a byte of the bytes
+                                  (the characters this Python's csv quotes; one set per call)
 Floats come as codes, texts or "r" (report/jsonl.py: Python's repr costs as much in C). Every JSON
-text handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one
-ASCII bytes, each row followed by a newline: no Python object per value or per row.
+text handed in is ASCII (json's ensure_ascii encoder made it). The rows come back as one bytes
+(ASCII for JSON; CSV's "q" and "t" texts are written as UTF-8), each row followed by `end`: no
+Python object per value or per row.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -201,7 +206,8 @@ cdef inline bint null_at(Kind kind, const int64_t *ints, const uint8_t *mask, li
 
 def fill_rows(list prefixes, list columns, Py_ssize_t n, sink=None, omit=None, bytes end=b"}\n"):
     """The rows: `prefixes[k]` (`{"name":` or `,"name":`, ASCII bytes) then column k's value, then
-    `end` (`}` and a newline; a newline alone for delimited lines, whose prefixes are separators). Numeric columns must be C-contiguous numpy arrays of n values. Returns the
+    `end` (`}` and a newline; a newline alone for delimited lines, whose prefixes are the
+    separators). Numeric columns must be C-contiguous numpy arrays of n values. Returns the
     rows as one bytes object, or, with `sink`, calls sink(bytes) with whole rows at a time
     (pieces of ~SINK_PIECE bytes) and returns None. `omit` (a bool per column, never the first):
     where such a column holds null, its prefix and value are left out of the row (objects whose
