@@ -80,28 +80,19 @@ class CauseTally:
         self.templates = {r.name: r.remediation for r in rules or []}
 
     def add(self, df: pd.DataFrame) -> None:
-        df = counted(df)
-        if not len(df):
-            return
-        for cause, sender, fixes, n in _groups(df):
-            self.resets[cause] += int(n)
-            self.senders.setdefault(cause, Counter())[sender] += int(n)     # resets, as the count beside it
-            if fixes is None or not len(fixes):
-                continue
-            kept = self.fix.get(cause)
-            if kept is None:
-                self.fix[cause] = fixes[0]
-            elif kept != fixes[0]:
-                self.fix_varies.add(cause)
+        self._take(_groups, df)
 
     def add_rows(self, df: pd.DataFrame) -> None:
         """add, a row at a time: the reference for _groups (tests/test_table_rows.py)."""
+        self._take(_rows, df)
+
+    def _take(self, tuples, df: pd.DataFrame) -> None:
         df = counted(df)
         if not len(df):
             return
-        for cause, sender, fixes, n in _rows(df):
+        for cause, sender, fixes, n in tuples(df):
             self.resets[cause] += int(n)
-            self.senders.setdefault(cause, Counter())[sender] += int(n)
+            self.senders.setdefault(cause, Counter())[sender] += int(n)     # resets, as the count beside it
             if fixes is None or not len(fixes):
                 continue
             kept = self.fix.get(cause)

@@ -99,15 +99,14 @@ def _name(path) -> str:
     return visible(Path(str(path)).name)
 
 
-def _cells(row, cols: list[str]) -> list[Text]:
-    values = {"file": lambda: Path(str(row.file)).name, "frame": lambda: str(row.frame),
-              "time": lambda: _clock(row.time), "conn": lambda: connection_text(row.src, row.sport, row.dst, row.dport),
-              "by": lambda: str(row.sender), "cause": lambda: str(row.cause), "conf": lambda: f"{row.confidence:.2f}"}
-    return [plain(values[c]()) for c in cols] + [plain(row.title)]
+def _rows_of_cells(df: pd.DataFrame, cols: list[str]):
+    """Each row's cells in `cols`, then its why, as plain rich texts."""
+    columns = [_column_texts(df, c) for c in cols] + [df["title"].tolist()]
+    return ([plain(v) for v in row] for row in zip(*columns))
 
 
 def _column_texts(df: pd.DataFrame, col: str) -> list[str]:
-    """What _cells writes in column `col` for every row of `df`."""
+    """The text of column `col` (before `visible`) for every row of `df`."""
     if col == "time":
         return [_clock(t) for t in df["time"].tolist()]
     if col == "conn":
@@ -189,13 +188,13 @@ def _print_rows(console: Console, shown: pd.DataFrame, multi: bool) -> None:
         for name, grp in shown.groupby("file", sort=False):
             console.print(Text(_name(name), style="bold"))
             table = _new_table(cols, widths, wrap)
-            for row in grp.itertuples(index=False):
-                table.add_row(*_cells(row, cols))
+            for cells in _rows_of_cells(grp, cols):
+                table.add_row(*cells)
             console.print(table)
     else:
         table = _new_table(cols, widths, wrap)
-        for row in shown.itertuples(index=False):
-            table.add_row(*_cells(row, cols))
+        for cells in _rows_of_cells(shown, cols):
+            table.add_row(*cells)
         console.print(table)
 
 
@@ -252,8 +251,8 @@ class TableSink:
         """The rows as a rich table (the reference for _plain_lines, and what prints the rows it
         leaves: wrapped addresses, characters that are not ASCII)."""
         table = self._table(header=False)
-        for row in df.itertuples(index=False):
-            table.add_row(*_cells(row, self.cols))
+        for cells in _rows_of_cells(df, self.cols):
+            table.add_row(*cells)
         return table
 
     def _plain_lines(self, df: pd.DataFrame) -> str | None:
