@@ -1,8 +1,11 @@
 """Benchmark the live path: a recorded capture fed through a pipe into exactly the loop
 `rstwatch live` runs (pipe reader thread, fast reader, live flow table, streaming verdicts,
-JSON Lines out), as fast as the consumer takes it.
+JSON Lines or the terminal's rows out, the closing summary's tally), as fast as the consumer
+takes it.
 
   python benchmarks/live.py [--packets 1000000] [--cap-packets 3000000] [--max-segments 1000000]
+  python benchmarks/live.py --one FILE [--sink table]     # one file; --sink table: the rows a
+                                                          # 160-column terminal gets, not JSON Lines
 
 Two runs, each in its own process so peak memory is its own:
   mixed  synthetic traffic with 2% resets: packets/s the live path sustains, verdicts out
@@ -25,20 +28,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def one(path: Path, max_segments: int) -> dict:
+def one(path: Path, max_segments: int, sink_name: str = "jsonl") -> dict:
     """Consume `path` through a pipe with the live loop; called in a fresh process."""
     from rstwatch.engine.loader import load_rules
     from rstwatch.live.feed import PipeFeed
     from rstwatch.live.flowtable import Limits
     from rstwatch.live.session import Stop, run_loop
-    from rstwatch.live.sinks import JsonlSink
+    from rstwatch.live.sinks import CauseTally, JsonlSink, TableSink
     from rstwatch.live.tracker import LiveTracker
 
     from rstwatch.report.output import GuardedStream
 
     rules = load_rules()
     out = GuardedStream(open(os.devnull, "w"), "bench")       # what `rstwatch live` writes through (stdout)
-    sink = JsonlSink(out)
+    sink = TableSink(out, width=160) if sink_name == "table" else JsonlSink(out)
     verdicts = peak_rows = 0
     read_end, write_end = os.pipe()
     t0 = time.monotonic()
@@ -46,12 +49,14 @@ def one(path: Path, max_segments: int) -> dict:
     os.close(write_end)
     feed = PipeFeed(read_end, "bench").start()
     tracker = LiveTracker("bench", rules, 500, Limits(max_segments=max_segments))
+    tally = CauseTally(rules)                                 # the closing summary's counts, as live keeps them
 
     def emit(df) -> None:
         nonlocal verdicts, peak_rows
         peak_rows = max(peak_rows, tracker.rows)
         if len(df):
             sink.write(df)
+            tally.add(df)
             verdicts += len(df)
 
     run_loop(feed, tracker, Stop(), emit, None, None, t0)
@@ -83,10 +88,12 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--cap-packets", type=int, default=3_000_000)
     ap.add_argument("--max-segments", type=int, default=1_000_000)
-    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--one", type=Path, help="consume this one capture file and print its numbers as JSON")
+    ap.add_argument("--sink", choices=("jsonl", "table"), default="jsonl",
+                    help="with --one: what the verdicts are written as (table: live's terminal rows)")
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(one(a.one, a.max_segments)))
+        print(json.dumps(one(a.one, a.max_segments, a.sink)))
         return
     import synth
     with tempfile.TemporaryDirectory() as tmp:

@@ -263,3 +263,15 @@ def test_microseconds_round_as_python_does(times):
         for t, s, u in zip(times, *(p.tolist() for p in parts)):
             assert f"{t:.6f}" == f"{s}.{u:06d}" and round(t, 6) == (s * 10**6 + u) / 1e6
         assert zeeklog.time_texts(times) == [f"{t:.6f}" for t in times]
+
+
+@pytest.mark.parametrize("columns", [
+    {"errno": ["ECONNREFUSED"], "remediation": ["Open it"], "evidence": ["1;2"], "alternatives": ["x,y"]},
+    {"errno": [True], "alternatives": [False], "evidence": [0]},
+], ids=["texts", "numbers"])
+def test_list_and_errno_columns_of_plain_values_are_made_texts_first(columns):
+    # a table handed in through the API with texts or numbers where lists and errno go: the
+    # compiled CSV must still write them as join_list and JSON make them, as the reference does
+    # (found by a review: the fast kinds wrote them as they were)
+    df = pd.DataFrame({"frame": [1], **columns})
+    assert csv_text(df) == reference_csv(df)

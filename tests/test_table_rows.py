@@ -112,3 +112,16 @@ def test_days_of_a_batch_are_each_times_own(times):
 
 def st_tiny(d: int) -> float:
     return (d % 7) * 1e-7                 # just after midnight, up to less than a microsecond
+
+
+def test_right_aligned_texts_with_trailing_spaces_and_empty_batches():
+    # rich drops a right-aligned text's trailing spaces before aligning it: such rows are left to
+    # rich; a batch without rows is no rows (found by a review)
+    df = pd.DataFrame([dict(file="a.pcap", frame="12 ", time=1.7e9, src="10.0.0.1", sport=443, dst="10.1.0.1",
+                            dport=1024, sender="server", cause="closed-port", confidence=0.75, title="why")])
+    fast, rich = _both(df, 160)
+    assert fast is None and "        12  10.0.0.1:443" in rich
+    out = io.StringIO()
+    TableSink(out, width=160).write(df)
+    assert out.getvalue() == rich
+    assert TableSink(io.StringIO(), width=160)._plain_lines(df.iloc[:0]) == ""

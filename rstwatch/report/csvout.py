@@ -241,7 +241,9 @@ def _typed_field(df: pd.DataFrame, name: str, n: int) -> tuple:
         return ("c", np.zeros(n, np.int64), [""])          # an empty field in every row
     col = df[name]
     dt = col.dtype
-    if name not in OPTIONAL_FIELDS:         # (those: floats written as ints, missing left empty)
+    # optional fields write floats as ints and leave missing ones empty; lists and errno are
+    # made texts first (join_list, JSON): those columns keep _fields' texts whatever their type
+    if name not in OPTIONAL_FIELDS and name not in LIST_FIELDS and name != "errno":
         if dt == np.int64:
             return ("i", np.ascontiguousarray(col.to_numpy()))
         if dt == np.float64:

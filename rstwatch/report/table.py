@@ -271,10 +271,12 @@ class TableSink:
         columns = [[visible(v) for v in _column_texts(df, c)] for c in self.cols]
         whys = [visible(v) for v in df["title"].tolist()]
         # the why column is as wide as its longest text, at least WHY_MIN, at most the room left
-        why_width = min(room, max(WHY_MIN, max(map(len, whys))))
-        for texts in columns:
+        why_width = min(room, max(WHY_MIN, max(map(len, whys), default=0)))
+        for c, texts in zip(self.cols, columns):
             if not all(t.isascii() for t in texts):
                 return None
+            if c in ("frame", "conf") and any(t != t.rstrip() for t in texts):
+                return None             # rich drops a right-aligned text's trailing spaces first
         wrapped: dict[str, list[str]] = {}
         for why in dict.fromkeys(whys):
             if not why.isascii():
