@@ -4,8 +4,9 @@ JSON Lines or the terminal's rows out, the closing summary's tally), as fast as 
 takes it.
 
   python benchmarks/live.py [--packets 1000000] [--cap-packets 3000000] [--max-segments 1000000]
-  python benchmarks/live.py --one FILE [--sink table]     # one file; --sink table: the rows a
-                                                          # 160-column terminal gets, not JSON Lines
+  python benchmarks/live.py --one FILE.pcapng [--sink table]
+      one file, pcapng as dumpcap writes it (the pipe reader takes nothing else: `editcap -F
+      pcapng` converts a pcap); --sink table: the rows a 160-column terminal gets, not JSON Lines
 
 Two runs, each in its own process so peak memory is its own:
   mixed  synthetic traffic with 2% resets: packets/s the live path sustains, verdicts out
@@ -88,7 +89,7 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--cap-packets", type=int, default=3_000_000)
     ap.add_argument("--max-segments", type=int, default=1_000_000)
-    ap.add_argument("--one", type=Path, help="consume this one capture file and print its numbers as JSON")
+    ap.add_argument("--one", type=Path, help="consume this one pcapng file (as dumpcap writes it) and print its numbers as JSON")
     ap.add_argument("--sink", choices=("jsonl", "table"), default="jsonl",
                     help="with --one: what the verdicts are written as (table: live's terminal rows)")
     a = ap.parse_args()
