@@ -10,6 +10,7 @@ import typer
 
 from .engine.loader import load_rules
 from .engine.model import Rule
+from .errors import CaptureError
 from .report.formats import Format, choose, tell_if_name_disagrees
 from .report.plaintext import visible
 from .report.runinfo import InputFile, RunInfo
@@ -124,13 +125,21 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     from .run import REPORTS
     streamed = saved and not captures and extract is None and chosen.name in REPORTS
     batches = []                            # saved findings only, for a report: a batch at a time
-    for p in saved:
-        if streamed:
-            meta, tables = parquet_batches(p)
-            batches.append(tables)
-        else:
-            df, meta = read_parquet(p)
-            frames.append(df)
+    unread: list[str] = []                  # saved files that are not rstwatch's findings
+    for p in list(saved):
+        try:
+            if streamed:
+                meta, tables = parquet_batches(p)
+                batches.append(tables)
+            else:
+                df, meta = read_parquet(p)
+                frames.append(df)
+        except CaptureError as exc:
+            if len(paths) == 1 and not files:
+                raise                       # the only input: its one line, exit 2
+            unread.append(str(exc))         # among others: said as an unreadable capture is, exit 1
+            saved.remove(p)
+            continue
         info.inputs.append(InputFile(str(p)))
         info.carried = meta if len(saved) == 1 else {}
         info.packets += int(meta.get("packets") or 0)
@@ -138,17 +147,23 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
         info.inputs += [InputFile(f["path"], f["size"], f["sha256"], f["packets"], carried=True)
                         for f in meta.get("inputs", [])]       # as recorded: never opened or hashed
     if streamed:
+        for err in unread:
+            typer.echo(f"rstwatch: error: {visible(err)}", err=True)
+        if not saved:
+            return 2                        # nothing could be read
         labels = pd.unique(pd.Series([label for p in saved for label in parquet_labels(p)], dtype=object))
         info.packets_for.update(packet_sources(labels, [*captures, *packets]))
-        return _report_saved(chosen, itertools.chain.from_iterable(batches), rules, rule_dirs, output, force,
-                             title, info)
+        status = _report_saved(chosen, itertools.chain.from_iterable(batches), rules, rule_dirs, output, force,
+                               title, info)
+        return 1 if unread else status
     if saved:
         labels = pd.unique(pd.concat([f["file"].astype(str) for f in frames])) if frames else []
         info.packets_for.update(packet_sources(labels, [*captures, *packets]))
     if files:
         results, errors = analyze_paths(files, rules, jobs, debug, storm_min)
         frames += [r.findings for r in results]
-    if files or skipped:
+    errors = unread + errors
+    if files or skipped or unread:
         from .run import _tell_problems
         # as `read` says them: files that are not captures, read errors, each file's warnings and
         # the frames it skipped (tunnels not decoded, other ethertypes, malformed ones)

@@ -111,3 +111,27 @@ def test_capture_paths_inside_the_data_are_read_only_under_what_the_user_named(b
     res = _run("report", str(base), "-o", str(tmp_path / "named.html"), "--packets", str(base.parent))
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "named.html").read_text().count('class="ladder"') == 2
+
+
+def test_a_bad_saved_file_among_other_inputs_is_an_error_line_and_exit_1(base, tmp_path):
+    """As an unreadable capture among others (docs/usage.md's exit codes): the good inputs are
+    reported, each bad Parquet file gets its one line, the status is 1. Alone, it is exit 2. A
+    truncated file is worded the same whichever way it was opened."""
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"a": [1], "b": [2]}), other)
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(base.read_bytes()[:3000])
+    capture = str(CAPTURES / "closed-port.pcap")
+    with_capture = _run("report", str(other), capture, "-T", "jsonl")
+    assert with_capture.returncode == 1 and '"cause":"closed-port"' in with_capture.stdout
+    assert with_capture.stderr.count("rstwatch: error:") == 1 and "other.parquet: Parquet file without rstwatch findings" in with_capture.stderr
+    saved_only = _run("report", str(other), str(cut), str(base), "-o", str(tmp_path / "r.html"))
+    assert saved_only.returncode == 1 and (tmp_path / "r.html").stat().st_size > 0
+    assert saved_only.stderr.count("rstwatch: error:") == 2
+    alone = _run("report", str(cut), "-T", "jsonl")
+    assert alone.returncode == 2 and alone.stdout == "" and len(alone.stderr.strip().splitlines()) == 1
+    beside = _run("report", str(cut), capture, "-T", "jsonl")
+    reason = "cut.parquet: not a readable Parquet file (Parquet magic bytes not found in footer"
+    assert reason in alone.stderr and reason in beside.stderr and beside.returncode == 1
+    nothing = _run("report", str(other), str(cut), "-o", str(tmp_path / "none.html"))
+    assert nothing.returncode == 2 and not (tmp_path / "none.html").exists()
