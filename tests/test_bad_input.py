@@ -174,3 +174,10 @@ def test_a_pipe_named_by_its_path_is_read_as_standard_input_is(tmp_path):
     res = subprocess.run([exe, "read", "-T", "jsonl", str(fifo)], capture_output=True, text=True, timeout=120)
     writer.join(timeout=60)
     assert res.returncode == 0 and same(res.stdout, plain), res.stderr
+
+
+def test_a_rules_folder_without_rule_files_is_named_without_a_line_number(tmp_path):
+    (tmp_path / "notes").mkdir()
+    res = run_cli("read", str(GOOD), "--rules", str(tmp_path / "notes"))
+    assert_clean_error(res, "notes: no .yaml rule files in this folder")
+    assert "notes:1:" not in res.stderr

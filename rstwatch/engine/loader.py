@@ -196,7 +196,7 @@ def load_dir(directory: Path, problems: list[str]) -> list[Rule]:
     rules = []
     files = rule_files(directory)
     if not files:
-        problems.append(f"{directory}:1: no .yaml rule files in this folder")
+        problems.append(f"{directory}: no .yaml rule files in this folder")
     seen: dict[str, str] = {}
     for path in files:
         data = parse_rule_file(path, problems)

@@ -87,7 +87,7 @@ def check_output(path: Path | None, force: bool, inputs: Iterable[Path] = ()) ->
     name = str(path)
     try:
         if _identity(os.stat(path)) in ids:          # follows links: a link or hard link to an input counts too
-            raise OutputError(name, "is one of the inputs; refusing to write findings over a capture (even with --force)")
+            raise OutputError(name, "is one of the inputs; refusing to write over an input (even with --force)")
     except OSError:
         pass
     try:
