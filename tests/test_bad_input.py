@@ -181,3 +181,22 @@ def test_a_rules_folder_without_rule_files_is_named_without_a_line_number(tmp_pa
     res = run_cli("read", str(GOOD), "--rules", str(tmp_path / "notes"))
     assert_clean_error(res, "notes: no .yaml rule files in this folder")
     assert "notes:1:" not in res.stderr
+
+
+def test_a_capture_with_only_its_header_is_read_with_a_warning(tmp_path):
+    """Valid, so exit 0, but an SRE whose tcpdump watched the wrong interface is told why
+    nothing came out; a pcapng cut after its interface block likewise."""
+    pcap = tmp_path / "header.pcap"
+    pcap.write_bytes(GOOD.read_bytes()[:24])
+    res = run_cli("read", str(pcap))
+    assert res.returncode == 0 and res.stdout == ""
+    assert res.stderr.strip() == f"rstwatch: warning: {pcap}: no packets: the capture holds only its header"
+    lines = run_cli("read", str(GOOD)).stderr
+    assert "no packets" not in lines
+
+
+def test_saved_findings_given_to_read_point_to_report(tmp_path):
+    saved = tmp_path / "findings.parquet"
+    assert run_cli("read", str(GOOD), "-o", str(saved)).returncode == 0
+    assert_clean_error(run_cli("read", str(saved)), "findings.parquet", "a Parquet file, not a capture",
+                       "`rstwatch report` reads them")

@@ -227,11 +227,19 @@ class TableSink:
         for c in self.cols:
             name = "time (UTC)" if c == "time" else HEADERS[c]
             wrap = c == "conn" and self.wrap
-            width = (self.WIDTHS[c] + 1) // 2 if wrap else self.WIDTHS[c]
-            table.add_column(name, justify="right" if c in ("frame", "conf") else "left", width=width,
+            table.add_column(name, justify="right" if c in ("frame", "conf") else "left", width=self._width(c),
                              no_wrap=not wrap, overflow="fold")
         table.add_column("why", ratio=1, overflow="fold", min_width=WHY_MIN)
         return table
+
+    def _width(self, c: str) -> int:
+        """A column's width: its fixed one, half of it for the addresses when they wrap."""
+        return (self.WIDTHS[c] + 1) // 2 if c == "conn" and self.wrap else self.WIDTHS[c]
+
+    def _wrapped(self, text: str, width: int) -> list[str]:
+        """`text` as rich folds it into a cell `width` wide, each line padded to the width."""
+        return [line.plain.ljust(width) for line in Text(text).wrap(self.console, width, overflow="fold")] \
+            or [" " * width]
 
     def start(self, what: str) -> None:
         self.console.print(self._table(header=True))
@@ -259,12 +267,11 @@ class TableSink:
         """The rows as _rich_rows prints them, formatted here: each column padded to its fixed
         width, two spaces apart, the why wrapped by rich once per distinct text. Rich laid out a
         table per batch at ~350 us a row, so `live` on a terminal fell behind in a reset storm
-        (a connection's reset is a row: 100,000 of them were half a minute of rendering). None
-        where rich must lay a row out itself (the addresses wrap on a narrow terminal, a
-        character that is not ASCII may be two cells wide): rich prints those."""
-        if self.wrap:
-            return None
-        fixed = sum(self.WIDTHS[c] for c in self.cols) + GAP * len(self.cols)
+        (a connection's reset is a row: 100,000 of them were half a minute of rendering). Where
+        the addresses wrap (a terminal of 85-104 columns), rich folds each row's addresses alone
+        (~25 us). None where rich must lay a row out itself (a character that is not ASCII may
+        be two cells wide): rich prints those."""
+        fixed = sum(self._width(c) for c in self.cols) + GAP * len(self.cols)
         room = self.console.width - fixed
         if room < WHY_MIN:
             return None
@@ -281,18 +288,31 @@ class TableSink:
         for why in dict.fromkeys(whys):
             if not why.isascii():
                 return None
-            wrapped[why] = [line.plain.ljust(why_width) for line in
-                            Text(why).wrap(self.console, why_width, overflow="fold")] or [" " * why_width]
+            wrapped[why] = self._wrapped(why, why_width)
         gap = " " * GAP
         # a text wider than its column is cut at its width, as rich crops a cell that may not wrap
         padded = [[t[:w].rjust(w) if c in ("frame", "conf") else t[:w].ljust(w) for t in texts]
-                  for c, w, texts in ((c, self.WIDTHS[c], texts) for c, texts in zip(self.cols, columns))]
-        blank = gap.join(" " * self.WIDTHS[c] for c in self.cols) + gap
+                  for c, w, texts in ((c, self._width(c), texts) for c, texts in zip(self.cols, columns))]
+        if not (self.wrap and "conn" in self.cols):
+            blank = gap.join(" " * self.WIDTHS[c] for c in self.cols) + gap
+            out = []
+            for k, why in enumerate(whys):
+                first, *more = wrapped[why]
+                out.append(gap.join(col[k] for col in padded) + gap + first + "\n")
+                out.extend(blank + line + "\n" for line in more)
+            return "".join(out)
+        # the addresses fold too: a row is as tall as its taller cell, other cells blank below
+        at = self.cols.index("conn")
+        conn_width = self._width("conn")
+        blanks = [" " * self._width(c) for c in self.cols]
         out = []
         for k, why in enumerate(whys):
-            first, *more = wrapped[why]
-            out.append(gap.join(col[k] for col in padded) + gap + first + "\n")
-            out.extend(blank + line + "\n" for line in more)
+            cells = [col[k] for col in padded]
+            conn, why_lines = self._wrapped(columns[at][k], conn_width), wrapped[why]
+            for line in range(max(len(conn), len(why_lines))):
+                row = cells if line == 0 else blanks.copy()
+                row[at] = conn[line] if line < len(conn) else blanks[at]
+                out.append(gap.join(row) + gap + (why_lines[line] if line < len(why_lines) else " " * why_width) + "\n")
         return "".join(out)
 
     def finish(self, tally) -> None:

@@ -145,6 +145,8 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             reader = read_pcap
         elif is_pcapng(head):
             reader = read_pcapng
+        elif head == b"PAR1":
+            raise CaptureError(str(path), "a Parquet file, not a capture (saved findings: `rstwatch report` reads them)")
         else:
             kind = "gzip data that is not a capture" if gz else "not a pcap or pcapng file"
             raise CaptureError(str(path), f"{kind} (starts with {head.hex()})")
@@ -174,6 +176,8 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             # (exit 2), not a warning beside an empty result
             damage = [w for w in diag.warnings if w.startswith(("truncated", "corrupt"))]
             raise CaptureError(str(path), damage[-1] if damage else "truncated before its first packet")
+        if not diag.packets:
+            diag.warn("no packets: the capture holds only its header")
         if copies.copies:
             diag.warn(f"{copies.copies:,} segment(s) seen again on another interface (a capture on `any` of a "
                       f"forwarding host) were counted once")
