@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def one(path: Path, max_segments: int, sink_name: str = "jsonl") -> dict:
+def one(path: Path, max_segments: int, sink_name: str = "jsonl", width: int = 160) -> dict:
     """Consume `path` through a pipe with the live loop; called in a fresh process."""
     from rstwatch.engine.loader import load_rules
     from rstwatch.live.feed import PipeFeed
@@ -42,7 +42,7 @@ def one(path: Path, max_segments: int, sink_name: str = "jsonl") -> dict:
 
     rules = load_rules()
     out = GuardedStream(open(os.devnull, "w"), "bench")       # what `rstwatch live` writes through (stdout)
-    sink = TableSink(out, width=160) if sink_name == "table" else JsonlSink(out)
+    sink = TableSink(out, width=width) if sink_name == "table" else JsonlSink(out)
     verdicts = peak_rows = 0
     read_end, write_end = os.pipe()
     t0 = time.monotonic()
@@ -92,9 +92,11 @@ def main() -> None:
     ap.add_argument("--one", type=Path, help="consume this one pcapng file (as dumpcap writes it) and print its numbers as JSON")
     ap.add_argument("--sink", choices=("jsonl", "table"), default="jsonl",
                     help="with --one: what the verdicts are written as (table: live's terminal rows)")
+    ap.add_argument("--width", type=int, default=160,
+                    help="with --sink table: the terminal's columns (85-104: the addresses fold)")
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(one(a.one, a.max_segments, a.sink)))
+        print(json.dumps(one(a.one, a.max_segments, a.sink, a.width)))
         return
     import synth
     with tempfile.TemporaryDirectory() as tmp:

@@ -249,8 +249,9 @@ def flow_id_column(df: pd.DataFrame) -> list[int | None]:
 
 def flow_ids(digests: list[bytes | None]) -> list[int | None]:
     """flow_id of each digest (None stays None), all at once in numpy."""
-    if digests and None not in digests:         # no flood row: every digest's first 8 bytes at once
-        rows = np.frombuffer(b"".join(digests), np.uint8).reshape(len(digests), -1)
+    joined = b"".join(digests) if digests and None not in digests else b""
+    if joined and len(joined) == len(digests) * len(digests[0]):    # no flood row, SHA-1s: 8 bytes of each at once
+        rows = np.frombuffer(joined, np.uint8).reshape(len(digests), -1)
         ids = rows[:, :8].copy().view(">u8").ravel() & np.uint64(FLOW_ID_MASK)
         ids[ids == 0] = 1
         return ids.tolist()

@@ -126,6 +126,7 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     streamed = saved and not captures and extract is None and chosen.name in REPORTS
     batches = []                            # saved findings only, for a report: a batch at a time
     unread: list[str] = []                  # saved files that are not rstwatch's findings
+    metas = []
     for p in list(saved):
         try:
             if streamed:
@@ -140,12 +141,13 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
             unread.append(str(exc))         # among others: said as an unreadable capture is, exit 1
             saved.remove(p)
             continue
+        metas.append(meta)
         info.inputs.append(InputFile(str(p)))
-        info.carried = meta if len(saved) == 1 else {}
         info.packets += int(meta.get("packets") or 0)
         info.files += int(meta.get("files") or 0)
         info.inputs += [InputFile(f["path"], f["size"], f["sha256"], f["packets"], carried=True)
                         for f in meta.get("inputs", [])]       # as recorded: never opened or hashed
+    info.carried = metas[0] if len(metas) == 1 else {}     # one saved file read: where its findings came from
     if streamed:
         for err in unread:
             typer.echo(f"rstwatch: error: {visible(err)}", err=True)
@@ -153,9 +155,11 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
             return 2                        # nothing could be read
         labels = pd.unique(pd.Series([label for p in saved for label in parquet_labels(p)], dtype=object))
         info.packets_for.update(packet_sources(labels, [*captures, *packets]))
-        status = _report_saved(chosen, itertools.chain.from_iterable(batches), rules, rule_dirs, output, force,
+        failed: list[str] = []
+        tables = (_until_damaged(t, len(paths) == 1, failed) for t in batches)
+        status = _report_saved(chosen, itertools.chain.from_iterable(tables), rules, rule_dirs, output, force,
                                title, info)
-        return 1 if unread else status
+        return 1 if unread or failed else status
     if saved:
         labels = pd.unique(pd.concat([f["file"].astype(str) for f in frames])) if frames else []
         info.packets_for.update(packet_sources(labels, [*captures, *packets]))
@@ -175,6 +179,19 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
     if output is not None:
         typer.echo(f"rstwatch: report written to {visible(output)}", err=True)
     return 1 if errors else 0              # 1: some inputs could not be read
+
+
+def _until_damaged(tables, alone: bool, failed: list[str]):
+    """A saved file's batches until one is damaged (a value out of range, a page that does not
+    decode): alone, its one line and exit 2; among other inputs, the batches before the damage
+    are reported, as a damaged capture's packets before it are, with an error line and exit 1."""
+    try:
+        yield from tables
+    except CaptureError as exc:
+        if alone:
+            raise
+        typer.echo(f"rstwatch: error: {visible(str(exc))}", err=True)
+        failed.append(str(exc))
 
 
 def _report_saved(chosen: Format, tables, rules: list[Rule], rule_dirs: list[Path], output: Path | None,

@@ -69,3 +69,55 @@ def test_a_bad_value_in_a_later_batch_is_one_line_and_exit_2(saved, tmp_path):
     assert res.stderr.strip().splitlines() == [
         f"rstwatch: error: {bad}: not rstwatch findings: sport of row {rows - 2} is 70000, out of range"], res.stderr
     assert not out.exists() and not (tmp_path / "r.findings.csv").exists()
+
+
+def test_a_bad_value_in_a_later_batch_beside_another_file_is_an_error_line_and_exit_1(saved, tmp_path):
+    """Among other inputs a file damaged past its first batch is as a damaged capture: what came
+    before the damage is reported, with one error line, exit 1; the other file is whole."""
+    table = pq.read_table(saved)
+    rows = table.num_rows
+    sport = table.column("sport").to_pylist()
+    sport[rows - 3] = 70_000
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table.set_column(table.schema.get_field_index("sport"), "sport", pa.array(sport, pa.int64())),
+                   bad, row_group_size=40)
+    one = tmp_path / "one.parquet"
+    assert run_cli("read", str(CAPTURES / "closed-port.pcap"), "-o", str(one)).returncode == 0
+    for order in ([bad, one], [one, bad]):
+        out = tmp_path / f"r-{order[0].stem}.md"
+        res = run_cli("report", *map(str, order), "-o", str(out))
+        assert res.returncode == 1, res.stderr
+        errors = [x for x in res.stderr.splitlines() if x.startswith("rstwatch: error:")]
+        assert errors == [f"rstwatch: error: {bad}: not rstwatch findings: sport of row {rows - 2} is 70000, out of range"]
+        page = out.read_text()
+        assert "closed-port" in page and "listener-closed" in page       # both files' findings
+        assert "findings saved by rstwatch" not in page                  # two saved files: no one provenance
+
+
+def test_one_saved_file_keeps_its_provenance_whatever_the_order_of_a_bad_one(saved, tmp_path):
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"a": [1]}), other)
+    metas = []
+    for k, order in enumerate(([other, saved], [saved, other])):
+        out = tmp_path / f"x{k}.parquet"
+        res = run_cli("report", *map(str, order), "-T", "parquet", "-o", str(out))
+        assert res.returncode == 1, res.stderr
+        metas.append(pq.read_schema(out).metadata[b"rstwatch"])
+    alone = tmp_path / "alone.parquet"
+    assert run_cli("report", str(saved), "-T", "parquet", "-o", str(alone)).returncode == 0
+    assert metas[0] == metas[1] == pq.read_schema(alone).metadata[b"rstwatch"]
+
+
+def test_parquet_where_report_cannot_read_it_says_so(saved, tmp_path):
+    import gzip
+    import subprocess
+    from conftest import ROOT
+    packed = tmp_path / "all.parquet.gz"
+    packed.write_bytes(gzip.compress(saved.read_bytes()))
+    exe = ROOT / ".venv" / "bin" / "rstwatch"
+    for args, stdin in ((["report", str(packed), "-T", "jsonl"], None), (["report", "-", "-T", "jsonl"], saved)):
+        with open(stdin or "/dev/null", "rb") as fh:
+            res = subprocess.run([str(exe) if exe.exists() else "rstwatch", *args], stdin=fh, capture_output=True,
+                                 text=True, timeout=120)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert "Parquet, not a capture (`rstwatch report` reads saved findings from a file, uncompressed)" in res.stderr

@@ -325,8 +325,9 @@ def _as_object_columns(table, names: list[str]):
     if not names:
         return table
     meta = json.loads(table.schema.metadata[b"pandas"])
+    made = {str(name) for name in names}        # the metadata names a column by its text
     for column in meta["columns"]:
-        if column["name"] in names:
+        if column["field_name"] in made:
             column["numpy_type"] = "object"
     return table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
 

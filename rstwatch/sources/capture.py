@@ -146,7 +146,9 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
         elif is_pcapng(head):
             reader = read_pcapng
         elif head == b"PAR1":
-            raise CaptureError(str(path), "a Parquet file, not a capture (saved findings: `rstwatch report` reads them)")
+            raise CaptureError(str(path), "a Parquet file, not a capture (saved findings: `rstwatch report` reads them)"
+                               if not gz and not is_stdin(path) and path.is_file() else
+                               "Parquet, not a capture (`rstwatch report` reads saved findings from a file, uncompressed)")
         else:
             kind = "gzip data that is not a capture" if gz else "not a pcap or pcapng file"
             raise CaptureError(str(path), f"{kind} (starts with {head.hex()})")
