@@ -286,9 +286,10 @@ def _containers(col: pd.Series) -> pd.Series | None:
     import pyarrow as pa
     from .jsonl import by_identity, plain_int_lists, value_types
     values = col.tolist()
-    if value_types is None or not values or not value_types(values) <= _CONTAINERS:
+    kinds = value_types(values) if value_types is not None and values else None
+    if kinds is None or not kinds <= _CONTAINERS:
         return None
-    array = _int_lists(values) if value_types(values) == {list} and plain_int_lists(values) else None
+    array = _int_lists(values) if kinds == {list} and plain_int_lists(values) else None
     if array is None:
         codes, distinct = by_identity(values)
         try:
@@ -307,13 +308,14 @@ def _int_lists(values: list):
     import pyarrow as pa
     from itertools import chain
     lengths = np.fromiter(map(len, values), np.int64, len(values))
-    offsets = np.zeros(len(values) + 1, np.int32 if lengths.sum() < 2**31 else np.int64)
+    total = int(lengths.sum())
+    if not total or total >= 2**31:         # none, or more than a list array's 32-bit offsets hold
+        return None
+    offsets = np.zeros(len(values) + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
     try:
-        flat = np.fromiter(chain.from_iterable(values), np.int64, int(offsets[-1]))
+        flat = np.fromiter(chain.from_iterable(values), np.int64, total)
     except OverflowError:
-        return None
-    if offsets.dtype != np.int32 or not len(flat):
         return None
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
 
