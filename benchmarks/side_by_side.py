@@ -6,7 +6,8 @@ Files (benchmarks/synth.py): N mixed packets (2% of connections end in a reset),
 the same traffic without a reset, files where every connection ends in a reset (a request, then
 the server aborts: 6 packets each), and a 2-packet file. Tools, each as a fresh process,
 measured in CPU seconds (user + system of the process and its children, median of --repeat
-runs; tshark once, it is slow):
+runs, the tools' runs interleaved so a slow spell of the machine falls on all of them; tshark
+once, it is slow):
 
 - rstwatch read FILE --format jsonl (every reset explained)
 - Suricata 7, single runmode, full TCP stream engine, EVE flow records only, no rules
@@ -57,11 +58,6 @@ def cpu_seconds(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed: {err[-400:]}")
     return usage.ru_utime + usage.ru_stime, wall
-
-
-def median_cpu(cmd: list[str], repeat: int, cwd: Path | None = None) -> float:
-    runs = sorted(cpu_seconds(cmd, cwd)[0] for _ in range(repeat))
-    return runs[len(runs) // 2]
 
 
 def write_resets(path: Path, resets: int) -> None:
@@ -117,8 +113,15 @@ def main() -> None:
     print(f"tools: {', '.join(names)}; CPU seconds, median of {a.repeat} (tshark: one run)\n", flush=True)
     cpu: dict[tuple[str, str], float] = {}
     for label, path in files.items():
+        # the tools' runs interleaved (rstwatch, Suricata, tcpdump, rstwatch...), so that a slow
+        # spell of this shared machine falls on all of them, not on one tool's three runs
+        runs: dict[str, list[float]] = {name: [] for name in names}
+        for k in range(a.repeat):
+            for name in names:
+                if name != "tshark" or k == 0:
+                    runs[name].append(cpu_seconds(found[name](path), work)[0])
         for name in names:
-            cpu[label, name] = median_cpu(found[name](path), 1 if name == "tshark" else a.repeat, cwd=work)
+            cpu[label, name] = sorted(runs[name])[len(runs[name]) // 2]
     print("| input | " + " | ".join(names) + (" | rstwatch / Suricata |" if "suricata" in found else " |"))
     print("|---|" + "---:|" * len(names) + ("---:|" if "suricata" in found else ""))
     for label in files:
