@@ -148,9 +148,9 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
         info.inputs += [InputFile(f["path"], f["size"], f["sha256"], f["packets"], carried=True)
                         for f in meta.get("inputs", [])]       # as recorded: never opened or hashed
     info.carried = metas[0] if len(metas) == 1 else {}     # one saved file read: where its findings came from
+    from .run import _tell_problems        # error lines as `read` says them
     if streamed:
-        for err in unread:
-            typer.echo(f"rstwatch: error: {visible(err)}", err=True)
+        _tell_problems([], unread, [])
         if not saved:
             return 2                        # nothing could be read
         labels = pd.unique(pd.Series([label for p in saved for label in parquet_labels(p)], dtype=object))
@@ -168,7 +168,6 @@ def run_report(paths: list[Path], output: Path | None, fmt: str | None, force: b
         frames += [r.findings for r in results]
     errors = unread + errors
     if files or skipped or unread:
-        from .run import _tell_problems
         # as `read` says them: files that are not captures, read errors, each file's warnings and
         # the frames it skipped (tunnels not decoded, other ethertypes, malformed ones)
         errors = _tell_problems(skipped, errors, results)
@@ -190,8 +189,8 @@ def _until_damaged(tables, alone: bool, failed: list[str]):
     except CaptureError as exc:
         if alone:
             raise
-        typer.echo(f"rstwatch: error: {visible(str(exc))}", err=True)
-        failed.append(str(exc))
+        from .run import _tell_problems
+        failed += _tell_problems([], [str(exc)], [])
 
 
 def _report_saved(chosen: Format, tables, rules: list[Rule], rule_dirs: list[Path], output: Path | None,
