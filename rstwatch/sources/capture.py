@@ -178,7 +178,7 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             # (exit 2), not a warning beside an empty result
             damage = [w for w in diag.warnings if w.startswith(("truncated", "corrupt"))]
             raise CaptureError(str(path), damage[-1] if damage else "truncated before its first packet")
-        if not diag.packets:
+        if not diag.packets and (keep is None or not keep.done):    # -c stops before a chunk is counted
             diag.warn("no packets: the capture holds only its header")
         if copies.copies:
             diag.warn(f"{copies.copies:,} segment(s) seen again on another interface (a capture on `any` of a "
