@@ -480,6 +480,24 @@ def test_bpf_keeps_what_tcpdump_keeps():
             assert keep.kept == n, (expr, path.name, keep.kept, n)
 
 
+def test_count_reports_the_packets_it_read():
+    """`-c N` reads the first N packets, and the heading says so (it said 0: the reader counted a
+    chunk only after handing it over, and -c stops there); with --bpf, the packets up to the N-th
+    kept one, as tshark numbers that frame."""
+    for path in [CAPTURES / "out-of-window-rst.pcapng", EXTERNAL / "zeek" / "pop3" / "pop3.pcap"]:
+        frames = tshark_fields_from_bytes(path.read_bytes())
+        for n in (1, 3, len(frames) - 1):
+            head = run_cli("read", "-T", "table", "-c", str(n), str(path)).stdout.splitlines()[0]
+            assert f", {n} packets read" in head, (path.name, n, head)
+        whole = run_cli("read", "-T", "table", str(path)).stdout.splitlines()[0]
+        assert f", {len(frames)} packets read" in whole
+    path = EXTERNAL / "tcpdump" / "mptcp-tcprst.pcap"
+    rsts = subprocess.run(["tshark", "-r", str(path), "-Y", "tcp.flags.reset == 1", "-T", "fields", "-e", "frame.number"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    head = run_cli("read", "-T", "table", "-c", "1", "-f", "tcp[tcpflags] & tcp-rst != 0", str(path)).stdout.splitlines()[0]
+    assert f", {rsts[0]} packets read" in head, head
+
+
 def tshark_fields_from_bytes(data: bytes) -> list[str]:
     out = subprocess.run(["tshark", "-r", "-", "-T", "fields", "-e", "frame.number"], input=data,
                          capture_output=True, check=True).stdout

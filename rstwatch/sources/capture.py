@@ -172,13 +172,16 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
                 odd_ifaces.update(int(x) for x in np.unique(rec.iface[sel]))
             yield seg
             if keep is not None and keep.done:
+                # -c: what was read is the packets up to the last one kept, not the rest of its chunk
+                if len(rec):
+                    diag.packets = int(rec.frame[-1])
                 break
         if diag.truncated and not diag.packets:
             # cut (or broken) before its first whole packet: nothing could be read, an error
             # (exit 2), not a warning beside an empty result
             damage = [w for w in diag.warnings if w.startswith(("truncated", "corrupt"))]
             raise CaptureError(str(path), damage[-1] if damage else "truncated before its first packet")
-        if not diag.packets and (keep is None or not keep.done):    # -c stops before a chunk is counted
+        if not diag.packets:
             diag.warn("no packets: the capture holds only its header")
         if copies.copies:
             diag.warn(f"{copies.copies:,} segment(s) seen again on another interface (a capture on `any` of a "

@@ -40,13 +40,13 @@ def read_pcap(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarray,
         offs, caplen, ts_ns, stop, status = walk_pcap(buf, start, big, tick_ns)
         n = len(offs)
         if n:
+            frames = np.arange(next_frame, next_frame + n, dtype=np.int64)
+            next_frame += n
+            diag.packets += n           # counted before the hand-over: a reader stopped there (-c) still counts it
             yield buf, RecordIndex(
                 data=offs + 16, caplen=caplen,
                 linktype=np.full(n, linktype, np.int32),
-                frame=np.arange(next_frame, next_frame + n, dtype=np.int64),
-                ts_ns=ts_ns, iface=np.zeros(n, np.int32))
-            next_frame += n
-            diag.packets += n
+                frame=frames, ts_ns=ts_ns, iface=np.zeros(n, np.int32))
         if status == CORRUPT:
             diag.warn(f"corrupt record header at byte {file_off + stop} (after frame {next_frame - 1}); stopped reading")
             diag.truncated = True
