@@ -11,13 +11,14 @@ import numpy as np
 from . import spill, textcolumns
 from .gcpause import gc_paused
 from .engine.model import TEMPLATE_FIELDS, Rule
+from .features.extract import BurstInputs, ConnColumns, burst_inputs, burst_values, connection_columns
 from .interop import add_join_keys
 from .sources.capture import iter_segments
 from .sources.readfilter import ReadFilter
 from .sources.segments import RST, Segments
 from .sources.diagnostics import Diagnostics
 from .track.connection import RESET_DELAY_NS
-from .track.flows import BURST_WINDOW_NS, evict_oldest, flow_hash, forget_closed, settled, split_components
+from .track.flows import BURST_WINDOW_NS, evict_oldest, flow_hash, forget_closed, settled, split_components, split_flows
 from .track.storms import STORM_MIN_FLOWS, StormTracker
 from .track.rstrows import RstRows
 from .track.tracker import rst_connections
@@ -75,6 +76,13 @@ FORGET_ROWS = 400_000
 RESET_BATCH = 5_000
 SETTLE_MIN_RESETS = 1_000
 
+
+# A piece of more than SLICE_ABOVE resets that cannot be cut (one reset component: a server
+# resetting without a pause) is classified in slices of about SLICE_RESETS (VerdictBatch._add_piece).
+# Slicing costs CPU (the slices' findings go through the spill files), so below the bar the piece
+# is classified whole (~2.5 KB a reset at the peak: ~500 MB at the bar). Measured in docs/bounded.md.
+SLICE_RESETS = 50_000
+SLICE_ABOVE = 200_000
 
 MAX_KEPT_ROWS = 4_000_000    # hard cap (~250 MB of segments): beyond it the oldest flows without a RST go
 
@@ -180,12 +188,45 @@ class VerdictBatch:
             pieces = _cut_columns(cols, keys, cuts)
         pieces.reverse()
         while pieces:
-            self._add(owner, label, pieces.pop())
+            self._add_piece(owner, label, pieces)
+
+    def _add_piece(self, owner: object, label: str, pieces: list[Segments]) -> None:
+        """The last of `pieces`: whole reset components, taken from the list so that it can be
+        freed as it is cut. One far bigger than a batch (a server resetting connection after
+        connection without a pause: every reset chained to the next by the burst features) is
+        cut into slices of whole flows, all walked, and each classified alone with the burst
+        features computed over all of them: the peak is the piece's segments and walked columns
+        and one slice's features and findings, not every feature and finding of it at once."""
+        seg = pieces.pop()
+        if _resets(seg) <= SLICE_ABOVE:
+            self._add(owner, label, seg)
+            return
+        cuts = split_flows(seg, SLICE_RESETS)
+        cols, keys = dict(seg.cols), seg.flow_keys
+        del seg
+        slices = _cut_columns(cols, keys, cuts)
+        slices.reverse()
+        walked = []
+        while slices:
+            one = _walk(slices.pop())       # a slice walked is a slice let go (its columns live on in P)
+            if one is not None:
+                walked.append(one)
+        burst = np.stack(burst_values(BurstInputs.join(
+            [burst_inputs(P, rsts.row, rsts.features, _from_client(rsts)) for P, _, rsts in walked])))
+        start = 0
+        walked.reverse()
+        while walked:
+            P, conns, rsts = walked.pop()
+            rsts.burst = burst[:, start:start + len(rsts)]
+            start += len(rsts)
+            self._add_walked(owner, label, P, conns, rsts)
 
     def _add(self, owner: object, label: str, seg: Segments) -> None:
-        P, conns, rsts = rst_connections(seg)
-        if not conns:
-            return
+        walked = _walk(seg)
+        if walked is not None:
+            self._add_walked(owner, label, *walked)
+
+    def _add_walked(self, owner: object, label: str, P: dict[str, np.ndarray], conns: ConnColumns, rsts: RstRows) -> None:
         ts = P["ts_ns"][rsts.row].tolist()
         lo, hi = min(ts) - BURST_WINDOW_NS, max(ts) + BURST_WINDOW_NS
         if any(k is not owner and a <= hi and lo <= b for k, (a, b) in self.spans.items()):
@@ -209,15 +250,14 @@ class VerdictBatch:
             _, label, P, conns, rsts, ts = parts[0]
         else:
             P = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
-            conns, ts, conn_offsets, row_offsets, rows = [], [], [], [], 0
+            ts, conn_offsets, row_offsets, n_conns, rows = [], [], [], 0, 0
             for _, _, p, cs, _, t in parts:
-                conn_offsets.append(len(conns))
+                conn_offsets.append(n_conns)
                 row_offsets.append(rows)
-                for c in cs:
-                    c.idx = [i + rows for i in c.idx]
+                n_conns += len(cs.first_rows)
                 rows += len(p["frame"])
-                conns.extend(cs)
                 ts.extend(t)
+            conns = ConnColumns.concat([p[3] for p in parts], conn_offsets, row_offsets)
             rsts = RstRows.concat([p[4] for p in parts], conn_offsets, row_offsets)
             label = ""
         out = _explained(label, P, conns, rsts, self.rules)
@@ -246,6 +286,18 @@ class VerdictBatch:
         if any(p[0] is owner for p in self.parts):
             self.flush()
         return self.done.pop(owner, [])
+
+
+def _walk(seg: Segments) -> tuple[dict[str, np.ndarray], ConnColumns, RstRows] | None:
+    """The connections of `seg` that hold a RST, walked: the segment columns, a value per
+    connection and their RSTs as columns; None for none. The connection objects go at once:
+    the verdicts need only their columns (features/extract.ConnColumns)."""
+    P, conns, rsts = rst_connections(seg)
+    return (P, connection_columns(conns), rsts) if conns else None
+
+
+def _from_client(rsts: RstRows) -> np.ndarray:
+    return rsts.features["rst.from_client"].to_numpy(dtype=bool, na_value=False)
 
 
 def _cut_columns(cols: dict[str, np.ndarray], keys: np.ndarray | None, cuts: list[np.ndarray]) -> list[Segments]:
@@ -462,7 +514,7 @@ def verdicts(label: str, seg: Segments, rules: list[Rule]) -> pd.DataFrame:
     return add_join_keys(out, P["ts_ns"][rsts.row].tolist() if len(rsts) else [])
 
 
-def _explained(label: str, P: dict[str, np.ndarray], conns: list, rsts: RstRows, rules: list[Rule]) -> pd.DataFrame:
+def _explained(label: str, P: dict[str, np.ndarray], conns: list | ConnColumns, rsts: RstRows, rules: list[Rule]) -> pd.DataFrame:
     """Features, verdicts and explanations of the connections holding a RST (the first table
     a read makes: pandas and the rule engine are imported here, not before)."""
     from .engine.evaluate import classify

@@ -95,6 +95,48 @@ def test_settling_early_and_batching_files_change_no_verdict(tmp_path: Path, bui
         pd.testing.assert_frame_equal(w[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
 
 
+def test_a_burst_too_big_for_one_batch_is_classified_in_slices_with_the_same_verdicts(tmp_path: Path, builtin_rules,
+                                                                                      monkeypatch):
+    """A server resetting connection after connection without a pause is one reset component (the
+    burst features chain every reset to the next), which cannot be cut into batches. Past
+    SLICE_ABOVE resets it is walked and classified in slices of whole flows, the burst features
+    computed over all of them first: every finding must be the one classifying it whole gives."""
+    from rstwatch import analyze
+    from rstwatch.analyze import VerdictBatch, analyze_file
+    import synth
+    # one server aborting every connection (bin/benchmark's reset files), refusals from a listener
+    # that died and one at its limit (the synthetic mix, its clock stretched: refusals 0.1-2 s apart)
+    burst = tmp_path / "burst.pcap"
+    synth.write(burst, synth.build(900 * len(synth.ABORT), 1.0, templates=[synth.NORMAL, synth.ABORT]))
+    mixed = tmp_path / "mixed.pcap"
+    mixed.write_bytes(_stretched(40_000, 10, seed=5))
+    ignore = ["conn_id", "conn_lineage"]                  # places in a batch's own table
+    for path in (burst, mixed):
+        whole = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=10**9)).findings
+        walked, cut = [], []
+        real_walk, real_split = analyze._walk, analyze.split_flows
+
+        def spy_walk(seg):
+            walked.append(analyze._resets(seg))
+            return real_walk(seg)
+
+        def spy_split(seg, size):
+            cut.append(analyze._resets(seg))
+            return real_split(seg, size)
+        monkeypatch.setattr(analyze, "_walk", spy_walk)
+        monkeypatch.setattr(analyze, "split_flows", spy_split)
+        monkeypatch.setattr(analyze, "SLICE_RESETS", 40)
+        monkeypatch.setattr(analyze, "SLICE_ABOVE", 100)
+        sliced = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=30)).findings
+        monkeypatch.undo()
+        assert cut and min(cut) > 100, cut                             # a component too big for a batch ...
+        assert max(walked) < 100 and len(walked) >= sum(cut) // 100, (cut, walked)     # ... walked in slices
+        assert len(whole) == len(sliced) > 200
+        assert whole["conn.server_rst_burst"].max() > 1
+        pd.testing.assert_frame_equal(whole.drop(columns=ignore), sliced.drop(columns=ignore))
+    assert whole["conn.server_alive_in_burst"].max() > 0
+
+
 def test_many_small_files_cost_milliseconds_each(tmp_path: Path):
     """3,000 rotated two-packet captures took ~90 ms each (a classification per file); 400 of
     them must now cost well under 10 ms a file over one file alone."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -10,7 +11,7 @@ from .. import textcolumns
 from ..loops import factorize_keys
 from ..sources.segments import address_text
 from ..sources.tunnels import tunnel_texts
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 # pandas and pyarrow are imported when a table is built: the rule loader imports this module
 # (its features are declared here), and loading the rules needs neither (tests/test_startup.py)
@@ -25,7 +26,8 @@ META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender
                 "sender_inferred", "conn_id", "conn_lineage", "tunnel"]
 
 
-def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], rsts: RstRows | None = None) -> pd.DataFrame:
+def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection] | ConnColumns,
+                  rsts: RstRows | None = None) -> pd.DataFrame:
     """One typed row per RST of `conns`, built a column at a time: the walk's features come as
     typed columns already (track/rstrows.py), what a connection gives all its resets is computed
     once per connection, and the segment columns are gathered at the RSTs' rows."""
@@ -45,8 +47,9 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     def per_conn(values, dtype=object) -> np.ndarray:   # a value per connection, repeated for each of its RSTs
         return np.asarray(values, dtype=dtype)[conn_of] if n else np.zeros(0, dtype)
 
-    first_rows, last_rows, states, histories, inferred, lineage = connection_columns(conns)
-    frame = P["frame"] if conns else np.zeros(0, np.int64)
+    columns = conns if isinstance(conns, ConnColumns) else connection_columns(conns)
+    first_rows, last_rows, states, histories, inferred, lineage = columns
+    frame = P["frame"] if len(first_rows) else np.zeros(0, np.int64)
     # numbers stay int64 arrays, the type their columns get (a list each way cost ~10 ms a
     # column per 100,000 resets); a table without rows keeps its lists, as its columns' types
     # come from them
@@ -80,13 +83,38 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection], 
     for name, feat in FEATURES.items():        # the table's own features are filled in below
         columns[name] = _unknown(n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
     df = pd.DataFrame(columns, copy=False)
-    df["conn.server_rst_burst"] = _server_burst(df, _server_endpoints(P, rows, is_client)).astype(PANDAS_DTYPE["int"])
-    df["conn.server_alive_in_burst"] = _server_alive(df, P, rows).astype(PANDAS_DTYPE["int"])
+    burst, alive = burst_values(burst_inputs(P, rows, rsts.features, is_client))
+    if rsts.burst is not None:          # computed over a whole reset component walked in pieces
+        given = rsts.burst[0] >= 0
+        burst[given], alive[given] = rsts.burst[0][given], rsts.burst[1][given]
+    df["conn.server_rst_burst"] = pd.Series(burst, index=df.index).astype(PANDAS_DTYPE["int"])
+    df["conn.server_alive_in_burst"] = pd.Series(alive, index=df.index).astype(PANDAS_DTYPE["int"])
     _older_connection(df, P, rows, per_conn(first_rows, np.int64))
     return df
 
 
-def connection_columns(conns: list[Connection]) -> tuple:
+class ConnColumns(NamedTuple):
+    """A value per walked connection (connection_columns): what the findings need of the
+    connection objects, which can then go (a few objects per connection, ~150 bytes)."""
+    first_rows: np.ndarray          # row of its first and last segment
+    last_rows: np.ndarray
+    states: list                    # conn_state
+    histories: list                 # Zeek-style history
+    inferred: np.ndarray            # roles inferred with a client known
+    lineage: np.ndarray             # place of the first piece of its 4-tuple it continues
+
+    @classmethod
+    def concat(cls, parts: list["ConnColumns"], conn_offsets: list[int], row_offsets: list[int]) -> "ConnColumns":
+        """Several batches' connections as one: segment rows and places shifted by the offsets."""
+        return cls(first_rows=np.concatenate([p.first_rows + o for p, o in zip(parts, row_offsets)]),
+                   last_rows=np.concatenate([p.last_rows + o for p, o in zip(parts, row_offsets)]),
+                   states=[s for p in parts for s in p.states],
+                   histories=[h for p in parts for h in p.histories],
+                   inferred=np.concatenate([p.inferred for p in parts]),
+                   lineage=np.concatenate([p.lineage + o for p, o in zip(parts, conn_offsets)]))
+
+
+def connection_columns(conns: list[Connection]) -> ConnColumns:
     """A value per connection: first and last segment row, conn_state, history, whether its
     roles were inferred with a client known, and its lineage (the place in `conns` of the first
     piece of its 4-tuple it continues, through pieces in `conns`; its own place if none). In C
@@ -95,8 +123,8 @@ def connection_columns(conns: list[Connection]) -> tuple:
     if compiled is not None:
         columns = compiled(conns)
         if columns is not None:
-            return columns
-    return connection_columns_python(conns)
+            return ConnColumns(*columns)
+    return ConnColumns(*connection_columns_python(conns))
 
 
 def connection_columns_python(conns: list[Connection]) -> tuple:
@@ -270,19 +298,61 @@ def _endpoint_codes(endpoints: np.ndarray) -> np.ndarray:
     return rank[inverse.reshape(-1)]
 
 
-def _server_burst(df: pd.DataFrame, servers: np.ndarray, window_s: float = 1.0) -> pd.Series:
+@dataclass
+class BurstInputs:
+    """What the two burst features need of each RST of a batch, as arrays. A reset component too
+    big to classify at once is walked in pieces; their inputs are joined and the features
+    computed over all of it, as one batch would (analyze.VerdictBatch._add_piece)."""
+    n: int                      # RSTs in all
+    counted: np.ndarray         # the RSTs the features count (_counted_rows), as positions
+    times: np.ndarray           # seconds, of the counted RSTs
+    servers: np.ndarray         # their server endpoints (_server_endpoints)
+    senders: np.ndarray         # a 64-bit key of each one's sender (address and port)
+
+    @classmethod
+    def join(cls, parts: list["BurstInputs"]) -> "BurstInputs":
+        starts = np.cumsum([0] + [p.n for p in parts])
+        return cls(n=int(starts[-1]), counted=np.concatenate([p.counted + a for p, a in zip(parts, starts)]),
+                   times=np.concatenate([p.times for p in parts]),
+                   servers=np.concatenate([p.servers for p in parts]),
+                   senders=np.concatenate([p.senders for p in parts]))
+
+
+def burst_inputs(P: dict[str, np.ndarray], rst_rows: np.ndarray, features: dict, is_client: np.ndarray) -> BurstInputs:
+    """BurstInputs of the RSTs at segment rows `rst_rows`, from the walk's `features`."""
+    counted = _counted_rows(features) if len(rst_rows) else np.zeros(0, np.int64)
+    at = np.asarray(rst_rows)[counted]
+    with np.errstate(over="ignore"):
+        senders = P["src_hi"][at] * np.uint64(0x9E3779B97F4A7C15) ^ P["src_lo"][at] \
+            ^ (P["sport"][at].astype(np.uint64) << np.uint64(48)) if len(at) else np.zeros(0, np.uint64)
+    return BurstInputs(n=len(rst_rows), counted=counted, times=P["ts_ns"][at] / 1e9 if len(at) else np.zeros(0),
+                       servers=_server_endpoints(P, at, np.asarray(is_client)[counted]), senders=senders)
+
+
+def _counted_rows(features: dict) -> np.ndarray:
+    """Positions of the server resets on connections that never got server data (their first
+    reset); an unknown value in any of the three features leaves the RST out. From the arrays:
+    each pandas operation on a Series cost ~50 us, whatever the rows (a fixed cost of every batch)."""
+    from_server = features["rst.from_server"].to_numpy(dtype=bool, na_value=False)
+    no_server_data = features["conn.server_bytes"].to_numpy(dtype=np.float64, na_value=1.0) == 0
+    first_reset = features["rst.index_in_conn"].to_numpy(dtype=np.float64, na_value=-1.0) == 0
+    return np.flatnonzero(from_server & no_server_data & first_reset)
+
+
+def burst_values(inputs: BurstInputs) -> tuple[np.ndarray, np.ndarray]:
+    """conn.server_rst_burst and conn.server_alive_in_burst of every RST (0 where not counted)."""
+    return _server_burst(inputs), _server_alive(inputs)
+
+
+def _server_burst(inputs: BurstInputs, window_s: float = 1.0) -> np.ndarray:
     """For server-sent RSTs on connections that never got server data: how many such
-    connections to the same server endpoint (`servers`, _server_endpoints) were reset within
-    `window_s` (listener death). Grouped with numpy (a pandas group per server endpoint cost
-    ~100 us each: 50,000 spoofed resets, each to its own endpoint, spent 70% of a read here)."""
-    import pandas as pd
-    out = np.zeros(len(df), np.int64)
-    if df.empty:
-        return pd.Series(out, index=df.index)
-    rows = _burst_rows(df)
+    connections to the same server endpoint were reset within `window_s` (listener death).
+    Grouped with numpy (a pandas group per server endpoint cost ~100 us each: 50,000 spoofed
+    resets, each to its own endpoint, spent 70% of a read here)."""
+    out = np.zeros(inputs.n, np.int64)
+    rows, times = inputs.counted, inputs.times
     if len(rows):
-        codes = _endpoint_codes(servers[rows])             # a code per server endpoint
-        times = df["time"].to_numpy(np.float64)[rows]
+        codes = _endpoint_codes(inputs.servers)             # a code per server endpoint
         order = np.argsort(codes, kind="stable")
         starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
         sizes = np.diff(np.r_[starts, len(order)])
@@ -292,25 +362,14 @@ def _server_burst(df: pd.DataFrame, servers: np.ndarray, window_s: float = 1.0) 
             t = np.sort(times[group])
             mine = times[group]
             out[rows[group]] = np.searchsorted(t, mine + window_s, "right") - np.searchsorted(t, mine - window_s, "left")
-    return pd.Series(out, index=df.index)
+    return out
 
 
 SWEEP_S = 0.1          # a closing listener resets its queue in one sweep (measured: within 1 ms)
 RUN_GAP_S = 2.0        # refusals this close belong to one run (git daemon waits 1 s before each)
 
 
-def _burst_rows(df: pd.DataFrame) -> np.ndarray:
-    """Rows of server resets on connections that never got server data (their first reset); an
-    unknown value in any of the three columns leaves the row out. From the columns' arrays: each
-    pandas operation on a Series cost ~50 us, whatever the rows (a fixed cost of every batch)."""
-    from_server = df["rst.from_server"].array.to_numpy(dtype=bool, na_value=False)
-    no_server_data = df["conn.server_bytes"].array.to_numpy(dtype=np.float64, na_value=1.0) == 0
-    first_reset = df["rst.index_in_conn"].array.to_numpy(dtype=np.float64, na_value=-1.0) == 0
-    return np.flatnonzero(from_server & no_server_data & first_reset)
-
-
-def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarray,
-                  gap_s: float = RUN_GAP_S) -> pd.Series:
+def _server_alive(inputs: BurstInputs, gap_s: float = RUN_GAP_S) -> np.ndarray:
     """conn.server_alive_in_burst: a listener at its connection limit accepts and closes new
     connections one at a time while it goes on serving; a listener that closes resets its
     queue at once. Runs of never-served resets from one endpoint (gaps <= `gap_s`) are found
@@ -318,17 +377,12 @@ def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarr
     classified together however the capture is batched (flows.reset_components chains resets
     this close), while other connections' SYN-ACKs and data depend on what else a batch holds
     (a first version counted them, and its verdicts changed with the batch size)."""
-    import pandas as pd
-    out = np.zeros(len(df), np.int64)
-    rows = _burst_rows(df)
+    out = np.zeros(inputs.n, np.int64)
+    rows = inputs.counted
     if len(rows) < 2:
-        return pd.Series(out, index=df.index)
-    at = np.asarray(rst_rows)[rows]
-    # one code per sending endpoint (the resets' senders are the servers)
-    codes, _ = pd.factorize(P["src_hi"][at] * np.uint64(0x9E3779B97F4A7C15) ^ P["src_lo"][at]
-                            ^ (P["sport"][at].astype(np.uint64) << np.uint64(48)))
-    codes = codes.astype(np.int64)
-    times = df["time"].to_numpy(np.float64)[rows]
+        return out
+    codes = factorize_keys(np.ascontiguousarray(inputs.senders, np.uint64))[0].astype(np.int64)   # one per sending endpoint
+    times = inputs.times
     order = np.lexsort((times, codes))
     c, t = codes[order], times[order]
     gap = np.diff(t)
@@ -339,7 +393,7 @@ def _server_alive(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows: np.ndarr
     alive = np.bincount(run, weights=spread, minlength=len(sizes)).astype(np.int64)
     alive[sizes < 2] = 0
     out[rows[order]] = alive[run]
-    return pd.Series(out, index=df.index)
+    return out
 
 
 OLDER_FEATURES = declare(

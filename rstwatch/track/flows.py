@@ -214,19 +214,36 @@ def split_components(seg: Segments, max_resets: int) -> list[np.ndarray]:
     """Row indexes of `seg` cut into pieces of about `max_resets` resets, whole reset components
     each, in order of their first row."""
     codes, comp = reset_components(seg)
-    rows_comp = comp[codes]
     rst = (seg["flags"] & RST) != 0
-    total = int(rst.sum())
-    if total <= max_resets:
+    if int(rst.sum()) <= max_resets:
         return [np.arange(len(seg))]
-    resets_per = np.bincount(rows_comp[rst], minlength=len(comp))
-    first = np.full(len(comp), len(seg), np.int64)
-    np.minimum.at(first, rows_comp, np.arange(len(seg)))
-    comps = np.flatnonzero(resets_per)
-    comps = comps[np.argsort(first[comps], kind="stable")]
-    piece = np.zeros(len(comp), np.int64)
-    piece[comps] = np.cumsum(resets_per[comps]) // max_resets
-    row_piece = np.where(rows_comp >= 0, piece[np.maximum(rows_comp, 0)], -1)
+    return _cut(comp[codes], rst, len(comp), max_resets)
+
+
+def split_flows(seg: Segments, max_resets: int) -> list[np.ndarray]:
+    """Row indexes of the flows of `seg` that hold a RST, cut into pieces of about `max_resets`
+    resets, whole flows (4-tuples) each, in order of their first row. For a reset component too
+    big to classify at once: its pieces are walked one at a time, and the features that compare
+    connections are computed over all of them (analyze.VerdictBatch._add_piece)."""
+    codes, flows = factorize_keys(flow_hash(seg))
+    rst = (seg["flags"] & RST) != 0
+    has_rst = np.zeros(len(flows), bool)
+    has_rst[codes[rst]] = True
+    return _cut(np.where(has_rst[codes], codes, -1), rst, len(flows), max_resets)
+
+
+def _cut(group: np.ndarray, rst: np.ndarray, groups: int, max_resets: int) -> list[np.ndarray]:
+    """Rows cut into pieces of about `max_resets` resets, whole groups each (`group` of each row,
+    -1 for rows left out), the groups in order of their first row, capture order kept."""
+    resets_per = np.bincount(group[rst], minlength=groups)
+    first = np.full(groups, len(group), np.int64)
+    counted = np.flatnonzero(group >= 0)
+    np.minimum.at(first, group[counted], counted)
+    ids = np.flatnonzero(resets_per)
+    ids = ids[np.argsort(first[ids], kind="stable")]
+    piece = np.zeros(groups, np.int64)
+    piece[ids] = np.cumsum(resets_per[ids]) // max_resets
+    row_piece = np.where(group >= 0, piece[np.maximum(group, 0)], -1)
     order = np.argsort(row_piece, kind="stable")
     bounds = np.flatnonzero(np.diff(row_piece[order])) + 1
     return [p for p in np.split(order, bounds) if len(p) and row_piece[p[0]] >= 0]

@@ -23,6 +23,9 @@ class RstRows:
     frame: np.ndarray
     evidence: list[list[int]]        # frames that show why, sorted
     features: dict                   # WALK_FEATURES name -> typed pandas array
+    # the two burst features when computed over more than this batch (a reset component walked in
+    # pieces): a (2, rows) array, -1 where the batch computes them (features/extract.BurstInputs)
+    burst: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.conn)
@@ -32,12 +35,17 @@ class RstRows:
         """Several batches' rows as one: connection and segment numbers shifted by the offsets."""
         if len(parts) == 1 and conn_offsets[0] == 0 and row_offsets[0] == 0:
             return parts[0]
+        burst = None
+        if any(p.burst is not None for p in parts):
+            burst = np.concatenate([p.burst if p.burst is not None else np.full((2, len(p)), -1, np.int64)
+                                    for p in parts], axis=1)
         return cls(conn=np.concatenate([p.conn + o for p, o in zip(parts, conn_offsets)]),
                    row=np.concatenate([p.row + o for p, o in zip(parts, row_offsets)]),
                    frame=np.concatenate([p.frame for p in parts]),
                    evidence=list(chain.from_iterable(p.evidence for p in parts)),
                    features={name: type(parts[0].features[name])._concat_same_type([p.features[name] for p in parts])
-                             for name in WALK_FEATURES})
+                             for name in WALK_FEATURES},
+                   burst=burst)
 
 
 def from_python_walk(conns: list[Connection]) -> RstRows:
