@@ -457,17 +457,25 @@ def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int) -> Iterator[p
         source, row = source[order], row[order]
     import pandas as pd
     loaded: tuple[int, pd.DataFrame] | None = None
+
+    def table_of(s: int) -> pd.DataFrame:
+        nonlocal loaded
+        if s < 0:
+            return floods
+        if loaded is None or loaded[0] != s:
+            loaded = None                           # free the previous piece before loading the next
+            loaded = (s, spill.load(pieces[s][0]))
+        return loaded[1]
+
     for a in range(0, len(source), rows):
         src, at = source[a:a + rows], row[a:a + rows]
+        if (src == src[0]).all() and at[-1] - at[0] == len(at) - 1 and (np.diff(at) == 1).all():
+            # rows in a piece's own order (a burst's slices follow one another): a slice of it
+            yield table_of(int(src[0])).iloc[at[0]:at[-1] + 1].reset_index(drop=True)
+            continue
         parts, where = [], []
         for s in sorted(np.unique(src), key=lambda s: (s < 0, s)):   # each piece it needs, once; floods last
-            if s < 0:
-                table = floods
-            else:
-                if loaded is None or loaded[0] != s:
-                    loaded = None                   # free the previous piece before loading the next
-                    loaded = (int(s), spill.load(pieces[s][0]))
-                table = loaded[1]
+            table = table_of(int(s))
             mask = src == s
             parts.append(table.iloc[at[mask]])
             where.append(np.flatnonzero(mask))

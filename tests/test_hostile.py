@@ -127,8 +127,12 @@ def test_a_burst_too_big_for_one_batch_is_classified_in_slices_with_the_same_ver
         monkeypatch.setattr(analyze, "split_flows", spy_split)
         monkeypatch.setattr(analyze, "SLICE_RESETS", 40)
         monkeypatch.setattr(analyze, "SLICE_ABOVE", 100)
-        sliced = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=30)).findings
+        result = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=30))
+        sliced = result.findings
         monkeypatch.undo()
+        # written a table at a time: runs of one slice's rows, and tables across slices
+        streamed = pd.concat(list(analyze.findings_in_order([result], rows=7)), ignore_index=True)
+        pd.testing.assert_frame_equal(streamed, sliced)
         assert cut and min(cut) > 100, cut                             # a component too big for a batch ...
         assert max(walked) < 100 and len(walked) >= sum(cut) // 100, (cut, walked)     # ... walked in slices
         assert len(whole) == len(sliced) > 200
