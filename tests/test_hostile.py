@@ -141,6 +141,39 @@ def test_a_burst_too_big_for_one_batch_is_classified_in_slices_with_the_same_ver
     assert whole["conn.server_alive_in_burst"].max() > 0
 
 
+def test_the_older_connection_is_looked_for_in_the_resets_own_tunnel(builtin_rules, monkeypatch):
+    """A challenge-ACK reset names the older connection on its 4-tuple: the same 4-tuple in another
+    tunnel is another flow, never it (it was found there when both were in one batch, and not when
+    the flows went to different slices: the verdict depended on the batching)."""
+    import numpy as np
+    from rstwatch import analyze
+    from rstwatch.analyze import VerdictBatch
+    from rstwatch.sources.capture import read_segments
+    from rstwatch.sources.diagnostics import Diagnostics
+    from rstwatch.sources.segments import Segments
+    path = ROOT / "captures" / "halfopen" / "curl-reconnect-after-client-crash.pcap"
+    plain = read_segments(path, Diagnostics(str(path)))
+    cols = {k: v.copy() for k, v in plain.cols.items()}
+    cols["frame"] = cols["frame"] + int(plain["frame"].max())
+    cols["ts_ns"] = cols["ts_ns"] + int(plain["ts_ns"].max() - plain["ts_ns"].min()) + 1_000_000_000
+    cols["tunnel"] = np.full(len(plain), 0x1234, np.uint64)           # the same packets again, in a tunnel
+    both = Segments.concat([plain, Segments(cols)])
+
+    def older(batch: VerdictBatch) -> list:
+        batch.add("owner", "both", both)
+        table = analyze.assemble(batch.take("owner"), None, batch.empty)
+        hit = table[table["rst.answers_challenge_ack"].fillna(False).astype(bool)]
+        return [(int(f), int(o), list(e)) for f, o, e in zip(hit["frame"], hit["conn.older_first_frame"], hit["evidence"])]
+    whole = older(VerdictBatch(builtin_rules, max_resets=10**9))
+    monkeypatch.setattr(analyze, "SLICE_ABOVE", 0)
+    monkeypatch.setattr(analyze, "SLICE_RESETS", 1)
+    sliced = older(VerdictBatch(builtin_rules, max_resets=1))
+    shift = int(plain["frame"].max())
+    assert len(whole) == 2 and whole == sliced, (whole, sliced)
+    (f1, o1, _), (f2, o2, ev2) = whole
+    assert f2 == f1 + shift and o2 == o1 + shift and min(ev2) > shift      # its own tunnel's older connection
+
+
 def test_many_small_files_cost_milliseconds_each(tmp_path: Path):
     """3,000 rotated two-packet captures took ~90 ms each (a classification per file); 400 of
     them must now cost well under 10 ms a file over one file alone."""

@@ -432,8 +432,10 @@ def _older_connection(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows, conn
         for r in hits.tolist():
             i, start = int(rst_rows[r]), int(conn_first_rows[r])
             block = int(starts[np.searchsorted(starts, start, "right") - 1])
-            older = np.flatnonzero((keys == keys[i]) & (every >= block) & (every < start)
-                                   & (ts >= ts[start] - OLDER_LOOKBACK_NS))
+            older = (keys == keys[i]) & (every >= block) & (every < start) & (ts >= ts[start] - OLDER_LOOKBACK_NS)
+            if "tunnel" in P:               # one 4-tuple in two tunnels is two flows (flows.flow_hash)
+                older &= P["tunnel"] == P["tunnel"][i]
+            older = np.flatnonzero(older)
             if not len(older):
                 continue
             same_side = (P["sport"][older] == P["sport"][i]) & (P["src_lo"][older] == P["src_lo"][i]) \
