@@ -212,7 +212,7 @@ class VerdictBatch:
             if one is not None:
                 walked.append(one)
         burst = np.stack(burst_values(BurstInputs.join(
-            [burst_inputs(P, rsts.row, rsts.features, _from_client(rsts)) for P, _, rsts in walked])))
+            [burst_inputs(P, rsts) for P, _, rsts in walked])))
         start = 0
         walked.reverse()
         while walked:
@@ -294,10 +294,6 @@ def _walk(seg: Segments) -> tuple[dict[str, np.ndarray], ConnColumns, RstRows] |
     the verdicts need only their columns (features/extract.ConnColumns)."""
     P, conns, rsts = rst_connections(seg)
     return (P, connection_columns(conns), rsts) if conns else None
-
-
-def _from_client(rsts: RstRows) -> np.ndarray:
-    return rsts.features["rst.from_client"].to_numpy(dtype=bool, na_value=False)
 
 
 def _cut_columns(cols: dict[str, np.ndarray], keys: np.ndarray | None, cuts: list[np.ndarray]) -> list[Segments]:

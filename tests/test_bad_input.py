@@ -192,7 +192,7 @@ def test_a_capture_with_only_its_header_is_read_with_a_warning(tmp_path):
     assert res.returncode == 0 and res.stdout == ""
     assert res.stderr.strip() == f"rstwatch: warning: {pcap}: no packets: the capture holds only its header"
     lines = run_cli("read", str(GOOD)).stderr + run_cli("read", str(GOOD), "-c", "2").stderr
-    assert "no packets" not in lines            # -c stops before the reader counts a chunk
+    assert "no packets" not in lines            # -c stops the read after its first chunk
 
 
 def test_saved_findings_given_to_read_point_to_report(tmp_path):

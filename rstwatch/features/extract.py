@@ -83,12 +83,12 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection] |
     for name, feat in FEATURES.items():        # the table's own features are filled in below
         columns[name] = _unknown(n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
     df = pd.DataFrame(columns, copy=False)
-    burst, alive = burst_values(burst_inputs(P, rows, rsts.features, is_client))
-    if rsts.burst is not None:          # computed over a whole reset component walked in pieces
-        given = rsts.burst[0] >= 0
-        burst[given], alive[given] = rsts.burst[0][given], rsts.burst[1][given]
-    df["conn.server_rst_burst"] = pd.Series(burst, index=df.index).astype(PANDAS_DTYPE["int"])
-    df["conn.server_alive_in_burst"] = pd.Series(alive, index=df.index).astype(PANDAS_DTYPE["int"])
+    burst = rsts.burst                  # computed over a whole reset component walked in pieces
+    if burst is None or (burst < 0).any():
+        own = np.stack(burst_values(burst_inputs(P, rsts)))
+        burst = own if burst is None else np.where(burst >= 0, burst, own)
+    df["conn.server_rst_burst"] = pd.Series(burst[0], index=df.index).astype(PANDAS_DTYPE["int"])
+    df["conn.server_alive_in_burst"] = pd.Series(burst[1], index=df.index).astype(PANDAS_DTYPE["int"])
     _older_connection(df, P, rows, per_conn(first_rows, np.int64))
     return df
 
@@ -318,15 +318,16 @@ class BurstInputs:
                    senders=np.concatenate([p.senders for p in parts]))
 
 
-def burst_inputs(P: dict[str, np.ndarray], rst_rows: np.ndarray, features: dict, is_client: np.ndarray) -> BurstInputs:
-    """BurstInputs of the RSTs at segment rows `rst_rows`, from the walk's `features`."""
-    counted = _counted_rows(features) if len(rst_rows) else np.zeros(0, np.int64)
-    at = np.asarray(rst_rows)[counted]
+def burst_inputs(P: dict[str, np.ndarray], rsts: RstRows) -> BurstInputs:
+    """BurstInputs of the walked RSTs `rsts` (their segments in `P`)."""
+    counted = _counted_rows(rsts.features) if len(rsts) else np.zeros(0, np.int64)
+    is_client = rsts.features["rst.from_client"].to_numpy(dtype=bool, na_value=False)[counted] if len(rsts) else counted
+    at = np.asarray(rsts.row)[counted]
     with np.errstate(over="ignore"):
         senders = P["src_hi"][at] * np.uint64(0x9E3779B97F4A7C15) ^ P["src_lo"][at] \
             ^ (P["sport"][at].astype(np.uint64) << np.uint64(48)) if len(at) else np.zeros(0, np.uint64)
-    return BurstInputs(n=len(rst_rows), counted=counted, times=P["ts_ns"][at] / 1e9 if len(at) else np.zeros(0),
-                       servers=_server_endpoints(P, at, np.asarray(is_client)[counted]), senders=senders)
+    return BurstInputs(n=len(rsts), counted=counted, times=P["ts_ns"][at] / 1e9 if len(at) else np.zeros(0),
+                       servers=_server_endpoints(P, at, is_client), senders=senders)
 
 
 def _counted_rows(features: dict) -> np.ndarray:

@@ -32,14 +32,20 @@ def flow_hash(seg: Segments) -> np.ndarray:
     return h
 
 
+def flows_holding_rst(seg: Segments) -> tuple[np.ndarray, np.ndarray]:
+    """(flow code of each row, whether each flow holds a RST)."""
+    codes, flows = factorize_keys(flow_hash(seg))
+    has_rst = np.zeros(len(flows), bool)
+    has_rst[codes[(seg["flags"] & RST) != 0]] = True
+    return codes, has_rst
+
+
 def rst_flows_grouped(seg: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
     """Keep only the 4-tuples that hold a RST and group them: returns (segments, order,
     boundaries) where group g is order[boundaries[g]:boundaries[g + 1]], capture order kept
     inside each group, groups in order of their first segment. One pass of the flow keys
     through a hash table numbers the flows; the kept ones are renumbered in the same order."""
-    codes, flows = factorize_keys(flow_hash(seg))
-    has_rst = np.zeros(len(flows), bool)
-    has_rst[codes[(seg["flags"] & RST) != 0]] = True
+    codes, has_rst = flows_holding_rst(seg)
     if not has_rst.any():
         return seg.take(np.zeros(0, np.int64)), np.zeros(0, np.int64), np.zeros(1, np.int64)
     keep = np.flatnonzero(has_rst[codes])
@@ -225,11 +231,8 @@ def split_flows(seg: Segments, max_resets: int) -> list[np.ndarray]:
     resets, whole flows (4-tuples) each, in order of their first row. For a reset component too
     big to classify at once: its pieces are walked one at a time, and the features that compare
     connections are computed over all of them (analyze.VerdictBatch._add_piece)."""
-    codes, flows = factorize_keys(flow_hash(seg))
-    rst = (seg["flags"] & RST) != 0
-    has_rst = np.zeros(len(flows), bool)
-    has_rst[codes[rst]] = True
-    return _cut(np.where(has_rst[codes], codes, -1), rst, len(flows), max_resets)
+    codes, has_rst = flows_holding_rst(seg)
+    return _cut(np.where(has_rst[codes], codes, -1), (seg["flags"] & RST) != 0, len(has_rst), max_resets)
 
 
 def _cut(group: np.ndarray, rst: np.ndarray, groups: int, max_resets: int) -> list[np.ndarray]:
