@@ -67,3 +67,30 @@ def test_connections_are_counted_as_one_key_a_row_counted_them(findings):
     assert np.array_equal(np.sort(split), np.sort(keys))
     swapped = connection_keys(cols[0], cols[3], cols[4], cols[1], cols[2], cols[5])     # the other direction
     assert np.array_equal(swapped, keys)
+
+
+def _kept_by_groups(rows: pd.DataFrame) -> np.ndarray:
+    """The rows kept whole, picked as they were: a groupby per cause and drop_duplicates (the oracle)."""
+    keep = np.zeros(len(rows), bool)
+    keep[:digest_module.TABLE_ROWS] = True
+    for _, grp in rows.groupby("cause", sort=False):
+        keep[grp.index[:2 * digest_module.SAMPLES]] = True
+        keep[grp.drop_duplicates(["file", "_server"]).index[:digest_module.SAMPLES]] = True
+    return keep
+
+
+@pytest.mark.parametrize("batches", [1, 7, 60], ids=["whole", "7 batches out of order", "60 batches out of order"])
+def test_rows_kept_from_batches_are_those_kept_from_all_findings_at_once(findings, batches, monkeypatch):
+    """Each batch is cut to its own candidates and they are merged a few at a time (_keep): the
+    rows kept whole (the report's findings table and its samples per cause) must be those picked
+    from every finding at once, sorted, by the groupby rule, in the same order and dtypes."""
+    parts = np.array_split(np.arange(len(findings)), batches)[::-1]       # later findings first
+    monkeypatch.setattr(digest_module, "TABLE_ROWS", 40)       # the cut and the samples both matter
+    monkeypatch.setattr(digest_module, "_MERGE_ROWS", 50)      # merged many times on the way
+    got = Digest()
+    for part in parts:
+        got.add(findings.iloc[part])
+    monkeypatch.setattr(digest_module, "_kept", _kept_by_groups)
+    want = Digest.of(pd.concat([findings.iloc[p] for p in parts]))
+    assert len(want.rows) > 40 and want.rows["cause"].nunique() > 5
+    pd.testing.assert_frame_equal(got.rows, want.rows)

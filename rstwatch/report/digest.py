@@ -25,6 +25,7 @@ TABLE_ROWS = 500              # rows shown in the findings table
 SAMPLES = 3                   # example connections drawn per cause
 SORT = ["time", "file", "frame", "_seq"]     # the report's order; `_seq` keeps equal keys as they came
 _REAGGREGATE = 200_000        # endpoint rows held before they are summed again
+_MERGE_ROWS = 8 * TABLE_ROWS  # candidate rows held before they are merged with the kept ones
 
 
 @dataclass
@@ -42,7 +43,9 @@ class CauseStats:
 class Digest:
     def __init__(self) -> None:
         self.findings = 0
-        self.rows: pd.DataFrame | None = None         # kept whole, in report order
+        self._rows: pd.DataFrame | None = None        # kept whole, in report order...
+        self._pending: list[pd.DataFrame] = []        # ...once these are merged into them (_keep)
+        self._pending_rows = 0
         self.causes: dict[str, CauseStats] = {}
         self.connection_keys: list[np.ndarray] = []
         self.flood_connections = 0
@@ -73,12 +76,17 @@ class Digest:
                        _seq=np.arange(self.findings, self.findings + len(df)))
         self.findings += len(df)
         self.file_names.update(Path(str(f)).name for f in df["file"].unique())
-        df = df.sort_values(SORT, kind="stable", ignore_index=True)
+        # The counters read a few columns: those are sorted and grouped alone, not the ~90 of a
+        # finding; whole rows are taken only for those _keep may keep (sorting, grouping and
+        # concatenating every column cost ~40 ms a table, whatever its rows: 8 us a finding
+        # in the writers' tables of 5,000)
+        order = df[SORT].sort_values(SORT, kind="stable").index.to_numpy()
+        narrow = df[[c for c in df.columns if c in _COUNTED]].take(order).reset_index(drop=True)
         # several hosts' captures of one RST (read --hosts): each is a row of the table, the RST counts once
-        counted = summary_counted(df).reset_index(drop=True)
+        counted = summary_counted(narrow).reset_index(drop=True)
         if len(counted):
             self._count(counted)
-        self._keep(df)
+        self._keep(df.take(order[_kept(narrow)]))
 
     # ------------------------------------------------------------------ counters
 
@@ -159,14 +167,29 @@ class Digest:
     # ------------------------------------------------------------------ rows kept whole
 
     def _keep(self, df: pd.DataFrame) -> None:
-        rows = df if self.rows is None else pd.concat([self.rows, df], ignore_index=True)
+        """Add `df`'s rows (in report order, cut to what _kept keeps of them) to those kept. What
+        _kept keeps of all rows so far is among what it keeps of the kept ones and of each new
+        table: a row among the first N (of all, of its cause, of its cause's (file, server)
+        pairs) is among the first N of any part that holds it. So tables are cut to their own
+        first, and merged a few at a time (a merge concatenates and sorts every column: ~15 ms)."""
+        self._pending.append(df)
+        self._pending_rows += len(df)
+        if self._pending_rows > _MERGE_ROWS:
+            self._merge()
+
+    def _merge(self) -> None:
+        parts = ([self._rows] if self._rows is not None else []) + self._pending
+        self._pending, self._pending_rows = [], 0
+        rows = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         rows = rows.sort_values(SORT, kind="stable", ignore_index=True)
-        keep = np.zeros(len(rows), bool)
-        keep[:TABLE_ROWS] = True
-        for _, grp in rows.groupby("cause", sort=False):
-            keep[grp.index[:2 * SAMPLES]] = True
-            keep[grp.drop_duplicates(["file", "_server"]).index[:SAMPLES]] = True
-        self.rows = rows[keep].reset_index(drop=True)
+        self._rows = rows[_kept(rows)].reset_index(drop=True)
+
+    @property
+    def rows(self) -> pd.DataFrame | None:
+        """The findings kept whole, in report order (None before any)."""
+        if self._pending:
+            self._merge()
+        return self._rows
 
     # ------------------------------------------------------------------ what the report reads
 
@@ -218,6 +241,43 @@ class Digest:
         ordered = sorted(tally.items(), key=lambda kv: kv[1][1])       # by first appearance
         return pd.Series([n for _, (n, _) in ordered], index=pd.Index([k for k, _ in ordered], dtype=object),
                          dtype="int64").sort_values(ascending=False, kind="stable")
+
+
+def _kept(rows: pd.DataFrame) -> np.ndarray:
+    """Which of `rows` (in report order) the report keeps whole: the first TABLE_ROWS, and per
+    cause its first 2 x SAMPLES and the first finding of each of its first SAMPLES distinct
+    (file, server) pairs (as a groupby per cause and drop_duplicates would pick them, which
+    cost ~3 ms a table whatever its rows; here codes and numpy)."""
+    keep = np.zeros(len(rows), bool)
+    keep[:TABLE_ROWS] = True
+    cause = pd.factorize(rows["cause"])[0]            # a missing cause is in no group (-1)
+    grouped = np.flatnonzero(cause >= 0)
+    if not len(grouped):
+        return keep
+    cause = cause[grouped]
+    keep[grouped[_first_of_each(cause, 2 * SAMPLES)]] = True
+    # the first row of each (cause, file, server), missing values equal as drop_duplicates has them
+    files = pd.factorize(rows["file"].to_numpy()[grouped], use_na_sentinel=False)[0]
+    servers = pd.factorize(rows["_server"].to_numpy()[grouped], use_na_sentinel=False)[0]
+    pair = pd.factorize(files * (int(servers.max()) + 1) + servers)[0]
+    _, firsts = np.unique(cause * len(grouped) + pair, return_index=True)
+    firsts.sort()
+    keep[grouped[firsts[_first_of_each(cause[firsts], SAMPLES)]]] = True
+    return keep
+
+
+def _first_of_each(codes: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the first `k` rows of each code (rows in order)."""
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+    rank = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+    return order[rank < k]
+
+
+# The columns the counters (_count) read; the others are needed only in the rows kept whole
+_COUNTED = frozenset(SORT + ["_w", "_server", "_client", "cause", "sender", "confidence", "alternatives",
+                             "remediation", "summary", "connections", "conn_first_frame", "src", "sport",
+                             "dst", "dport", "copy_of"])
 
 
 def _same_categories(frames: list[pd.DataFrame], columns: list[str]) -> list[pd.DataFrame]:
