@@ -79,11 +79,18 @@ def _kept_by_groups(rows: pd.DataFrame) -> np.ndarray:
     return keep
 
 
+@pytest.mark.parametrize("holes", [False, True], ids=["all known", "some causes and files missing"])
 @pytest.mark.parametrize("batches", [1, 7, 60], ids=["whole", "7 batches out of order", "60 batches out of order"])
-def test_rows_kept_from_batches_are_those_kept_from_all_findings_at_once(findings, batches, monkeypatch):
+def test_rows_kept_from_batches_are_those_kept_from_all_findings_at_once(findings, batches, holes, monkeypatch):
     """Each batch is cut to its own candidates and they are merged a few at a time (_keep): the
     rows kept whole (the report's findings table and its samples per cause) must be those picked
-    from every finding at once, sorted, by the groupby rule, in the same order and dtypes."""
+    from every finding at once, sorted, by the groupby rule, in the same order and dtypes; a
+    finding without a cause is in no cause's group, findings without a file share one."""
+    if holes:
+        findings = findings.copy()
+        rng = np.random.default_rng(7)
+        findings.loc[rng.random(len(findings)) < 0.1, "cause"] = None
+        findings.loc[rng.random(len(findings)) < 0.05, "file"] = None
     parts = np.array_split(np.arange(len(findings)), batches)[::-1]       # later findings first
     monkeypatch.setattr(digest_module, "TABLE_ROWS", 40)       # the cut and the samples both matter
     monkeypatch.setattr(digest_module, "_MERGE_ROWS", 50)      # merged many times on the way

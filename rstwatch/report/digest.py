@@ -77,16 +77,19 @@ class Digest:
         self.findings += len(df)
         self.file_names.update(Path(str(f)).name for f in df["file"].unique())
         # The counters read a few columns: those are sorted and grouped alone, not the ~90 of a
-        # finding; whole rows are taken only for those _keep may keep (sorting, grouping and
-        # concatenating every column cost ~40 ms a table, whatever its rows: 8 us a finding
-        # in the writers' tables of 5,000)
+        # finding; whole rows are taken only for those _kept keeps of this table (sorting,
+        # grouping and concatenating every column cost ~40 ms a table, whatever its rows: 8 us a
+        # finding in the writers' tables of 5,000)
         order = df[SORT].sort_values(SORT, kind="stable").index.to_numpy()
         narrow = df[[c for c in df.columns if c in _COUNTED]].take(order).reset_index(drop=True)
         # several hosts' captures of one RST (read --hosts): each is a row of the table, the RST counts once
         counted = summary_counted(narrow).reset_index(drop=True)
         if len(counted):
             self._count(counted)
-        self._keep(df.take(order[_kept(narrow)]))
+        # a categorical sort key orders by its categories, which another table may not share (the
+        # order of all rows is then not each table's): such a table is kept whole, merged at once
+        by_categories = any(isinstance(df[c].dtype, pd.CategoricalDtype) for c in SORT)
+        self._keep(df.take(order if by_categories else order[_kept(narrow)]), at_once=by_categories)
 
     # ------------------------------------------------------------------ counters
 
@@ -166,15 +169,17 @@ class Digest:
 
     # ------------------------------------------------------------------ rows kept whole
 
-    def _keep(self, df: pd.DataFrame) -> None:
+    def _keep(self, df: pd.DataFrame, at_once: bool = False) -> None:
         """Add `df`'s rows (in report order, cut to what _kept keeps of them) to those kept. What
         _kept keeps of all rows so far is among what it keeps of the kept ones and of each new
         table: a row among the first N (of all, of its cause, of its cause's (file, server)
-        pairs) is among the first N of any part that holds it. So tables are cut to their own
-        first, and merged a few at a time (a merge concatenates and sorts every column: ~15 ms)."""
+        pairs) is among the first N of any part that holds it, provided each table sorted alone
+        is in the order all of them sorted together give (one schema, as every reader of
+        findings gives; see `add` for categorical keys). So tables are cut to their own first,
+        and merged a few at a time (a merge concatenates and sorts every column: ~15 ms)."""
         self._pending.append(df)
         self._pending_rows += len(df)
-        if self._pending_rows > _MERGE_ROWS:
+        if at_once or self._pending_rows > _MERGE_ROWS:
             self._merge()
 
     def _merge(self) -> None:
@@ -186,7 +191,8 @@ class Digest:
 
     @property
     def rows(self) -> pd.DataFrame | None:
-        """The findings kept whole, in report order (None before any)."""
+        """The findings kept whole, in report order (None before any); reading them first merges
+        the candidates still pending (a concatenation and a sort)."""
         if self._pending:
             self._merge()
         return self._rows
