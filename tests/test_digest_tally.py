@@ -101,3 +101,25 @@ def test_rows_kept_from_batches_are_those_kept_from_all_findings_at_once(finding
     want = Digest.of(pd.concat([findings.iloc[p] for p in parts]))
     assert len(want.rows) > 40 and want.rows["cause"].nunique() > 5
     pd.testing.assert_frame_equal(got.rows, want.rows)
+
+
+def test_a_table_ordered_by_its_categories_is_not_cut_alone():
+    """A categorical `file` orders its own table by its categories (b before a here); with another
+    table's categories the kept rows' `file` becomes text and all rows sort by it. Cut alone, the
+    table would keep its first six X findings in category order (four from b.pcap); kept whole and
+    merged, the X samples are the first six in the report's order: a.pcap's three, then b.pcap's."""
+    def table(n, cause, files, times, cats):
+        return pd.DataFrame({"file": pd.Categorical(files, categories=cats), "frame": np.arange(1, n + 1),
+                             "time": np.asarray(times, float), "src": "10.0.0.1", "sport": 40000, "dst": "10.0.0.2",
+                             "dport": 80, "sender": "server", "cause": cause, "confidence": 0.9,
+                             "alternatives": [[] for _ in range(n)], "remediation": [[] for _ in range(n)],
+                             "summary": "s"})
+    cats = ["b.pcap", "a.pcap"]
+    many = pd.concat([table(500, "Y", ["b.pcap"] * 500, np.arange(500.0), cats),
+                      table(7, "X", ["b.pcap"] * 4 + ["a.pcap"] * 3, [1000.0] * 7, cats)], ignore_index=True)
+    d = Digest()
+    d.add(table(1, "Z", ["c.pcap"], [2000.0], ["c.pcap"]))
+    d.add(many)
+    x = d.rows[d.rows["cause"] == "X"]
+    assert list(zip(x["file"].astype(str), x["frame"])) == [("a.pcap", 5), ("a.pcap", 6), ("a.pcap", 7),
+                                                            ("b.pcap", 1), ("b.pcap", 2), ("b.pcap", 3)]
