@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from . import spill, textcolumns
+from . import columns, spill, textcolumns
+from .columns import Table, Texts, as_frame
 from .gcpause import gc_paused
 from .engine.model import TEMPLATE_FIELDS, Rule
 from .features.extract import BurstInputs, ConnColumns, burst_inputs, burst_values, connection_columns
@@ -159,7 +160,7 @@ class VerdictBatch:
         self.parts: list[tuple] = []          # (owner, label, P, conns, RST times)
         self.spans: dict[object, tuple[int, int]] = {}
         self.resets = 0
-        self.done: dict[object, list[tuple[pd.DataFrame | spill.Waiting, int, int]]] = {}
+        self.done: dict[object, list[tuple[Table | spill.Waiting, int, int]]] = {}
         self._empty: pd.DataFrame | None = None
 
     def add(self, owner: object, label: str, seg: Segments) -> None:
@@ -263,11 +264,8 @@ class VerdictBatch:
         out = _explained(label, P, conns, rsts, self.rules)
         add_join_keys(out, ts)
         if len(parts) > 1:
-            out["file"] = [lab for _, lab, _, _, _, t in parts for _ in t]
-        # one block per dtype instead of one per column: a file's slice of this table then costs
-        # ~10 KB instead of ~40 KB (measured; 3,000 small files are 3,000 slices). A batch of one
-        # file has one slice, the whole table: no copy (37 ms for 100,000 resets)
-        out = spill.keep(out.copy() if len(parts) > 1 else out)     # on disk, when a long read streams its output
+            out["file"] = Texts([lab for _, lab, _, _, _, t in parts for _ in t], how="list")
+        out = spill.keep(out)     # on disk, when a long read streams its output
         start = 0
         for owner, _, _, _, _, t in parts:
             self.done.setdefault(owner, []).append((out, start, start + len(t)))
@@ -281,7 +279,7 @@ class VerdictBatch:
             self._empty = verdicts("", Segments.empty(), self.rules)
         return self._empty
 
-    def take(self, owner: object) -> list[tuple[pd.DataFrame | spill.Waiting, int, int]]:
+    def take(self, owner: object) -> list[tuple[Table | spill.Waiting, int, int]]:
         """The findings of `owner` (a FileResult) as (table, first row, end row) pieces."""
         if any(p[0] is owner for p in self.parts):
             self.flush()
@@ -317,9 +315,9 @@ def assemble(pieces: list[tuple[pd.DataFrame, int, int]], floods: pd.DataFrame |
         found = empty().copy()
     elif len(pieces) == 1:
         table, a, b = pieces[0]
-        found = spill.load(table).iloc[a:b].reset_index(drop=True)
+        found = rows_of(as_frame(spill.load(table)), a, b)
     else:                       # settled early and the rest: connections in order of their first frame
-        found = pd.concat([spill.load(t).iloc[a:b] for t, a, b in pieces], ignore_index=True)
+        found = pd.concat([as_frame(spill.load(t)).iloc[a:b] for t, a, b in pieces], ignore_index=True)
         found = found.sort_values("conn_first_frame", kind="stable", ignore_index=True)
     if floods is not None and len(floods):
         found = pd.concat([found, floods], ignore_index=True)
@@ -346,26 +344,30 @@ def all_findings(results: list[FileResult]) -> pd.DataFrame:
                 cur[2] = b
                 continue
             if cur is not None:
-                runs.append(spill.load(cur[0]).iloc[cur[1]:cur[2]])
+                runs.append(as_frame(spill.load(cur[0])).iloc[cur[1]:cur[2]])
             cur = [table, a, b]
             continue
         if cur is not None:
-            runs.append(spill.load(cur[0]).iloc[cur[1]:cur[2]])
+            runs.append(as_frame(spill.load(cur[0])).iloc[cur[1]:cur[2]])
             cur = None
         runs.append(r.findings)
     if cur is not None:
-        runs.append(spill.load(cur[0]).iloc[cur[1]:cur[2]])
+        runs.append(as_frame(spill.load(cur[0])).iloc[cur[1]:cur[2]])
     if not runs:
         return results[0].findings if results else pd.DataFrame()
     return pd.concat(runs, ignore_index=True)
 
 
-def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH, release: bool = False) -> Iterator[pd.DataFrame]:
+def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH, release: bool = False,
+                      light: bool = False) -> Iterator[pd.DataFrame | Table]:
     """The rows of `all_findings(results)`, in its order and with its columns (a record names every
     column of the whole table, null where a row has none), as tables of at most ~`rows` rows for
     a writer that streams: a spilled table is loaded while its rows are written, one at a time.
     With `release`, the results give up their findings to this stream, which lets each table go
-    once written (what a report renders at the end then has that memory back)."""
+    once written (what a report renders at the end then has that memory back). With `light`,
+    a batch's columns.Table is given as one (sliced, taken, joined), never made a DataFrame
+    where it need not be: for a writer of each row's values (JSON Lines), not of pandas' types
+    (a slice of a table's DataFrame keeps the types of the whole column)."""
     parts = []                                      # (result, its findings table or pieces, floods)
     columns: dict[str, None] = {}
     for r in results:
@@ -388,12 +390,12 @@ def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH, releas
         if release:
             r._pieces = r._floods = None
     union = list(columns)
-    for table in _in_order(parts, rows):
-        yield table if len(table.columns) == len(union) else table.reindex(columns=union)
+    for table in _in_order(parts, rows, light):
+        yield table if len(table.columns) == len(union) else as_frame(table).reindex(columns=union)
 
 
-def _in_order(parts: list, rows: int) -> Iterator[pd.DataFrame]:
-    runs = _Runs(rows)
+def _in_order(parts: list, rows: int, light: bool) -> Iterator[pd.DataFrame | Table]:
+    runs = _Runs(rows, light)
     parts.reverse()
     while parts:
         findings, pieces, floods = parts.pop()     # a part written is a part let go
@@ -404,7 +406,7 @@ def _in_order(parts: list, rows: int) -> Iterator[pd.DataFrame]:
             yield from runs.add(*pieces[0])
         else:
             yield from runs.flush()
-            yield from _ordered(pieces, floods, rows)
+            yield from _ordered(pieces, floods, rows, light)
     yield from runs.flush()
 
 
@@ -412,8 +414,8 @@ class _Runs:
     """Consecutive small files whose findings are neighbouring rows of one batch table, written
     together (a table per small file would cost ~1 ms each)."""
 
-    def __init__(self, rows: int) -> None:
-        self.rows, self.cur = rows, None        # [table, first row, end row]
+    def __init__(self, rows: int, light: bool) -> None:
+        self.rows, self.light, self.cur = rows, light, None        # cur: [table, first row, end row]
 
     def add(self, table, a: int, b: int) -> Iterator[pd.DataFrame]:
         if self.cur is not None and self.cur[0] is table and self.cur[2] == a:
@@ -428,15 +430,45 @@ class _Runs:
         if self.cur is not None:
             table, a, b = self.cur
             self.cur = None
-            yield from _slices(spill.load(table).iloc[a:b], self.rows)
+            yield from _slices(rows_of(_load(table, self.light), a, b), self.rows)
 
 
-def _slices(table: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
+def _slices(table: pd.DataFrame | Table, rows: int) -> Iterator[pd.DataFrame | Table]:
     for a in range(0, len(table), rows):
-        yield table.iloc[a:a + rows]
+        yield table.iloc[a:a + rows] if not isinstance(table, Table) else table.rows(a, a + rows)
 
 
-def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int) -> Iterator[pd.DataFrame]:
+def _load(table, light: bool) -> pd.DataFrame | Table:
+    """A batch's findings table from memory or disk: as it is kept (`light`), else a DataFrame."""
+    table = spill.load(table)
+    return table if light else as_frame(table)
+
+
+def rows_of(table: pd.DataFrame | Table, start: int, end: int) -> pd.DataFrame | Table:
+    """Rows start..end-1 of a findings table, numbered from 0."""
+    if isinstance(table, Table):
+        return table.rows(start, end)
+    return table.iloc[start:end].reset_index(drop=True)
+
+
+def _take(table: pd.DataFrame | Table, rows: np.ndarray) -> pd.DataFrame | Table:
+    """The rows `rows` of a findings table, in that order, numbered from 0."""
+    if isinstance(table, Table):
+        return table.take(rows)
+    return table.iloc[rows].reset_index(drop=True)
+
+
+def _joined(tables: list) -> pd.DataFrame | Table:
+    """Findings tables one after another: a Table when all are Tables of the same columns."""
+    if len(tables) == 1:
+        return tables[0]
+    if all(isinstance(t, Table) for t in tables) and all(t.columns == tables[0].columns for t in tables):
+        return Table.concat(tables)
+    import pandas as pd
+    return pd.concat([as_frame(t) for t in tables], ignore_index=True)
+
+
+def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int, light: bool) -> Iterator[pd.DataFrame | Table]:
     """One file's findings in `assemble`'s order (pieces by first frame, stable; with floods, all
     by frame, stable), taken from each piece as needed: one loaded piece at a time."""
     source = np.concatenate([np.full(b - a, i) for i, (_, a, b) in enumerate(pieces)] or [np.zeros(0, int)])
@@ -451,32 +483,30 @@ def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int) -> Iterator[p
         row = np.concatenate([row, np.arange(len(floods))])
         order = np.argsort(np.concatenate([frame, floods["frame"].to_numpy(np.int64)]), kind="stable")
         source, row = source[order], row[order]
-    import pandas as pd
-    loaded: tuple[int, pd.DataFrame] | None = None
+    loaded: tuple[int, pd.DataFrame | Table] | None = None
 
-    def table_of(s: int) -> pd.DataFrame:
+    def table_of(s: int) -> pd.DataFrame | Table:
         nonlocal loaded
         if s < 0:
             return floods
         if loaded is None or loaded[0] != s:
             loaded = None                           # free the previous piece before loading the next
-            loaded = (s, spill.load(pieces[s][0]))
+            loaded = (s, _load(pieces[s][0], light and floods is None))    # floods are DataFrames: joined as before
         return loaded[1]
 
     for a in range(0, len(source), rows):
         src, at = source[a:a + rows], row[a:a + rows]
         if (src == src[0]).all() and at[-1] - at[0] == len(at) - 1 and (np.diff(at) == 1).all():
             # rows in a piece's own order (a burst's slices follow one another): a slice of it
-            yield table_of(int(src[0])).iloc[at[0]:at[-1] + 1].reset_index(drop=True)
+            yield rows_of(table_of(int(src[0])), int(at[0]), int(at[-1]) + 1)
             continue
         parts, where = [], []
         for s in sorted(np.unique(src), key=lambda s: (s < 0, s)):   # each piece it needs, once; floods last
             table = table_of(int(s))
             mask = src == s
-            parts.append(table.iloc[at[mask]])
+            parts.append(_take(table, at[mask]))
             where.append(np.flatnonzero(mask))
-        chunk = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-        yield chunk.iloc[np.argsort(np.concatenate(where), kind="stable")].reset_index(drop=True)
+        yield _take(_joined(parts), np.argsort(np.concatenate(where), kind="stable"))
 
 
 def _give_back() -> None:
@@ -515,15 +545,15 @@ def verdicts(label: str, seg: Segments, rules: list[Rule]) -> pd.DataFrame:
     P, conns, rsts = rst_connections(seg)
     out = _explained(label, P, conns, rsts, rules)
     # join keys (community_id, ts with nanoseconds) for every finding, read and live alike
-    return add_join_keys(out, P["ts_ns"][rsts.row].tolist() if len(rsts) else [])
+    return add_join_keys(out, P["ts_ns"][rsts.row].tolist() if len(rsts) else []).to_pandas()
 
 
-def _explained(label: str, P: dict[str, np.ndarray], conns: list | ConnColumns, rsts: RstRows, rules: list[Rule]) -> pd.DataFrame:
-    """Features, verdicts and explanations of the connections holding a RST (the first table
-    a read makes: pandas and the rule engine are imported here, not before)."""
-    from .engine.evaluate import classify
-    from .features.extract import feature_table
-    return explain(classify(feature_table(label, P, conns, rsts), rules, in_place=True), rules, in_place=True)
+def _explained(label: str, P: dict[str, np.ndarray], conns: list | ConnColumns, rsts: RstRows, rules: list[Rule]) -> Table:
+    """Features, verdicts and explanations of the connections holding a RST, as a columns.Table
+    (the rule engine is imported here, not before; pandas only where a DataFrame is asked for)."""
+    from .engine.evaluate import classify_table
+    from .features.extract import feature_columns
+    return explain_table(classify_table(feature_columns(label, P, conns, rsts), rules), rules)
 
 
 def _static_texts(templates: list[str]) -> list[str] | None:
@@ -567,12 +597,12 @@ def _template_parts(form: tuple[str, list[str]]) -> tuple[list[str], list[str]]:
     return literals, names
 
 
-def _row_fields(df: pd.DataFrame, names: set[str]) -> dict[str, list]:
+def _row_fields(df: Table, names: set[str]) -> dict[str, list]:
     """The columns templates are filled from (those in `names`, and the four ends every summary
     names): the table's own, the receiver and the client and server ends worked out from the sender."""
     names = set(names) | {"src", "sport", "dst", "dport"}
     own = ("src", "sport", "dst", "dport", "sender", "frame", "conn_state", "history")
-    cols = {c: df[c].tolist() for c in own if c in names or c == "sender"}
+    cols = {c: columns.tolist(df[c]) for c in own if c in names or c == "sender"}
     sender = cols["sender"]
     if "receiver" in names:
         cols["receiver"] = [{"client": "server", "server": "client"}.get(s, "unknown") for s in sender]
@@ -584,10 +614,14 @@ def _row_fields(df: pd.DataFrame, names: set[str]) -> dict[str, list]:
     return cols
 
 
-def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.DataFrame:
+def explain(df: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     """Summary sentence, errno per side and remediation from each row's winning rule, added to
-    a copy of `df` unless `in_place`."""
-    import pandas as pd
+    a copy of `df`."""
+    return explain_table(Table.from_pandas(df), rules).to_pandas(index=df.index)
+
+
+def explain_table(df: Table, rules: list[Rule]) -> Table:
+    """explain, in place, on a columns.Table (a read's batch: no pandas)."""
     by_id = {r.id: r for r in rules}
     # one errno object per rule, shared by its rows (a dict of lists per row was ~0.5 KB a reset)
     errno_of = {r.id: {"receiver": list(r.errno.get("receiver", [])), "sender": list(r.errno.get("sender", []))}
@@ -601,10 +635,10 @@ def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.D
     errnos, remedies = [None] * n, [None] * n
     title_texts: list[str] = []               # a code per row into these (an Arrow column at once)
     title_code = np.zeros(n, np.int64)
-    follows = df["follows_frame"].tolist() if "follows_frame" in df.columns else [None] * n
+    follows = columns.tolist(df["follows_frame"]) if "follows_frame" in df else [None] * n
     # the rows of each rule, filled a rule at a time
     rows_of: dict[str, list[int]] = {}
-    for j, rule_id in enumerate(df["rule"].tolist()):
+    for j, rule_id in enumerate(columns.tolist(df["rule"])):
         rows_of.setdefault(rule_id, []).append(j)
     named = {f for rule_id in rows_of if rule_id in compiled
              for form in [compiled[rule_id][0], *compiled[rule_id][1]]
@@ -652,13 +686,13 @@ def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.D
             title_texts.append("No rule explains this reset")
             continue
         summary_form, remedy_forms = compiled[rule_id]
-        first = [j for j in rows if follows[j] is None or follows[j] is pd.NA]
+        first = [j for j in rows if follows[j] is None]
         if summary_form is None:
             fill(given, first, texts(rule.explain, summary_form, first))
         else:
             summary_template(*_template_parts(summary_form), first)
         if len(first) < len(rows):
-            later = [j for j in rows if not (follows[j] is None or follows[j] is pd.NA)]
+            later = [j for j in rows if follows[j] is not None]
             summary_template(["Follow-up of the reset in frame ", f" ({rule.name}): ", ":", " answered a segment ",
                               ":", " still had in flight on the connection already reset"],
                              ["follows", "src", "sport", "dst", "dport"], later)
@@ -671,10 +705,9 @@ def explain(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.D
             fill(remedies, rows, list(map(list, zip(*per_text))) if per_text else [[] for _ in rows])
         title_code[rows] = len(title_texts)
         title_texts.append(rule.title)
-    out = df if in_place else df.copy()
-    out["summary"] = textcolumns.filled(summary_of, summary_templates, fields, given)
+    out = df
+    out["summary"] = textcolumns.filled_texts(summary_of, summary_templates, fields, given)
     out["errno"] = errnos
     out["remediation"] = remedies
-    titles = textcolumns.by_code(title_texts, title_code) if n else None
-    out["title"] = titles if titles is not None else [title_texts[k] for k in title_code.tolist()]
+    out["title"] = Texts(coded=(title_texts, title_code), how="arrow")
     return out

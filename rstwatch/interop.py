@@ -137,13 +137,21 @@ def community_id_column(df: pd.DataFrame) -> list[str | None]:
     """The Community ID of every finding: in C when the ports are plain integer columns
     (rstwatch/rowtexts.pyx, ~0.5 us a row), else each address packed once for the table and a
     hash per row (~2.5 us)."""
+    from . import columns
     if not len(df):
         return []
-    src, dst = df["src"].tolist(), df["dst"].tolist()
-    if _compiled is not None and df["sport"].dtype == np.int64 and df["dport"].dtype == np.int64:
-        return _compiled.community_ids(src, dst, np.ascontiguousarray(df["sport"].to_numpy()),
-                                       np.ascontiguousarray(df["dport"].to_numpy()), TCP)
-    return community_ids_python(src, dst, df["sport"].tolist(), df["dport"].tolist())
+    src, dst = columns.tolist(df["src"]), columns.tolist(df["dst"])
+    sport, dport = _int64s(df["sport"]), _int64s(df["dport"])
+    if _compiled is not None and sport is not None and dport is not None:
+        return _compiled.community_ids(src, dst, np.ascontiguousarray(sport), np.ascontiguousarray(dport), TCP)
+    return community_ids_python(src, dst, columns.tolist(df["sport"]), columns.tolist(df["dport"]))
+
+
+def _int64s(col) -> np.ndarray | None:
+    """A column's values when it is a plain int64 one (a numpy array, or a Series of one)."""
+    if isinstance(col, np.ndarray):
+        return col if col.dtype == np.int64 else None
+    return col.to_numpy() if getattr(col, "dtype", None) == np.int64 else None
 
 
 def community_ids_python(src: list, dst: list, sports: list, dports: list) -> list[str | None]:
@@ -158,9 +166,14 @@ def add_join_keys(df: pd.DataFrame, ts_ns: np.ndarray | list[int] | None = None)
     """Add `ts` (from `ts_ns`, else from `time`, which has lost the last digits) and
     `community_id` to findings, in place; returns `df`. Flood findings stand for many flows
     and get None."""
-    import pandas as pd
+    from . import columns
     if ts_ns is None:
-        ts_ns = np.round(df["time"].to_numpy(dtype="float64") * 1e9).astype("int64") if len(df) else []
+        ts_ns = np.round(columns.to_numpy(df["time"], np.float64, np.nan) * 1e9).astype("int64") if len(df) else []
+    if isinstance(df, columns.Table):           # a read's batch (no pandas): kept as objects when made a DataFrame
+        df["ts"] = columns.Objects(iso_ns_column(ts_ns))
+        df["community_id"] = columns.Objects(community_id_column(df))
+        return df
+    import pandas as pd
     df["ts"] = pd.Series(iso_ns_column(ts_ns), index=df.index, dtype=object)
     df["community_id"] = pd.Series(community_id_column(df), index=df.index, dtype=object)
     return df

@@ -129,7 +129,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
             info = run_info(results, rules, rule_dirs)
             info.output, info.force = output, force
             with open_output(output, force, binary=chosen.binary) as out:
-                tables = findings_in_order(results, release=True)
+                tables = findings_in_order(results, release=True, light=chosen.name == "jsonl" and extract is None)
                 if extract is None:
                     _stream(chosen, tables, out, info)
                 else:                   # evidence files written as the findings go by

@@ -23,7 +23,7 @@ import numpy as np
 from .gcpause import gc_paused
 
 if TYPE_CHECKING:       # tables come from the caller: this module itself never needs pandas loaded
-    import pandas as pd
+    import pandas as pd     # a table is a DataFrame or a columns.Table
 
 # Findings kept in memory before later batches go to disk: ordinary captures never spill.
 SPILL_AFTER = 20_000
@@ -75,8 +75,7 @@ class Spilled:
 
     def __init__(self, table: pd.DataFrame, path: Path) -> None:
         self.path, self.rows, self.columns = path, len(table), list(table.columns)
-        self.first_frames = table["conn_first_frame"].to_numpy(np.int64)
-        self.frames = table["frame"].to_numpy(np.int64)
+        self.first_frames, self.frames = _keys(table)
         with path.open("wb") as fh:
             pickle.dump(table, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -113,7 +112,8 @@ def keep(table: pd.DataFrame) -> pd.DataFrame | Waiting:
         return table
     plan = _plan[0]
     if plan.columns is not None:
-        table = table[[c for c in table.columns if c in plan.columns]]
+        names = [c for c in table.columns if c in plan.columns]
+        table = table.select(names) if hasattr(table, "select") else table[names]
     _to_disk(plan)                          # the table waiting in memory: this one needs the room
     if plan.held + len(table) <= plan.after or plan.directory is None or plan.failed:
         plan.held += len(table)
@@ -153,7 +153,12 @@ def key_columns(table: pd.DataFrame | Spilled | Waiting) -> tuple[np.ndarray, np
     table = _now(table)
     if isinstance(table, Spilled):
         return table.first_frames, table.frames
-    return table["conn_first_frame"].to_numpy(np.int64), table["frame"].to_numpy(np.int64)
+    return _keys(table)
+
+
+def _keys(table) -> tuple[np.ndarray, np.ndarray]:
+    from . import columns
+    return (columns.to_numpy(table["conn_first_frame"], np.int64, 0), columns.to_numpy(table["frame"], np.int64, 0))
 
 
 def columns_of(table: pd.DataFrame | Spilled | Waiting) -> list[str]:

@@ -66,12 +66,18 @@ def filled(template_of: np.ndarray, templates: list[tuple[list[str], list[int]]]
     value as format(value, "") writes it (what a plain {} field of str.format or an f-string
     writes) followed by the next literal. An Arrow text column when the C filler was built,
     else a list of texts."""
+    return filled_texts(template_of, templates, fields, given).to_pandas()
+
+
+def filled_texts(template_of: np.ndarray, templates: list[tuple[list[str], list[int]]], fields: list[list],
+                 given: list):
+    """filled as a columns.Texts: UTF-8 buffers written in C when the filler was built (made
+    Arrow texts only when a DataFrame is asked for), else the list of texts."""
+    from .columns import Texts
     if _compiled is not None and len(template_of):
-        column = from_buffers(*_compiled.template_buffers(np.ascontiguousarray(template_of, np.int64),
-                                                          templates, fields, given))
-        if column is not None:
-            return column
-    return filled_python(template_of, templates, fields, given)
+        return Texts(buffers=_compiled.template_buffers(np.ascontiguousarray(template_of, np.int64),
+                                                        templates, fields, given), how="arrow")
+    return Texts(filled_python(template_of, templates, fields, given), how="list")
 
 
 def filled_python(template_of: np.ndarray, templates: list[tuple[list[str], list[int]]], fields: list[list],

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rstwatch import interop, rowtexts
+from rstwatch import columns, interop, rowtexts
 from rstwatch.features import extract
 from rstwatch.sources.segments import address_text
 
@@ -138,7 +138,7 @@ def test_addresses_and_display_filters_in_c_are_the_python_ones(rows):
     assert srcs == [address_text(bool(v), int(h), int(lo)) for v, h, lo in zip(v6, P["src_hi"], P["src_lo"])]
     assert dsts == [address_text(bool(v), int(h), int(lo)) for v, h, lo in zip(v6, P["dst_hi"], P["dst_lo"])]
     firsts, lasts = [r[4] for r in rows], [r[4] + r[5] for r in rows]
-    assert list(extract._display_filters(P, at, srcs, dsts, firsts, lasts)) == [
+    assert columns.tolist(extract._display_filters(P, at, srcs, dsts, firsts, lasts)) == [
         extract._display_filter(bool(v), a, b, int(pa), int(pb), f, la)
         for v, a, b, pa, pb, f, la in zip(v6, srcs, dsts, P["sport"], P["dport"], firsts, lasts)]
 

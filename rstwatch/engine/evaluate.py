@@ -1,16 +1,19 @@
 """Rule conditions as vectorised boolean masks over the feature table, then one verdict per row."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .masks import ColumnArrays, apply_test
 from .model import Rule
-from .. import textcolumns
+from .. import columns
+from ..columns import Masked, Table, Texts
 from ..kernel.stored import settle_stored
 from ..track.storms import example_verdict
+
+if TYPE_CHECKING:       # a read classifies a columns.Table: pandas is the reference's, and the API's
+    import pandas as pd
 
 UNKNOWN = "unknown"
 
@@ -37,6 +40,7 @@ def _test(col: pd.Series, op: str, value: Any) -> pd.Series:
 
 
 def condition_mask(df: pd.DataFrame, cond: Any) -> pd.Series:
+    import pandas as pd
     if cond is None or cond == {}:
         return pd.Series(True, index=df.index)
     if isinstance(cond, list):
@@ -74,7 +78,7 @@ def condition_array(cols: ColumnArrays, cond: Any) -> np.ndarray:
         ops = test if isinstance(test, dict) else ({"in": test} if isinstance(test, list) else {"eq": test})
         for op, value in ops.items():
             done = apply_test(cols, name, op, value)
-            mask &= done if done is not None else _test(cols.df[name], op, value).to_numpy(dtype=bool)
+            mask &= done if done is not None else _test(cols.series(name), op, value).to_numpy(dtype=bool)
     return mask
 
 
@@ -85,26 +89,32 @@ def rule_array(cols: ColumnArrays, rule: Rule) -> np.ndarray:
     return mask
 
 
-def classify(df: pd.DataFrame, rules: list[Rule], in_place: bool = False) -> pd.DataFrame:
+def classify(df: pd.DataFrame | Table, rules: list[Rule], in_place: bool = False) -> pd.DataFrame | Table:
     """Add rule, cause, confidence, alternatives to each row: the first matching rule by
     priority wins; other matching causes and the rule's declared ones become alternatives.
     A copy of `df` unless `in_place` (a table made for this call: a copy of ~90 columns is
-    ~0.5 us a row)."""
+    ~0.5 us a row). A DataFrame gives a DataFrame, with its index."""
+    if isinstance(df, Table):
+        return classify_table(df if in_place else df.copy(), rules)
+    return classify_table(Table.from_pandas(df), rules).to_pandas(index=df.index)
+
+
+def classify_table(out: Table, rules: list[Rule]) -> Table:
+    """classify, in place, on a columns.Table (a read's batch: no pandas)."""
     every = rules
     rules = [r for r in rules if r.flood is None]       # flood rules group connections while reading
-    n = len(df)
+    n = len(out)
     masks = np.zeros((len(rules), n), bool)
-    cols = ColumnArrays(df)
+    cols = ColumnArrays(out)
     for k, rule in enumerate(rules):
         masks[k] = rule_array(cols, rule)
     has = masks.any(axis=0)
     winner = np.where(has, masks.argmax(axis=0), -1)
-    out = df if in_place else df.copy()
-    # a code per row into the rules' texts (the last: no rule matched), as Arrow texts at once
+    # a code per row into the rules' texts (the last: no rule matched), made Arrow texts at once
+    # when a DataFrame is asked for
     pick = np.where(winner >= 0, winner, len(rules))
     for column, texts in (("rule", [r.id for r in rules] + ["RST000"]), ("cause", [r.name for r in rules] + [UNKNOWN])):
-        coded = textcolumns.by_code(texts, pick) if n else None
-        out[column] = coded if coded is not None else [texts[w] for w in pick.tolist()]
+        out[column] = Texts(coded=(texts, pick), how="arrow")
     confidences = [r.confidence for r in rules] + [0.0]
     if n and all(type(c) is float for c in confidences):       # as the list below makes it, per rule not per row
         out["confidence"] = np.array(confidences, np.float64)[pick]
@@ -160,25 +170,26 @@ IN_FLIGHT_SLACK_S = 0.05
 IN_FLIGHT_UNKNOWN_RTT_S = 1.0
 
 
-def mark_follow_ups(out: pd.DataFrame) -> None:
+def mark_follow_ups(out: Table) -> None:
     """Later RSTs of a connection already reset are consequences, not new causes: they take the
     first reset's verdict and `follows_frame` points at it. That holds when the reset's receiver
     answers a peer that never learned of it, and when the reset's sender answers segments that were
     in flight. A RST from the same sender long after that answers a peer that never got the first
     reset (it was lost or dropped) and kept talking: judged on its own (the kernel agrees, e.g.
     NO_SOCKET after an abort whose RST was lost)."""
-    follows = [None] * len(out)
+    n = len(out)
+    follows = [None] * n
     # A connection's pieces split off 5 s after a reset with no new SYN share its lineage: what
     # its receiver sends then still answers a peer that never learned of the reset.
-    key = "conn_lineage" if "conn_lineage" in out.columns else "conn_id"
-    if key in out.columns and len(out) > 1 and out[key].duplicated().any():
-        lineage = out[key].tolist()
-        cols = {c: out[c].tolist() for c in ("frame", "cause", "rule", "confidence", "alternatives")}
-        sender = list(zip(out["src"].tolist(), out["sport"].tolist())) if "src" in out.columns else [None] * len(out)
-        times = out["time"].tolist() if "time" in out.columns else [None] * len(out)
-        rtts = out["conn.rtt_s"].tolist() if "conn.rtt_s" in out.columns else [None] * len(out)
+    key = "conn_lineage" if "conn_lineage" in out else "conn_id"
+    lineage = columns.tolist(out[key]) if key in out and n > 1 else []
+    if len(set(lineage)) < len(lineage):
+        cols = {c: columns.tolist(out[c]) for c in ("frame", "cause", "rule", "confidence", "alternatives")}
+        sender = list(zip(columns.tolist(out["src"]), columns.tolist(out["sport"]))) if "src" in out else [None] * n
+        times = columns.tolist(out["time"]) if "time" in out else [None] * n
+        rtts = columns.tolist(out["conn.rtt_s"]) if "conn.rtt_s" in out else [None] * n
         root_of: dict = {}
-        order = sorted(range(len(out)), key=lambda j: (lineage[j], cols["frame"][j]))
+        order = sorted(range(n), key=lambda j: (lineage[j], cols["frame"][j]))
         for j in order:
             root = root_of.get(lineage[j])
             if root is not None and not _answers_in_flight(root, j, sender, times, rtts):
@@ -189,9 +200,13 @@ def mark_follow_ups(out: pd.DataFrame) -> None:
                     cols[c][j] = cols[c][root]
             elif cols["cause"][j] not in NOT_A_ROOT:
                 root_of[lineage[j]] = j
-        for c in ("cause", "rule", "confidence", "alternatives"):
-            out[c] = cols[c]
-    out["follows_frame"] = pd.array(follows, dtype="Int64")
+        # lists, typed by pandas as they were when this table was a DataFrame
+        out["cause"] = Texts(cols["cause"], how="list")
+        out["rule"] = Texts(cols["rule"], how="list")
+        out["confidence"] = cols["confidence"]
+        out["alternatives"] = cols["alternatives"]
+    out["follows_frame"] = Masked(np.array([0 if f is None else f for f in follows], np.int64),
+                                  np.array([f is None for f in follows], bool), "Int64")
 
 
 def _answers_in_flight(root: int, j: int, sender: list, times: list, rtts: list) -> bool:
@@ -199,12 +214,13 @@ def _answers_in_flight(root: int, j: int, sender: list, times: list, rtts: list)
     if sender[j] is None or times[j] is None or sender[j] != sender[root]:
         return True                       # the reset side answers a peer that never learned
     rtt = rtts[root]
-    bound = IN_FLIGHT_UNKNOWN_RTT_S if rtt is None or pd.isna(rtt) else 2 * rtt + IN_FLIGHT_SLACK_S
+    bound = IN_FLIGHT_UNKNOWN_RTT_S if rtt is None or rtt != rtt else 2 * rtt + IN_FLIGHT_SLACK_S
     return times[j] - times[root] <= bound
 
 
 def run_rule_tests(rules: list[Rule], feature_defaults: pd.DataFrame) -> list[str]:
     """Each rule's own match / no_match examples, evaluated with the same masks. Returns failures."""
+    import pandas as pd
     failures = []
     for rule in rules:
         if rule.flood is not None:      # examples of connection groups, judged by the detector itself

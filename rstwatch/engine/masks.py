@@ -15,31 +15,80 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
+
+from .. import columns
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Kinds of column this module compares itself; the rest go to pandas.
 _NUMERIC = ("b", "i", "u", "f")
+_MASKED_KIND = {"boolean": (bool, False), "Int64": (np.int64, 0), "Float64": (np.float64, np.nan)}
 
 
 class ColumnArrays:
-    """The columns of one feature table as (values, known) numpy arrays, made on first use."""
+    """The columns of one feature table (a columns.Table, or a DataFrame) as (values, known)
+    numpy arrays, made on first use."""
 
-    def __init__(self, df: pd.DataFrame) -> None:
+    def __init__(self, df) -> None:
         self.df = df
         self._views: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._codes: dict[str, tuple[dict, np.ndarray]] = {}
 
     def view(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         if name not in self._views:
-            self._views[name] = _as_arrays(self.df[name])
+            self._views[name] = _light_arrays(self.df[name])
         return self._views[name]
 
+    def codes(self, name: str) -> tuple[dict, np.ndarray]:
+        """A text column's distinct values numbered, and each row's number: every test on the
+        column is then one comparison of integers (the column read once, not once a test)."""
+        if name not in self._codes:
+            index: dict = {}
+            values = self.view(name)[0].tolist()
+            self._codes[name] = index, np.fromiter(map(index.setdefault, values, range(len(values))), np.int64, len(values))
+        return self._codes[name]
 
-def _as_arrays(col: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    def series(self, name: str):
+        """The column as a pandas Series (for the tests left to pandas)."""
+        col = self.df[name]
+        if hasattr(col, "array") and not isinstance(col, np.ndarray):      # a DataFrame's Series
+            return col
+        import pandas as pd
+        return pd.Series(columns.to_pandas_input(col), copy=False)
+
+
+def _light_arrays(col) -> tuple[np.ndarray, np.ndarray] | None:
+    """_as_arrays of a columns.Table column: what pandas would compare of it."""
+    if isinstance(col, columns.Masked):
+        dtype, filler = _MASKED_KIND[col.dtype]
+        return col.filled(filler, dtype), ~col.mask
+    if isinstance(col, np.ndarray) and col.dtype.kind in _NUMERIC:
+        if col.dtype.kind == "f":
+            return col, ~np.isnan(col)
+        return (col.astype(np.int64) if col.dtype.kind == "u" else col), np.ones(len(col), bool)
+    if isinstance(col, columns.Texts) or (isinstance(col, (columns.Meta, list, np.ndarray)) and _texts(col)):
+        values = np.empty(len(col), dtype=object)
+        values[:] = columns.tolist(col)
+        return values, ~columns.isna(col)
+    if isinstance(col, (columns.Meta, list, np.ndarray, columns.Objects)):
+        return None                     # pandas keeps it as objects: left to pandas
+    if not hasattr(col, "array"):       # a pandas array (Table.from_pandas), not a Series
+        import pandas as pd
+        col = pd.Series(col, copy=False)
+    return _as_arrays(col)
+
+
+def _texts(col) -> bool:
+    """Whether pandas types the column as texts: texts and None, not None alone."""
+    kinds = set(map(type, columns.tolist(col)))
+    return str in kinds and kinds <= {str, type(None)}
+
+
+def _as_arrays(col) -> tuple[np.ndarray, np.ndarray] | None:
     """(values, known) of a boolean, numeric or text column (nullable or not), None for other
     kinds. Where a value is not known, `values` holds a filler that no test reads. Read from the
     column's array, not the Series (each Series method made a Series: ~20 us a column)."""
+    import pandas as pd
     dt, arr = col.dtype, col.array
     if isinstance(dt, pd.StringDtype):
         known = ~np.asarray(arr.isna(), dtype=bool)
@@ -87,8 +136,9 @@ def apply_test(cols: ColumnArrays, name: str, op: str, value: Any) -> np.ndarray
     if op == "in":
         if not isinstance(value, list) or not all(_comparable(v, values) for v in value):
             return None
-        if values.dtype.kind == "O":            # texts and None: pandas' hash table (a set's lookups per row: 2x)
-            return pd.Series(values, copy=False).isin(value).to_numpy(dtype=bool) & known
+        if values.dtype.kind == "O":            # texts and None: by their numbers (ColumnArrays.codes)
+            index, codes = cols.codes(name)
+            return np.isin(codes, [index[v] for v in value if v in index]) & known
         return np.isin(values, np.array(value, dtype=values.dtype)) & known
     compare = _COMPARE.get(op)
     if compare is None or not _comparable(value, values):
@@ -96,6 +146,7 @@ def apply_test(cols: ColumnArrays, name: str, op: str, value: Any) -> np.ndarray
     if values.dtype.kind == "O":
         if op not in ("eq", "ne"):
             return None                     # order between texts: left to pandas
-        equal = np.asarray(values == value, dtype=bool)    # each text compared in numpy's loop (a generator: 5x)
+        index, codes = cols.codes(name)
+        equal = codes == index.get(value, -1)
         return (equal if op == "eq" else ~equal) & known
     return compare(values, value) & known

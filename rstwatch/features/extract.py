@@ -7,7 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .. import textcolumns
+from .. import columns as columns_, textcolumns
+from ..columns import Masked, Meta, Table, Texts
 from ..loops import factorize_keys
 from ..sources.segments import address_text
 from ..sources.tunnels import tunnel_texts
@@ -28,10 +29,15 @@ META_COLUMNS = ["file", "frame", "time", "src", "sport", "dst", "dport", "sender
 
 def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection] | ConnColumns,
                   rsts: RstRows | None = None) -> pd.DataFrame:
+    """feature_columns as a DataFrame."""
+    return feature_columns(file, P, conns, rsts).to_pandas()
+
+
+def feature_columns(file: str, P: dict[str, np.ndarray], conns: list[Connection] | ConnColumns,
+                    rsts: RstRows | None = None) -> Table:
     """One typed row per RST of `conns`, built a column at a time: the walk's features come as
     typed columns already (track/rstrows.py), what a connection gives all its resets is computed
     once per connection, and the segment columns are gathered at the RSTs' rows."""
-    import pandas as pd
     from ..track.connection import WALK_FEATURES
     if rsts is None:
         from ..track.rstrows import from_python_walk
@@ -59,8 +65,8 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection] |
     dports = P["dport"][rows].astype(np.int64) if n else []
     srcs, dsts = _addresses(P, rows, "src"), _addresses(P, rows, "dst")
     from_client = rsts.features["rst.from_client"]
-    client_known = ~from_client.isna()
-    is_client = from_client.to_numpy(dtype=bool, na_value=False)
+    client_known = ~columns_.isna(from_client)
+    is_client = columns_.to_numpy(from_client, bool, False)
     sender = np.where(client_known, np.where(is_client, "client", "server"), "unknown").astype(object)
     meta = {
         "file": [file] * n,
@@ -70,7 +76,7 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection] |
         "sender": sender,
         "conn_state": per_conn(states),
         "history": per_conn(histories),
-        "evidence": rsts.evidence,
+        "evidence": list(rsts.evidence),          # the table's own list: _older_connection adds to it
         "wireshark_filter": _display_filters(P, rows, srcs, dsts, firsts, lasts),
         "conn_first_frame": firsts,
         "conn_last_frame": lasts,
@@ -79,18 +85,18 @@ def feature_table(file: str, P: dict[str, np.ndarray], conns: list[Connection] |
         "conn_lineage": per_conn(lineage, np.int64),
         "tunnel": tunnel_texts(at("tunnel")) if "tunnel" in P else [None] * n,
     }
-    columns = {name: _meta_column(name, values) for name, values in meta.items()}
+    columns = {name: _meta_column_light(name, values) for name, values in meta.items()}
     for name, feat in FEATURES.items():        # the table's own features are filled in below
         columns[name] = _unknown(n, feat.kind) if name in TABLE_FEATURES else rsts.features[name]
-    df = pd.DataFrame(columns, copy=False)
+    table = Table(columns, n)
     burst = rsts.burst                  # computed over a whole reset component walked in pieces
     if burst is None or (burst < 0).any():
         own = np.stack(burst_values(burst_inputs(P, rsts)))
         burst = own if burst is None else np.where(burst >= 0, burst, own)
-    df["conn.server_rst_burst"] = pd.Series(burst[0], index=df.index).astype(PANDAS_DTYPE["int"])
-    df["conn.server_alive_in_burst"] = pd.Series(burst[1], index=df.index).astype(PANDAS_DTYPE["int"])
-    _older_connection(df, P, rows, per_conn(first_rows, np.int64))
-    return df
+    table["conn.server_rst_burst"] = Masked(burst[0].astype(np.int64), np.zeros(n, bool), "Int64")
+    table["conn.server_alive_in_burst"] = Masked(burst[1].astype(np.int64), np.zeros(n, bool), "Int64")
+    _older_connection(table, P, rows, per_conn(first_rows, np.int64))
+    return table
 
 
 class ConnColumns(NamedTuple):
@@ -144,15 +150,34 @@ def connection_columns_python(conns: list[Connection]) -> tuple:
 
 def _unknown(n: int, kind: str):
     """A feature column of `n` rows, none known (as nullable([None] * n, kind) makes it)."""
-    from pandas.arrays import BooleanArray, IntegerArray
-    if n and kind == "bool":
-        return BooleanArray(np.zeros(n, bool), np.ones(n, bool))
-    if n and kind == "int":
-        return IntegerArray(np.zeros(n, np.int64), np.ones(n, bool))
-    return nullable([None] * n, kind)
+    if kind == "str":
+        return Texts([None] * n, how="string")
+    return Masked.unknown(n, PANDAS_DTYPE[kind])
 
 
 def nullable(values: list, kind: str):
+    """A feature column (None where not known) as a plain typed column (rstwatch/columns.py),
+    which becomes nullable_pandas' array when a DataFrame is asked for. Booleans and numbers are
+    read with numpy's comparisons."""
+    if kind == "str":
+        return Texts(list(values), how="string")
+    dtype = PANDAS_DTYPE[kind]
+    if not len(values):
+        return Masked.unknown(0, dtype)
+    objects = np.array(values, dtype=object)
+    missing = np.asarray(objects == None, dtype=bool)          # noqa: E711 (elementwise)
+    if kind == "bool":
+        return Masked(np.asarray(objects == True, dtype=bool), missing, dtype)    # noqa: E712
+    try:
+        if kind == "int":
+            return Masked(np.where(missing, 0, objects).astype(np.int64), missing, dtype)
+        floats = np.where(missing, np.nan, objects).astype(np.float64)
+        return Masked(floats, missing | np.isnan(floats), dtype)
+    except (TypeError, ValueError, OverflowError):     # not plain numbers: pandas says what is wrong
+        return nullable_pandas(values, kind)
+
+
+def nullable_pandas(values: list, kind: str):
     """A feature column in its nullable pandas type. Booleans and integers (None where not
     known) are built from their values and a mask with numpy's comparisons: pd.array() inspects
     every value in Python (30 ms for 100,000 integers against 13)."""
@@ -213,19 +238,14 @@ def _addresses(P: dict[str, np.ndarray], rows: np.ndarray, end: str) -> list[str
 
 
 def _display_filters(P: dict[str, np.ndarray], rows: np.ndarray, srcs: list[str], dsts: list[str],
-                     firsts: np.ndarray, lasts: np.ndarray) -> list[str]:
+                     firsts: np.ndarray, lasts: np.ndarray) -> Texts | list[str]:
     if not len(rows):
         return []
     v6, sports, dports = P["v6"][rows], P["sport"][rows], P["dport"][rows]
     if _compiled is not None:
         args = (np.ascontiguousarray(v6).view(np.uint8), srcs, dsts, sports.astype(np.int64), dports.astype(np.int64),
                 np.asarray(firsts, np.int64), np.asarray(lasts, np.int64))
-        offsets, data = _compiled.display_filter_buffers(*args)
-        column = textcolumns.from_buffers(offsets, data)
-        if column is not None:
-            return column
-        text = data.tobytes()
-        return [text[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+        return Texts(buffers=_compiled.display_filter_buffers(*args), how="meta")
     return [_display_filter(*row) for row in zip(v6.tolist(), srcs, dsts, sports.tolist(), dports.tolist(), firsts, lasts)]
 
 
@@ -239,6 +259,16 @@ def _display_filter(v6: bool, a: str, b: str, pa: int, pb: int, first: int, last
 # objects, but for frame and time, as before)
 _META_DTYPES = {"frame": "int64", "time": "float64", "sport": "int64", "dport": "int64", "conn_first_frame": "int64",
                 "conn_last_frame": "int64", "sender_inferred": "bool", "conn_id": "int64", "conn_lineage": "int64"}
+
+
+def _meta_column_light(name: str, values) -> np.ndarray | Meta | Texts:
+    """A meta column as the table holds it: numbers as _meta_column types them, the rest as
+    given (made pandas' column by _meta_column when a DataFrame is asked for)."""
+    if isinstance(values, Texts):
+        return values
+    if name in _META_DTYPES and (len(values) or name in ("frame", "time")):
+        return np.array(values, dtype=_META_DTYPES[name])
+    return Meta(values)
 
 
 def _meta_column(name: str, values) -> np.ndarray:
@@ -321,7 +351,7 @@ class BurstInputs:
 def burst_inputs(P: dict[str, np.ndarray], rsts: RstRows) -> BurstInputs:
     """BurstInputs of the walked RSTs `rsts` (their segments in `P`)."""
     counted = _counted_rows(rsts.features) if len(rsts) else np.zeros(0, np.int64)
-    is_client = rsts.features["rst.from_client"].to_numpy(dtype=bool, na_value=False)[counted] if len(rsts) else counted
+    is_client = columns_.to_numpy(rsts.features["rst.from_client"], bool, False)[counted] if len(rsts) else counted
     at = np.asarray(rsts.row)[counted]
     with np.errstate(over="ignore"):
         senders = P["src_hi"][at] * np.uint64(0x9E3779B97F4A7C15) ^ P["src_lo"][at] \
@@ -333,10 +363,10 @@ def burst_inputs(P: dict[str, np.ndarray], rsts: RstRows) -> BurstInputs:
 def _counted_rows(features: dict) -> np.ndarray:
     """Positions of the server resets on connections that never got server data (their first
     reset); an unknown value in any of the three features leaves the RST out. From the arrays:
-    each pandas operation on a Series cost ~50 us, whatever the rows (a fixed cost of every batch)."""
-    from_server = features["rst.from_server"].to_numpy(dtype=bool, na_value=False)
-    no_server_data = features["conn.server_bytes"].to_numpy(dtype=np.float64, na_value=1.0) == 0
-    first_reset = features["rst.index_in_conn"].to_numpy(dtype=np.float64, na_value=-1.0) == 0
+    not through pandas: each of its operations on a Series cost ~50 us, whatever the rows."""
+    from_server = columns_.to_numpy(features["rst.from_server"], bool, False)
+    no_server_data = columns_.to_numpy(features["conn.server_bytes"], np.float64, 1.0) == 0
+    first_reset = columns_.to_numpy(features["rst.index_in_conn"], np.float64, -1.0) == 0
     return np.flatnonzero(from_server & no_server_data & first_reset)
 
 
@@ -412,21 +442,22 @@ def _endpoint_keys(P: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     return (np.minimum(a, b) * np.uint64(0xC2B2AE3D27D4EB4F)) ^ np.maximum(a, b)
 
 
-def _older_connection(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows, conn_first_rows: np.ndarray) -> None:
+def _older_connection(table: Table, P: dict[str, np.ndarray], rst_rows, conn_first_rows: np.ndarray) -> None:
     """conn.older_established, conn.older_first_frame: what the capture shows of the connection a
     challenge ACK speaks for, i.e. the same 4-tuple's segments before this connection's first one
     (the walk splits them off at the new SYN). Established: data, or an ACK without SYN from the
     RST's sender (it had answered a SYN-ACK). Only the rare challenge resets look, so this is one
     vectorised pass over the batch's segments when there is any."""
-    n = len(df)
+    n = len(table)
     est: list = [None] * n
     first: list = [None] * n
-    hits = np.flatnonzero(df["rst.answers_challenge_ack"].fillna(False).to_numpy(bool)) if n else []
+    hits = np.flatnonzero(columns_.to_numpy(table["rst.answers_challenge_ack"], bool, False)) if n else []
     if len(hits):
         rst_rows = np.asarray(rst_rows)
         every = np.arange(len(P["frame"]))
         keys = _endpoint_keys(P, every)
         flags, plen, ts = P["flags"], P["plen"], P["ts_ns"]
+        evidence = table["evidence"].values
         # a batch can hold several files one after another (their frame numbers start again):
         # the older connection must be in the same file, whose rows run with rising frame numbers
         starts = np.r_[0, np.flatnonzero(np.diff(P["frame"]) <= 0) + 1]
@@ -445,7 +476,6 @@ def _older_connection(df: pd.DataFrame, P: dict[str, np.ndarray], rst_rows, conn
             answered = same_side & ((f & 0x10) != 0) & ((f & 0x06) == 0)      # ACK, no SYN, no RST
             est[r] = bool((plen[older] > 0).any() or answered.any())
             first[r] = int(P["frame"][older[0]])
-            ev = df.at[df.index[r], "evidence"]
-            df.at[df.index[r], "evidence"] = sorted(set(ev) | {first[r], int(P["frame"][older[-1]])})
-    df["conn.older_established"] = nullable(est, "bool")
-    df["conn.older_first_frame"] = nullable(first, "int")
+            evidence[r] = sorted(set(evidence[r]) | {first[r], int(P["frame"][older[-1]])})
+    table["conn.older_established"] = nullable(est, "bool")
+    table["conn.older_first_frame"] = nullable(first, "int")

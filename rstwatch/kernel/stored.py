@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 import struct
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .decide import settle
 from .events import KernelEvent
@@ -26,6 +25,10 @@ PREFIX = "rstwatch kernel reason "
 FROM_FILE = "from-file"           # kernel_match of a finding whose reason came from the capture file
 MAX_STORED = 200_000              # packet times with comments kept (a hostile file cannot grow it without bound)
 _TEXT_LIMIT = 64                  # reason, state, comm: short tokens in a real trace
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from ..columns import Table
 
 STORED: dict[int, list[KernelEvent]] = {}      # capture time (us) -> events read from comments
 _seen = [False]                                # a file with stored reasons was read in this process
@@ -105,11 +108,19 @@ def remember(ts_ns: int, ev: KernelEvent) -> None:
 
 
 # ------------------------------------------------------------------ settling (classification)
-def settle_stored(out: pd.DataFrame, rules) -> pd.DataFrame:
+def settle_stored(out: Table, rules) -> Table:
     """Kernel fields and the kernel-settled cause on each finding whose reset carried a stored
-    reason; nothing at all unless a file with stored reasons was read."""
+    reason; nothing at all unless a file with stored reasons was read (then through pandas)."""
     if not _seen[0] or not len(out):
         return out
+    from ..columns import Table
+    settled = _settle_frame(out.to_pandas(), rules)
+    return out if settled is None else Table.from_pandas(settled)
+
+
+def _settle_frame(out: pd.DataFrame, rules) -> pd.DataFrame | None:
+    """settle_stored on a DataFrame: a settled copy, or None when no finding has a stored reason."""
+    import pandas as pd
     from .join import KERNEL_FIELDS, WireRst, fits      # join imports the pipeline: import when needed
     found = []
     for i, (t, src, sport, dst, dport, frame) in enumerate(zip(out["time"], out["src"], out["sport"], out["dst"],
@@ -122,7 +133,7 @@ def settle_stored(out: pd.DataFrame, rules) -> pd.DataFrame:
             if ev is not None:
                 found.append((i, ev))
     if not found:
-        return out
+        return None
     by_name = {r.name: r for r in rules}
     out = out.copy()
     cols: dict[str, list] = {f: [None] * len(out) for f in KERNEL_FIELDS}

@@ -12,13 +12,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from itertools import chain
 from typing import TextIO
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from .. import columns
+from ..columns import Masked, Table, Texts
 from .records import CONTRACT_FIELDS, EXTRA_FIELDS, OPTIONAL_FIELDS, _plain, column_values, iter_records
+
+if TYPE_CHECKING:       # a read's batches come as columns.Table (no pandas); DataFrames from the API, live, --jobs
+    import pandas as pd
 
 # The compiled row filler (jsonfill.pyx) when it was built, as for the packet loops (loops.py);
 # RSTWATCH_PURE_PYTHON=1 keeps the Python rows below, the reference the tests compare it with.
@@ -129,13 +136,13 @@ def _optional_fragments(name: str, values: list, cache: dict) -> list[str]:
     return ["" if _absent(v) else prefix + _value_text(int(v) if type(v) is float else v, cache) for v in values]
 
 
-def _plan(df: pd.DataFrame) -> tuple[list[str], dict[str, list]] | None:
+def _plan(df: pd.DataFrame | Table) -> tuple[list[str], dict[str, list]] | None:
     """The fields every record of `df` writes and the column values the Python rows need; None for no row."""
     cols = [c for c in CONTRACT_FIELDS + EXTRA_FIELDS if c in df.columns]
     if not len(df) or not cols:
         return None
     # optional fields: as iter_records, only flood (tunnel) findings carry them; a table without any drops them
-    optional = {c: (df[c].tolist() if df[c].dtype == object else column_values(df[c])) for c in cols if c in OPTIONAL_FIELDS}
+    optional = {c: _values(df, c, {}) for c in cols if c in OPTIONAL_FIELDS}
     return [c for c in cols if c not in optional or not all(map(_absent, optional[c]))], optional
 
 
@@ -179,8 +186,9 @@ def compiled_fields(df: pd.DataFrame, plan: tuple[list[str], dict[str, list]], c
     cols, optional = plan
     if fill_rows is None or cols[0] in OPTIONAL_FIELDS:
         return None
+    typed_of = _typed_column if isinstance(df, Table) else _typed
     typed = [("t", [None if _absent(v) else _value_text(int(v) if type(v) is float else v, cache) for v in optional[c]])
-             if c in OPTIONAL_FIELDS else _typed(df[c], cache) for c in cols]
+             if c in OPTIONAL_FIELDS else typed_of(df[c], cache) for c in cols]
     return typed, [c in OPTIONAL_FIELDS for c in cols]
 
 
@@ -188,22 +196,22 @@ def _values(df: pd.DataFrame, c: str, known: dict) -> list:
     """Object columns as they are (_value_text converts what needs it), the others made plain."""
     if c in known:
         return known[c]
+    if isinstance(df, Table):
+        return columns.tolist(df[c])
     return df[c].tolist() if df[c].dtype == object else column_values(df[c])
 
 
 def _typed(col: pd.Series, cache: dict) -> tuple:
     """A column as the compiled filler takes it (jsonfill.pyx): integers and booleans as arrays,
     values a column repeats encoded once each (a code per row), other values as their JSON texts."""
+    import pandas as pd
     dt = col.dtype
     if dt == np.int64:
         return ("i", np.ascontiguousarray(col.to_numpy()))
     if dt == np.float64:
-        arr = col.to_numpy()
-        if np.isfinite(arr).all() and not (arr == 0).any():      # 0.0 and -0.0 are equal, printed apart
-            distinct, codes = np.unique(arr, return_inverse=True)
-            if len(distinct) * 4 <= len(arr):                      # confidence: a few values
-                return ("c", np.ascontiguousarray(codes, dtype=np.int64), list(map(float.__repr__, distinct.tolist())))
-            return _float_column(arr)
+        typed = _typed_floats(col.to_numpy())
+        if typed is not None:
+            return typed
     elif dt == np.bool_:
         return ("b", np.ascontiguousarray(col.to_numpy()).view(np.uint8))
     elif isinstance(dt, pd.Int64Dtype):
@@ -218,28 +226,72 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
             return ("a", *arrow, lambda v: _value_text(v, cache))
         return ("s", column_values(col), lambda v: _value_text(v, cache))
     elif dt == object:
-        values = col.tolist()
-        kinds = value_types(values)
-        if kinds == {list} and type(next(chain.from_iterable(values), None)) is str:
-            # alternatives, remediation: a few distinct lists of texts, coded once each. Rows
-            # share their rule's or pattern's list (evaluate.classify, analyze.explain): coded by
-            # object first
-            codes, distinct = by_identity(values)
-            if len(distinct) * 4 <= len(values) and all(type(e) is str for k in distinct for e in k):
-                return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in distinct])
-            index: dict[tuple, int] = {}
-            codes = np.fromiter((index.setdefault(k, len(index)) for k in map(tuple, values)), np.int64, len(values))
-            if all(type(e) is str for k in index for e in k):
-                return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in index])
-        if kinds == {list} and plain_int_lists(values):
-            return ("l", values)        # evidence frames: each row its own
-        if kinds == {dict}:             # errno: one object per rule, shared by its rows
-            codes, distinct = by_identity(values)
-            return ("c", codes, [_value_text(v, cache) for v in distinct])
-        if kinds <= {str, type(None)}:  # summaries, addresses, filters: quoted in C
-            return ("s", values, lambda v: _value_text(v, cache))
-        return ("t", _texts(values, cache))
+        return _typed_objects(col.tolist(), cache)
     return ("t", _texts(column_values(col), cache))
+
+
+def _typed_column(col, cache: dict) -> tuple:
+    """_typed for a column of a columns.Table: the same kinds from its arrays and lists."""
+    if isinstance(col, np.ndarray) and col.dtype != object:
+        if col.dtype == np.int64:
+            return ("i", np.ascontiguousarray(col))
+        if col.dtype == np.float64:
+            typed = _typed_floats(col)
+            if typed is not None:
+                return typed
+        elif col.dtype == np.bool_:
+            return ("b", np.ascontiguousarray(col).view(np.uint8))
+        return ("t", _texts(columns.tolist(col), cache))
+    if isinstance(col, Masked):
+        if col.dtype == "Int64":
+            return ("n", np.ascontiguousarray(col.values, dtype=np.int64), np.ascontiguousarray(col.mask).view(np.uint8))
+        return ("t", _texts(col.tolist(), cache))
+    if isinstance(col, Texts):
+        if col.coded is not None and all(type(t) is str for t in col.coded[0]):
+            texts, codes = col.coded
+            return ("c", np.ascontiguousarray(codes, dtype=np.int64), list(map(_string, texts)))
+        if col.buffers is not None:
+            offsets, data = col.buffers
+            return ("a", np.ascontiguousarray(offsets, dtype=np.int64), data, None, lambda v: _value_text(v, cache))
+    if isinstance(col, (Texts, columns.Meta, columns.Objects, list, np.ndarray)):
+        return _typed_objects(columns.tolist(col), cache)
+    import pandas as pd                 # a pandas array (a table settled through pandas)
+    return _typed(pd.Series(col, copy=False), cache)
+
+
+def _typed_floats(arr: np.ndarray) -> tuple | None:
+    """A float64 column as the filler takes it: a code per row into a few values (confidence),
+    or every value's text (_float_column); None when not every value is finite and non-zero."""
+    if np.isfinite(arr).all() and not (arr == 0).any():      # 0.0 and -0.0 are equal, printed apart
+        distinct, codes = np.unique(arr, return_inverse=True)
+        if len(distinct) * 4 <= len(arr):                      # confidence: a few values
+            return ("c", np.ascontiguousarray(codes, dtype=np.int64), list(map(float.__repr__, distinct.tolist())))
+        return _float_column(arr)
+    return None
+
+
+def _typed_objects(values: list, cache: dict) -> tuple:
+    """_typed of a column of Python objects."""
+    kinds = value_types(values)
+    if kinds == {list} and type(next(chain.from_iterable(values), None)) is str:
+        # alternatives, remediation: a few distinct lists of texts, coded once each. Rows
+        # share their rule's or pattern's list (evaluate.classify, analyze.explain): coded by
+        # object first
+        codes, distinct = by_identity(values)
+        if len(distinct) * 4 <= len(values) and all(type(e) is str for k in distinct for e in k):
+            return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in distinct])
+        index: dict[tuple, int] = {}
+        codes = np.fromiter((index.setdefault(k, len(index)) for k in map(tuple, values)), np.int64, len(values))
+        if all(type(e) is str for k in index for e in k):
+            return ("c", codes, ["[" + ",".join(map(_string, k)) + "]" for k in index])
+    if kinds == {list} and plain_int_lists(values):
+        return ("l", values)        # evidence frames: each row its own
+    if kinds == {dict}:             # errno: one object per rule, shared by its rows
+        codes, distinct = by_identity(values)
+        return ("c", codes, [_value_text(v, cache) for v in distinct])
+    if kinds <= {str, type(None)}:  # summaries, addresses, filters: quoted in C
+        return ("s", values, lambda v: _value_text(v, cache))
+    return ("t", _texts(values, cache))
 
 
 def by_identity(values: list) -> tuple[np.ndarray, list]:
@@ -276,7 +328,10 @@ def _arrow_strings(col: pd.Series) -> tuple | None:
 
 def _float_column(arr: np.ndarray) -> tuple:
     """A column of finite floats as the compiled filler takes it ("r"): float_texts' texts, left
-    in the Arrow array's buffers."""
+    in the Arrow array's buffers. Without pyarrow loaded already (a read to JSON Lines loads
+    none), each value's repr instead: ~0.15 us a value against pyarrow's import, ~30-60 ms."""
+    if "pyarrow" not in sys.modules:
+        return ("t", list(map(float.__repr__, arr.tolist())))
     text = float_text_array(arr)
     _, offsets, data = text.buffers()
     offsets = np.frombuffer(offsets, np.int64)[text.offset:text.offset + len(text) + 1]

@@ -3,7 +3,8 @@
 The compiled walk (walkloop.pyx) writes each RST's features straight into typed blocks (no
 Python object per feature); the Python walk (connection.py, the reference and the fallback)
 gives a list per RST, turned into the same columns here. Either way the feature table gets one
-typed pandas array per walk feature and a row per RST, in connection order.
+typed column per walk feature (rstwatch/columns.py: no pandas) and a row per RST, in connection
+order.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from itertools import chain
 
 import numpy as np
 
+from .. import columns
 from ..features.registry import FEATURES
 from .connection import WALK_FEATURES, Connection
 
@@ -22,7 +24,7 @@ class RstRows:
     row: np.ndarray                  # its row in the segment columns
     frame: np.ndarray
     evidence: list[list[int]]        # frames that show why, sorted
-    features: dict                   # WALK_FEATURES name -> typed pandas array
+    features: dict                   # WALK_FEATURES name -> typed column (columns.Masked, Texts)
     # the two burst features when computed over more than this batch (a reset component walked in
     # pieces): a (2, rows) array, -1 where the batch computes them (features/extract.BurstInputs)
     burst: np.ndarray | None = None
@@ -43,7 +45,7 @@ class RstRows:
                    row=np.concatenate([p.row + o for p, o in zip(parts, row_offsets)]),
                    frame=np.concatenate([p.frame for p in parts]),
                    evidence=list(chain.from_iterable(p.evidence for p in parts)),
-                   features={name: type(parts[0].features[name])._concat_same_type([p.features[name] for p in parts])
+                   features={name: columns.concat([p.features[name] for p in parts])
                              for name in WALK_FEATURES},
                    burst=burst)
 
@@ -64,7 +66,6 @@ def from_python_walk(conns: list[Connection]) -> RstRows:
 def from_compiled_walk(out, new_place: np.ndarray) -> RstRows:
     """walkloop's RstOut as columns; `new_place[k]` is where the walk's k-th connection went
     when the connections were sorted (its rows move with it, their order kept)."""
-    from pandas.arrays import BooleanArray, FloatingArray, IntegerArray      # a capture without RST needs no pandas
     from ..features.extract import nullable
     from .walkloop import TRIGGER_KINDS
     bools, ints, int_missing, floats, float_missing, kinds, conn, row, frame, _, _, evidence = out.trimmed()
@@ -84,10 +85,10 @@ def from_compiled_walk(out, new_place: np.ndarray) -> RstRows:
         k = slot[kind]
         slot[kind] += 1
         if kind == "bool":
-            features[name] = BooleanArray(bools[k] == 1, bools[k] < 0)
+            features[name] = columns.Masked(bools[k] == 1, bools[k] < 0, "boolean")
         elif kind == "int":
-            features[name] = IntegerArray(np.ascontiguousarray(ints[k]), int_missing[k].astype(bool))
+            features[name] = columns.Masked(np.ascontiguousarray(ints[k]), int_missing[k].astype(bool), "Int64")
         else:
             mask = float_missing[k].astype(bool)
-            features[name] = FloatingArray(np.where(mask, np.nan, floats[k]), mask)   # NaN under the mask, as pandas makes it
+            features[name] = columns.Masked(np.where(mask, np.nan, floats[k]), mask, "Float64")   # NaN under the mask, as pandas makes it
     return RstRows(conn=conn, row=row, frame=frame, evidence=evidence, features=features)

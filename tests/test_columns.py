@@ -1,0 +1,97 @@
+"""A read's verdicts are computed on columns.Table (no pandas) and JSON Lines written from it;
+a DataFrame is made of it where one is asked for. On every bundled and public capture: the
+lines written from the tables are json.dumps of the DataFrame's records, the DataFrame has the
+types the findings always had, and every rule matches the same rows on the table as on it."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CAPTURES, EXTERNAL
+from rstwatch.analyze import analyze_file, findings_in_order
+from rstwatch.columns import Masked, Table, Texts
+from rstwatch.engine.evaluate import ColumnArrays, rule_array, rule_mask
+from rstwatch.engine.loader import load_rules
+from rstwatch.features.registry import FEATURES, PANDAS_DTYPE
+from rstwatch.report.jsonl import jsonl_text, reference_lines
+
+ALL_CAPTURES = sorted(p for root in (CAPTURES, EXTERNAL) for p in root.rglob("*")
+                      if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
+
+# The findings' own columns and the types pandas gave them when the pipeline was built on it
+# (features: registry.PANDAS_DTYPE)
+COLUMN_TYPES = {
+    "file": "str", "frame": "int64", "time": "float64", "src": "str", "sport": "int64", "dst": "str",
+    "dport": "int64", "sender": "str", "conn_state": "str", "history": "str", "evidence": "object",
+    "wireshark_filter": "str", "conn_first_frame": "int64", "conn_last_frame": "int64",
+    "sender_inferred": "bool", "conn_id": "int64", "conn_lineage": "int64", "rule": "str", "cause": "str",
+    "confidence": "float64", "alternatives": "object", "follows_frame": "Int64", "summary": "str",
+    "errno": "object", "remediation": "object", "title": "str", "ts": "object", "community_id": "object",
+}
+
+
+def _read(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # the LLC capture's tshark-engine notice
+        return analyze_file(path, load_rules())
+
+
+@pytest.fixture(scope="module")
+def results():
+    return [_read(p) for p in ALL_CAPTURES]
+
+
+def test_lines_from_the_tables_are_json_dumps_of_the_dataframe(results):
+    tables = 0
+    for path, result in zip(ALL_CAPTURES, results):
+        want = "".join(line + "\n" for line in reference_lines(result.findings))
+        parts = list(findings_in_order([result], light=True))
+        tables += sum(isinstance(t, Table) for t in parts)
+        assert "".join(jsonl_text(t) for t in parts) == want, path
+    assert tables >= 100          # the tables went to the writer as they are, not as DataFrames
+
+
+def test_the_dataframe_has_the_types_findings_always_had(results):
+    seen = set()
+    for path, result in zip(ALL_CAPTURES, results):
+        df = result.findings
+        if not len(df) or "resets" in df.columns:
+            continue                # a flood's rows join other columns (report/storms.py)
+        for name, feature in FEATURES.items():
+            assert str(df[name].dtype) == PANDAS_DTYPE[feature.kind], (path, name, df[name].dtype)
+        for name, dtype in COLUMN_TYPES.items():
+            assert str(df[name].dtype) == dtype, (path, name, df[name].dtype)
+        seen.add(path)
+    assert len(seen) >= 100
+
+
+def test_every_rule_matches_the_same_rows_on_the_table_as_on_its_dataframe(results):
+    rules = [r for r in load_rules() if r.flood is None]
+    checked = 0
+    for result in results:
+        for table in findings_in_order([result], light=True):
+            if not isinstance(table, Table) or not len(table):
+                continue
+            df, cols = table.to_pandas(), ColumnArrays(table)
+            for rule in rules:
+                assert np.array_equal(rule_array(cols, rule), rule_mask(df, rule).to_numpy(dtype=bool)), rule.id
+            checked += len(table)
+    assert checked >= 1_000
+
+
+def test_a_table_slice_and_join_keep_the_values():
+    t = Table({"n": np.arange(5, dtype=np.int64),
+               "m": Masked(np.arange(5, dtype=np.int64), np.array([0, 1, 0, 0, 1], bool), "Int64"),
+               "t": Texts(coded=(["a", "b"], np.array([0, 1, 1, 0, 1])), how="arrow"),
+               "l": [[k] for k in range(5)]}, 5)
+    parts = [t.rows(0, 2), t.rows(2, 5)]
+    joined = Table.concat(parts)
+    assert joined.to_pandas().equals(t.to_pandas())
+    taken = t.take(np.array([4, 0]))
+    assert taken["m"].tolist() == [None, 0] and taken["t"].tolist() == ["b", "a"] and taken["l"] == [[4], [0]]
+    frame = t.to_pandas()
+    assert [str(d) for d in frame.dtypes] == ["int64", "Int64", "str", "object"]
+    assert isinstance(frame, pd.DataFrame) and frame["m"].isna().tolist() == [False, True, False, False, True]
