@@ -24,7 +24,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-_PANDAS_MASKED = ("boolean", "Int64", "Float64")
+from .gcpause import import_paused
+
 
 
 class Masked:
@@ -128,6 +129,14 @@ class Texts:
             return Texts(coded=(self._coded[0], self._coded[1][rows]), how=self.how)
         values = self.tolist()
         return Texts([values[k] for k in np.asarray(rows).tolist()], how=self.how)
+
+    def slice(self, start: int, end: int) -> "Texts":
+        if self._coded is not None:
+            return Texts(coded=(self._coded[0], self._coded[1][start:end]), how=self.how)
+        if self._values is not None:
+            return Texts(self._values[start:end], how=self.how)
+        offsets, data = self._buffers
+        return Texts(buffers=(offsets[start:end + 1] - offsets[start], data[offsets[start]:offsets[end]]), how=self.how)
 
     def equals(self, other: "Texts") -> bool:
         return self.tolist() == other.tolist()
@@ -267,6 +276,21 @@ def take(col, rows: np.ndarray):
     return col.take(rows)                     # a pandas array
 
 
+def slice_rows(col, start: int, end: int):
+    """Rows start..end-1 of a column: views of its arrays, slices of its lists."""
+    if isinstance(col, (np.ndarray, list)):
+        return col[start:end]
+    if isinstance(col, Masked):
+        return Masked(col.values[start:end], col.mask[start:end], col.dtype)
+    if isinstance(col, Texts):
+        return col.slice(start, end)
+    if isinstance(col, Meta):
+        return Meta(col.values[start:end])
+    if isinstance(col, Objects):
+        return Objects(col.values[start:end])
+    return col[start:end]                   # a pandas array
+
+
 def concat(parts: list):
     first = parts[0]
     if all(isinstance(p, np.ndarray) for p in parts):
@@ -339,8 +363,7 @@ class Table:
         end = min(end, self.n)
         if start == 0 and end == self.n:
             return self
-        return Table({name: col[start:end] if isinstance(col, np.ndarray) else take(col, np.arange(start, end))
-                      for name, col in self.cols.items()}, max(end - start, 0))
+        return Table({name: slice_rows(col, start, end) for name, col in self.cols.items()}, max(end - start, 0))
 
     def select(self, names: Iterable[str]) -> "Table":
         return Table({name: self.cols[name] for name in names}, self.n)
@@ -350,7 +373,7 @@ class Table:
 
     def to_pandas(self, index=None):
         """A new DataFrame of the table (numbered from 0, or with `index`)."""
-        import pandas as pd
+        pd = import_paused("pandas")
         if self._cols is None:
             df = self._frame.copy()
             if index is not None:

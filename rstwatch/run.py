@@ -13,7 +13,7 @@ from .engine.loader import builtin_rules_dir, load_rule_set, load_rules
 from .engine.model import Rule
 from .errors import CaptureError, RstwatchError
 from .exitcodes import ExitStatus
-from .gcpause import freeze_after_pauses, settle_startup
+from .gcpause import freeze_after_pauses, import_paused, settle_startup
 from .report.output import open_output
 from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
 from .report.plaintext import visible
@@ -142,7 +142,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     if not results:
         return ExitStatus.USAGE
     from .analyze import all_findings       # batch tables joined once: no DataFrame per small file
-    import pandas as pd
+    pd = import_paused("pandas")
     findings = all_findings(results) if results else pd.DataFrame()
     finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
     return ExitStatus.PARTIAL if errors else ExitStatus.OK
@@ -161,6 +161,7 @@ def _stream(chosen, tables, out, info=None) -> None:
             from .report.jsonl import write_jsonl
             write_jsonl(table, out)
         return
+    import_paused("pandas")                 # the other formats write DataFrames (JSON Lines: columns.Table)
     sink = chosen.batch_writer(out, info)   # a header once, then rows (as `live` writes them)
     sink.start("read")
     try:
