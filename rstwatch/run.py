@@ -13,7 +13,7 @@ from .engine.loader import builtin_rules_dir, load_rule_set, load_rules
 from .engine.model import Rule
 from .errors import CaptureError, RstwatchError
 from .exitcodes import ExitStatus
-from .gcpause import freeze_after_pauses, import_paused, settle_startup
+from .gcpause import freeze_after_pauses, gc_paused, import_paused, settle_startup
 from .report.output import open_output
 from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
 from .report.plaintext import visible
@@ -161,8 +161,8 @@ def _stream(chosen, tables, out, info=None) -> None:
             from .report.jsonl import write_jsonl
             write_jsonl(table, out)
         return
-    import_paused("pandas")                 # the other formats write DataFrames (JSON Lines: columns.Table)
-    sink = chosen.batch_writer(out, info)   # a header once, then rows (as `live` writes them)
+    with gc_paused():                       # a writer may load pandas (or matplotlib): its objects live on
+        sink = chosen.batch_writer(out, info)   # a header once, then rows (as `live` writes them)
     sink.start("read")
     try:
         for table in tables:
