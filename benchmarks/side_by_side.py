@@ -4,7 +4,8 @@
 
 Files (benchmarks/synth.py): N mixed packets (2% of connections end in a reset), N packets of
 the same traffic without a reset, files where every connection ends in a reset (a request, then
-the server aborts: 6 packets each), and a 2-packet file. Tools, each as a fresh process,
+the server aborts: 6 packets each), a 2-packet file and a file of one such connection (start-up
+with a verdict to make). Tools, each as a fresh process,
 measured in CPU seconds (user + system of the process and its children, median of --repeat
 runs, the tools' runs interleaved so a slow spell of the machine falls on all of them; tshark
 once, it is slow):
@@ -106,6 +107,8 @@ def main() -> None:
         write_resets(files[f"{n:,} resets, one per connection"], n)
     tiny = work / "tiny.pcap"
     synth.write(tiny, synth.build(2, 0.0))
+    one = work / "one-reset.pcap"              # start-up with a verdict to make: one aborted connection
+    write_resets(one, 1)
     found = tools(work)
     if a.no_tshark:
         found.pop("tshark", None)
@@ -142,17 +145,19 @@ def main() -> None:
         if "suricata" in found:
             s_extra = cpu[f"{hi:,} resets, one per connection", "suricata"] - cpu[f"{lo:,} resets, one per connection", "suricata"]
             print(f"marginal CPU per reset connection (Suricata, flow record each): {1e6 * s_extra / (hi - lo):.0f} us")
-    print("\nstart-up (a 2-packet file, CPU seconds, median):")
-    starts = {"rstwatch read": found["rstwatch"](tiny), "rstwatch --version": RSTWATCH[:1] + ["-m", "rstwatch", "--version"],
+    print("\nstart-up (a 2-packet file; a 6-packet one with one reset; CPU seconds, median):")
+    starts = {"rstwatch read": found["rstwatch"](tiny), "rstwatch read, 1 reset": found["rstwatch"](one),
+              "rstwatch --version": RSTWATCH[:1] + ["-m", "rstwatch", "--version"],
               "rstwatch --help": RSTWATCH + ["--help"]}
     if "tshark" in found:
         starts["tshark -r"] = ["tshark", "-r", str(tiny)]
+        starts["tshark -r, 1 reset"] = ["tshark", "-r", str(one)]
     if "tcpdump" in found:
         starts["tcpdump -r"] = found["tcpdump"](tiny)
     for label, cmd in starts.items():
         runs = sorted(cpu_seconds(cmd, work) for _ in range(max(a.repeat, 3)))
         c, w = runs[len(runs) // 2]
-        print(f"  {label:20} {c:.2f} s CPU, {w:.2f} s wall")
+        print(f"  {label:22} {c:.2f} s CPU, {w:.2f} s wall")
     shutil.rmtree(work)
 
 
