@@ -4,8 +4,8 @@
 
 Files (benchmarks/synth.py): N mixed packets (2% of connections end in a reset), N packets of
 the same traffic without a reset, files where every connection ends in a reset (a request, then
-the server aborts: 6 packets each), a 2-packet file and a file of one such connection (start-up
-with a verdict to make). Tools, each as a fresh process,
+the server aborts: 6 packets each), a 2-packet file and a 4-packet one holding one refused
+connection (start-up with a verdict to make). Tools, each as a fresh process,
 measured in CPU seconds (user + system of the process and its children, median of --repeat
 runs, the tools' runs interleaved so a slow spell of the machine falls on all of them; tshark
 once, it is slow):
@@ -107,8 +107,8 @@ def main() -> None:
         write_resets(files[f"{n:,} resets, one per connection"], n)
     tiny = work / "tiny.pcap"
     synth.write(tiny, synth.build(2, 0.0))
-    one = work / "one-reset.pcap"              # start-up with a verdict to make: one aborted connection
-    write_resets(one, 1)
+    one = work / "one-reset.pcap"              # start-up with a verdict to make: a refused connection
+    synth.write(one, synth.build(4, 1.0, templates=[synth.NORMAL, synth.REFUSED]))     # (and two SYNs)
     found = tools(work)
     if a.no_tshark:
         found.pop("tshark", None)
@@ -145,7 +145,7 @@ def main() -> None:
         if "suricata" in found:
             s_extra = cpu[f"{hi:,} resets, one per connection", "suricata"] - cpu[f"{lo:,} resets, one per connection", "suricata"]
             print(f"marginal CPU per reset connection (Suricata, flow record each): {1e6 * s_extra / (hi - lo):.0f} us")
-    print("\nstart-up (a 2-packet file; a 6-packet one with one reset; CPU seconds, median):")
+    print("\nstart-up (a 2-packet file; a 4-packet one with one reset; CPU seconds, median):")
     starts = {"rstwatch read": found["rstwatch"](tiny), "rstwatch read, 1 reset": found["rstwatch"](one),
               "rstwatch --version": RSTWATCH[:1] + ["-m", "rstwatch", "--version"],
               "rstwatch --help": RSTWATCH + ["--help"]}
