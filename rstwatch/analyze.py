@@ -265,6 +265,7 @@ class VerdictBatch:
         add_join_keys(out, ts)
         if len(parts) > 1:
             out["file"] = Texts([lab for _, lab, _, _, _, t in parts for _ in t], how="list")
+            out.shared = True
         out = spill.keep(out)     # on disk, when a long read streams its output
         start = 0
         for owner, _, _, _, _, t in parts:
