@@ -14,9 +14,7 @@ import math
 import os
 import sys
 from itertools import chain
-from typing import TextIO
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
