@@ -128,7 +128,7 @@ class Texts:
         if self._coded is not None:
             return Texts(coded=(self._coded[0], self._coded[1][rows]), how=self.how)
         values = self.tolist()
-        return Texts([values[k] for k in np.asarray(rows).tolist()], how=self.how)
+        return Texts(_taken(values, rows), how=self.how)
 
     def slice(self, start: int, end: int) -> "Texts":
         if self._coded is not None:
@@ -191,7 +191,7 @@ class Meta:
 
     def take(self, rows) -> "Meta":
         values = self.tolist()
-        return Meta([values[k] for k in np.asarray(rows).tolist()])
+        return Meta(_taken(values, rows))
 
     def to_pandas(self):
         from .features.extract import _meta_column
@@ -213,11 +213,16 @@ class Objects:
         return self.values
 
     def take(self, rows) -> "Objects":
-        return Objects([self.values[k] for k in np.asarray(rows).tolist()])
+        return Objects(_taken(self.values, rows))
 
     def to_pandas(self):
         import pandas as pd
         return pd.Series(self.values, dtype=object)
+
+
+def _taken(values: list, rows) -> list:
+    """values[k] for each k of `rows`."""
+    return [values[k] for k in np.asarray(rows).tolist()]
 
 
 def decode_buffers(offsets: np.ndarray, data: np.ndarray) -> list[str]:
@@ -270,7 +275,7 @@ def take(col, rows: np.ndarray):
     if isinstance(col, np.ndarray):
         return col[rows]
     if isinstance(col, list):
-        return [col[k] for k in rows.tolist()]
+        return _taken(col, rows)
     if isinstance(col, (Masked, Texts, Meta, Objects)):
         return col.take(rows)
     return col.take(rows)                     # a pandas array
@@ -406,8 +411,10 @@ class Table:
     @staticmethod
     def from_pandas(df) -> "Table":
         """A DataFrame's columns as they are (pandas arrays and numpy arrays)."""
-        return Table({name: df[name].array if df[name].dtype.kind not in "biuf" or not isinstance(df[name].dtype, np.dtype)
-                      else df[name].to_numpy() for name in df.columns}, len(df))
+        def column(series):
+            plain = isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf"
+            return series.to_numpy() if plain else series.array
+        return Table({name: column(df[name]) for name in df.columns}, len(df))
 
 
 def as_frame(table):

@@ -204,18 +204,11 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
     values a column repeats encoded once each (a code per row), other values as their JSON texts."""
     import pandas as pd
     dt = col.dtype
-    if dt == np.int64:
-        return ("i", np.ascontiguousarray(col.to_numpy()))
-    if dt == np.float64:
-        typed = _typed_floats(col.to_numpy())
-        if typed is not None:
-            return typed
-    elif dt == np.bool_:
-        return ("b", np.ascontiguousarray(col.to_numpy()).view(np.uint8))
-    elif isinstance(dt, pd.Int64Dtype):
-        mask = col.isna().to_numpy()
-        return ("n", np.ascontiguousarray(col.to_numpy(dtype=np.int64, na_value=0)), mask.view(np.uint8))
-    elif isinstance(dt, pd.StringDtype):
+    if dt == np.int64 or dt == np.float64 or dt == np.bool_:
+        return _typed_column(col.to_numpy(), cache)         # as a columns.Table holds them
+    if isinstance(dt, pd.Int64Dtype):
+        return _typed_column(Masked(col.to_numpy(dtype=np.int64, na_value=0), col.isna().to_numpy(), "Int64"), cache)
+    if isinstance(dt, pd.StringDtype):
         if pd.unique(col.iloc[:1000]).size * 2 <= min(len(col), 1000):     # a column that repeats its texts
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
             return ("c", np.ascontiguousarray(codes, dtype=np.int64), list(map(_string, uniques.tolist())))
@@ -223,7 +216,7 @@ def _typed(col: pd.Series, cache: dict) -> tuple:
         if arrow is not None:
             return ("a", *arrow, lambda v: _value_text(v, cache))
         return ("s", column_values(col), lambda v: _value_text(v, cache))
-    elif dt == object:
+    if dt == object:
         return _typed_objects(col.tolist(), cache)
     return ("t", _texts(column_values(col), cache))
 
