@@ -308,9 +308,9 @@ def concat(parts: list):
         return Objects(list(chain.from_iterable(p.values for p in parts)))
     if all(isinstance(p, Meta) for p in parts):
         return Meta(list(chain.from_iterable(p.tolist() for p in parts)))
-    if isinstance(first, (list, np.ndarray, Masked, Texts, Meta, Objects)):
-        return list(chain.from_iterable(tolist(p) for p in parts))
-    return type(first)._concat_same_type(parts)     # pandas arrays of one type
+    if all(type(p) is type(first) for p in parts) and hasattr(first, "_concat_same_type"):
+        return type(first)._concat_same_type(parts)     # pandas arrays of one type
+    return list(chain.from_iterable(tolist(p) for p in parts))
 
 
 def to_pandas_input(col):

@@ -129,7 +129,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
             info = run_info(results, rules, rule_dirs)
             info.output, info.force = output, force
             with open_output(output, force, binary=chosen.binary) as out:
-                tables = findings_in_order(results, release=True, light=chosen.name == "jsonl" and extract is None)
+                tables = findings_in_order(results, release=True, light=chosen.name in LIGHT and extract is None)
                 if extract is None:
                     _stream(chosen, tables, out, info)
                 else:                   # evidence files written as the findings go by
@@ -153,6 +153,8 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
 STREAMED = ("jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md", "table")
 ALL_COLUMNS = ("parquet",)              # every feature column too, so a report can be made from it later
 REPORTS = ("html", "md")                # from a digest of the findings (report/digest.py), evidence linked
+# Formats written from each batch's columns.Table as the verdicts made it: no pandas for their resets
+LIGHT = ("jsonl", "table")
 
 
 def _stream(chosen, tables, out, info=None) -> None:

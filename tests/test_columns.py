@@ -4,6 +4,7 @@ lines written from the tables are json.dumps of the DataFrame's records, the Dat
 types the findings always had, and every rule matches the same rows on the table as on it."""
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ from rstwatch.engine.evaluate import ColumnArrays, rule_array, rule_mask
 from rstwatch.engine.loader import load_rules
 from rstwatch.features.registry import FEATURES, PANDAS_DTYPE
 from rstwatch.report.jsonl import jsonl_text, reference_lines
+from rstwatch.report.table import TableBatches
 
 ALL_CAPTURES = sorted(p for root in (CAPTURES, EXTERNAL) for p in root.rglob("*")
                       if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
@@ -80,6 +82,30 @@ def test_every_rule_matches_the_same_rows_on_the_table_as_on_its_dataframe(resul
                 assert np.array_equal(rule_array(cols, rule), rule_mask(df, rule).to_numpy(dtype=bool)), rule.id
             checked += len(table)
     assert checked >= 1_000
+
+
+def test_the_terminal_table_from_the_tables_is_the_one_from_the_dataframes():
+    """`read` on a terminal prints its table from the verdicts' Tables: the rows, the counts and
+    the summary by cause are those printed from the DataFrames, files one at a time and several
+    together, at widths that drop columns and print one block per file. (Results of its own: a
+    result whose DataFrame was asked for keeps that, not the verdicts' arrays.)"""
+    results = [_read(p) for p in ALL_CAPTURES]
+    tables = 0
+    groups = [results[k:k + 9] for k in range(0, len(results), 9)] + [[r] for r in results[:40]]
+    for group in groups:
+        printed = []
+        for light in (True, False):
+            parts = list(findings_in_order(group, light=light))
+            tables += light * sum(isinstance(t, Table) for t in parts)
+            for width in (50, 100, 180):
+                out = io.StringIO()
+                writer = TableBatches(out, width=width)
+                for part in parts:
+                    writer.write(part)
+                writer.finish()
+                printed.append(out.getvalue())
+        assert printed[:3] == printed[3:], [r.path for r in group]
+    assert tables >= 40
 
 
 def test_a_table_slice_and_join_keep_the_values():

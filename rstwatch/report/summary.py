@@ -1,12 +1,34 @@
 """Resets per cause: counted from a findings table (`read`) or tallied batch by batch (`live`),
-for the same "By cause" summary. A flood finding stands for all of its resets."""
+for the same "By cause" summary. A flood finding stands for all of its resets.
+
+A findings table is a DataFrame or a columns.Table (`read` on a terminal): a Table of findings
+that are each one reset (no flood's `resets`, no copy's `copy_of`) is counted without pandas."""
 from __future__ import annotations
 
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from .. import columns
+
 if TYPE_CHECKING:       # counting no finding (a capture without RST) needs no pandas
     import pandas as pd
+
+WEIGHTED = ("resets", "copy_of")    # columns that make a finding count other than once
+
+
+def column_list(df: pd.DataFrame | columns.Table, name: str) -> list:
+    """A column's values as a list (a DataFrame's as pandas gives them)."""
+    col = df[name]
+    return columns.tolist(col) if isinstance(df, columns.Table) else col.tolist()
+
+
+def light_table(df: pd.DataFrame | columns.Table) -> pd.DataFrame | columns.Table:
+    """A Table of findings that each count once as it is; any other as a DataFrame."""
+    if isinstance(df, columns.Table) and any(c in df for c in WEIGHTED):
+        return df.frame()
+    return df
 
 
 # after a remediation that stands for a cause whose findings' texts differ, its rule unknown here
@@ -28,32 +50,45 @@ def counted(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["copy_of"].isna()] if "copy_of" in df and len(df) else df
 
 
-def _rows(df: pd.DataFrame):
+def _weights(df: pd.DataFrame | columns.Table) -> list[int]:
+    if isinstance(df, columns.Table):           # light_table: each finding one reset
+        return [1] * len(df)
+    return reset_weights(df).tolist()
+
+
+def _rows(df: pd.DataFrame | columns.Table):
     """(cause, sender, remediation, resets) of each row (columns as lists first: iterating an
     Arrow column is ~0.7 us a value)."""
-    return zip(df["cause"].tolist(), df["sender"].tolist(), df["remediation"].tolist(), reset_weights(df).tolist())
+    return zip(column_list(df, "cause"), column_list(df, "sender"), column_list(df, "remediation"), _weights(df))
 
 
-def _groups(df: pd.DataFrame) -> list[tuple]:
+def _numbered(values: list) -> tuple[np.ndarray, list]:
+    """(codes, distinct): each value's number among the distinct values, in order of first
+    appearance (pandas.factorize's numbering)."""
+    index: dict = {}
+    codes = np.fromiter(map(index.setdefault, values, range(len(values))), np.int64, len(values))
+    firsts = list(index.values())
+    renumber = np.zeros(len(values), np.int64)
+    renumber[firsts] = np.arange(len(firsts))
+    return renumber[codes], list(index)
+
+
+def _groups(df: pd.DataFrame | columns.Table) -> list[tuple]:
     """_rows' tuples, the rows that share a cause, a sender and a remediation list (a rule's
     rows share its list) made one with their resets summed, in order of first appearance: what
     CauseTally keeps comes out the same, without a Counter update per finding (~2.5 us a
     finding, which `live` paid for every reset in every format). Rows with a missing cause or
     sender are taken one by one."""
-    import numpy as np
-    import pandas as pd
     from .jsonl import by_identity
-    cause, sender = df["cause"], df["sender"]
-    if cause.isna().any() or sender.isna().any():
+    if _missing(df, "cause") or _missing(df, "sender"):
         return list(_rows(df))
-    cause_codes, causes = pd.factorize(cause)
-    sender_codes, senders = pd.factorize(sender)
-    fix_codes, fixes = by_identity(df["remediation"].tolist())
+    cause_codes, causes = _numbered(column_list(df, "cause"))
+    sender_codes, senders = _numbered(column_list(df, "sender"))
+    fix_codes, fixes = by_identity(column_list(df, "remediation"))
     ns, nf = len(senders), len(fixes)
-    key = (cause_codes.astype(np.int64) * ns + sender_codes) * nf + fix_codes
+    key = (cause_codes * ns + sender_codes) * nf + fix_codes
     distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    sums = np.bincount(inverse.reshape(-1), weights=reset_weights(df).to_numpy(np.float64), minlength=len(distinct))
-    causes, senders = causes.tolist(), senders.tolist()
+    sums = np.bincount(inverse.reshape(-1), weights=np.asarray(_weights(df), np.float64), minlength=len(distinct))
     out = []
     for j in np.argsort(first, kind="stable").tolist():
         k = int(distinct[j])
@@ -61,7 +96,15 @@ def _groups(df: pd.DataFrame) -> list[tuple]:
     return out
 
 
-def reset_count(df: pd.DataFrame) -> int:
+def _missing(df: pd.DataFrame | columns.Table, name: str) -> bool:
+    """Whether a value of the column is missing."""
+    col = df[name]
+    return bool(columns.isna(col).any() if isinstance(df, columns.Table) else col.isna().any())
+
+
+def reset_count(df: pd.DataFrame | columns.Table) -> int:
+    if isinstance(df, columns.Table):           # light_table: each finding one reset
+        return len(df)
     df = counted(df)
     return int(reset_weights(df).sum()) if len(df) else 0
 
@@ -79,15 +122,15 @@ class CauseTally:
         self.fix_varies: set[str] = set()
         self.templates = {r.name: r.remediation for r in rules or []}
 
-    def add(self, df: pd.DataFrame) -> None:
-        self._take(_groups, df)
+    def add(self, df: pd.DataFrame | columns.Table) -> None:
+        self._take(_groups, light_table(df))
 
     def add_rows(self, df: pd.DataFrame) -> None:
         """add, a row at a time: the reference for _groups (tests/test_table_rows.py)."""
         self._take(_rows, df)
 
-    def _take(self, tuples, df: pd.DataFrame) -> None:
-        df = counted(df)
+    def _take(self, tuples, df: pd.DataFrame | columns.Table) -> None:
+        df = df if isinstance(df, columns.Table) else counted(df)
         if not len(df):
             return
         for cause, sender, fixes, n in tuples(df):

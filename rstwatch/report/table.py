@@ -11,15 +11,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .. import columns
 from .plaintext import visible
-from .summary import CauseTally, reset_count
+from .summary import CauseTally, column_list, light_table, reset_count
 
-if TYPE_CHECKING:       # a table of no finding (a capture without RST) is printed without pandas
+if TYPE_CHECKING:       # findings come as DataFrames or, from `read`, as columns.Table: no pandas
     import pandas as pd
 
 MAX_ROWS = 200
@@ -40,7 +42,6 @@ def _days(times) -> set[str]:
     """{_day(t) for t in times}, each UTC day formatted once: the day of a time is its whole
     multiple of 86,400 s, but for a time within a millisecond before midnight, which _day may
     round up to the next day's first microsecond (those are asked one by one)."""
-    import numpy as np
     day = np.floor_divide(times, 86400.0)
     late = times - day * 86400.0 > 86400.0 - 1e-3
     return {_day(d * 86400.0) for d in np.unique(day[~late]).tolist()} | {_day(t) for t in times[late].tolist()}
@@ -99,26 +100,33 @@ def _name(path) -> str:
     return visible(Path(str(path)).name)
 
 
-def _rows_of_cells(df: pd.DataFrame, cols: list[str]):
-    """Each row's cells in `cols`, then its why, as plain rich texts."""
-    columns = [_column_texts(df, c) for c in cols] + [df["title"].tolist()]
-    return ([plain(v) for v in row] for row in zip(*columns))
+def _rows_of_cells(df: pd.DataFrame | columns.Table, cols: list[str], rows: list[int] | None = None):
+    """Each row's cells in `cols`, then its why, as plain rich texts (of the rows `rows` only,
+    when given)."""
+    texts = [_column_texts(df, c) for c in cols] + [column_list(df, "title")]
+    if rows is not None:
+        texts = [[col[k] for k in rows] for col in texts]
+    return ([plain(v) for v in row] for row in zip(*texts))
 
 
-def _column_texts(df: pd.DataFrame, col: str) -> list[str]:
+def _column_texts(df: pd.DataFrame | columns.Table, col: str) -> list[str]:
     """The text of column `col` (before `visible`) for every row of `df`."""
     if col == "time":
-        return [_clock(t) for t in df["time"].tolist()]
+        return [_clock(t) for t in column_list(df, "time")]
     if col == "conn":
-        return [connection_text(*t) for t in zip(df["src"].tolist(), df["sport"].tolist(), df["dst"].tolist(),
-                                                  df["dport"].tolist())]
+        return [connection_text(*t) for t in _connections(df)]
     if col == "frame":
-        return [str(v) for v in df["frame"].tolist()]
+        return [str(v) for v in column_list(df, "frame")]
     if col == "conf":
-        return [f"{v:.2f}" for v in df["confidence"].tolist()]
+        return [f"{v:.2f}" for v in column_list(df, "confidence")]
     if col == "file":
-        return [Path(str(f)).name for f in df["file"].tolist()]
-    return [str(v) for v in df[{"by": "sender", "cause": "cause"}[col]].tolist()]
+        return [Path(str(f)).name for f in column_list(df, "file")]
+    return [str(v) for v in column_list(df, {"by": "sender", "cause": "cause"}[col])]
+
+
+def _connections(df: pd.DataFrame | columns.Table):
+    """(src, sport, dst, dport) of each row."""
+    return zip(*(column_list(df, c) for c in ("src", "sport", "dst", "dport")))
 
 
 def _console(out: TextIO, width: int | None) -> Console:
@@ -134,11 +142,12 @@ def write_table(df: pd.DataFrame, out: TextIO, info=None, width: int | None = No
 class TableBatches:
     """`read --format table` a findings table at a time (read streams its spilled batches): the
     first MAX_ROWS rows, the counts of the heading and the summary by cause are all it keeps,
-    and the table is printed at the end, as writing every finding at once prints it."""
+    and the table is printed at the end, as writing every finding at once prints it. A batch
+    is a DataFrame or a columns.Table (`read` on a terminal imports no pandas for its resets)."""
 
     def __init__(self, out: TextIO, info=None, width: int | None = None) -> None:
         self.out, self.info, self.width = out, info, width
-        self.shown: list[pd.DataFrame] = []
+        self.shown: list[pd.DataFrame | columns.Table] = []
         self.rows = self.resets = 0
         self.days: set[str] = set()
         self.files: set = set()
@@ -147,15 +156,19 @@ class TableBatches:
     def start(self, what: str = "read") -> None:
         pass
 
-    def write(self, df: pd.DataFrame) -> None:
+    def write(self, df: pd.DataFrame | columns.Table) -> None:
         if not len(df):
             return
+        df = light_table(df)
         if self.rows < MAX_ROWS:
-            self.shown.append(df.head(MAX_ROWS - self.rows))
+            self.shown.append(df.rows(0, MAX_ROWS - self.rows) if isinstance(df, columns.Table)
+                              else df.head(MAX_ROWS - self.rows))
         self.rows += len(df)
         self.resets += reset_count(df)
-        self.days.update(_days(df["time"].to_numpy(float)))
-        self.files.update(df["file"].unique())
+        times = df["time"]
+        self.days.update(_days(columns.to_numpy(times, float, np.nan) if isinstance(df, columns.Table)
+                               else times.to_numpy(float)))
+        self.files.update(column_list(df, "file"))
         self.tally.add(df)
 
     def finish(self, tally=None) -> None:
@@ -166,29 +179,40 @@ class TableBatches:
                       + (f"; times are UTC on {', '.join(days)}" if days else ""))
         if not self.rows:
             return
-        import pandas as pd
-        shown = pd.concat(self.shown, ignore_index=True) if len(self.shown) > 1 else self.shown[0]
-        _print_rows(console, shown, multi=len(self.files) > 1)
+        _print_rows(console, _joined(self.shown), multi=len(self.files) > 1)
         if self.rows > MAX_ROWS:
             console.print(f"... {self.rows - MAX_ROWS} more rows not shown (use --format jsonl, csv or html for all)")
         write_cause_summary(self.tally.rows(), console)
 
 
-def _print_rows(console: Console, shown: pd.DataFrame, multi: bool) -> None:
-    widths = {"frame": max(5, len(str(shown["frame"].max()))), "time": 12, "by": 7, "conf": 4,
-              "cause": max(5, int(shown["cause"].str.len().max())),
-              "conn": max(18, max(len(connection_text(*t)) for t in
-                                  zip(shown["src"], shown["sport"], shown["dst"], shown["dport"])))}
-    widths["conn_half"] = max(max(len(f"{a}:{p} ->"), len(f"{b}:{q}")) for a, p, b, q in
-                              zip(shown["src"], shown["sport"], shown["dst"], shown["dport"]))
+def _joined(shown: list) -> pd.DataFrame | columns.Table:
+    """The rows kept, one table: a Table when every batch was one."""
+    if len(shown) == 1:
+        return shown[0]
+    if all(isinstance(t, columns.Table) for t in shown) and all(t.columns == shown[0].columns for t in shown):
+        return columns.Table.concat(shown)
+    import pandas as pd
+    return pd.concat([columns.as_frame(t) for t in shown], ignore_index=True)
+
+
+def _print_rows(console: Console, shown: pd.DataFrame | columns.Table, multi: bool) -> None:
+    connections = list(_connections(shown))
+    widths = {"frame": max(5, len(str(max(column_list(shown, "frame"))))), "time": 12, "by": 7, "conf": 4,
+              "cause": max(5, max(map(len, column_list(shown, "cause")))),
+              "conn": max(18, max(len(connection_text(*t)) for t in connections))}
+    widths["conn_half"] = max(max(len(f"{a}:{p} ->"), len(f"{b}:{q}")) for a, p, b, q in connections)
+    files = column_list(shown, "file")
     if multi:
-        widths["file"] = max(4, max(len(_name(f)) for f in shown["file"]))
+        widths["file"] = max(4, max(len(_name(f)) for f in files))
     cols, wrap = layout(console.width, widths)
     if multi and "file" not in cols:            # too narrow for a file column: one block per file
-        for name, grp in shown.groupby("file", sort=False):
+        by_file: dict = {}
+        for row, name in enumerate(files):      # files in order of first appearance, rows in order
+            by_file.setdefault(name, []).append(row)
+        for name, rows in by_file.items():
             console.print(Text(_name(name), style="bold"))
             table = _new_table(cols, widths, wrap)
-            for cells in _rows_of_cells(grp, cols):
+            for cells in _rows_of_cells(shown, cols, rows):
                 table.add_row(*cells)
             console.print(table)
     else:
@@ -275,14 +299,14 @@ class TableSink:
         room = self.console.width - fixed
         if room < WHY_MIN:
             return None
-        columns = [[visible(v) for v in _column_texts(df, c)] for c in self.cols]
+        texts = [[visible(v) for v in _column_texts(df, c)] for c in self.cols]
         whys = [visible(v) for v in df["title"].tolist()]
         # the why column is as wide as its longest text, at least WHY_MIN, at most the room left
         why_width = min(room, max(WHY_MIN, max(map(len, whys), default=0)))
-        for c, texts in zip(self.cols, columns):
-            if not all(t.isascii() for t in texts):
+        for c, column in zip(self.cols, texts):
+            if not all(t.isascii() for t in column):
                 return None
-            if c in ("frame", "conf") and any(t != t.rstrip() for t in texts):
+            if c in ("frame", "conf") and any(t != t.rstrip() for t in column):
                 return None             # rich drops a right-aligned text's trailing spaces first
         wrapped: dict[str, list[str]] = {}
         for why in dict.fromkeys(whys):
@@ -291,8 +315,8 @@ class TableSink:
             wrapped[why] = self._wrapped(why, why_width)
         gap = " " * GAP
         # a text wider than its column is cut at its width, as rich crops a cell that may not wrap
-        padded = [[t[:w].rjust(w) if c in ("frame", "conf") else t[:w].ljust(w) for t in texts]
-                  for c, w, texts in ((c, self._width(c), texts) for c, texts in zip(self.cols, columns))]
+        padded = [[t[:w].rjust(w) if c in ("frame", "conf") else t[:w].ljust(w) for t in column]
+                  for c, w, column in ((c, self._width(c), column) for c, column in zip(self.cols, texts))]
         if not (self.wrap and "conn" in self.cols):
             blank = gap.join(" " * self.WIDTHS[c] for c in self.cols) + gap
             out = []
@@ -308,7 +332,7 @@ class TableSink:
         out = []
         for k, why in enumerate(whys):
             cells = [col[k] for col in padded]
-            conn, why_lines = self._wrapped(columns[at][k], conn_width), wrapped[why]
+            conn, why_lines = self._wrapped(texts[at][k], conn_width), wrapped[why]
             for line in range(max(len(conn), len(why_lines))):
                 row = cells if line == 0 else blanks.copy()
                 row[at] = conn[line] if line < len(conn) else blanks[at]
