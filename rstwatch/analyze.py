@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 from . import columns, spill, textcolumns
+from .arrays import distinct
 from .columns import Table, Texts, as_frame
 from .gcpause import gc_paused
 from .engine.model import TEMPLATE_FIELDS, Rule
@@ -502,7 +503,7 @@ def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int, light: bool) 
             yield rows_of(table_of(int(src[0])), int(at[0]), int(at[-1]) + 1)
             continue
         parts, where = [], []
-        for s in sorted(np.unique(src), key=lambda s: (s < 0, s)):   # each piece it needs, once; floods last
+        for s in sorted(distinct(src), key=lambda s: (s < 0, s)):   # each piece it needs, once; floods last
             table = table_of(int(s))
             mask = src == s
             parts.append(_take(table, at[mask]))

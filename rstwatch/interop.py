@@ -227,8 +227,9 @@ def connection_digests(df: pd.DataFrame) -> list[bytes | None]:
     finding, which stands for many connections (as Zeek's scan notices have no uid)."""
     if not len(df):
         return []
-    cids = df["community_id"].tolist() if "community_id" in df else community_id_column(df)
-    files = df["file"].tolist()
+    from . import columns                       # a DataFrame's or a columns.Table's columns
+    cids = columns.tolist(df["community_id"]) if "community_id" in df else community_id_column(df)
+    files = columns.tolist(df["file"])
     firsts = _frames(df["conn_first_frame"]) if "conn_first_frame" in df else [None] * len(df)
     known: dict[str, str] = {}          # the file names repeat: each one's base name once
     bases = [known.get(f) or known.setdefault(f, _basename(str(f))) for f in files]
@@ -240,8 +241,13 @@ def connection_digests(df: pd.DataFrame) -> list[bytes | None]:
     return [one(k) for k in range(len(cids))]
 
 
-def _frames(col: pd.Series) -> list[int | None]:
+def _frames(col) -> list[int | None]:
     """_frame of each value: a column of integers without a missing one as it is."""
+    if isinstance(col, np.ndarray) and col.dtype.kind in "iu":     # a columns.Table's
+        return col.tolist()
+    if not hasattr(col, "isna"):
+        from . import columns
+        return [None if v is None or v != v else int(v) for v in columns.tolist(col)]     # None where missing
     if col.dtype.kind in "iu" and not col.isna().any():     # int64, and pandas' Int64 without NA
         return col.to_numpy(dtype=np.int64).tolist()
     return [_frame(v) for v in col.tolist()]

@@ -154,7 +154,7 @@ STREAMED = ("jsonl", "csv", "eve", "zeek", "zeek-json", "parquet", "html", "md",
 ALL_COLUMNS = ("parquet",)              # every feature column too, so a report can be made from it later
 REPORTS = ("html", "md")                # from a digest of the findings (report/digest.py), evidence linked
 # Formats written from each batch's columns.Table as the verdicts made it: no pandas for their resets
-LIGHT = ("jsonl", "table")
+LIGHT = ("jsonl", "table", "csv", "eve", "zeek", "zeek-json")
 
 
 def _stream(chosen, tables, out, info=None) -> None:

@@ -263,6 +263,8 @@ def test_microseconds_round_as_python_does(times):
         for t, s, u in zip(times, *(p.tolist() for p in parts)):
             assert f"{t:.6f}" == f"{s}.{u:06d}" and round(t, 6) == (s * 10**6 + u) / 1e6
         assert zeeklog.time_texts(times) == [f"{t:.6f}" for t in times]
+        # made in Python where pyarrow is not loaded (a read to a Zeek log loads neither it nor pandas)
+        assert zeeklog.micro_texts(*parts, arrow=False) == zeeklog.micro_texts(*parts, arrow=True) == zeeklog.time_texts(times)
 
 
 @pytest.mark.parametrize("columns", [

@@ -18,6 +18,7 @@ from rstwatch.engine.evaluate import ColumnArrays, rule_array, rule_mask
 from rstwatch.engine.loader import load_rules
 from rstwatch.features.registry import FEATURES, PANDAS_DTYPE
 from rstwatch.report.jsonl import jsonl_text, reference_lines
+from rstwatch.report.formats import FORMATS
 from rstwatch.report.table import TableBatches
 
 ALL_CAPTURES = sorted(p for root in (CAPTURES, EXTERNAL) for p in root.rglob("*")
@@ -84,28 +85,48 @@ def test_every_rule_matches_the_same_rows_on_the_table_as_on_its_dataframe(resul
     assert checked >= 1_000
 
 
-def test_the_terminal_table_from_the_tables_is_the_one_from_the_dataframes():
-    """`read` on a terminal prints its table from the verdicts' Tables: the rows, the counts and
-    the summary by cause are those printed from the DataFrames, files one at a time and several
-    together, at widths that drop columns and print one block per file. (Results of its own: a
-    result whose DataFrame was asked for keeps that, not the verdicts' arrays.)"""
-    results = [_read(p) for p in ALL_CAPTURES]
-    tables = 0
-    groups = [results[k:k + 9] for k in range(0, len(results), 9)] + [[r] for r in results[:40]]
+# The formats `read` writes from the verdicts' Tables (run.LIGHT), each written as `read` writes
+# it (its batch writer, a table at a time); the terminal table at widths that drop columns and
+# print one block per file
+LIGHT_WRITERS = {
+    "table-50": lambda out: TableBatches(out, width=50), "table-100": lambda out: TableBatches(out, width=100),
+    "table-180": lambda out: TableBatches(out, width=180),
+    **{fmt: FORMATS[fmt].batch_writer for fmt in ("csv", "eve", "zeek", "zeek-json")},
+}
+
+
+def _written(make, parts) -> str:
+    out = io.StringIO()
+    writer = make(out)
+    writer.start("read")
+    for part in parts:
+        writer.write(part)
+    writer.finish(None)
+    # Zeek's header and footer carry the clock
+    return "".join(line for line in out.getvalue().splitlines(True) if not line.startswith(("#open", "#close")))
+
+
+@pytest.fixture(scope="module")
+def fresh_results():
+    """Results of their own: a result whose DataFrame was asked for keeps that, not the
+    verdicts' arrays."""
+    return [_read(p) for p in ALL_CAPTURES]
+
+
+@pytest.mark.parametrize("fmt", list(LIGHT_WRITERS))
+def test_formats_written_from_the_tables_are_those_of_the_dataframes(fresh_results, fmt):
+    """`read` writes these formats from the verdicts' Tables, without pandas: byte for byte what
+    they write from the DataFrames, files one at a time and several together."""
+    from rstwatch.run import LIGHT
+    assert fmt.split("-")[0] in LIGHT or fmt in LIGHT
+    results, tables = fresh_results, 0
+    groups = [results[k:k + 9] for k in range(0, len(results), 9)] + [[r] for r in results]
     for group in groups:
-        printed = []
-        for light in (True, False):
-            parts = list(findings_in_order(group, light=light))
-            tables += light * sum(isinstance(t, Table) for t in parts)
-            for width in (50, 100, 180):
-                out = io.StringIO()
-                writer = TableBatches(out, width=width)
-                for part in parts:
-                    writer.write(part)
-                writer.finish()
-                printed.append(out.getvalue())
-        assert printed[:3] == printed[3:], [r.path for r in group]
-    assert tables >= 40
+        light = list(findings_in_order(group, light=True))
+        tables += sum(isinstance(t, Table) for t in light)
+        frames = list(findings_in_order(group))
+        assert _written(LIGHT_WRITERS[fmt], light) == _written(LIGHT_WRITERS[fmt], frames), [r.path for r in group]
+    assert tables >= 100
 
 
 def test_a_table_slice_and_join_keep_the_values():

@@ -15,9 +15,10 @@ import json
 import re
 from typing import TYPE_CHECKING, TextIO
 
+from .. import columns
 from .records import CONTRACT_FIELDS, EXTRA_FIELDS, OPTIONAL_FIELDS, _plain, column_values, iter_records
 
-if TYPE_CHECKING:       # tables are given: writing none (a capture without RST) needs no pandas
+if TYPE_CHECKING:       # DataFrames or, from `read`, columns.Table: writing them needs no pandas
     import pandas as pd
 
 LIST_FIELDS = ("alternatives", "evidence", "remediation", "sources_sample", "interfaces")
@@ -76,9 +77,11 @@ def _cells(df: pd.DataFrame, name: str) -> list | None:
     if name not in df.columns:
         return None
     col = df[name]
-    if col.dtype == object and (name in LIST_FIELDS or name == "errno"):
+    light = isinstance(df, columns.Table)
+    objects = isinstance(col, (list, columns.Meta, columns.Objects)) if light else col.dtype == object
+    if objects and (name in LIST_FIELDS or name == "errno"):
         from .jsonl import by_identity, plain_int_lists
-        values = col.tolist()
+        values = columns.tolist(col) if light else col.tolist()
         if name in LIST_FIELDS and name not in OPTIONAL_FIELDS and plain_int_lists is not None \
                 and plain_int_lists(values):
             # evidence frames, each row its own list: no text of an int needs join_list's quoting
@@ -90,7 +93,7 @@ def _cells(df: pd.DataFrame, name: str) -> list | None:
         codes, distinct = by_identity(values)
         cells = [make(v) for v in distinct]
         return [cells[k] for k in codes.tolist()]
-    values = column_values(col)
+    values = columns.tolist(col) if light else column_values(col)
     if name in OPTIONAL_FIELDS:         # as iter_records: missing values left out (an empty cell), floats as ints
         values = [None if v is None or (isinstance(v, float) and v != v) else int(v) if isinstance(v, float) else v
                   for v in values]
@@ -236,10 +239,12 @@ def _typed_field(df: pd.DataFrame, name: str, n: int) -> tuple:
     arrays, Arrow texts from their buffers when none needs making inert (a formula start) and
     none is missing; the other columns as _fields' texts."""
     import numpy as np
-    import pandas as pd
     if name not in df.columns:
         return ("c", np.zeros(n, np.int64), [""])          # an empty field in every row
     col = df[name]
+    if isinstance(df, columns.Table):
+        return _typed_table_field(df, col, name, n)
+    import pandas as pd
     dt = col.dtype
     # optional fields write floats as ints and leave missing ones empty; lists and errno are
     # made texts first (join_list, JSON): those columns keep _fields' texts whatever their type
@@ -260,6 +265,25 @@ def _typed_field(df: pd.DataFrame, name: str, n: int) -> tuple:
     return ("t", _fields(_cells(df, name), n))
 
 
+def _typed_table_field(table: columns.Table, col, name: str, n: int) -> tuple:
+    """_typed_field of a columns.Table's column: the same kinds from its arrays and text
+    buffers (the other columns as _fields' texts, which are what the kinds write)."""
+    import numpy as np
+    if name not in OPTIONAL_FIELDS and name not in LIST_FIELDS and name != "errno":
+        if isinstance(col, np.ndarray) and col.dtype == np.int64:
+            return ("i", np.ascontiguousarray(col))
+        if isinstance(col, np.ndarray) and col.dtype == np.float64 and np.isfinite(col).all():
+            from .jsonl import _float_column
+            return _float_column(col)
+        if isinstance(col, np.ndarray) and col.dtype == np.bool_:
+            return ("c", col.astype(np.int64), ["False", "True"])
+        if isinstance(col, columns.Texts) and col.buffers is not None:
+            typed = _buffers_field(*col.buffers)
+            if typed is not None:
+                return typed
+    return ("t", _fields(_cells(table, name), n))
+
+
 _FORMULA_BYTES = [ord(c) for c in _FORMULA_START]
 _QUOTED_BYTES = _QUOTED.encode("ascii")
 
@@ -268,12 +292,18 @@ def _arrow_field(col: pd.Series) -> tuple | None:
     """A column of Arrow texts as its buffers ("q": quoted in C where a text holds one of
     _QUOTED), or None when a text is missing or starts as a formula would (Python decides those:
     `inert` leaves a number such as -1 as it is)."""
-    import numpy as np
     from .jsonl import _arrow_strings
     arrow = _arrow_strings(col)
     if arrow is None or arrow[2] is not None:
         return None
-    offsets, data, _ = arrow
+    return _buffers_field(*arrow[:2])
+
+
+def _buffers_field(offsets, data) -> tuple | None:
+    """Texts held as UTF-8 buffers, every one present, as the "q" field; None when one starts
+    as a formula would."""
+    import numpy as np
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     starts = offsets[:-1][offsets[1:] > offsets[:-1]]
     if len(starts) and np.isin(data[starts], _FORMULA_BYTES).any():
         return None

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Iterator, TextIO
 
 import numpy as np
 
+from .. import columns
 from ..interop import community_id, flow_id_column
 from .records import iter_records
 
-if TYPE_CHECKING:       # tables are given: writing none (a capture without RST) needs no pandas
+if TYPE_CHECKING:       # DataFrames or, from `read`, columns.Table: writing them needs no pandas
     import pandas as pd
 
 EVENT_TYPE = "rstwatch"
@@ -63,12 +64,11 @@ def reference_eve_lines(df: pd.DataFrame) -> Iterator[str]:
 
 def _envelope_values(df: pd.DataFrame, names: tuple = ("src", "sport", "dst", "dport", "file", "frame")) -> dict[str, list]:
     """The values eve_event gives each envelope field, a column at a time: the timestamp, the
-    Community ID and the JSON Lines fields `names`."""
-    from .records import column_values
+    Community ID and the JSON Lines fields `names` (of a DataFrame or a columns.Table)."""
     n = len(df)
 
     def col(name: str) -> list:
-        return column_values(df[name]) if name in df.columns else [None] * n
+        return columns.tolist(df[name]) if name in df.columns else [None] * n
 
     v = {name: col(name) for name in names}
     v["timestamp"] = [iso[:26] + "+0000" if iso else suricata_time(None, t) for iso, t in zip(col("ts"), col("time"))]

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import columns
+from ..arrays import distinct
 from .plaintext import visible
 from .summary import CauseTally, column_list, light_table, reset_count
 
@@ -44,7 +45,7 @@ def _days(times) -> set[str]:
     round up to the next day's first microsecond (those are asked one by one)."""
     day = np.floor_divide(times, 86400.0)
     late = times - day * 86400.0 > 86400.0 - 1e-3
-    return {_day(d * 86400.0) for d in np.unique(day[~late]).tolist()} | {_day(t) for t in times[late].tolist()}
+    return {_day(d * 86400.0) for d in distinct(day[~late]).tolist()} | {_day(t) for t in times[late].tolist()}
 
 
 def connection_text(src, sport, dst, dport) -> str:

@@ -7,6 +7,7 @@ every Zeek log, is the same for every finding of one connection (rstwatch/intero
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import repeat
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 import numpy as np
 
+from .. import columns
 from ..interop import uid_column
 from .records import iter_records
 
-if TYPE_CHECKING:       # tables are given: writing none (a capture without RST) needs no pandas
+if TYPE_CHECKING:       # DataFrames or, from `read`, columns.Table: writing them needs no pandas
     import pandas as pd
 
 PATH = "rstwatch"
@@ -150,10 +152,11 @@ def reference_json_lines(df: pd.DataFrame) -> Iterator[str]:
 # ---- a column at a time: what FIELDS gives from each record, for the whole table at once ----
 # (a record dict per row and a call per field cost ~45 us a finding: 100,000 resets, 4.5 s)
 
-def _field_values(df: pd.DataFrame) -> list[list]:
+def _field_values(df: pd.DataFrame | columns.Table) -> list[list]:
     """Each of FIELDS' values for every row, as its getter gives them from the row's record."""
     from .records import OPTIONAL_FIELDS, column_values
     n = len(df)
+    light = isinstance(df, columns.Table)
 
     def col(name: str, default=None) -> list:
         if name not in df.columns:
@@ -162,8 +165,9 @@ def _field_values(df: pd.DataFrame) -> list[list]:
         # lists and dicts made plain once per object, so rows sharing one (a rule's remediation,
         # a pattern's alternatives) share the result and its text is made once (_each_once);
         # lists of plain ints (evidence frames, each row its own) are plain already
-        values = column.tolist() if column.dtype == object else column_values(column)
-        if column.dtype == object and not _plain_already(values):
+        objects = isinstance(column, (list, columns.Meta, columns.Objects)) if light else column.dtype == object
+        values = columns.tolist(column) if light else column.tolist() if objects else column_values(column)
+        if objects and not _plain_already(values):
             values = _plain_by_object(values)
         if name in OPTIONAL_FIELDS:         # as iter_records: left out when missing, floats as ints
             if None in values and all(v is None for v in values):     # a column no row sets (no flood)
@@ -295,9 +299,17 @@ def time_texts(values: list) -> list[str] | None:
     parts = microseconds(np.array(values, np.float64))
     if parts is None:
         return None
+    return micro_texts(*parts, arrow="pyarrow" in sys.modules)
+
+
+def micro_texts(whole: np.ndarray, micros: np.ndarray, arrow: bool) -> list[str]:
+    """f"{w}.{u:06d}" of each pair: by Arrow's casts when pyarrow is loaded already, else in
+    Python (importing it, ~40 ms with pandas, costs more than these ~0.4 us a text)."""
+    if not arrow:
+        return [f"{w}.{u:06d}" for w, u in zip(whole.tolist(), micros.tolist())]
     import pyarrow as pa
     import pyarrow.compute as pc
-    whole, micros = (pc.cast(pa.array(p), pa.string()) for p in parts)
+    whole, micros = (pc.cast(pa.array(p), pa.string()) for p in (whole, micros))
     return pc.binary_join_element_wise(whole, pc.utf8_lpad(micros, 6, "0"), ".").to_pylist()
 
 

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..arrays import distinct
 from ..errors import CaptureError
 from .copies import CopyFilter
 from .decode import decode
@@ -168,8 +169,8 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
             if len(odd):
                 unsupported.append(odd)
                 sel = np.isin(rec.frame, odd)
-                linktypes.update(int(x) for x in np.unique(rec.linktype[sel]))
-                odd_ifaces.update(int(x) for x in np.unique(rec.iface[sel]))
+                linktypes.update(int(x) for x in distinct(rec.linktype[sel]))
+                odd_ifaces.update(int(x) for x in distinct(rec.iface[sel]))
             yield seg
             if keep is not None and keep.done:
                 # -c: what was read is the packets up to the last one kept, not the rest of its chunk

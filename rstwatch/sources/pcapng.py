@@ -8,6 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..arrays import distinct
 from .diagnostics import Diagnostics
 from .segments import RecordIndex
 from .stream import ChunkBuffer
@@ -175,7 +176,7 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
     ts_ns = np.zeros(n, np.int64)
     used = iface[ok]
     one_iface = len(used) and (used == used[0]).all()       # the common case: skip the sort
-    for k in (used[:1] if one_iface else np.unique(used)):
+    for k in (used[:1] if one_iface else distinct(used)):
         sel = ok & (iface == k)
         itf = st.ifaces[int(k)]
         linktype[sel] = itf.linktype

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from ..arrays import distinct
 from ..errors import RstwatchError
 from .segments import RecordIndex
 
@@ -72,7 +73,7 @@ class ReadFilter:
         if self.until_ns is not None:
             keep &= rec.ts_ns < self.until_ns
         if self.bpf:
-            for lt in np.unique(rec.linktype[keep]).tolist():
+            for lt in distinct(rec.linktype[keep]).tolist():
                 at = np.flatnonzero(keep & (rec.linktype == lt))
                 keep[at] = self._program(int(lt)).matches(buf, rec.data[at], rec.caplen[at])
         if self.count is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import distinct
 from ..sources.segments import ACK, RST, SYN, SEGMENT_COLUMNS, Segments, address_text
 from ..loops import factorize_keys
 from .flows import flow_hash
@@ -118,7 +119,7 @@ class TargetGroups:
     def distinct(self, values: np.ndarray) -> np.ndarray:
         """How many different `values` each group holds."""
         width = int(values.max()) + 1 if len(values) else 1
-        pairs = np.unique(self.group * width + values.astype(np.int64))    # one per (group, value)
+        pairs = distinct(self.group * width + values.astype(np.int64))    # one per (group, value)
         return np.bincount(pairs // width, minlength=len(self.starts))
 
 
@@ -230,7 +231,7 @@ class StormTracker:
             if len(st.senders) < 64:
                 st.senders.add(address_text(bool(seg["v6"][r]), int(seg["src_hi"][r]), int(seg["src_lo"][r])))
         if name == "port-scan":
-            st.ports.update(int(p) for p in np.unique(seg["dport"][rows[syn_only[rows]]])[:100000])
+            st.ports.update(int(p) for p in distinct(seg["dport"][rows[syn_only[rows]]])[:100000])
         if len(st.frames) < 10:
             st.frames.extend(int(x) for x in seg["frame"][rst_rows[:10 - len(st.frames)]])
 
