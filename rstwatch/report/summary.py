@@ -127,10 +127,10 @@ class CauseTally:
 
     def add_rows(self, df: pd.DataFrame) -> None:
         """add, a row at a time: the reference for _groups (tests/test_table_rows.py)."""
-        self._take(_rows, df)
+        self._take(_rows, light_table(df))
 
     def _take(self, tuples, df: pd.DataFrame | columns.Table) -> None:
-        df = df if isinstance(df, columns.Table) else counted(df)
+        df = df if isinstance(df, columns.Table) else counted(df)      # a Table: light_table's
         if not len(df):
             return
         for cause, sender, fixes, n in tuples(df):
