@@ -20,7 +20,8 @@ from .sources.readfilter import ReadFilter
 from .sources.segments import RST, Segments
 from .sources.diagnostics import Diagnostics
 from .track.connection import RESET_DELAY_NS
-from .track.flows import BURST_WINDOW_NS, evict_oldest, flow_hash, forget_closed, settled, split_components, split_flows
+from .track.flows import (BURST_WINDOW_NS, evict_oldest, final_by_themselves, flow_hash, forget_closed, settled,
+                          split_components, split_flows)
 from .track.storms import STORM_MIN_FLOWS, StormTracker
 from .track.rstrows import RstRows
 from .track.tracker import rst_connections
@@ -85,6 +86,12 @@ SETTLE_MIN_RESETS = 1_000
 # is classified whole (~2.5 KB a reset at the peak: ~500 MB at the bar). Measured in docs/bounded.md.
 SLICE_RESETS = 50_000
 SLICE_ABOVE = 200_000
+# Such a burst cannot be settled while it goes on, so its segments were all held until the file
+# ended. Past HOLD_RESETS resets held, the flows final by themselves (track/flows.py) are walked
+# at once in slices, kept on disk (spill.stash), and classified at the end with the rest of the
+# file, their burst features computed over all of it (VerdictBatch.stash). A file that did so
+# settles nothing more: a component it walked part of is classified whole at the end.
+HOLD_RESETS = SLICE_ABOVE
 
 MAX_KEPT_ROWS = 4_000_000    # hard cap (~250 MB of segments): beyond it the oldest flows without a RST go
 
@@ -94,13 +101,15 @@ def _resets(seg: Segments) -> int:
 
 
 def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, settle, progress=None,
-                  keep: ReadFilter | None = None) -> Segments:
+                  keep: ReadFilter | None = None, walk_early=None) -> Segments:
     """Read `path` keeping only what a verdict still needs; flows whose verdicts are settled go
-    to `settle` (a callable taking their segments) as the file is read. Returns the rest."""
+    to `settle` (a callable taking their segments) as the file is read, and past HOLD_RESETS
+    held, those final by themselves to `walk_early`. Returns the rest."""
     parts: list[Segments] = []
     rows, bar = 0, FORGET_ROWS
     resets, reset_bar = 0, RESET_BATCH
     evicted = 0
+    walked_early = False
     for chunk in iter_segments(path, diag, progress, keep.fresh() if keep else None):
         if not len(chunk):
             continue
@@ -112,11 +121,19 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, settle, p
             kept = storms.absorb(forget_closed(parts))
             freed = len(kept) < rows
             # settling costs a pass over the table: worth it only once resets pile up
-            done = settled(kept, RESET_DELAY_NS) if _resets(kept) >= SETTLE_MIN_RESETS else None
+            done = settled(kept, RESET_DELAY_NS) if not walked_early and _resets(kept) >= SETTLE_MIN_RESETS else None
             if done is not None and done.any():
                 freed = True
                 settle(kept.take(np.flatnonzero(done)))
                 kept = kept.take(np.flatnonzero(~done))
+            if walk_early is not None and _resets(kept) > HOLD_RESETS:
+                final = final_by_themselves(kept, RESET_DELAY_NS)
+                if final.any():
+                    freed = walked_early = True
+                    parts = []                  # the chunks (kept holds what is left of them)
+                    early = [kept.take(np.flatnonzero(final))]
+                    kept = kept.take(np.flatnonzero(~final))
+                    walk_early(early)           # a list, emptied: the table goes as it is walked
             kept, n = evict_oldest(kept, MAX_KEPT_ROWS)
             evicted += n
             parts, rows, resets = [kept], len(kept), _resets(kept)
@@ -126,6 +143,8 @@ def _read_bounded(path: Path, diag: Diagnostics, storms: StormTracker, settle, p
             grow = 2 if freed else 4
             bar = max(FORGET_ROWS, grow * rows)
             reset_bar = max(RESET_BATCH, grow * resets)
+            if walk_early is not None and resets <= HOLD_RESETS:
+                reset_bar = min(reset_bar, HOLD_RESETS)     # a burst's first flows walked early at the bar, not past it
     if evicted:
         diag.warn(f"flow table full: {evicted} flow(s) without a RST were forgotten early; a RST arriving "
                   f"later on one of them is reported without its earlier context")
@@ -140,8 +159,9 @@ def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
     storms = StormTracker(rules, storm_min)          # flood rules among `rules` switch detectors on
     batch = batch or shared_batch(rules)
     result = FileResult(label, diag, batch=batch)
-    read = [_read_bounded(path, diag, storms, lambda done: batch.add(result, label, done), progress, keep)]
-    batch.consume(result, label, read)       # frees the file's table as soon as it can
+    read = [_read_bounded(path, diag, storms, lambda done: batch.add(result, label, done), progress, keep,
+                          lambda held: batch.stash(result, held))]
+    batch.finish_file(result, label, read)   # frees the file's table as soon as it can
     if storms.storms:
         from .report.storms import storm_rows
         result._floods = add_join_keys(storm_rows(label, storms), [st.first_ns for st in storms.storms.values()])
@@ -162,6 +182,7 @@ class VerdictBatch:
         self.spans: dict[object, tuple[int, int]] = {}
         self.resets = 0
         self.done: dict[object, list[tuple[Table | spill.Waiting, int, int]]] = {}
+        self.stashed: dict[object, list[tuple]] = {}     # owner -> its slices walked early (stash)
         self._empty: pd.DataFrame | None = None
 
     def add(self, owner: object, label: str, seg: Segments) -> None:
@@ -199,28 +220,39 @@ class VerdictBatch:
         cut into slices of whole flows, all walked, and each classified alone with the burst
         features computed over all of them: the peak is the piece's segments and walked columns
         and one slice's features and findings, not every feature and finding of it at once."""
-        seg = pieces.pop()
-        if _resets(seg) <= SLICE_ABOVE:
-            self._add(owner, label, seg)
+        if _resets(pieces[-1]) <= SLICE_ABOVE:
+            self._add(owner, label, pieces.pop())
             return
-        cuts = split_flows(seg, SLICE_RESETS)
-        cols, keys = dict(seg.cols), seg.flow_keys
-        del seg
-        slices = _cut_columns(cols, keys, cuts)
-        slices.reverse()
-        walked = []
-        while slices:
-            one = _walk(slices.pop())       # a slice walked is a slice let go (its columns live on in P)
-            if one is not None:
-                walked.append(one)
-        burst = np.stack(burst_values(BurstInputs.join(
-            [burst_inputs(P, rsts) for P, _, rsts in walked])))
+        self._add_slices(owner, label, list(_walk_slices(pieces)))
+
+    def finish_file(self, owner: object, label: str, held: list[Segments]) -> None:
+        """`consume` the rest of a file at its end: with its slices walked early, if any (its
+        burst), all classified as one sliced piece."""
+        if owner in self.stashed:
+            self._add_slices(owner, label, self.stashed.pop(owner) + list(_walk_slices(held)))
+        else:
+            self.consume(owner, label, held)
+
+    def stash(self, owner: object, held: list[Segments]) -> None:
+        """Flows of a burst final by themselves (the table in `held`, taken from it), walked now
+        in slices, each kept on disk with what its burst features need (HOLD_RESETS) before the
+        next is walked: the file's end classifies them (finish_file)."""
+        kept = self.stashed.setdefault(owner, [])
+        for walked, inputs in _walk_slices(held):
+            kept.append((spill.stash(walked), inputs))
+            del walked
+
+    def _add_slices(self, owner: object, label: str, slices: list[tuple]) -> None:
+        """Walked slices of reset components, (walked or stashed, BurstInputs) each, classified
+        one at a time with the burst features computed over all of them."""
+        burst = np.stack(burst_values(BurstInputs.join([inputs for _, inputs in slices])))
         start = 0
-        walked.reverse()
-        while walked:
-            P, conns, rsts = walked.pop()
-            rsts.burst = burst[:, start:start + len(rsts)]
-            start += len(rsts)
+        slices.reverse()
+        while slices:
+            walked, inputs = slices.pop()
+            P, conns, rsts = spill.unstash(walked)
+            rsts.burst = burst[:, start:start + inputs.n]
+            start += inputs.n
             self._add_walked(owner, label, P, conns, rsts)
 
     def _add(self, owner: object, label: str, seg: Segments) -> None:
@@ -294,6 +326,25 @@ def _walk(seg: Segments) -> tuple[dict[str, np.ndarray], ConnColumns, RstRows] |
     the verdicts need only their columns (features/extract.ConnColumns)."""
     P, conns, rsts = rst_connections(seg)
     return (P, connection_columns(conns), rsts) if conns else None
+
+
+def _walk_slices(held: list[Segments]) -> Iterator[tuple]:
+    """The flows holding a RST of the table in `held` (taken from it, so that it can be freed as
+    it is cut) walked in slices of about SLICE_RESETS resets: (walked, BurstInputs) each, one at
+    a time (VerdictBatch.stash keeps each on disk before the next is walked)."""
+    seg = held.pop()
+    if not _resets(seg):
+        return
+    cuts = split_flows(seg, SLICE_RESETS)
+    cols, keys = dict(seg.cols), seg.flow_keys
+    del seg
+    slices = _cut_columns(cols, keys, cuts)
+    slices.reverse()
+    while slices:
+        one = _walk(slices.pop())       # a slice walked is a slice let go (its columns live on in P)
+        if one is not None:
+            yield one, burst_inputs(one[0], one[2])
+            del one
 
 
 def _cut_columns(cols: dict[str, np.ndarray], keys: np.ndarray | None, cuts: list[np.ndarray]) -> list[Segments]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
-import socket
 import struct
+# socket's C module: `socket` itself makes enums of every constant at import (~3 ms of every start-up)
+from _socket import AF_INET, AF_INET6, inet_pton
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Iterable
@@ -89,7 +90,7 @@ def ns_of_iso_texts(isos: list) -> np.ndarray | None:
     return seconds.astype(np.int64) * 10**9 + nanos
 
 
-_ADDRESS_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_ADDRESS_FAMILIES = (AF_INET, AF_INET6)
 _SEED = struct.pack("!H", 0)           # Community ID seed 0, as Zeek and Suricata use by default
 
 
@@ -97,7 +98,7 @@ def _packed(addr: str) -> bytes | None:
     """Network-order bytes of an IPv4 or IPv6 address written as text; None for anything else."""
     for family in _ADDRESS_FAMILIES:
         try:
-            return socket.inet_pton(family, addr)
+            return inet_pton(family, addr)
         except (OSError, TypeError, ValueError):        # ValueError: text with a NUL in it
             pass
     return None

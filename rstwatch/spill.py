@@ -122,6 +122,45 @@ def keep(table: pd.DataFrame) -> pd.DataFrame | Waiting:
     return plan.waiting
 
 
+class Stashed:
+    """A walked slice of a reset burst on disk until the end of its file classifies it
+    (analyze.VerdictBatch.stash); its file goes once it is read back."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, walked: tuple, path: Path) -> None:
+        self.path = path
+        with path.open("wb") as fh:
+            pickle.dump(walked, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self) -> tuple:
+        with self.path.open("rb") as fh, gc_paused():
+            walked = pickle.load(fh)    # our own file, written above in a private temporary folder
+        self.path.unlink(missing_ok=True)
+        return walked
+
+
+def stash(walked: tuple) -> tuple | Stashed:
+    """`walked` on disk under the current plan (in memory outside `spilling`, or when the folder
+    cannot be written: then `failed` says why)."""
+    if not _plan or _plan[0].directory is None or _plan[0].failed:
+        return walked
+    plan = _plan[0]
+    path = plan.directory / f"{os.getpid()}-walked-{plan.files + 1:06d}.pkl"
+    try:
+        kept = Stashed(walked, path)
+    except OSError as exc:                  # a full disk: this and later slices stay in memory
+        plan.failed = f"{path.parent}: {exc.strerror or exc}"
+        path.unlink(missing_ok=True)
+        return walked
+    plan.files += 1
+    return kept
+
+
+def unstash(walked: tuple | Stashed) -> tuple:
+    return walked.load() if isinstance(walked, Stashed) else walked
+
+
 def _to_disk(plan: SpillPlan) -> None:
     waiting, plan.waiting = plan.waiting, None
     if waiting is None:

@@ -47,7 +47,14 @@ def _stretched(n_packets: int, factor: int, seed: int) -> bytes:
     """A synthetic capture (benchmarks/synth.py, 5% resets of several shapes, refused
     connections from one server endpoint) with its clock stretched so it spans minutes."""
     import synth
-    rec = synth.build(n_packets, 0.05, seed=seed)
+    return _stretch(synth.build(n_packets, 0.05, seed=seed), factor)
+
+
+BURST_STRETCH = 400      # synth's 1,200 aborted connections: 0.28 s -> 111 s, resets ~90 ms apart
+
+
+def _stretch(rec, factor: int) -> bytes:
+    """synth.build's records as a pcap, their clock `factor` times slower."""
     us = (rec["sec"].astype("int64") - int(rec["sec"][0])) * 1_000_000 + rec["usec"]
     us = us * factor + int(rec["sec"][0]) * 1_000_000
     rec["sec"], rec["usec"] = us // 1_000_000, us % 1_000_000
@@ -139,6 +146,49 @@ def test_a_burst_too_big_for_one_batch_is_classified_in_slices_with_the_same_ver
         assert whole["conn.server_rst_burst"].max() > 1
         pd.testing.assert_frame_equal(whole.drop(columns=ignore), sliced.drop(columns=ignore))
     assert whole["conn.server_alive_in_burst"].max() > 0
+
+
+def test_a_burst_held_past_the_bar_is_walked_early_with_the_same_verdicts(tmp_path: Path, builtin_rules, monkeypatch):
+    """A server resetting without a pause cannot be settled while it goes on. Past HOLD_RESETS
+    resets held, the flows final by themselves are walked at once, kept on disk (spill.stash)
+    and classified at the end with the rest, the burst features computed over all of it: every
+    finding must be the one classifying the file whole gives, the segments held must stay far
+    under the file's, and the files kept on disk must be gone."""
+    from rstwatch import analyze, spill
+    from rstwatch.analyze import VerdictBatch, analyze_file
+    import synth
+    path = tmp_path / "burst.pcap"
+    # bin/benchmark's reset files: every connection to one server aborted; for two minutes
+    path.write_bytes(_stretch(synth.build(1200 * len(synth.ABORT), 1.0, templates=[synth.NORMAL, synth.ABORT]),
+                              BURST_STRETCH))
+    whole = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=10**9)).findings
+    stashed, held = [], []
+    real_stash, real_final = spill.stash, analyze.final_by_themselves
+
+    def spy_stash(walked):
+        stashed.append(len(walked[2]))
+        return real_stash(walked)
+
+    def spy_final(seg, delay):
+        held.append(analyze._resets(seg))
+        return real_final(seg, delay)
+    monkeypatch.setattr(spill, "stash", spy_stash)
+    monkeypatch.setattr(analyze, "final_by_themselves", spy_final)
+    for name, value in (("RESET_BATCH", 30), ("SETTLE_MIN_RESETS", 10), ("HOLD_RESETS", 100),
+                        ("SLICE_RESETS", 40), ("SLICE_ABOVE", 100)):
+        monkeypatch.setattr(analyze, name, value)
+    monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", 64 * 1024)
+    with spill.spilling(None) as plan:
+        result = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=30))
+        early = result.findings
+        left = list(plan.directory.iterdir())
+        written = plan.files
+    monkeypatch.undo()
+    assert len(stashed) >= 5 and written >= len(stashed) and not left, (stashed, written, left)
+    assert len(whole) == len(early) > 1000 and max(held) < len(whole) // 3, held
+    assert whole["conn.server_rst_burst"].max() > 1 and whole["conn.server_alive_in_burst"].max() > 0
+    ignore = ["conn_id", "conn_lineage"]                  # places in a batch's own table
+    pd.testing.assert_frame_equal(whole.drop(columns=ignore), early.drop(columns=ignore))
 
 
 def test_the_older_connection_is_looked_for_in_the_resets_own_tunnel(builtin_rules, monkeypatch):

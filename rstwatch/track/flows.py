@@ -192,12 +192,33 @@ def settled(seg: Segments, reset_delay_ns: int, margin_ns: int = SETTLE_MARGIN_N
     """Row mask of the flows whose verdicts are final now (see SETTLE_MARGIN_NS): their last
     connection holds their last RST, that RST is older than the reset delay plus the margin,
     and so is every flow of their reset component (see reset_components)."""
-    flags, ts = seg["flags"], seg["ts_ns"]
-    rst_rows = np.flatnonzero((flags & RST) != 0)
-    if not len(rst_rows):
+    if not ((seg["flags"] & RST) != 0).any():
         return np.zeros(len(seg), bool)
     codes, comp = reset_components(seg)
-    n = len(comp)
+    ok = _final_flows(seg, codes, len(comp), reset_delay_ns, margin_ns)
+    # a component settles whole or not at all
+    has = comp >= 0
+    comp_ok = np.ones(len(comp), bool)
+    comp_ok[comp[has & ~ok]] = False
+    ok &= has & comp_ok[np.maximum(comp, 0)]
+    return ok[codes]
+
+
+def final_by_themselves(seg: Segments, reset_delay_ns: int, margin_ns: int = SETTLE_MARGIN_NS) -> np.ndarray:
+    """Row mask of the flows holding a RST that `settled` finds final by themselves, whether or
+    not the rest of their reset component is: walked early, their burst features computed later
+    with the component's (analyze.VerdictBatch.stash)."""
+    if not ((seg["flags"] & RST) != 0).any():
+        return np.zeros(len(seg), bool)
+    codes, uniq = factorize_keys(flow_hash(seg))
+    return _final_flows(seg, codes, len(uniq), reset_delay_ns, margin_ns)[codes]
+
+
+def _final_flows(seg: Segments, codes: np.ndarray, n: int, reset_delay_ns: int, margin_ns: int) -> np.ndarray:
+    """Per flow: it holds a RST, its last connection holds its last RST, and that RST is older
+    than the reset delay plus the margin."""
+    flags, ts = seg["flags"], seg["ts_ns"]
+    rst_rows = np.flatnonzero((flags & RST) != 0)
     last_rst = np.full(n, -1, np.int64)                 # row of each flow's last RST (rows are in capture order)
     np.maximum.at(last_rst, codes[rst_rows], rst_rows)
     ok = last_rst >= 0
@@ -208,12 +229,7 @@ def settled(seg: Segments, reset_delay_ns: int, margin_ns: int = SETTLE_MARGIN_N
     opened = after & (syn_only | (ts - rst_ts[codes] > reset_delay_ns))
     ok[codes[opened]] = False
     ok &= int(ts.max()) - rst_ts > reset_delay_ns + margin_ns
-    # a component settles whole or not at all
-    has = comp >= 0
-    comp_ok = np.ones(n, bool)
-    comp_ok[comp[has & ~ok]] = False
-    ok &= has & comp_ok[np.maximum(comp, 0)]
-    return ok[codes]
+    return ok
 
 
 def split_components(seg: Segments, max_resets: int) -> list[np.ndarray]:
