@@ -90,7 +90,8 @@ SLICE_ABOVE = 200_000
 # ended. Past HOLD_RESETS resets held, the flows final by themselves (track/flows.py) are walked
 # at once in slices, kept on disk (spill.stash), and classified at the end with the rest of the
 # file, their burst features computed over all of it (VerdictBatch.stash). A file that did so
-# settles nothing more: a component it walked part of is classified whole at the end.
+# settles nothing more: a component it walked part of is classified whole at the end. Only
+# where a spill folder is (`read`): the walked slices take more room than their segments.
 HOLD_RESETS = SLICE_ABOVE
 
 MAX_KEPT_ROWS = 4_000_000    # hard cap (~250 MB of segments): beyond it the oldest flows without a RST go
@@ -159,8 +160,10 @@ def analyze_file(path: Path, rules: list[Rule], label: str | None = None,
     storms = StormTracker(rules, storm_min)          # flood rules among `rules` switch detectors on
     batch = batch or shared_batch(rules)
     result = FileResult(label, diag, batch=batch)
-    read = [_read_bounded(path, diag, storms, lambda done: batch.add(result, label, done), progress, keep,
-                          lambda held: batch.stash(result, held))]
+    # a burst's flows are walked early only where the walked slices can wait on disk (`read`): held
+    # in memory (the Python API), they would take more room than the segments they replace
+    walk_early = (lambda held: batch.stash(result, held)) if spill.can_stash() else None
+    read = [_read_bounded(path, diag, storms, lambda done: batch.add(result, label, done), progress, keep, walk_early)]
     batch.finish_file(result, label, read)   # frees the file's table as soon as it can
     if storms.storms:
         from .report.storms import storm_rows

@@ -140,10 +140,15 @@ class Stashed:
         return walked
 
 
+def can_stash() -> bool:
+    """Whether `stash` would keep things on disk now (inside `spilling`, its folder writable)."""
+    return bool(_plan) and _plan[0].directory is not None and not _plan[0].failed
+
+
 def stash(walked: tuple) -> tuple | Stashed:
     """`walked` on disk under the current plan (in memory outside `spilling`, or when the folder
     cannot be written: then `failed` says why)."""
-    if not _plan or _plan[0].directory is None or _plan[0].failed:
+    if not can_stash():
         return walked
     plan = _plan[0]
     path = plan.directory / f"{os.getpid()}-walked-{plan.files + 1:06d}.pkl"

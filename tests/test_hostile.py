@@ -178,12 +178,16 @@ def test_a_burst_held_past_the_bar_is_walked_early_with_the_same_verdicts(tmp_pa
                         ("SLICE_RESETS", 40), ("SLICE_ABOVE", 100)):
         monkeypatch.setattr(analyze, name, value)
     monkeypatch.setattr("rstwatch.sources.stream.CHUNK_BYTES", 64 * 1024)
+    in_memory = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=30)).findings
+    assert not stashed and held == []         # no spill folder (the Python API): nothing walked early
     with spill.spilling(None) as plan:
         result = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=30))
         early = result.findings
         left = list(plan.directory.iterdir())
         written = plan.files
     monkeypatch.undo()
+    pd.testing.assert_frame_equal(whole.drop(columns=["conn_id", "conn_lineage"]),
+                                  in_memory.drop(columns=["conn_id", "conn_lineage"]))
     assert len(stashed) >= 5 and written >= len(stashed) and not left, (stashed, written, left)
     assert len(whole) == len(early) > 1000 and max(held) < len(whole) // 3, held
     assert whole["conn.server_rst_burst"].max() > 1 and whole["conn.server_alive_in_burst"].max() > 0
