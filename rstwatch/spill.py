@@ -52,8 +52,8 @@ def spilling(columns: list[str] | None, lean: bool = False) -> Iterator[SpillPla
     spill after a quarter as many (what the writer itself holds is large: a report, evidence)."""
     try:
         folder = tempfile.TemporaryDirectory(prefix="rstwatch-findings-", ignore_cleanup_errors=True)
-    except OSError as exc:
-        folder, failed = None, f"{tempfile.gettempdir()}: {exc.strerror or exc}"
+    except OSError as exc:              # gettempdir() raises again where no folder is usable at all
+        folder, failed = None, f"{tempfile.tempdir or 'the temporary folder'}: {exc.strerror or exc}"
     else:
         failed = None
     plan = SpillPlan(Path(folder.name) if folder else None, None if columns is None else frozenset(columns),

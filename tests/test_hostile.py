@@ -481,6 +481,24 @@ def test_findings_stay_in_memory_when_the_spill_folder_cannot_be_written(tmp_pat
     assert streamed.getvalue() == whole.getvalue() and whole.getvalue().count("\n") > 1_500
 
 
+def test_a_read_where_no_temporary_folder_is_usable_keeps_its_findings_in_memory(tmp_path: Path, monkeypatch):
+    """No usable temporary folder at all (/tmp and /var/tmp read-only): tempfile's own lookup
+    fails, and naming the folder for the warning asked it again (an internal error, exit 70,
+    found by a review). The plan must say why (`read` warns with it) and keep findings, and a
+    burst's walked slices, in memory."""
+    import tempfile
+    from rstwatch import spill
+
+    def nowhere(*args, **kwargs):
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp', '/var/tmp']")
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", nowhere)
+    monkeypatch.setattr(tempfile, "gettempdir", nowhere)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with spill.spilling(None) as plan:
+        assert plan.directory is None and "No usable temporary directory" in plan.failed
+        assert not spill.can_stash()
+
+
 def test_jobs_workers_spill_each_into_their_own_files(tmp_path: Path, builtin_rules, monkeypatch):
     """`read DIR --jobs 2` past SPILL_AFTER findings per worker: the workers inherit the parent's
     spill folder, and with the same table names (000001.pkl...) one worker overwrote the other's
