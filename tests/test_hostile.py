@@ -102,6 +102,16 @@ def test_settling_early_and_batching_files_change_no_verdict(tmp_path: Path, bui
         pd.testing.assert_frame_equal(w[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
 
 
+def _spy(monkeypatch, owner, name: str, seen: list, measure) -> None:
+    """owner.name, each call's first argument measured into `seen` first."""
+    real = getattr(owner, name)
+
+    def spy(*args):
+        seen.append(measure(args[0]))
+        return real(*args)
+    monkeypatch.setattr(owner, name, spy)
+
+
 def test_a_burst_too_big_for_one_batch_is_classified_in_slices_with_the_same_verdicts(tmp_path: Path, builtin_rules,
                                                                                       monkeypatch):
     """A server resetting connection after connection without a pause is one reset component (the
@@ -121,17 +131,8 @@ def test_a_burst_too_big_for_one_batch_is_classified_in_slices_with_the_same_ver
     for path in (burst, mixed):
         whole = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=10**9)).findings
         walked, cut = [], []
-        real_walk, real_split = analyze._walk, analyze.split_flows
-
-        def spy_walk(seg):
-            walked.append(analyze._resets(seg))
-            return real_walk(seg)
-
-        def spy_split(seg, size):
-            cut.append(analyze._resets(seg))
-            return real_split(seg, size)
-        monkeypatch.setattr(analyze, "_walk", spy_walk)
-        monkeypatch.setattr(analyze, "split_flows", spy_split)
+        _spy(monkeypatch, analyze, "_walk", walked, analyze._resets)
+        _spy(monkeypatch, analyze, "split_flows", cut, analyze._resets)
         monkeypatch.setattr(analyze, "SLICE_RESETS", 40)
         monkeypatch.setattr(analyze, "SLICE_ABOVE", 100)
         result = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=30))
@@ -163,17 +164,8 @@ def test_a_burst_held_past_the_bar_is_walked_early_with_the_same_verdicts(tmp_pa
                               BURST_STRETCH))
     whole = analyze_file(path, builtin_rules, batch=VerdictBatch(builtin_rules, max_resets=10**9)).findings
     stashed, held = [], []
-    real_stash, real_final = spill.stash, analyze.final_by_themselves
-
-    def spy_stash(walked):
-        stashed.append(len(walked[2]))
-        return real_stash(walked)
-
-    def spy_final(seg, delay):
-        held.append(analyze._resets(seg))
-        return real_final(seg, delay)
-    monkeypatch.setattr(spill, "stash", spy_stash)
-    monkeypatch.setattr(analyze, "final_by_themselves", spy_final)
+    _spy(monkeypatch, spill, "stash", stashed, lambda walked: len(walked[2]))        # its resets
+    _spy(monkeypatch, analyze, "final_by_themselves", held, analyze._resets)
     for name, value in (("RESET_BATCH", 30), ("SETTLE_MIN_RESETS", 10), ("HOLD_RESETS", 100),
                         ("SLICE_RESETS", 40), ("SLICE_ABOVE", 100)):
         monkeypatch.setattr(analyze, name, value)
