@@ -1,7 +1,9 @@
-"""A read's verdicts are computed on columns.Table (no pandas) and JSON Lines written from it;
-a DataFrame is made of it where one is asked for. On every bundled and public capture: the
-lines written from the tables are json.dumps of the DataFrame's records, the DataFrame has the
-types the findings always had, and every rule matches the same rows on the table as on it."""
+"""A read's verdicts are computed on columns.Table (no pandas) and JSON Lines, the terminal
+table, CSV, EVE and the Zeek logs written from it; a DataFrame is made of it where one is asked
+for. On every bundled and public capture: the lines written from the tables are json.dumps of
+the DataFrame's records, the other formats are byte for byte what they write from the
+DataFrames, the DataFrame has the types the findings always had, and every rule matches the
+same rows on the table as on it."""
 from __future__ import annotations
 
 import io
