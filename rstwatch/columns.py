@@ -235,6 +235,20 @@ def decode_buffers(offsets: np.ndarray, data: np.ndarray) -> list[str]:
     return [raw[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def ascii_buffers(values: list) -> tuple[np.ndarray, np.ndarray] | None:
+    """decode_buffers' inverse for texts that are all ASCII: (offsets, data); None when a value
+    is not a text or a text is not ASCII."""
+    try:
+        joined = "".join(values)
+    except TypeError:                   # a value that is not a text (None, a list)
+        return None
+    if not joined.isascii():
+        return None
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
+    return offsets, np.frombuffer(joined.encode("ascii"), np.uint8)
+
+
 # ---- any column: the few things the pipeline asks of one ----
 
 def tolist(col) -> list:

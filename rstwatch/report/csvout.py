@@ -289,21 +289,11 @@ def _text_buffers(col) -> tuple | None:
     """(offsets, UTF-8 data) of a column of texts, every one present: the buffers the verdicts
     wrote, or the texts joined when all are ASCII (addresses, file names, states: what pandas
     held as Arrow texts, whose buffers its path quotes in C); None for any other column."""
-    import numpy as np
     if isinstance(col, columns.Texts) and col.buffers is not None:
         return col.buffers
     if not isinstance(col, (columns.Texts, columns.Meta, list)):
         return None
-    values = columns.tolist(col)
-    try:
-        joined = "".join(values)
-    except TypeError:                   # a value that is not a text (None, a list)
-        return None
-    if not joined.isascii():
-        return None
-    offsets = np.zeros(len(values) + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
-    return offsets, np.frombuffer(joined.encode("ascii"), np.uint8)
+    return columns.ascii_buffers(columns.tolist(col))
 
 
 _FORMULA_BYTES = [ord(c) for c in _FORMULA_START]
