@@ -65,9 +65,32 @@ class FileResult:
         self._take()
         return assemble(self._pieces, self._floods, self._empty)
 
-    def __getstate__(self) -> dict:          # to another process (--jobs): findings, not the batch
-        return {"path": self.path, "diag": self.diag, "_findings": self.findings, "_batch": None,
-                "_floods": None, "_pieces": None}
+    def __getstate__(self) -> dict:
+        """To the process that writes (`read --jobs`): the pieces, not the batch. A table on disk
+        goes as its file's name (the workers share the reader's spill folder), one in memory as
+        this file's rows alone; the table of no finding is made there when asked for (adopt).
+        Built as one DataFrame each, the findings of every file were all held by the reader at
+        once, with pandas loaded for them."""
+        if self._findings is None:
+            self._take()
+        pieces = None if self._pieces is None else [_shipped(*piece) for piece in self._pieces]
+        return {"path": self.path, "diag": self.diag, "_findings": self._findings, "_batch": None,
+                "_floods": self._floods, "_pieces": pieces, "_empty": None}
+
+    def adopt(self, rules: list[Rule]) -> None:
+        """Back from another process: the table of no finding made here, for the same rules."""
+        if self._pieces is not None and self._empty is None:
+            self._empty = shared_batch(rules).empty
+
+
+def _shipped(table: Table | spill.Waiting | spill.Spilled, a: int, b: int) -> tuple:
+    """A piece as sent to another process: on disk if its table waits to go there (the reader
+    holds what workers send it; what a worker keeps in memory is bounded as its reads are), else
+    its own rows only (a worker's batch table may hold other files')."""
+    table = spill.on_disk(table)
+    if isinstance(table, spill.Spilled):
+        return table, a, b
+    return rows_of(table, a, b), 0, b - a
 
 
 # Forgetting closed flows costs a pass over what is kept, so it runs only once the kept

@@ -78,9 +78,10 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     if cluster is not None:
         outcomes = cluster.map_files(files, rules, debug, storm_min, keep)
     elif jobs > 1 and len(files) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
-            outcomes = list(pool.map(_analyze_one, work))
+        outcomes = _in_workers(work, min(jobs, len(files)))
+        for o in outcomes:
+            if isinstance(o, FileResult):
+                o.adopt(rules)
     elif sys.stderr.isatty():
         outcomes = _with_progress(work)
     else:
@@ -88,6 +89,38 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     results = [o for o in outcomes if isinstance(o, FileResult)]
     errors = [o for o in outcomes if isinstance(o, str)]
     return results, errors
+
+
+def _in_workers(work: list, workers: int) -> list:
+    """`_analyze_one` of each item in `workers` processes, in input order. Ctrl-C (which the
+    terminal sends to every process of the group) is the reader's alone to handle: the workers
+    ignore it and are ended at once, as they are when a file fails under --debug, rather than
+    each printing a traceback and the reader waiting for what they had begun."""
+    from concurrent.futures import ProcessPoolExecutor
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_ignores_ctrl_c)
+    try:
+        outcomes = list(pool.map(_analyze_one, work))
+    except BaseException:
+        _end_workers(pool)
+        raise
+    pool.shutdown()
+    return outcomes
+
+
+def _worker_ignores_ctrl_c() -> None:
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _end_workers(pool) -> None:
+    """Stop `pool`'s workers now, not after the files they are reading (Python 3.14 names this
+    terminate_workers; before it, the processes are the pool's own attribute)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())    # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
 
 
 def tune_gc() -> None:

@@ -183,6 +183,13 @@ def _to_disk(plan: SpillPlan) -> None:
     plan.files += 1
 
 
+def on_disk(table: pd.DataFrame | Spilled | Waiting) -> pd.DataFrame | Spilled:
+    """`table` now, sent to disk first if it is the table waiting to go there (a full disk: in memory)."""
+    if isinstance(table, Waiting) and _plan and _plan[0].waiting is table:
+        _to_disk(_plan[0])
+    return _now(table)
+
+
 def _now(table: pd.DataFrame | Spilled | Waiting) -> pd.DataFrame | Spilled:
     return table.current() if isinstance(table, Waiting) else table
 

@@ -1,0 +1,126 @@
+"""`read --jobs N`: what the workers send back stays bounded and light, and Ctrl-C ends them at once.
+
+Before, each worker sent a file's findings back as one DataFrame: the reader held every finding
+of every file at once (a 1,000,000-reset file and a 300,000-reset one: 1.16 GB, against 415 MB
+with --jobs 1), and a Ctrl-C made each worker print a traceback while the reader waited for the
+files they were reading (forever for a pipe that sends nothing more)."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CAPTURES, ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import hostile  # noqa: E402
+
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+
+
+def test_workers_send_pieces_the_reader_holds_bounded(tmp_path: Path, builtin_rules, monkeypatch):
+    """Past SPILL_AFTER findings held by a worker, its tables come back as names of files in the
+    spill folder the workers share with the reader, not as rows: whatever the files hold, the
+    reader keeps at most SPILL_AFTER rows in memory per worker. The JSON Lines are --jobs 1's."""
+    import io
+    from rstwatch import analyze, spill
+    from rstwatch.analyze import VerdictBatch, findings_in_order
+    from rstwatch.columns import Table
+    from rstwatch.report.formats import FORMATS
+    from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
+    from rstwatch.run import _stream, analyze_paths
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for seed in (5, 6, 7):
+        (folder / f"host{seed}.pcap").write_bytes(hostile.PCAP_HEADER + hostile.rst_records(1_000, 99.0, seed=seed).tobytes())
+    (folder / "refused.pcap").write_bytes((CAPTURES / "closed-port.pcap").read_bytes())
+    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
+    monkeypatch.setattr(VerdictBatch.__init__, "__defaults__", (150,))     # the workers' batches too
+    texts = {}
+    for jobs in (1, 2):
+        out = io.StringIO()
+        with spill.spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]):
+            analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
+            results, errors = analyze_paths([folder], builtin_rules, jobs=jobs)
+            assert not errors
+            if jobs == 2:
+                assert all(r._findings is None for r in results)         # no DataFrame came back
+                in_memory = [t for r in results for t, _, _ in r._pieces if not isinstance(t, spill.Spilled)]
+                on_disk = [t for r in results for t, _, _ in r._pieces if isinstance(t, spill.Spilled)]
+                assert all(isinstance(t, Table) for t in in_memory)
+                assert sum(len(t) for t in in_memory) <= 2 * 300 and len(on_disk) >= 6
+                assert all(t.path.parent == spill._plan[0].directory for t in on_disk)
+            _stream(FORMATS["jsonl"], findings_in_order(results), out)
+        texts[jobs] = out.getvalue()
+    assert texts[2] == texts[1] and texts[1].count("\n") == 3_001
+
+
+def test_a_file_without_findings_read_by_a_worker(tmp_path: Path):
+    """The table of no finding is made by the reader for files that come back with none."""
+    from rstwatch.analyze import all_findings
+    from rstwatch.engine.loader import builtin_rules_dir, load_rules
+    from rstwatch.run import analyze_paths
+    rules = load_rules([builtin_rules_dir()])
+    calm = [CAPTURES / "normal-close.pcap", *sorted((CAPTURES / "real").glob("control-*.pcap"))[:1]]
+    results, errors = analyze_paths(calm, rules, jobs=2)
+    assert not errors and len(results) == 2 and all(r.no_findings for r in results)
+    found = all_findings(results)
+    assert len(found) == 0 and {"cause", "rule", "community_id"} <= set(found.columns)
+
+
+def _reader(files: list[Path]) -> subprocess.Popen:
+    """`read --jobs 2 FILES` in its own process group, Ctrl-C handled as in a terminal."""
+    return subprocess.Popen([sys.executable, "-m", "rstwatch", "read", "--jobs", "2", *map(str, files), "--format", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _open_when_read(fifo: Path, proc: subprocess.Popen) -> int:
+    """The writing end of `fifo`, once a worker has opened it to read."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("to_whom", ["group", "reader"])
+def test_ctrl_c_ends_busy_workers_at_once(tmp_path: Path, to_whom: str):
+    """One worker blocked reading a pipe that sends nothing after its header, the other done with
+    its file and waiting for work: Ctrl-C to the process group (a terminal's: the waiting worker
+    printed a traceback) or to the reader alone (kill -INT: it waited for the pipe, forever) must
+    end the run at once with its one line and exit 130, and leave no worker reading the pipe."""
+    fifo = tmp_path / "a.pcap"
+    os.mkfifo(fifo)
+    proc = _reader([fifo, CAPTURES / "closed-port.pcap"])
+    end = None
+    try:
+        end = _open_when_read(fifo, proc)
+        os.write(end, PCAP_HEADER)
+        time.sleep(1.0)                     # one worker waits in read(), the other for a file
+        started = time.monotonic()
+        if to_whom == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and err == "rstwatch: interrupted\n" and out == "", (proc.returncode, err)
+    assert took < 10, took
+    with pytest.raises(BrokenPipeError):       # no worker left reading it
+        os.write(end, b"\0" * 16)
+    os.close(end)
