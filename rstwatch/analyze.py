@@ -37,7 +37,7 @@ class FileResult:
     per file held for a folder of 3,000 small captures cost ~100 KB a file): keep what you need."""
 
     def __init__(self, path: str, diag: Diagnostics, findings: pd.DataFrame | None = None,
-                 batch: "VerdictBatch | None" = None, floods: pd.DataFrame | None = None) -> None:
+                 batch: "VerdictBatch | None" = None, floods: Table | None = None) -> None:
         self.path, self.diag = path, diag
         self._findings, self._batch, self._floods = findings, batch, floods
         self._pieces: list[tuple[pd.DataFrame, int, int]] | None = None
@@ -209,7 +209,7 @@ class VerdictBatch:
         self.resets = 0
         self.done: dict[object, list[tuple[Table | spill.Waiting, int, int]]] = {}
         self.stashed: dict[object, list[tuple]] = {}     # owner -> its slices walked early (stash)
-        self._empty: pd.DataFrame | None = None
+        self._empty: Table | None = None
 
     def add(self, owner: object, label: str, seg: Segments) -> None:
         self.consume(owner, label, [seg])
@@ -333,10 +333,11 @@ class VerdictBatch:
         del parts, P, conns, rsts
         _give_back()
 
-    def empty(self) -> pd.DataFrame:
-        """Findings with every column and no row (a file without resets), made when first asked for."""
+    def empty(self) -> Table:
+        """Findings with every column and no row (a file without resets), made when first asked
+        for: a Table, whose columns are known without pandas (a file of floods only)."""
         if self._empty is None:
-            self._empty = verdicts("", Segments.empty(), self.rules)
+            self._empty = add_join_keys(_explained("", *rst_connections(Segments.empty()), self.rules), [])
         return self._empty
 
     def take(self, owner: object) -> list[tuple[Table | spill.Waiting, int, int]]:
@@ -386,12 +387,12 @@ def _cut_columns(cols: dict[str, np.ndarray], keys: np.ndarray | None, cuts: lis
     return [Segments(piece, keys[rows] if keys is not None else None) for piece, rows in zip(pieces, cuts)]
 
 
-def assemble(pieces: list[tuple[pd.DataFrame, int, int]], floods: pd.DataFrame | None,
-             empty: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+def assemble(pieces: list[tuple[pd.DataFrame, int, int]], floods: Table | None,
+             empty: Callable[[], Table]) -> pd.DataFrame:
     """One file's findings, in the order of a whole-file reading (`empty` makes the table of none)."""
     import pandas as pd
     if not pieces:
-        found = empty().copy()
+        found = as_frame(empty()).copy()
     elif len(pieces) == 1:
         table, a, b = pieces[0]
         found = rows_of(as_frame(spill.load(table)), a, b)
@@ -399,7 +400,7 @@ def assemble(pieces: list[tuple[pd.DataFrame, int, int]], floods: pd.DataFrame |
         found = pd.concat([as_frame(spill.load(t)).iloc[a:b] for t, a, b in pieces], ignore_index=True)
         found = found.sort_values("conn_first_frame", kind="stable", ignore_index=True)
     if floods is not None and len(floods):
-        found = pd.concat([found, floods], ignore_index=True)
+        found = pd.concat([found, as_frame(floods)], ignore_index=True)
         found = found.sort_values("frame", kind="stable", ignore_index=True)
     return found
 
@@ -470,7 +471,10 @@ def findings_in_order(results: list[FileResult], rows: int = RESET_BATCH, releas
             r._pieces = r._floods = None
     union = list(columns)
     for table in _in_order(parts, rows, light):
-        yield table if len(table.columns) == len(union) else as_frame(table).reindex(columns=union)
+        if len(table.columns) == len(union):
+            yield table
+        else:               # as pandas reindexes: a column a table lacks is float NaN
+            yield table.reindex(union) if isinstance(table, Table) else as_frame(table).reindex(columns=union)
 
 
 def _in_order(parts: list, rows: int, light: bool) -> Iterator[pd.DataFrame | Table]:
@@ -560,17 +564,19 @@ def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int, light: bool) 
     if floods is not None and len(floods):
         source = np.concatenate([source, np.full(len(floods), -1)])
         row = np.concatenate([row, np.arange(len(floods))])
-        order = np.argsort(np.concatenate([frame, floods["frame"].to_numpy(np.int64)]), kind="stable")
+        order = np.argsort(np.concatenate([frame, columns.to_numpy(floods["frame"], np.int64, 0)]), kind="stable")
         source, row = source[order], row[order]
     loaded: tuple[int, pd.DataFrame | Table] | None = None
+    # a file's findings and floods both are joined as DataFrames, as before; floods alone, as they are
+    light = light and (floods is None or not pieces)
 
     def table_of(s: int) -> pd.DataFrame | Table:
         nonlocal loaded
         if s < 0:
-            return floods
+            return floods if light else as_frame(floods)
         if loaded is None or loaded[0] != s:
             loaded = None                           # free the previous piece before loading the next
-            loaded = (s, _load(pieces[s][0], light and floods is None))    # floods are DataFrames: joined as before
+            loaded = (s, _load(pieces[s][0], light))
         return loaded[1]
 
     for a in range(0, len(source), rows):

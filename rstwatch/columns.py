@@ -15,6 +15,7 @@ A column is one of:
   texts, with how pandas was given them (`how`);
 - `Meta`: a meta column's values, given to pandas as features/extract._meta_column does;
 - `Objects`: values pandas is told to keep as objects (ISO times, Community IDs);
+- `Missing`: a column the table lacks among others' (pandas' reindex: every value float NaN);
 - a pandas array or Series, for a table made from a DataFrame (`Table.from_pandas`).
 """
 from __future__ import annotations
@@ -220,6 +221,31 @@ class Objects:
         return pd.Series(self.values, dtype=object)
 
 
+class Missing:
+    """A column a table lacks, where it is written among tables that have it (a flood's `resets`
+    beside another file's findings): every value missing, given to pandas as reindex makes it."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def tolist(self) -> list:
+        return [None] * self.n
+
+    def isna(self) -> np.ndarray:
+        return np.ones(self.n, bool)
+
+    def take(self, rows) -> "Missing":
+        return Missing(len(rows))
+
+    def to_pandas(self) -> np.ndarray:
+        return np.full(self.n, np.nan)
+
+
 def _taken(values: list, rows) -> list:
     """values[k] for each k of `rows`."""
     return [values[k] for k in np.asarray(rows).tolist()]
@@ -257,7 +283,7 @@ def tolist(col) -> list:
         return col
     if isinstance(col, np.ndarray):
         return col.tolist()
-    if isinstance(col, (Masked, Texts, Meta, Objects)):
+    if isinstance(col, (Masked, Texts, Meta, Objects, Missing)):
         return col.tolist()
     from .report.records import column_values           # a pandas array or Series
     import pandas as pd
@@ -265,7 +291,7 @@ def tolist(col) -> list:
 
 
 def isna(col) -> np.ndarray:
-    if isinstance(col, (Masked, Texts, Meta)):
+    if isinstance(col, (Masked, Texts, Meta, Missing)):
         return col.isna()
     if isinstance(col, np.ndarray) and col.dtype != object:
         return np.isnan(col) if col.dtype.kind == "f" else np.zeros(len(col), bool)
@@ -278,6 +304,8 @@ def to_numpy(col, dtype, na_value: Any) -> np.ndarray:
     """The values as `dtype`, `na_value` where missing."""
     if isinstance(col, Masked):
         return col.filled(na_value, dtype)
+    if isinstance(col, Missing):
+        return np.full(len(col), na_value, dtype)
     if isinstance(col, np.ndarray) and col.dtype.kind in "biuf":
         return col.astype(dtype, copy=False)
     if isinstance(col, (list, Objects, Texts, Meta, np.ndarray)):
@@ -290,7 +318,7 @@ def take(col, rows: np.ndarray):
         return col[rows]
     if isinstance(col, list):
         return _taken(col, rows)
-    if isinstance(col, (Masked, Texts, Meta, Objects)):
+    if isinstance(col, (Masked, Texts, Meta, Objects, Missing)):
         return col.take(rows)
     return col.take(rows)                     # a pandas array
 
@@ -307,6 +335,8 @@ def slice_rows(col, start: int, end: int):
         return Meta(col.values[start:end])
     if isinstance(col, Objects):
         return Objects(col.values[start:end])
+    if isinstance(col, Missing):
+        return Missing(len(range(start, min(end, col.n))))
     return col[start:end]                   # a pandas array
 
 
@@ -322,6 +352,8 @@ def concat(parts: list):
         return Objects(list(chain.from_iterable(p.values for p in parts)))
     if all(isinstance(p, Meta) for p in parts):
         return Meta(list(chain.from_iterable(p.tolist() for p in parts)))
+    if all(isinstance(p, Missing) for p in parts):
+        return Missing(sum(p.n for p in parts))
     if all(type(p) is type(first) for p in parts) and hasattr(first, "_concat_same_type"):
         return type(first)._concat_same_type(parts)     # pandas arrays of one type
     return list(chain.from_iterable(tolist(p) for p in parts))
@@ -329,7 +361,7 @@ def concat(parts: list):
 
 def to_pandas_input(col):
     """What pandas is given for the column when a DataFrame is made."""
-    if isinstance(col, (Masked, Texts, Meta, Objects)):
+    if isinstance(col, (Masked, Texts, Meta, Objects, Missing)):
         return col.to_pandas()
     return col
 
@@ -393,6 +425,12 @@ class Table:
         table = Table({name: self.cols[name] for name in names}, self.n)
         table.shared = self.shared
         return table
+
+    def reindex(self, names: list[str]) -> "Table":
+        """The columns `names` in that order, as pandas' reindex gives them: one the table lacks
+        is Missing (what a flood's `resets` is on another file's findings, and the reverse)."""
+        cols = self.cols
+        return Table({name: cols[name] if name in cols else Missing(self.n) for name in names}, self.n)
 
     def copy(self) -> "Table":
         return Table(dict(self.cols), self.n)

@@ -246,8 +246,8 @@ def _frames(col) -> list[int | None]:
     """_frame of each value: a column of integers without a missing one as it is."""
     if isinstance(col, np.ndarray) and col.dtype.kind in "iu":     # a columns.Table's
         return col.tolist()
-    if not hasattr(col, "isna"):
-        from . import columns
+    from . import columns
+    if not hasattr(col, "isna") or isinstance(col, columns.Missing):
         return [None if v is None or v != v else int(v) for v in columns.tolist(col)]     # None where missing
     if col.dtype.kind in "iu" and not col.isna().any():     # int64, and pandas' Int64 without NA
         return col.to_numpy(dtype=np.int64).tolist()

@@ -82,6 +82,26 @@ def test_the_formats_written_from_the_verdicts_tables_need_no_pandas(fmt):
         assert "rich" in loaded and "1 finding(s) for 1 TCP reset(s)" in printed
 
 
+@pytest.mark.parametrize("fmt", TABLELESS)
+def test_a_flood_beside_other_findings_needs_no_pandas(fmt):
+    """A flood is one finding of its own (report/storms.py), a columns.Table too: written with
+    another file's findings in any of these formats, neither loads pandas (they loaded it, ~0.25
+    s, which was most of such a read). What they print is tests/test_columns.py's business."""
+    loaded, status, printed = probe("read", str(CAPTURES / "syn-flood.pcap"), str(CAPTURES / "closed-port.pcap"),
+                                    "--format", fmt)
+    assert status == 0 and "syn-flood" in printed and "closed-port" in printed
+    assert not loaded & {"pandas", "pyarrow"}, loaded & {"pandas", "pyarrow"}
+
+
+def test_files_read_by_workers_come_back_without_pandas():
+    """`--jobs 2`: the workers send their batches' Tables (run.py, analyze.FileResult), so the
+    reader writing JSON Lines loads no pandas, and prints what --jobs 1 prints."""
+    files = [str(CAPTURES / name) for name in ("closed-port.pcap", "rst-storm.pcap", "data-after-close.pcap")]
+    loaded, status, printed = probe("read", *files, "--jobs", "2", "--format", "jsonl")
+    assert status == 0 and not loaded & {"pandas", "pyarrow"}, loaded & {"pandas", "pyarrow"}
+    assert printed == probe("read", *files, "--format", "jsonl")[2] and printed.count("\n") == 3
+
+
 def test_rule_files_parsed_once_are_not_parsed_again(tmp_path):
     """The first run parses the rule files and keeps what it read; the next one takes them from
     there without PyYAML, and both say the same."""

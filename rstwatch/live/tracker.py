@@ -139,7 +139,7 @@ class LiveTracker:
             return None
         for k in due:
             self.updated[k] = now
-        return storm_rows(self.label, self.storms, due, self.counted)
+        return storm_rows(self.label, self.storms, due, self.counted).to_pandas()     # live's batches are DataFrames
 
     def _classify(self, frames: np.ndarray) -> pd.DataFrame:
         keys = flow_hash(self.table)

@@ -244,7 +244,7 @@ def _typed_column(col, cache: dict) -> tuple:
         if col.buffers is not None:
             offsets, data = col.buffers
             return ("a", np.ascontiguousarray(offsets, dtype=np.int64), data, None, lambda v: _value_text(v, cache))
-    if isinstance(col, (Texts, columns.Meta, columns.Objects, list, np.ndarray)):
+    if isinstance(col, (Texts, columns.Meta, columns.Objects, columns.Missing, list, np.ndarray)):
         return _typed_objects(columns.tolist(col), cache)
     import pandas as pd                 # a pandas array (a table settled through pandas)
     return _typed(pd.Series(col, copy=False), cache)

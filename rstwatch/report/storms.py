@@ -1,13 +1,16 @@
 """One finding per flood, in the same shape as per-RST findings (plus counts). Its words (title,
-summary, remediation, errno, confidence) come from the flood rule of its detector (rules/*.yaml)."""
+summary, remediation, errno, confidence) come from the flood rule of its detector (rules/*.yaml).
+The rows are a columns.Table of lists, typed by pandas as the DataFrame of those rows was: a
+flood written as JSON Lines, CSV, EVE, Zeek or the terminal table needs no pandas (~0.25 s)."""
 from __future__ import annotations
 
-import pandas as pd
+import numpy as np
 
+from ..columns import Table
 from ..track.storms import StormTracker
 
 
-def storm_rows(file: str, tracker: StormTracker, keys=None, counted: dict | None = None) -> pd.DataFrame:
+def storm_rows(file: str, tracker: StormTracker, keys=None, counted: dict | None = None) -> Table:
     """One row per flood (only those in `keys` when given). With `counted` (key -> resets and
     connections already reported, updated here), a row counts only what came since: live
     reports a flood when it is detected, then what it added, so that the `resets` of its rows
@@ -43,4 +46,14 @@ def storm_rows(file: str, tracker: StormTracker, keys=None, counted: dict | None
             "title": rule.title, "remediation": [x.format(**values) for x in rule.remediation], "sender_inferred": False,
             "resets": st.rsts - before_rsts, "connections": st.flows - before_flows, "sources_sample": senders[:10],
         })
-    return pd.DataFrame(rows)
+    names = list(rows[0]) if rows else []
+    return Table({name: _column([row[name] for row in rows]) for name in names}, len(rows))
+
+
+def _column(values: list) -> np.ndarray | list:
+    """Numbers of one type as the numpy array pandas makes of them (the writers' fast kinds), any
+    other column as its list (typed by pandas, when a DataFrame is made, as before)."""
+    for kind, dtype in ((bool, np.bool_), (int, np.int64), (float, np.float64)):
+        if all(type(v) is kind for v in values):
+            return np.array(values, dtype)
+    return values

@@ -1,8 +1,8 @@
 """Resets per cause: counted from a findings table (`read`) or tallied batch by batch (`live`),
 for the same "By cause" summary. A flood finding stands for all of its resets.
 
-A findings table is a DataFrame or a columns.Table (`read` on a terminal): a Table of findings
-that are each one reset (no flood's `resets`, no copy's `copy_of`) is counted without pandas."""
+A findings table is a DataFrame or a columns.Table (`read` on a terminal): a Table is counted
+without pandas, but for one with `--hosts`' copies (`copy_of`)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -15,9 +15,6 @@ from .. import columns
 if TYPE_CHECKING:       # counting no finding (a capture without RST) needs no pandas
     import pandas as pd
 
-WEIGHTED = ("resets", "copy_of")    # columns that make a finding count other than once
-
-
 def column_list(df: pd.DataFrame | columns.Table, name: str) -> list:
     """A column's values as a list (a DataFrame's as pandas gives them)."""
     col = df[name]
@@ -25,8 +22,8 @@ def column_list(df: pd.DataFrame | columns.Table, name: str) -> list:
 
 
 def light_table(df: pd.DataFrame | columns.Table) -> pd.DataFrame | columns.Table:
-    """A Table of findings that each count once as it is; any other as a DataFrame."""
-    if isinstance(df, columns.Table) and any(c in df for c in WEIGHTED):
+    """A Table as it is, unless some of its findings do not count (`copy_of`): a DataFrame."""
+    if isinstance(df, columns.Table) and "copy_of" in df:
         return df.frame()
     return df
 
@@ -51,9 +48,12 @@ def counted(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _weights(df: pd.DataFrame | columns.Table) -> list[int]:
-    if isinstance(df, columns.Table):           # light_table: each finding one reset
+    if not isinstance(df, columns.Table):
+        return reset_weights(df).tolist()
+    if "resets" not in df:
         return [1] * len(df)
-    return reset_weights(df).tolist()
+    # reset_weights' rule on a Table's values: a flood's count, 1 where there is none
+    return [1 if v is None or v != v else int(v) for v in columns.tolist(df["resets"])]
 
 
 def _rows(df: pd.DataFrame | columns.Table):
@@ -103,8 +103,8 @@ def _missing(df: pd.DataFrame | columns.Table, name: str) -> bool:
 
 
 def reset_count(df: pd.DataFrame | columns.Table) -> int:
-    if isinstance(df, columns.Table):           # light_table: each finding one reset
-        return len(df)
+    if isinstance(df, columns.Table):           # light_table: no copies among them
+        return sum(_weights(df))
     df = counted(df)
     return int(reset_weights(df).sum()) if len(df) else 0
 
