@@ -68,7 +68,7 @@ class FileResult:
     def __getstate__(self) -> dict:
         """To the process that writes (`read --jobs`): the pieces, not the batch. A table on disk
         goes as its file's name (the workers share the reader's spill folder), one in memory as
-        this file's rows alone; the table of no finding is made there when asked for (adopt).
+        it is (_shipped); the table of no finding is made there when asked for (adopt).
         Built as one DataFrame each, the findings of every file were all held by the reader at
         once, with pandas loaded for them."""
         if self._findings is None:
@@ -85,12 +85,10 @@ class FileResult:
 
 def _shipped(table: Table | spill.Waiting | spill.Spilled, a: int, b: int) -> tuple:
     """A piece as sent to another process: on disk if its table waits to go there (the reader
-    holds what workers send it; what a worker keeps in memory is bounded as its reads are), else
-    its own rows only (a worker's batch table may hold other files')."""
-    table = spill.on_disk(table)
-    if isinstance(table, spill.Spilled):
-        return table, a, b
-    return rows_of(table, a, b), 0, b - a
+    holds what workers send it; what a worker keeps in memory is bounded as its reads are).
+    A table is sent whole: the files of a batch go back together (run._analyze_group), in one
+    pickle, which writes a table once however many of them refer to it."""
+    return spill.on_disk(table), a, b
 
 
 # Forgetting closed flows costs a pass over what is kept, so it runs only once the kept

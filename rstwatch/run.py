@@ -45,12 +45,7 @@ def _with_progress(work: list) -> list:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[packets]:,} packets"),
                TimeRemainingColumn()]
-    sizes = []
-    for w in work:
-        try:
-            sizes.append(w[0].stat().st_size)
-        except OSError:
-            sizes.append(0)
+    sizes = [_size(w[0]) for w in work]
     out = []
     # on stderr (rich's default is stdout: with the findings piped or redirected, no bar was shown)
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=False) as bar:
@@ -91,6 +86,42 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     return results, errors
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+# Files given to a worker together are classified together (one analyze.VerdictBatch), as
+# `--jobs 1` classifies a folder: a task per small file cost a classification each, and 1,223
+# small captures took 2.7 s on 2 workers against 1.7 s on one. A group holds files that follow
+# one another, about 1/GROUP_SHARE of a worker's share of the bytes (within GROUP_BYTES); a
+# file larger than that is a group alone.
+GROUP_SHARE = 8
+GROUP_BYTES = (1 << 20, 64 << 20)
+
+
+def _groups(work: list, workers: int) -> list[list]:
+    sizes = [_size(w[0]) for w in work]
+    target = min(max(sum(sizes) // (workers * GROUP_SHARE), GROUP_BYTES[0]), GROUP_BYTES[1])
+    groups: list[list] = []
+    held = 0
+    for w, size in zip(work, sizes):
+        if not groups or held + size > target:
+            groups.append([])
+            held = 0
+        groups[-1].append(w)
+        held += size
+    return groups
+
+
+def _analyze_group(group: list) -> list:
+    """_analyze_one of each item; the results go back in one pickle, which writes a batch table
+    the files share once (analyze.FileResult.__getstate__)."""
+    return [_analyze_one(w) for w in group]
+
+
 def _in_workers(work: list, workers: int) -> list:
     """`_analyze_one` of each item in `workers` processes, in input order. Ctrl-C (which the
     terminal sends to every process of the group) is the reader's alone to handle: the workers
@@ -99,7 +130,7 @@ def _in_workers(work: list, workers: int) -> list:
     from concurrent.futures import ProcessPoolExecutor
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_ignores_ctrl_c)
     try:
-        outcomes = list(pool.map(_analyze_one, work))
+        outcomes = [o for group in pool.map(_analyze_group, _groups(work, workers)) for o in group]
     except BaseException:
         _end_workers(pool)
         raise

@@ -52,8 +52,9 @@ def test_workers_send_pieces_the_reader_holds_bounded(tmp_path: Path, builtin_ru
             assert not errors
             if jobs == 2:
                 assert all(r._findings is None for r in results)         # no DataFrame came back
-                in_memory = [t for r in results for t, _, _ in r._pieces if not isinstance(t, spill.Spilled)]
-                on_disk = [t for r in results for t, _, _ in r._pieces if isinstance(t, spill.Spilled)]
+                tables = {id(t): t for r in results for t, _, _ in r._pieces}      # files share tables
+                in_memory = [t for t in tables.values() if not isinstance(t, spill.Spilled)]
+                on_disk = [t for t in tables.values() if isinstance(t, spill.Spilled)]
                 assert all(isinstance(t, Table) for t in in_memory)
                 assert sum(len(t) for t in in_memory) <= 2 * 300 and len(on_disk) >= 6
                 assert all(t.path.parent == spill._plan[0].directory for t in on_disk)
@@ -100,14 +101,16 @@ def test_ctrl_c_ends_busy_workers_at_once(tmp_path: Path, to_whom: str):
     its file and waiting for work: Ctrl-C to the process group (a terminal's: the waiting worker
     printed a traceback) or to the reader alone (kill -INT: it waited for the pipe, forever) must
     end the run at once with its one line and exit 130, and leave no worker reading the pipe."""
-    fifo = tmp_path / "a.pcap"
+    fifo, other = tmp_path / "a.pcap", tmp_path / "b.pcap"
     os.mkfifo(fifo)
-    proc = _reader([fifo, CAPTURES / "closed-port.pcap"])
+    hostile.rst_trickle(other, 16_000)      # over a megabyte: a group of its own (run._groups)
+    assert other.stat().st_size > 1 << 20
+    proc = _reader([fifo, other])
     end = None
     try:
         end = _open_when_read(fifo, proc)
         os.write(end, PCAP_HEADER)
-        time.sleep(1.0)                     # one worker waits in read(), the other for a file
+        time.sleep(2.5)                     # one worker waits in read(), the other for a file
         started = time.monotonic()
         if to_whom == "group":
             os.killpg(proc.pid, signal.SIGINT)
@@ -124,3 +127,18 @@ def test_ctrl_c_ends_busy_workers_at_once(tmp_path: Path, to_whom: str):
     with pytest.raises(BrokenPipeError):       # no worker left reading it
         os.write(end, b"\0" * 16)
     os.close(end)
+
+
+def test_small_files_go_to_a_worker_together_in_input_order(tmp_path: Path):
+    """Small files are sent in groups of neighbours (classified together there, as --jobs 1
+    classifies a folder); a file past the group's share of the bytes goes alone."""
+    from rstwatch.run import GROUP_BYTES, _groups
+    small = [tmp_path / f"s{k:02d}.pcap" for k in range(40)]
+    for path in small:
+        path.write_bytes((CAPTURES / "closed-port.pcap").read_bytes())
+    big = tmp_path / "big.pcap"
+    big.write_bytes(b"\0" * (GROUP_BYTES[0] + 1))
+    work = [(p, None, False, 0, None) for p in [*small[:20], big, *small[20:]]]
+    groups = _groups(work, 2)
+    assert [w for g in groups for w in g] == work                # every file once, in order
+    assert [len(g) for g in groups] == [20, 1, 20]
