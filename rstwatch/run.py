@@ -128,9 +128,14 @@ def _in_workers(work: list, workers: int) -> list:
     ignore it and are ended at once, as they are when a file fails under --debug, rather than
     each printing a traceback and the reader waiting for what they had begun."""
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_ignores_ctrl_c)
     try:
         outcomes = [o for group in pool.map(_analyze_group, _groups(work, workers)) for o in group]
+    except BrokenProcessPool:       # a worker killed from outside: the kernel's OOM killer, kill -9
+        _end_workers(pool)
+        raise RstwatchError("--jobs", f"a worker process was killed while reading (out of memory?); nothing was "
+                            f"written: try fewer jobs than {workers}") from None
     except BaseException:
         _end_workers(pool)
         raise

@@ -76,11 +76,14 @@ def test_a_file_without_findings_read_by_a_worker(tmp_path: Path):
     assert len(found) == 0 and {"cause", "rule", "community_id"} <= set(found.columns)
 
 
-def _reader(files: list[Path]) -> subprocess.Popen:
-    """`read --jobs 2 FILES` in its own process group, Ctrl-C handled as in a terminal."""
-    return subprocess.Popen([sys.executable, "-m", "rstwatch", "read", "--jobs", "2", *map(str, files), "--format", "jsonl"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def _reader(files: list[Path], tmp: Path, *more: str) -> subprocess.Popen:
+    """`read --jobs 2 FILES` in its own process group, Ctrl-C handled as in a terminal, its
+    temporary files in `tmp`."""
+    tmp.mkdir()
+    return subprocess.Popen([sys.executable, "-m", "rstwatch", "read", "--jobs", "2", *map(str, files), "--format", "jsonl",
+                             *more], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            env=dict(os.environ, TMPDIR=str(tmp)))
 
 
 def _open_when_read(fifo: Path, proc: subprocess.Popen) -> int:
@@ -95,6 +98,20 @@ def _open_when_read(fifo: Path, proc: subprocess.Popen) -> int:
             time.sleep(0.05)
 
 
+def _reading(parent: int, fifo: Path) -> int:
+    """The worker of `parent` that has `fifo` open (its open() returns just after ours)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for worker in map(int, Path(f"/proc/{parent}/task/{parent}/children").read_text().split()):
+            try:
+                if any(os.readlink(f"/proc/{worker}/fd/{fd}") == str(fifo) for fd in os.listdir(f"/proc/{worker}/fd")):
+                    return worker
+            except OSError:                 # a descriptor closed while we looked
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no worker of {parent} has {fifo} open")
+
+
 @pytest.mark.parametrize("to_whom", ["group", "reader"])
 def test_ctrl_c_ends_busy_workers_at_once(tmp_path: Path, to_whom: str):
     """One worker blocked reading a pipe that sends nothing after its header, the other done with
@@ -105,7 +122,7 @@ def test_ctrl_c_ends_busy_workers_at_once(tmp_path: Path, to_whom: str):
     os.mkfifo(fifo)
     hostile.rst_trickle(other, 16_000)      # over a megabyte: a group of its own (run._groups)
     assert other.stat().st_size > 1 << 20
-    proc = _reader([fifo, other])
+    proc = _reader([fifo, other], tmp_path / "tmp")
     end = None
     try:
         end = _open_when_read(fifo, proc)
@@ -127,6 +144,33 @@ def test_ctrl_c_ends_busy_workers_at_once(tmp_path: Path, to_whom: str):
     with pytest.raises(BrokenPipeError):       # no worker left reading it
         os.write(end, b"\0" * 16)
     os.close(end)
+    assert not list((tmp_path / "tmp").iterdir())          # the spill folder went too
+
+
+def test_a_worker_killed_is_one_line_and_the_output_is_kept(tmp_path: Path):
+    """A worker killed from outside (the OOM killer's SIGKILL) while it reads: one line saying
+    so, exit 2, the output file as it was. It was an internal error (exit 70) naming
+    concurrent.futures' BrokenProcessPool."""
+    fifo, out = tmp_path / "a.pcap", tmp_path / "kept.jsonl"
+    os.mkfifo(fifo)
+    out.write_text("precious\n")
+    proc = _reader([fifo, CAPTURES / "closed-port.pcap"], tmp_path / "tmp", "-o", str(out), "--force")
+    end = None
+    try:
+        end = _open_when_read(fifo, proc)
+        os.write(end, PCAP_HEADER)
+        reading = _reading(proc.pid, fifo)
+        os.kill(reading, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if end is not None:
+            os.close(end)
+    assert proc.returncode == 2, (proc.returncode, err)
+    assert err.startswith("rstwatch: error: --jobs: a worker process was killed") and err.count("\n") == 1, err
+    assert out.read_text() == "precious\n"
 
 
 def test_small_files_go_to_a_worker_together_in_input_order(tmp_path: Path):
