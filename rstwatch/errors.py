@@ -10,6 +10,9 @@ class RstwatchError(Exception):
         self.where = where
         self.reason = reason
 
+    def __reduce__(self):       # from a `--jobs` worker: rebuilt with both arguments (the default gives one)
+        return type(self), (self.where, self.reason)
+
 
 class CaptureError(RstwatchError):
     """A capture file could not be read at all (missing, not a capture, unsupported)."""
@@ -22,6 +25,9 @@ class RuleError(RstwatchError):
         self.problems = problems
         super().__init__(problems[0].split(":", 1)[0] if problems else "rules",
                          f"{len(problems)} rule problem(s)")
+
+    def __reduce__(self):
+        return type(self), (self.problems,)
 
     def __str__(self) -> str:
         return "\n".join(self.problems)

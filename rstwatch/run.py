@@ -73,7 +73,10 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     if cluster is not None:
         outcomes = cluster.map_files(files, rules, debug, storm_min, keep)
     elif jobs > 1 and len(files) > 1:
-        outcomes = _in_workers(work, min(jobs, len(files)))
+        from .workers import run_in_workers
+        groups = [[w[0] for w in group] for group in _groups(work, min(jobs, len(files)))]
+        done = run_in_workers(_analyze_group, groups, min(jobs, len(files)), _worker_shares, (rules, debug, storm_min, keep))
+        outcomes = [o for group in done for o in group]
         for o in outcomes:
             if isinstance(o, FileResult):
                 o.adopt(rules)
@@ -116,47 +119,18 @@ def _groups(work: list, workers: int) -> list[list]:
     return groups
 
 
-def _analyze_group(group: list) -> list:
-    """_analyze_one of each item; the results go back in one pickle, which writes a batch table
-    the files share once (analyze.FileResult.__getstate__)."""
-    return [_analyze_one(w) for w in group]
+_shared_work: tuple = ()          # a worker's (rules, debug, storm_min, read filter)
 
 
-def _in_workers(work: list, workers: int) -> list:
-    """`_analyze_one` of each item in `workers` processes, in input order. Ctrl-C (which the
-    terminal sends to every process of the group) is the reader's alone to handle: the workers
-    ignore it and are ended at once, as they are when a file fails under --debug, rather than
-    each printing a traceback and the reader waiting for what they had begun."""
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_ignores_ctrl_c)
-    try:
-        outcomes = [o for group in pool.map(_analyze_group, _groups(work, workers)) for o in group]
-    except BrokenProcessPool:       # a worker killed from outside: the kernel's OOM killer, kill -9
-        _end_workers(pool)
-        raise RstwatchError("--jobs", f"a worker process was killed while reading (out of memory?); nothing was "
-                            f"written: try fewer jobs than {workers}") from None
-    except BaseException:
-        _end_workers(pool)
-        raise
-    pool.shutdown()
-    return outcomes
+def _worker_shares(*shared) -> None:
+    global _shared_work
+    _shared_work = shared
 
 
-def _worker_ignores_ctrl_c() -> None:
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _end_workers(pool) -> None:
-    """Stop `pool`'s workers now, not after the files they are reading (Python 3.14 names this
-    terminate_workers; before it, the processes are the pool's own attribute)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())    # shutdown forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join()
+def _analyze_group(paths: list[Path]) -> list:
+    """In a worker, _analyze_one of each file; the results go back in one pickle, which writes a
+    batch table the files share once (analyze.FileResult.__getstate__)."""
+    return [_analyze_one((path, *_shared_work)) for path in paths]
 
 
 def tune_gc() -> None:

@@ -186,3 +186,21 @@ def test_small_files_go_to_a_worker_together_in_input_order(tmp_path: Path):
     groups = _groups(work, 2)
     assert [w for g in groups for w in g] == work                # every file once, in order
     assert [len(g) for g in groups] == [20, 1, 20]
+
+
+def test_an_error_raised_in_a_worker_is_its_own(tmp_path: Path):
+    """Under --debug a file's error is raised in its worker and sent to the reader: it must come
+    back as itself (RstwatchError took two arguments where unpickling gave one, the pool broke
+    and the reader said a worker was killed)."""
+    from rstwatch.errors import CaptureError, RuleError
+    import pickle
+    for error in (CaptureError("x.pcap", "not a pcap"), RuleError(["r.yaml:3: unknown feature", "r.yaml:9: bad"])):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and again.where == error.where
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"not a capture at all\n" * 4)
+    res = subprocess.run([sys.executable, "-m", "rstwatch", "read", str(CAPTURES / "closed-port.pcap"), str(garbage),
+                          str(CAPTURES / "rst-storm.pcap"), "--jobs", "2", "--debug", "--format", "jsonl"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "worker process was killed" not in res.stderr
+    assert f"CaptureError: {garbage}: not a pcap or pcapng file" in res.stderr.splitlines()[-1], res.stderr[-500:]
