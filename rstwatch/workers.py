@@ -9,8 +9,8 @@ concurrent.futures' process pool does the dispatch; what it leaves to its caller
   sending its result: the reader keeps no copy of the result pipe's writing end, so a message
   cut short is read as the end of the pipe, not waited for forever (the pool's own thread hung
   there, at the run's end or at the interpreter's exit).
-The pool's processes and pipes are its private attributes (stable from 3.8 to 3.13); where one
-is missing, that step is skipped and the pool's own behaviour is what is left."""
+The pool's processes and pipes are its private attributes (as Python 3.11 names them, checked
+here); where one is missing, that step is skipped and the pool's own behaviour is what is left."""
 from __future__ import annotations
 
 import multiprocessing
