@@ -497,8 +497,9 @@ def test_jobs_workers_spill_each_into_their_own_files(tmp_path: Path, builtin_ru
     tables (wrong file names, duplicated and missing findings, or a truncated pickle). Every
     finding must come back once, under its own file, in the order `--jobs 1` gives."""
     import io
-    from rstwatch import analyze, spill
+    from rstwatch import analyze, run, spill
     from rstwatch.analyze import VerdictBatch, findings_in_order
+    from rstwatch.columns import Table
     from rstwatch.report.formats import FORMATS
     from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
     from rstwatch.run import _stream, analyze_paths
@@ -512,6 +513,7 @@ def test_jobs_workers_spill_each_into_their_own_files(tmp_path: Path, builtin_ru
     monkeypatch.setattr(spill, "SPILL_AFTER", 300)
     # the workers make their own batch (the rules come to them as a copy): small ones there too
     monkeypatch.setattr(VerdictBatch.__init__, "__defaults__", (150,))
+    monkeypatch.setattr(run, "GROUP_BYTES", (1, 64 << 20))     # a file per worker, not both in one group
     texts = {}
     for jobs in (1, 2):
         out = io.StringIO()
@@ -519,6 +521,17 @@ def test_jobs_workers_spill_each_into_their_own_files(tmp_path: Path, builtin_ru
             analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
             results, errors = analyze_paths([folder], builtin_rules, jobs=jobs)
             assert not errors
+            if jobs == 2:
+                # what came back: pieces, no DataFrame; at most SPILL_AFTER rows in memory a
+                # worker (tests/test_jobs.py), the rest tables on disk by name
+                assert all(r._findings is None for r in results)
+                tables = {id(t): t for r in results for t, _, _ in r._pieces}      # files may share tables
+                in_memory = [t for t in tables.values() if not isinstance(t, spill.Spilled)]
+                on_disk = [t for t in tables.values() if isinstance(t, spill.Spilled)]
+                assert all(isinstance(t, Table) for t in in_memory)
+                assert sum(len(t) for t in in_memory) <= 2 * 300 and len(on_disk) >= 6
+                assert {t.path.parent for t in on_disk} == {spill._plan[0].directory}
+                assert len({t.path.name.split("-")[0] for t in on_disk}) == 2    # both workers spilled
             _stream(FORMATS["jsonl"], findings_in_order(results), out)
         texts[jobs] = out.getvalue()
     rows = [json.loads(line) for line in texts[2].splitlines()]

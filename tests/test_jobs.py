@@ -1,9 +1,11 @@
-"""`read --jobs N`: what the workers send back stays bounded and light, and Ctrl-C ends them at once.
+"""`read --jobs N` (rstwatch/workers.py): files grouped for the workers, Ctrl-C and dead workers.
+What the workers send back, pieces bounded in memory, is checked in tests/test_hostile.py
+(test_jobs_workers_spill_each_into_their_own_files), the reader's imports in test_startup.py.
 
 Before, each worker sent a file's findings back as one DataFrame: the reader held every finding
-of every file at once (a 1,000,000-reset file and a 300,000-reset one: 1.16 GB, against 415 MB
-with --jobs 1), and a Ctrl-C made each worker print a traceback while the reader waited for the
-files they were reading (forever for a pipe that sends nothing more)."""
+of every file at once (a 1,000,000-reset file and a 300,000-reset one: 2.5 GB in the reader,
+against 415 MB with --jobs 1), and a Ctrl-C made a waiting worker print a traceback while the
+reader waited for the files being read (forever for a pipe that sends nothing more)."""
 from __future__ import annotations
 
 import errno
@@ -23,44 +25,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import hostile  # noqa: E402
 
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-
-
-def test_workers_send_pieces_the_reader_holds_bounded(tmp_path: Path, builtin_rules, monkeypatch):
-    """Past SPILL_AFTER findings held by a worker, its tables come back as names of files in the
-    spill folder the workers share with the reader, not as rows: whatever the files hold, the
-    reader keeps at most SPILL_AFTER rows in memory per worker. The JSON Lines are --jobs 1's."""
-    import io
-    from rstwatch import analyze, spill
-    from rstwatch.analyze import VerdictBatch, findings_in_order
-    from rstwatch.columns import Table
-    from rstwatch.report.formats import FORMATS
-    from rstwatch.report.records import CONTRACT_FIELDS, EXTRA_FIELDS
-    from rstwatch.run import _stream, analyze_paths
-    folder = tmp_path / "three"
-    folder.mkdir()
-    for seed in (5, 6, 7):
-        (folder / f"host{seed}.pcap").write_bytes(hostile.PCAP_HEADER + hostile.rst_records(1_000, 99.0, seed=seed).tobytes())
-    (folder / "refused.pcap").write_bytes((CAPTURES / "closed-port.pcap").read_bytes())
-    monkeypatch.setattr(spill, "SPILL_AFTER", 300)
-    monkeypatch.setattr(VerdictBatch.__init__, "__defaults__", (150,))     # the workers' batches too
-    texts = {}
-    for jobs in (1, 2):
-        out = io.StringIO()
-        with spill.spilling(CONTRACT_FIELDS + EXTRA_FIELDS + ["conn_first_frame"]):
-            analyze._shared[:] = [VerdictBatch(builtin_rules, max_resets=150)]
-            results, errors = analyze_paths([folder], builtin_rules, jobs=jobs)
-            assert not errors
-            if jobs == 2:
-                assert all(r._findings is None for r in results)         # no DataFrame came back
-                tables = {id(t): t for r in results for t, _, _ in r._pieces}      # files share tables
-                in_memory = [t for t in tables.values() if not isinstance(t, spill.Spilled)]
-                on_disk = [t for t in tables.values() if isinstance(t, spill.Spilled)]
-                assert all(isinstance(t, Table) for t in in_memory)
-                assert sum(len(t) for t in in_memory) <= 2 * 300 and len(on_disk) >= 6
-                assert all(t.path.parent == spill._plan[0].directory for t in on_disk)
-            _stream(FORMATS["jsonl"], findings_in_order(results), out)
-        texts[jobs] = out.getvalue()
-    assert texts[2] == texts[1] and texts[1].count("\n") == 3_001
 
 
 def test_a_file_without_findings_read_by_a_worker(tmp_path: Path):
