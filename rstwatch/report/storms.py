@@ -1,7 +1,8 @@
 """One finding per flood, in the same shape as per-RST findings (plus counts). Its words (title,
 summary, remediation, errno, confidence) come from the flood rule of its detector (rules/*.yaml).
-The rows are a columns.Table of lists, typed by pandas as the DataFrame of those rows was: a
-flood written as JSON Lines, CSV, EVE, Zeek or the terminal table needs no pandas (~0.25 s)."""
+The rows are a columns.Table (numbers as numpy arrays, the rest as lists), typed by pandas as
+the DataFrame of those rows was: a flood written as JSON Lines, CSV, EVE, Zeek or the terminal
+table needs no pandas (~0.25 s)."""
 from __future__ import annotations
 
 import numpy as np

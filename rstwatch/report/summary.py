@@ -15,6 +15,7 @@ from .. import columns
 if TYPE_CHECKING:       # counting no finding (a capture without RST) needs no pandas
     import pandas as pd
 
+
 def column_list(df: pd.DataFrame | columns.Table, name: str) -> list:
     """A column's values as a list (a DataFrame's as pandas gives them)."""
     col = df[name]
