@@ -540,11 +540,13 @@ def _take(table: pd.DataFrame | Table, rows: np.ndarray) -> pd.DataFrame | Table
 
 
 def _joined(tables: list) -> pd.DataFrame | Table:
-    """Findings tables one after another: a Table when all are Tables of the same columns."""
+    """Findings tables one after another, with every column any of them has (a flood's `resets`
+    beside a reset's features): a Table when all are Tables, a column one lacks Missing there."""
     if len(tables) == 1:
         return tables[0]
-    if all(isinstance(t, Table) for t in tables) and all(t.columns == tables[0].columns for t in tables):
-        return Table.concat(tables)
+    if all(isinstance(t, Table) for t in tables):
+        union = list(dict.fromkeys(name for t in tables for name in t.columns))   # pandas' concat order
+        return Table.concat([t if t.columns == union else t.reindex(union) for t in tables])
     import pandas as pd
     return pd.concat([as_frame(t) for t in tables], ignore_index=True)
 
@@ -565,8 +567,6 @@ def _ordered(pieces: list, floods: pd.DataFrame | None, rows: int, light: bool) 
         order = np.argsort(np.concatenate([frame, columns.to_numpy(floods["frame"], np.int64, 0)]), kind="stable")
         source, row = source[order], row[order]
     loaded: tuple[int, pd.DataFrame | Table] | None = None
-    # a file's findings and floods both are joined as DataFrames, as before; floods alone, as they are
-    light = light and (floods is None or not pieces)
 
     def table_of(s: int) -> pd.DataFrame | Table:
         nonlocal loaded

@@ -103,3 +103,17 @@ def write_pcapng(path: Path, interfaces: list[tuple[int, int | None]], packets, 
             raise ValueError(resol)
         blocks.append(_block(e, 6, struct.pack(e + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame))
     path.write_bytes(b"".join(blocks))
+
+
+def merge_pcaps(path: Path, sources: list[tuple[Path, float]]) -> Path:
+    """One capture of the packets of each (capture, seconds to move its clock by) in time order,
+    as mergecap makes it: captures of one link type, moved to interleave their resets."""
+    linktypes, packets = set(), []
+    for source, shift in sources:
+        linktype, records = read_pcap_raw(source)
+        linktypes.add(linktype)
+        moved = round(shift * 1_000_000)
+        packets += [(*divmod(sec * 1_000_000 + usec + moved, 1_000_000), frame) for sec, usec, frame in records]
+    assert len(linktypes) == 1, f"{sources}: link types {linktypes}"
+    write_pcap(path, linktypes.pop(), sorted(packets, key=lambda p: (p[0], p[1])))
+    return path

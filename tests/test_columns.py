@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import CAPTURES, EXTERNAL
+from pcapgen import merge_pcaps
 from rstwatch.analyze import analyze_file, findings_in_order
 from rstwatch.columns import Masked, Table, Texts
 from rstwatch.engine.evaluate import ColumnArrays, rule_array, rule_mask
@@ -129,6 +130,27 @@ def test_formats_written_from_the_tables_are_those_of_the_dataframes(fresh_resul
         frames = list(findings_in_order(group))
         assert _written(LIGHT_WRITERS[fmt], light) == _written(LIGHT_WRITERS[fmt], frames), [r.path for r in group]
     assert tables >= 100
+
+
+# Floods and other resets in one capture, moved in time so that their rows alternate (no
+# bundled capture holds both): a flood's row is joined with the other findings' rows
+# (analyze._joined), as Tables where `read` writes light
+INTERLEAVED = [("port-scan.pcap", 0), ("closed-port.pcap", 51.6), ("rst-storm.pcap", 0),
+               ("data-after-close.pcap", 31.0), ("syn-flood.pcap", 0), ("accept-queue-overflow.pcap", 42.0)]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 1000])
+def test_floods_among_other_findings_are_written_from_tables_as_from_dataframes(tmp_path, rows):
+    path = merge_pcaps(tmp_path / "floods-among.pcap", [(CAPTURES / name, shift) for name, shift in INTERLEAVED])
+    findings = _read(path).findings
+    assert findings["cause"].tolist() == ["port-scan", "rst-storm", "data-after-close", "syn-flood",
+                                          "accept-queue-overflow"]
+    light = list(findings_in_order([_read(path)], rows=rows, light=True))
+    assert all(isinstance(t, Table) for t in light) and sum(map(len, light)) == 5
+    assert "".join(jsonl_text(t) for t in light) == "".join(line + "\n" for line in reference_lines(findings))
+    frames = list(findings_in_order([_read(path)], rows=rows))
+    for fmt, make in LIGHT_WRITERS.items():
+        assert _written(make, light) == _written(make, frames), fmt
 
 
 def test_a_table_slice_and_join_keep_the_values():

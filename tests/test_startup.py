@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import CAPTURES
+from pcapgen import merge_pcaps
 
 NO_RST = CAPTURES / "normal-close.pcap"     # a connection opened, used and closed: not one RST
 CONTROLS = sorted((CAPTURES / "real").glob("control-*.pcap"))     # real programs, not one RST either
@@ -90,6 +91,17 @@ def test_a_flood_beside_other_findings_needs_no_pandas(fmt):
     loaded, status, printed = probe("read", str(CAPTURES / "syn-flood.pcap"), str(CAPTURES / "closed-port.pcap"),
                                     "--format", fmt)
     assert status == 0 and "syn-flood" in printed and "closed-port" in printed
+    assert not loaded & {"pandas", "pyarrow"}, loaded & {"pandas", "pyarrow"}
+
+
+@pytest.mark.parametrize("fmt", TABLELESS)
+def test_a_flood_among_other_resets_of_one_capture_needs_no_pandas(tmp_path, fmt):
+    """A flood and other resets in one capture (an incident's): the flood's row is joined with
+    the others' as Tables (analyze._joined), so no format here loads pandas (they did, ~0.2 s)."""
+    merged = merge_pcaps(tmp_path / "flood-among.pcap", [(CAPTURES / "syn-flood.pcap", 0),
+                                                        (CAPTURES / "accept-queue-overflow.pcap", 42.0)])
+    loaded, status, printed = probe("read", str(merged), "--format", fmt)
+    assert status == 0 and "syn-flood" in printed and "accept-queue-overflow" in printed
     assert not loaded & {"pandas", "pyarrow"}, loaded & {"pandas", "pyarrow"}
 
 
