@@ -19,6 +19,7 @@ from .report.records import CONTRACT_FIELDS, EXTRA_FIELDS
 from .report.plaintext import visible
 from .spill import spilling
 from .sources.capture import Skipped, expand_inputs
+from .sources.stdin import is_stdin
 from .track.storms import STORM_MIN_FLOWS
 
 
@@ -72,14 +73,8 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     cluster = sys.modules["rstwatch.cluster"].current() if "rstwatch.cluster" in sys.modules else None
     if cluster is not None:
         outcomes = cluster.map_files(files, rules, debug, storm_min, keep)
-    elif jobs > 1 and len(files) > 1:
-        from .workers import run_in_workers
-        groups = [[w[0] for w in group] for group in _groups(work, min(jobs, len(files)))]
-        done = run_in_workers(_analyze_group, groups, min(jobs, len(files)), _worker_shares, (rules, debug, storm_min, keep))
-        outcomes = [o for group in done for o in group]
-        for o in outcomes:
-            if isinstance(o, FileResult):
-                o.adopt(rules)
+    elif jobs > 1 and sum(not is_stdin(f) for f in files) > 1:
+        outcomes = _in_workers(work, jobs)
     elif sys.stderr.isatty():
         outcomes = _with_progress(work)
     else:
@@ -87,6 +82,24 @@ def analyze_paths(paths: list[Path], rules: list[Rule], jobs: int = 1, debug: bo
     results = [o for o in outcomes if isinstance(o, FileResult)]
     errors = [o for o in outcomes if isinstance(o, str)]
     return results, errors
+
+
+def _in_workers(work: list, jobs: int) -> list:
+    """--jobs: the files read by worker processes, a group of them each (_groups); `-` read by
+    this process meanwhile, as a worker's sys.stdin is /dev/null (multiprocessing sets it so)."""
+    from .workers import run_in_workers
+    mine = [w for w in work if is_stdin(w[0])]
+    theirs = [w for w in work if not is_stdin(w[0])]
+    workers = min(jobs, len(theirs))
+    groups = [[w[0] for w in group] for group in _groups(theirs, workers)]
+    done, own = run_in_workers(_analyze_group, groups, workers, _worker_shares, theirs[0][1:],
+                               meanwhile=lambda: [_analyze_one(w) for w in mine])
+    outcomes = [o for group in done for o in group]
+    for o in outcomes:
+        if isinstance(o, FileResult):
+            o.adopt(work[0][1])
+    own, outcomes = iter(own), iter(outcomes)
+    return [next(own) if is_stdin(w[0]) else next(outcomes) for w in work]
 
 
 def _size(path: Path) -> int:

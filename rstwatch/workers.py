@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import RstwatchError
 
 
-def run_in_workers(task: Callable, items: list, workers: int, prepare: Callable | None = None, prepared: tuple = ()) -> list:
+def run_in_workers(task: Callable, items: list, workers: int, prepare: Callable | None = None, prepared: tuple = (),
+                   meanwhile: Callable[[], Any] | None = None) -> tuple[list, Any]:
     """`task(item)` for each item in `workers` forked processes, the outcomes in input order;
     `prepare(*prepared)` first in each worker. What every item shares goes there, once (a fork
     copies it): the items pass through a pipe the pool fills ahead of the workers, and when
     they were large (~60 KB of rules each) its feeding thread blocked on it, which hung the
-    pool's end when a worker died."""
+    pool's end when a worker died. `meanwhile()` runs in this process while they work (what
+    only it can do: a worker's standard input is /dev/null); its outcome comes second."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
@@ -37,6 +39,7 @@ def run_in_workers(task: Callable, items: list, workers: int, prepare: Callable 
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)    # a Ctrl-C meanwhile is raised here
         _close(getattr(getattr(pool, "_result_queue", None), "_writer", None))
+        own = meanwhile() if meanwhile is not None else None
         _wait(futures, list((getattr(pool, "_processes", None) or {}).values()))
         outcomes = [f.result() for f in futures]
     except BrokenProcessPool:
@@ -47,7 +50,7 @@ def run_in_workers(task: Callable, items: list, workers: int, prepare: Callable 
         _end(pool)
         raise
     pool.shutdown()
-    return outcomes
+    return outcomes, own
 
 
 def _wait(futures: list, processes: list) -> None:

@@ -168,3 +168,20 @@ def test_an_error_raised_in_a_worker_is_its_own(tmp_path: Path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "worker process was killed" not in res.stderr
     assert f"CaptureError: {garbage}: not a pcap or pcapng file" in res.stderr.splitlines()[-1], res.stderr[-500:]
+
+
+@pytest.mark.parametrize("name", ["-", "/dev/stdin"])
+def test_standard_input_among_files_is_read_by_the_reader(name: str):
+    """A worker's sys.stdin is /dev/null: `-` among other files is read by the reader while the
+    workers read the rest (before, `-: empty file` and exit 1). /dev/stdin, opened by its name,
+    reads the pipe the worker inherited."""
+    files = [str(CAPTURES / "data-after-close.pcap"), name, str(CAPTURES / "linger-zero-abort.pcap"),
+             str(CAPTURES / "rst-storm.pcap")]
+    piped = (CAPTURES / "closed-port.pcap").read_bytes()
+    runs = [subprocess.run([sys.executable, "-m", "rstwatch", "read", *files, "--jobs", jobs, "--format", "jsonl"],
+                           input=piped, capture_output=True, timeout=120) for jobs in ("2", "1")]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr.decode()[-300:]
+    lines = runs[0].stdout.decode().splitlines()
+    assert [line.split('"cause":"')[1].split('"')[0] for line in lines] == [
+        "data-after-close", "closed-port", "linger-zero-abort", "rst-storm"]
+    assert f'"file":"{name}"' in lines[1] and runs[0].stdout == runs[1].stdout
