@@ -47,6 +47,14 @@ def test_gzip_of_something_else(tmp_path):
     assert_clean_error(run_cli("read", str(p)), "x.pcap.gz", "gzip data that is not a capture")
 
 
+def test_gzip_damaged_in_its_first_block(tmp_path):
+    """zlib's own error before the first bytes came out (it was an internal error, exit 70)."""
+    packed = gzip.compress(GOOD.read_bytes())
+    p = tmp_path / "bad.pcap.gz"
+    p.write_bytes(packed[:10] + bytes([packed[10] ^ 1]) + packed[11:])
+    assert_clean_error(run_cli("read", str(p)), "bad.pcap.gz", "not a readable gzip file (Error -3 while decompressing")
+
+
 def test_truncated_file_keeps_resets_before_the_damage(tmp_path):
     data = GOOD.read_bytes()
     p = tmp_path / "cut.pcap"

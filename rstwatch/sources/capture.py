@@ -6,6 +6,7 @@ import gzip
 import os
 import re
 import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,7 +34,7 @@ def sniff(path: Path) -> str | None:
         stream, _ = open_stream(path)
         with stream:
             head = stream.read(4)
-    except (CaptureError, OSError, EOFError, gzip.BadGzipFile):
+    except (CaptureError, OSError, EOFError, gzip.BadGzipFile, zlib.error):
         return None
     if is_pcap(head):
         return "pcap"
@@ -138,7 +139,7 @@ def iter_segments(path: Path, diag: Diagnostics, progress: Progress | None = Non
     with stream:
         try:
             head = stream.read(4)
-        except (EOFError, OSError, gzip.BadGzipFile) as exc:
+        except (EOFError, OSError, gzip.BadGzipFile, zlib.error) as exc:     # zlib: its first block damaged
             raise CaptureError(str(path), f"not a readable gzip file ({exc})") from None
         if not head:
             raise CaptureError(str(path), "empty file")
