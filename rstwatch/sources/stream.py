@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from .diagnostics import Diagnostics
+from .fastgzip import RereadableGzip, open_gzip
 
 CHUNK_BYTES = 8 * 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
@@ -35,7 +36,7 @@ def open_stream(path: Path) -> tuple[BinaryIO, bool]:
     head = raw.read(2)
     raw.seek(0)
     if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), True
+        return open_gzip(raw), True
     return raw, False
 
 
@@ -65,7 +66,7 @@ class ChunkBuffer:
         # gzip: one decompression step a call (readinto1), so a stream that ends early loses
         # nothing before the damage; filling the whole buffer in one call threw away what that
         # call had decompressed (a small truncated .gz gave no packet at all)
-        buf._readinto = stream.readinto1 if isinstance(stream, gzip.GzipFile) else stream.readinto
+        buf._readinto = stream.readinto1 if isinstance(stream, (gzip.GzipFile, RereadableGzip)) else stream.readinto
         return buf
 
     @classmethod
