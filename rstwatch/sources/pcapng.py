@@ -137,7 +137,7 @@ def read_pcapng(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarra
 
 
 def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: Diagnostics) -> RecordIndex | None:
-    is_pkt = np.isin(types, PACKET_BLOCKS)
+    is_pkt = (types == EPB) | (types == SPB) | (types == PB)
     # Control blocks are rare: handle them in order in Python, remembering for each packet
     # block which section base applied when it was read.
     ctrl = np.flatnonzero(~is_pkt)
@@ -156,8 +156,9 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
             st.ifaces.append(_parse_idb(bytes(buf[off + 8:end - 4]), big))
             st.where.append((max(st.sections, 1), len(st.ifaces) - 1 - st.section_base))
     section_base[prev:] = st.section_base
-    pk = np.flatnonzero(is_pkt)
-    n = len(pk)
+    # a buffer of packet blocks only (all but a file's first): its arrays as they are, not copies
+    pk = slice(None) if not len(ctrl) else np.flatnonzero(is_pkt)
+    n = len(offs) if not len(ctrl) else len(pk)
     if n == 0:
         return None
     frames = np.arange(st.next_frame, st.next_frame + n, dtype=np.int64)
@@ -165,36 +166,49 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
     diag.packets += n
     block_end = block_end[pk]
     local, ticks, caplen, data = (f[pk] for f in fields)
-    is_spb = types[pk] == SPB
+    types = types[pk]
+    is_spb = types == SPB
+    any_spb = bool(is_spb.any())
     iface = section_base[pk] + local
     ok = (iface < len(st.ifaces)) & (data + caplen <= block_end - 4) & (caplen >= 0)
-    bad = int((~ok).sum())
-    if bad:
+    all_ok = bool(ok.all())
+    if not all_ok:
+        bad = int((~ok).sum())
         diag.skip("packet block references an undefined interface or overruns its block", bad)
         diag.warn(f"{bad} packet block(s) reference an undefined interface or overrun their block; skipped")
     linktype = np.full(n, -1, np.int32)
     ts_ns = np.zeros(n, np.int64)
-    used = iface[ok]
+    used = iface if all_ok else iface[ok]
     one_iface = len(used) and (used == used[0]).all()       # the common case: skip the sort
     for k in (used[:1] if one_iface else distinct(used)):
-        sel = ok & (iface == k)
         itf = st.ifaces[int(k)]
-        linktype[sel] = itf.linktype
-        ts_ns[sel], beyond = itf.to_ns(ticks[sel])
+        if one_iface and all_ok:                # every row: no mask to apply
+            linktype[:] = itf.linktype
+            ts_ns, beyond = itf.to_ns(ticks)
+        else:
+            sel = ok & (iface == k)
+            linktype[sel] = itf.linktype
+            ts_ns[sel], beyond = itf.to_ns(ticks[sel])
         if beyond:
             diag.warn(f"packets of interface {int(k)} have times after 2262-04-11 (its timestamps count {itf.unit()}): "
                       f"they are shown as 2262-04-11T23:47:16Z, where tshark shows the later date")
-        if itf.snaplen:
-            caplen[sel & is_spb] = np.minimum(caplen[sel & is_spb], itf.snaplen)
-    timed = ok & ~is_spb
-    if is_spb.any():
+        if itf.snaplen and any_spb:
+            sel_spb = ok & (iface == k) & is_spb
+            caplen[sel_spb] = np.minimum(caplen[sel_spb], itf.snaplen)
+    timed = ok & ~is_spb if any_spb or not all_ok else ok
+    if any_spb:
         # Simple Packet Blocks carry no time: reuse the previous timed packet's, or the last
         # one of the previous buffer (0, the epoch, as Wireshark shows, before any).
         last_timed = np.maximum.accumulate(np.where(timed, np.arange(n), -1))
         ts_ns = np.where(last_timed >= 0, ts_ns[np.maximum(last_timed, 0)], st.last_ts_ns)
-    if timed.any():
+    if all_ok and not any_spb:
+        st.last_ts_ns = int(ts_ns[-1])
+    elif timed.any():
         st.last_ts_ns = int(ts_ns[np.flatnonzero(timed)[-1]])
-    _stored_reasons(buf, offs[pk], block_end, data, caplen, bigs[pk], ok & (types[pk] == EPB), ts_ns)
+    _stored_reasons(buf, offs[pk], block_end, data, caplen, bigs[pk], ok & (types == EPB), ts_ns)
+    if all_ok:
+        return PcapngRecords(data=data, caplen=caplen, linktype=linktype, frame=frames, ts_ns=ts_ns,
+                             iface=iface.astype(np.int32), where=st.where)
     keep = np.flatnonzero(ok)
     return PcapngRecords(data=data[keep], caplen=caplen[keep], linktype=linktype[keep],
                          frame=frames[keep], ts_ns=ts_ns[keep], iface=iface[keep].astype(np.int32), where=st.where)
