@@ -136,9 +136,10 @@ cdef tuple _packet_fields(const uint8_t* b, const int64_t[::1] offs, const int64
     """Second pass over the blocks found, into arrays of exactly their number (the first pass
     can only guess an upper bound, and numpy backs big arrays with huge pages)."""
     cdef Py_ssize_t n = offs.shape[0], i
-    local_arr = np.zeros(n, np.int64)
-    ticks_arr = np.zeros(n, np.uint64)
-    caplen_arr = np.zeros(n, np.int64)
+    # empty, each element written below: np.zeros' calloc made the kernel zero fresh pages first
+    local_arr = np.empty(n, np.int64)
+    ticks_arr = np.empty(n, np.uint64)
+    caplen_arr = np.empty(n, np.int64)
     data_arr = np.empty(n, np.int64)
     cdef int64_t[::1] local = local_arr, caplen = caplen_arr, data = data_arr
     cdef uint64_t[::1] ticks = ticks_arr
@@ -151,6 +152,9 @@ cdef tuple _packet_fields(const uint8_t* b, const int64_t[::1] offs, const int64
             btype = types[i]
             big = bigs_u8[i]
             data[i] = off + 28
+            local[i] = 0
+            ticks[i] = 0
+            caplen[i] = 0
             if btype == BT_SPB:
                 data[i] = off + 12
                 # the packet's original length, bounded by the block (a negative result is skipped)
