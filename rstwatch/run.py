@@ -88,16 +88,17 @@ def _in_workers(work: list, jobs: int) -> list:
     """--jobs: the files read by worker processes, a group of them each (_groups); `-` read by
     this process meanwhile, as a worker's sys.stdin is /dev/null (multiprocessing sets it so)."""
     from .workers import run_in_workers
+    shared = work[0][1:]                    # (rules, debug, storm_min, read filter): the same for every file
     mine = [w for w in work if is_stdin(w[0])]
     theirs = [w for w in work if not is_stdin(w[0])]
     workers = min(jobs, len(theirs))
     groups = [[w[0] for w in group] for group in _groups(theirs, workers)]
-    done, own = run_in_workers(_analyze_group, groups, workers, _worker_shares, theirs[0][1:],
+    done, own = run_in_workers(_analyze_group, groups, workers, _worker_shares, shared,
                                meanwhile=lambda: [_analyze_one(w) for w in mine])
     outcomes = [o for group in done for o in group]
     for o in outcomes:
         if isinstance(o, FileResult):
-            o.adopt(work[0][1])
+            o.adopt(shared[0])
     own, outcomes = iter(own), iter(outcomes)
     return [next(own) if is_stdin(w[0]) else next(outcomes) for w in work]
 
