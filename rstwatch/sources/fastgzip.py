@@ -13,29 +13,39 @@ from __future__ import annotations
 import gzip
 from typing import BinaryIO
 
-try:
-    from isal.igzip import IGzipFile
-except ImportError:                 # pragma: no cover - isal is a dependency; this is its absence
-    IGzipFile = None
-
 SKIP_BYTES = 1 << 20                # what the standard library decompresses a call while catching up
+_UNLOADED = object()
+IGzipFile = _UNLOADED               # isal's reader, imported with the first gzip file (a plain capture needs none)
+
+
+def igzip_class():
+    """isal's IGzipFile, or None where isal is not installed."""
+    global IGzipFile
+    if IGzipFile is _UNLOADED:
+        try:
+            from isal.igzip import IGzipFile as loaded
+        except ImportError:         # pragma: no cover - isal is a dependency; this is its absence
+            loaded = None
+        IGzipFile = loaded
+    return IGzipFile
 
 
 def open_gzip(raw: BinaryIO):
     """A gzip reader over `raw`, a file at the start of its gzip data that can seek back there."""
-    if IGzipFile is None:
+    reader = igzip_class()
+    if reader is None:
         return gzip.GzipFile(fileobj=raw, mode="rb")
-    return RereadableGzip(raw)
+    return RereadableGzip(raw, reader)
 
 
 class RereadableGzip:
     """The few calls the readers make of a gzip stream (read, readinto1, fileobj, close), from
     isal while it has no complaint, then from `gzip` resumed where isal left off."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, fast_reader) -> None:
         self.fileobj = raw
         self._start = raw.tell()
-        self._reader = IGzipFile(fileobj=raw, mode="rb")
+        self._reader = fast_reader(fileobj=raw, mode="rb")
         self._fast = True
         self._given = 0                 # decompressed bytes handed out so far
 
