@@ -137,7 +137,7 @@ def read_pcapng(src: ChunkBuffer, diag: Diagnostics) -> Iterator[tuple[np.ndarra
 
 
 def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: Diagnostics) -> RecordIndex | None:
-    is_pkt = (types == EPB) | (types == SPB) | (types == PB)
+    is_pkt = (types == EPB) | (types == SPB) | (types == PB)     # PACKET_BLOCKS (np.isin sorts: ~5 ms per 1 M)
     # Control blocks are rare: handle them in order in Python, remembering for each packet
     # block which section base applied when it was read.
     ctrl = np.flatnonzero(~is_pkt)
@@ -195,21 +195,16 @@ def _index_blocks(buf, offs, types, bigs, stop: int, fields, st: _State, diag: D
         if itf.snaplen and any_spb:
             sel_spb = ok & (iface == k) & is_spb
             caplen[sel_spb] = np.minimum(caplen[sel_spb], itf.snaplen)
-    timed = ok & ~is_spb if any_spb or not all_ok else ok
+    timed = ok & ~is_spb
     if any_spb:
         # Simple Packet Blocks carry no time: reuse the previous timed packet's, or the last
         # one of the previous buffer (0, the epoch, as Wireshark shows, before any).
         last_timed = np.maximum.accumulate(np.where(timed, np.arange(n), -1))
         ts_ns = np.where(last_timed >= 0, ts_ns[np.maximum(last_timed, 0)], st.last_ts_ns)
-    if all_ok and not any_spb:
-        st.last_ts_ns = int(ts_ns[-1])
-    elif timed.any():
+    if timed.any():
         st.last_ts_ns = int(ts_ns[np.flatnonzero(timed)[-1]])
     _stored_reasons(buf, offs[pk], block_end, data, caplen, bigs[pk], ok & (types == EPB), ts_ns)
-    if all_ok:
-        return PcapngRecords(data=data, caplen=caplen, linktype=linktype, frame=frames, ts_ns=ts_ns,
-                             iface=iface.astype(np.int32), where=st.where)
-    keep = np.flatnonzero(ok)
+    keep = slice(None) if all_ok else np.flatnonzero(ok)     # all of them: views, not copies
     return PcapngRecords(data=data[keep], caplen=caplen[keep], linktype=linktype[keep],
                          frame=frames[keep], ts_ns=ts_ns[keep], iface=iface[keep].astype(np.int32), where=st.where)
 
