@@ -74,3 +74,21 @@ def test_a_missing_compiled_module_sets_up_again(tmp_path):
     (tmp / "rstwatch" / "track" / "walkloop.cpython-311-x86_64-linux-gnu.so").unlink()
     _launch(tmp)
     assert _setup_runs(tmp) == 2
+
+
+def _makes_venvs(python: str) -> bool:
+    return subprocess.run([python, "-c", "import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))"],
+                          capture_output=True).returncode == 0
+
+
+def test_the_checkouts_venv_runs_on_the_distributions_python():
+    """bin/setup makes .venv from /usr/bin/python3 (Debian's is built with PGO and LTO: ~10% less
+    CPU per command than pyenv's default build, docs/performance.md) unless PYTHON names another."""
+    venv = ROOT / ".venv" / "bin" / "python"
+    base = subprocess.run([str(venv), "-c", "import sys; print(sys._base_executable)"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    chosen = os.environ.get("PYTHON") or ("/usr/bin/python3" if Path("/usr/bin/python3").exists()
+                                          and _makes_venvs("/usr/bin/python3") else shutil.which("python3"))
+    chosen = subprocess.run([chosen, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                            check=True).stdout.strip()        # through a shim (pyenv) to the interpreter
+    assert os.path.realpath(base) == os.path.realpath(chosen)
