@@ -156,14 +156,16 @@ def tune_gc() -> None:
 
 def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: bool,
              rule_dirs: list[Path], jobs: int, debug: bool = False, storm_min: int = STORM_MIN_FLOWS,
-             filters: tuple = (), extract: Path | None = None, hosts: tuple = ((), None)) -> int:
+             filters: tuple = (), extract: Path | None = None, hosts: tuple = ((), None),
+             title: str | None = None, default: str | None = None) -> int:
+    """`read`, and `report` of captures (its `title`, and html as its `default` format)."""
     from .run_report import finish, plan
     if hosts[0] or hosts[1] is not None:        # --host / --hosts: several vantage points joined
         from .vantage.run import run_hosts
         tune_gc()
         return run_hosts(paths, hosts, fmt, output, force, rule_dirs, jobs, debug, storm_min, filters, extract)
     from .sources.readfilter import make_filter
-    chosen = plan(fmt, output, extract)         # md to stdout, an --extract folder that cannot be made: exit 2 now
+    chosen = plan(fmt, output, extract, default)    # md to stdout, an --extract folder that cannot be made: exit 2 now
     keep = make_filter(*filters) if filters else None     # bad --bpf/--since/--until: exit 2 before any work
     skipped: list[Skipped] = []
     from .run_report import check_all_outputs     # the output (never an input), beside a report, --extract
@@ -185,7 +187,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
             if not results:
                 return ExitStatus.USAGE
             from .run_report import run_info
-            info = run_info(results, rules, rule_dirs)
+            info = run_info(results, rules, rule_dirs, title)
             info.output, info.force = output, force
             with open_output(output, force, binary=chosen.binary) as out:
                 tables = findings_in_order(results, release=True, light=chosen.name in LIGHT and extract is None)
@@ -203,7 +205,7 @@ def run_read(paths: list[Path], fmt: str | None, output: Path | None, force: boo
     from .analyze import all_findings       # batch tables joined once: no DataFrame per small file
     pd = import_paused("pandas")
     findings = all_findings(results) if results else pd.DataFrame()
-    finish(chosen, findings, results, rules, rule_dirs, output, force, extract)   # formats: report/formats.py
+    finish(chosen, findings, results, rules, rule_dirs, output, force, extract, title)   # formats: report/formats.py
     return ExitStatus.PARTIAL if errors else ExitStatus.OK
 
 
