@@ -82,7 +82,7 @@ def _makes_venvs(python: str) -> bool:
 
 
 def test_the_checkouts_venv_runs_on_the_distributions_python():
-    """bin/setup makes .venv from /usr/bin/python3 (Debian's is built with PGO and LTO: ~10% less
+    """bin/setup makes .venv from /usr/bin/python3 (Debian's is built with PGO and LTO: 3-14% less
     CPU per command than pyenv's default build, docs/performance.md) unless PYTHON names another."""
     venv = ROOT / ".venv" / "bin" / "python"
     base = subprocess.run([str(venv), "-c", "import sys; print(sys._base_executable)"], capture_output=True,
